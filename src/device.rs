@@ -1,0 +1,541 @@
+//! `Device<S>`: a VFIO device whose security context is its type.
+
+use crate::error::{Error, ErrorKind, Result, TransitionError};
+use crate::ioas::Ioas;
+use crate::iommufd::Iommufd;
+use crate::region::{pci, Bar, Mmio, RegionInfo};
+use crate::sys::{self, vfio};
+use crate::sysfs;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A device state (type state). Sealed: only this crate's states exist.
+pub trait State: sealed::Sealed + 'static {
+    /// The state's name, for `Debug`.
+    const NAME: &'static str;
+}
+
+/// States in which the device is bound to an iommufd and its fd is usable.
+pub trait Bound: State {}
+
+/// Opened, not bound: the kernel refuses every ioctl and mmap on the fd (type state).
+/// See the [crate docs](crate#security-contexts).
+#[derive(Debug)]
+pub struct Unbound(());
+
+/// Bound to an iommufd, DMA blocked: the group sits in a blocking domain (type state).
+/// See the [crate docs](crate#security-contexts).
+#[derive(Debug)]
+pub struct BlockDma(());
+
+/// Attached to a page table `P` (an [`Ioas`]): DMA goes through its mappings (type state).
+/// See the [crate docs](crate#security-contexts).
+#[derive(Debug)]
+pub struct Attached<P = Ioas>(PhantomData<fn() -> P>);
+
+impl sealed::Sealed for Unbound {}
+impl sealed::Sealed for BlockDma {}
+impl<P: 'static> sealed::Sealed for Attached<P> {}
+impl State for Unbound {
+    const NAME: &'static str = "Unbound";
+}
+impl State for BlockDma {
+    const NAME: &'static str = "BlockDma";
+}
+impl State for Attached<Ioas> {
+    const NAME: &'static str = "Attached<Ioas>";
+}
+impl Bound for BlockDma {}
+impl Bound for Attached<Ioas> {}
+
+/// Everything a device holds, whatever its state. Field order is drop order:
+/// BAR mappings go first (MMIO is torn down before the fd closes), then the fd
+/// (closing it detaches and unbinds), then the IOAS and iommufd handles.
+pub(crate) struct Inner {
+    pub(crate) bars: Vec<Option<Bar>>,
+    pub(crate) fd: OwnedFd,
+    /// The BDF, or the cdev path when the BDF is unknown: for messages.
+    pub(crate) name: String,
+    /// Where to reopen the device on `unbind`.
+    pub(crate) cdev: Option<PathBuf>,
+    pub(crate) attached: Option<(Ioas, u32)>,
+    pub(crate) bound: Option<(Iommufd, u32)>,
+}
+
+/// A VFIO device in state `S`: [`Unbound`], [`BlockDma`] or [`Attached`].
+///
+/// Transitions consume the device and issue the ioctl; on failure they hand it
+/// back unchanged inside a [`TransitionError`]. Methods that need a bound fd
+/// (regions, MMIO, config space, IRQs, reset) exist only in bound states.
+pub struct Device<S: State> {
+    pub(crate) inner: Inner,
+    state: PhantomData<S>,
+}
+
+impl<S: State> Device<S> {
+    /// The device's name: its BDF, or its cdev path when opened by path.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn fail<T>(self, e: Error) -> std::result::Result<T, TransitionError<Self>> {
+        Err(TransitionError::new(self, e))
+    }
+}
+
+pub(crate) fn make<T: State>(inner: Inner) -> Device<T> {
+    Device { inner, state: PhantomData }
+}
+
+fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+}
+
+impl Device<Unbound> {
+    /// Opens the VFIO cdev of the PCI device `bdf` (e.g. `"0000:00:02.0"`),
+    /// found through sysfs `.../vfio-dev/vfioN`.
+    ///
+    /// # Errors
+    /// - [`ErrorKind::NotVfioPci`], with the `driver_override` commands, when the device is not on vfio-pci;
+    /// - [`ErrorKind::MultiDeviceGroup`] when its IOMMU group has other members: open it with [`crate::Group`];
+    /// - [`ErrorKind::NoDeviceCdev`] when the kernel has no VFIO cdev.
+    pub fn open(bdf: &str) -> Result<Self> {
+        Self::open_in(Path::new("/sys"), Path::new("/dev"), bdf)
+    }
+
+    pub(crate) fn open_in(sys: &Path, dev: &Path, bdf: &str) -> Result<Self> {
+        let group = sysfs::group_of(sys, bdf)?;
+        let members = sysfs::group_members(sys, group)?;
+        if members.len() > 1 {
+            let list: Vec<String> = members.iter().map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver"))).collect();
+            return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
+                .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
+                .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::open({group}, ..)")));
+        }
+        Self::open_member(sys, dev, bdf)
+    }
+
+    /// Opens one device without the single-device-group check (for `Group`).
+    pub(crate) fn open_member(sys: &Path, dev: &Path, bdf: &str) -> Result<Self> {
+        let name = sysfs::cdev_name(sys, bdf)?;
+        let path = dev.join("vfio/devices").join(&name);
+        let fd = open_rw(&path).map_err(|e| {
+            let err = Error::sys("open", format!("{bdf} ({})", path.display()), e);
+            if e == Errno::ENOENT {
+                err.kind_(ErrorKind::NoDeviceCdev).hint("the cdev node is missing: is devtmpfs mounted on /dev?")
+            } else {
+                err
+            }
+        })?;
+        Ok(make(Inner { bars: Vec::new(), fd, name: bdf.to_string(), cdev: Some(path), attached: None, bound: None }))
+    }
+
+    /// Opens a VFIO device cdev by path (`/dev/vfio/devices/vfioN`).
+    pub fn open_cdev(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let fd = open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
+        Ok(Self::from_fd_named(fd, path.display().to_string(), Some(path.to_path_buf())))
+    }
+
+    /// Wraps a device cdev fd received from elsewhere. Such a device cannot be
+    /// [`unbind`](Device::unbind)-ed (there is no path to reopen), only closed.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        let name = format!("device fd {}", fd.as_raw_fd());
+        Self::from_fd_named(fd, name, None)
+    }
+
+    fn from_fd_named(fd: OwnedFd, name: String, cdev: Option<PathBuf>) -> Self {
+        make(Inner { bars: Vec::new(), fd, name, cdev, attached: None, bound: None })
+    }
+
+    /// Binds the device to `iommufd` (`VFIO_DEVICE_BIND_IOMMUFD`): the kernel
+    /// claims DMA ownership of the device's whole IOMMU group and parks it in a
+    /// blocking domain. No DMA is possible until [`attach`](Device::attach).
+    ///
+    /// # Errors
+    /// The device comes back unbound. `EPERM` is explained: a group member on a
+    /// driver that does its own DMA ([`ErrorKind::GroupNotViable`], naming it),
+    /// or no interrupt remapping ([`ErrorKind::NoInterruptRemapping`]).
+    /// `EBADF`/`EINVAL`/`ENOTTY` mean the fd is not an iommufd.
+    #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
+    pub fn bind(self, iommufd: &Iommufd) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        let mut arg = vfio::vfio_device_bind_iommufd {
+            argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
+            iommufd: iommufd.as_fd().as_raw_fd(),
+            ..Default::default()
+        };
+        match sys::bind_iommufd(self.inner.fd.as_fd(), &mut arg) {
+            Ok(_) => {
+                let mut inner = self.inner;
+                inner.bound = Some((iommufd.clone(), arg.out_devid));
+                Ok(make(inner))
+            }
+            Err(e) => {
+                let err = crate::diagnose::bind_error(&self.inner.name, e);
+                self.fail(err)
+            }
+        }
+    }
+
+    /// Closes the fd.
+    pub fn close(self) {}
+}
+
+impl Device<BlockDma> {
+    /// Attaches the device to `ioas` (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`): DMA now
+    /// goes through the IOAS's mappings. Query [`Ioas::iova_ranges`] again
+    /// afterwards: attaching narrows them.
+    ///
+    /// # Errors
+    /// The device comes back in `BlockDma`. An IOAS of another iommufd is
+    /// refused before the ioctl (IOAS ids are per iommufd, so the kernel could
+    /// otherwise find a different object under the same id).
+    #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    pub fn attach(self, ioas: &Ioas) -> std::result::Result<Device<Attached<Ioas>>, TransitionError<Self>> {
+        match attach_pt(&self.inner, ioas) {
+            Ok(pt) => {
+                let mut inner = self.inner;
+                inner.attached = Some((ioas.clone(), pt));
+                Ok(make(inner))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
+    let (fd, _) = inner.bound.as_ref().expect("bound state has an iommufd");
+    let obj = format!("{} -> IOAS {}", inner.name, ioas.id());
+    if !fd.same_as(ioas.iommufd()) {
+        return Err(Error::new(ErrorKind::InvalidInput, "VFIO_DEVICE_ATTACH_IOMMUFD_PT", obj)
+            .detail("the IOAS belongs to another iommufd than the one the device is bound to")
+            .hint("allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to"));
+    }
+    let mut arg = vfio::vfio_device_attach_iommufd_pt {
+        argsz: sys::argsz::<vfio::vfio_device_attach_iommufd_pt>(),
+        pt_id: ioas.id(),
+        ..Default::default()
+    };
+    sys::ioctl(inner.fd.as_fd(), sys::raw::vfio_device_attach_iommufd_pt, &mut arg).map_err(|e| {
+        let err = Error::sys("VFIO_DEVICE_ATTACH_IOMMUFD_PT", obj, e);
+        if e == Errno::EINVAL {
+            err.detail("another device of this IOMMU group may be attached to a different IOAS; devices of one group must share one")
+        } else {
+            err
+        }
+    })?;
+    Ok(arg.pt_id)
+}
+
+impl Device<Attached<Ioas>> {
+    /// Moves the device to `ioas` in one ioctl (an atomic replace: there is no
+    /// moment in which DMA is unblocked to nowhere or to both).
+    ///
+    /// # Errors
+    /// The device comes back still attached to its current IOAS.
+    #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
+        match attach_pt(&self.inner, ioas) {
+            Ok(pt) => {
+                let mut inner = self.inner;
+                inner.attached = Some((ioas.clone(), pt));
+                Ok(make(inner))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Detaches (`VFIO_DEVICE_DETACH_IOMMUFD_PT`): the device's group goes back
+    /// to the blocking domain, so DMA is blocked again.
+    #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
+    pub fn detach(self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        let mut arg = vfio::vfio_device_detach_iommufd_pt {
+            argsz: sys::argsz::<vfio::vfio_device_detach_iommufd_pt>(),
+            ..Default::default()
+        };
+        match sys::ioctl(self.inner.fd.as_fd(), sys::raw::vfio_device_detach_iommufd_pt, &mut arg) {
+            Ok(_) => {
+                let mut inner = self.inner;
+                inner.attached = None;
+                Ok(make(inner))
+            }
+            Err(e) => {
+                let err = Error::sys("VFIO_DEVICE_DETACH_IOMMUFD_PT", self.inner.name.clone(), e);
+                self.fail(err)
+            }
+        }
+    }
+
+    /// The IOAS the device is attached to.
+    pub fn ioas(&self) -> &Ioas {
+        &self.inner.attached.as_ref().expect("attached state has an IOAS").0
+    }
+
+    /// The id of the hardware page table the kernel attached the device to
+    /// (devices of one group share it).
+    pub fn hwpt_id(&self) -> u32 {
+        self.inner.attached.as_ref().expect("attached state has an IOAS").1
+    }
+}
+
+/// Device information (`struct vfio_device_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Raw `VFIO_DEVICE_FLAGS_*`.
+    pub flags: u32,
+    /// Number of regions.
+    pub num_regions: u32,
+    /// Number of IRQ indexes.
+    pub num_irqs: u32,
+}
+
+impl DeviceInfo {
+    /// The device supports `VFIO_DEVICE_RESET`.
+    pub fn can_reset(&self) -> bool {
+        self.flags & vfio::VFIO_DEVICE_FLAGS_RESET != 0
+    }
+    /// A PCI device.
+    pub fn is_pci(&self) -> bool {
+        self.flags & vfio::VFIO_DEVICE_FLAGS_PCI != 0
+    }
+}
+
+/// Methods for every bound state.
+impl<S: Bound> Device<S> {
+    /// The device id the iommufd gave at bind.
+    pub fn dev_id(&self) -> u32 {
+        self.inner.bound.as_ref().map_or(0, |b| b.1)
+    }
+
+    /// The iommufd the device is bound to.
+    pub fn iommufd(&self) -> &Iommufd {
+        &self.inner.bound.as_ref().expect("bound state has an iommufd").0
+    }
+
+    /// `VFIO_DEVICE_GET_INFO`.
+    #[doc(alias = "VFIO_DEVICE_GET_INFO")]
+    pub fn info(&self) -> Result<DeviceInfo> {
+        let mut arg = vfio::vfio_device_info { argsz: sys::argsz::<vfio::vfio_device_info>(), ..Default::default() };
+        sys::ioctl(self.inner.fd.as_fd(), sys::raw::vfio_device_get_info, &mut arg)
+            .map_err(|e| Error::sys("VFIO_DEVICE_GET_INFO", self.inner.name.clone(), e))?;
+        Ok(DeviceInfo { flags: arg.flags, num_regions: arg.num_regions, num_irqs: arg.num_irqs })
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
+    #[doc(alias = "VFIO_DEVICE_GET_REGION_INFO")]
+    pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
+        region_info(self.inner.fd.as_fd(), &self.inner.name, index)
+    }
+
+    /// mmaps BAR `index` (every mmap-able area of it) and keeps the mapping in
+    /// the device. The mapping moves with the device through attach, detach
+    /// and replace, and is unmapped on unbind or close, before the fd closes.
+    /// Mapping an already-mapped BAR does nothing.
+    ///
+    /// # Errors
+    /// An index that is not a BAR, or a BAR the kernel does not let us mmap.
+    pub fn map_bar(&mut self, index: u32) -> Result<()> {
+        if index > 5 {
+            return Err(Error::new(ErrorKind::InvalidInput, "map BAR", format!("{} region {index}", self.inner.name)).detail("BARs are regions 0 to 5"));
+        }
+        if self.inner.bars.get(index as usize).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let info = self.region_info(index)?;
+        if info.size == 0 || !info.mmappable() {
+            return Err(Error::new(ErrorKind::InvalidInput, "map BAR", format!("{} BAR{index}", self.inner.name))
+                .detail(if info.size == 0 { "the BAR is not implemented" } else { "the kernel does not allow mmap of this BAR" }));
+        }
+        let bar = Bar::map(self.inner.fd.as_fd(), info, &self.inner.name)?;
+        if self.inner.bars.len() <= index as usize {
+            self.inner.bars.resize_with(index as usize + 1, || None);
+        }
+        self.inner.bars[index as usize] = Some(bar);
+        Ok(())
+    }
+
+    /// A view of BAR `index`, mapped earlier with [`map_bar`](Self::map_bar).
+    /// The view borrows the device, so it cannot outlive the binding.
+    pub fn mmio(&self, index: u32) -> Result<Mmio<'_>> {
+        match self.inner.bars.get(index as usize).and_then(Option::as_ref) {
+            Some(bar) => Ok(Mmio::new(self.inner.fd.as_fd(), bar, &self.inner.name)),
+            None => Err(Error::new(ErrorKind::InvalidInput, "MMIO", format!("{} BAR{index}", self.inner.name)).detail("BAR not mapped: call map_bar first")),
+        }
+    }
+
+    /// Reads PCI config space at `offset` (pread on the config region).
+    pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.region_read(pci::CONFIG, offset, buf)
+    }
+
+    /// Writes PCI config space at `offset` (pwrite on the config region).
+    pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.region_write(pci::CONFIG, offset, data)
+    }
+
+    /// Reads region `index` at `offset` with pread.
+    pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let info = self.region_info(index)?;
+        self.check_region(&info, offset, buf.len(), "pread")?;
+        let n = nix::sys::uio::pread(self.inner.fd.as_fd(), buf, (info.offset + offset) as i64)
+            .map_err(|e| Error::sys("pread", format!("{} region {index} offset {offset:#x}", self.inner.name), e))?;
+        if n != buf.len() {
+            return Err(Error::new(ErrorKind::Kernel, "pread", self.inner.name.clone()).detail(format!("short read: {n} of {}", buf.len())));
+        }
+        Ok(())
+    }
+
+    /// Writes region `index` at `offset` with pwrite.
+    pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
+        let info = self.region_info(index)?;
+        self.check_region(&info, offset, data.len(), "pwrite")?;
+        let n = nix::sys::uio::pwrite(self.inner.fd.as_fd(), data, (info.offset + offset) as i64)
+            .map_err(|e| Error::sys("pwrite", format!("{} region {index} offset {offset:#x}", self.inner.name), e))?;
+        if n != data.len() {
+            return Err(Error::new(ErrorKind::Kernel, "pwrite", self.inner.name.clone()).detail(format!("short write: {n} of {}", data.len())));
+        }
+        Ok(())
+    }
+
+    fn check_region(&self, info: &RegionInfo, offset: u64, n: usize, op: &'static str) -> Result<()> {
+        if offset.checked_add(n as u64).is_some_and(|e| e <= info.size) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::InvalidInput, op, format!("{} region {} offset {offset:#x}", self.inner.name, info.index))
+                .detail(format!("{n} bytes do not fit in the {:#x}-byte region", info.size)))
+        }
+    }
+
+    /// Resets the device (`VFIO_DEVICE_RESET`).
+    ///
+    /// # Errors
+    /// `EINVAL` when the device has no reset method ([`DeviceInfo::can_reset`] is false).
+    #[doc(alias = "VFIO_DEVICE_RESET")]
+    pub fn reset(&self) -> Result<()> {
+        sys::device_reset(self.inner.fd.as_fd()).map(drop).map_err(|e| {
+            let err = Error::sys("VFIO_DEVICE_RESET", self.inner.name.clone(), e);
+            if e == Errno::EINVAL {
+                err.detail("the device offers no reset (no FLR, PM or bus reset); check DeviceInfo::can_reset")
+            } else {
+                err
+            }
+        })
+    }
+
+    /// Unbinds by closing the fd and reopening the cdev: the kernel detaches
+    /// the device, returns its group to the default domain, and the new fd is
+    /// unbound. BAR mappings are torn down first.
+    ///
+    /// # Errors
+    /// If the cdev cannot be reopened (or the device was made with
+    /// [`Device::from_fd`]), the device comes back bound, BARs still mapped.
+    pub fn unbind(self) -> std::result::Result<Device<Unbound>, TransitionError<Self>> {
+        let Some(path) = self.inner.cdev.clone() else {
+            let e = Error::new(ErrorKind::InvalidInput, "unbind", self.inner.name.clone())
+                .detail("the device was made from an fd: there is no cdev path to reopen; use close()");
+            return self.fail(e);
+        };
+        let fd = match open_rw(&path) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let err = Error::sys("unbind (reopen)", format!("{} ({})", self.inner.name, path.display()), e);
+                return self.fail(err);
+            }
+        };
+        let name = self.inner.name.clone();
+        drop(self); // BARs unmapped, then the old fd closed: the kernel unbinds.
+        Ok(make(Inner { bars: Vec::new(), fd, name, cdev: Some(path), attached: None, bound: None }))
+    }
+
+    /// Closes the device: BARs unmapped, fd closed (the kernel detaches and unbinds).
+    pub fn close(self) {}
+
+    pub(crate) fn device_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd.as_fd()
+    }
+}
+
+pub(crate) fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
+    let mut buf = vec![0u64; 4];
+    loop {
+        sys::region_info(fd, index, &mut buf).map_err(|e| Error::sys("VFIO_DEVICE_GET_REGION_INFO", format!("{name} region {index}"), e))?;
+        let need = (buf[0] & 0xffff_ffff) as usize;
+        let need = if cfg!(target_endian = "big") { (buf[0] >> 32) as usize } else { need };
+        if need <= buf.len() * 8 {
+            break;
+        }
+        buf = vec![0u64; need.div_ceil(8)];
+    }
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    RegionInfo::decode(&bytes).map_err(|e| Error::new(ErrorKind::Kernel, "VFIO_DEVICE_GET_REGION_INFO", format!("{name} region {index}")).detail(format!("malformed capability chain: {e}")))
+}
+
+impl<S: State> fmt::Debug for Device<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct(&format!("Device<{}>", S::NAME));
+        d.field("name", &self.inner.name);
+        if let Some((_, id)) = &self.inner.bound {
+            d.field("dev_id", id);
+        }
+        if let Some((ioas, pt)) = &self.inner.attached {
+            d.field("ioas", &ioas.id()).field("hwpt", pt);
+        }
+        d.finish()
+    }
+}
+
+/// A device in any state, for tables and hot-plug code that should not be
+/// generic over the state. Move the typed device out to transition it.
+#[derive(Debug)]
+pub enum AnyDevice {
+    /// Opened, not bound.
+    Unbound(Device<Unbound>),
+    /// Bound, DMA blocked.
+    BlockDma(Device<BlockDma>),
+    /// Attached to an IOAS.
+    Attached(Device<Attached<Ioas>>),
+}
+
+impl AnyDevice {
+    /// The state's name.
+    pub fn state(&self) -> &'static str {
+        match self {
+            AnyDevice::Unbound(_) => Unbound::NAME,
+            AnyDevice::BlockDma(_) => BlockDma::NAME,
+            AnyDevice::Attached(_) => <Attached<Ioas>>::NAME,
+        }
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        match self {
+            AnyDevice::Unbound(d) => d.name(),
+            AnyDevice::BlockDma(d) => d.name(),
+            AnyDevice::Attached(d) => d.name(),
+        }
+    }
+}
+
+impl From<Device<Unbound>> for AnyDevice {
+    fn from(d: Device<Unbound>) -> Self {
+        AnyDevice::Unbound(d)
+    }
+}
+impl From<Device<BlockDma>> for AnyDevice {
+    fn from(d: Device<BlockDma>) -> Self {
+        AnyDevice::BlockDma(d)
+    }
+}
+impl From<Device<Attached<Ioas>>> for AnyDevice {
+    fn from(d: Device<Attached<Ioas>>) -> Self {
+        AnyDevice::Attached(d)
+    }
+}

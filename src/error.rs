@@ -1,0 +1,235 @@
+//! Errors: what failed (the operation), on what (BDF, IOAS id, IOVA range), the
+//! errno, and, when the cause is a setup problem, what to do about it.
+
+use nix::errno::Errno;
+use std::fmt;
+
+/// What kind of problem an [`Error`] is, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The device is not bound to `vfio-pci` (no `vfio-dev/` in sysfs).
+    NotVfioPci,
+    /// `/dev/iommu` is missing: the kernel lacks `CONFIG_IOMMUFD`.
+    NoIommufd,
+    /// `/dev/vfio/devices/` is missing: the kernel lacks `CONFIG_VFIO_DEVICE_CDEV`.
+    NoDeviceCdev,
+    /// The device shares its IOMMU group with other devices: use [`crate::Group`].
+    MultiDeviceGroup,
+    /// Some member of the IOMMU group is on a driver that does its own DMA.
+    GroupNotViable,
+    /// The platform has no interrupt remapping, so MSI is not isolated.
+    NoInterruptRemapping,
+    /// Pinning the memory would exceed `RLIMIT_MEMLOCK` (or the kernel is out of memory).
+    MemlockLimit,
+    /// The IOVA range overlaps an existing mapping.
+    Overlap,
+    /// The address or length is not aligned as the IOAS requires.
+    Alignment,
+    /// The IOVA range is outside the ranges the IOAS can map.
+    OutOfRange,
+    /// Nothing is mapped exactly at that range (partial unmaps are refused).
+    NotMapped,
+    /// The object is in use (an IOAS with devices attached, a group held elsewhere).
+    Busy,
+    /// The group is held by the other VFIO path (cdev vs legacy container).
+    PathConflict,
+    /// The argument is invalid for another reason.
+    InvalidInput,
+    /// The kernel refused the operation for a reason this crate does not classify.
+    Kernel,
+}
+
+/// An error from this crate.
+///
+/// Its `Display` reads as one sentence: the operation, the object, the errno,
+/// the detail, and a hint when the cause is a setup problem.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    op: &'static str,
+    object: String,
+    errno: Option<Errno>,
+    detail: Option<String>,
+    hint: Option<String>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, op: &'static str, object: impl Into<String>) -> Self {
+        Error {
+            kind,
+            op,
+            object: object.into(),
+            errno: None,
+            detail: None,
+            hint: None,
+        }
+    }
+
+    /// A failed system call, classified by errno as `Kernel` unless refined later.
+    pub(crate) fn sys(op: &'static str, object: impl Into<String>, errno: Errno) -> Self {
+        let kind = match errno {
+            Errno::EBUSY => ErrorKind::Busy,
+            _ => ErrorKind::Kernel,
+        };
+        Error::new(kind, op, object).errno(errno)
+    }
+
+    pub(crate) fn errno(mut self, errno: Errno) -> Self {
+        self.errno = Some(errno);
+        self
+    }
+
+    pub(crate) fn kind_(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The kind of problem.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The operation that failed, e.g. `"VFIO_DEVICE_BIND_IOMMUFD"` or `"open"`.
+    pub fn operation(&self) -> &'static str {
+        self.op
+    }
+
+    /// The object it failed on: a BDF, a path, an IOAS id, an IOVA range.
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+
+    /// The errno the kernel returned, when a system call failed.
+    pub fn raw_errno(&self) -> Option<Errno> {
+        self.errno
+    }
+
+    /// What to do about it, when the cause is a setup problem.
+    pub fn help(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// More about the cause (the overlapping range, the usable IOVA ranges, ...).
+    pub fn details(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {} failed", self.op, self.object)?;
+        if let Some(e) = self.errno {
+            write!(f, ": {} ({})", e, e.desc())?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, ": {d}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "; help: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.errno.as_ref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match e.errno {
+            Some(errno) => std::io::Error::from(errno).kind(),
+            None => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+/// A failed transition: the error, and the value handed back in the state it was in.
+///
+/// Like [`std::io::IntoInnerError`], it implements [`std::error::Error`] and
+/// converts into [`Error`] (dropping the value) so `?` works in functions that
+/// return `Result<_, iommufd::Error>`. To keep the value, match on it and call
+/// [`into_inner`](Self::into_inner).
+///
+/// Unless a method's `# Errors` section says otherwise, the value is exactly
+/// as it was before the call: same fd, same kernel state.
+pub struct TransitionError<T> {
+    value: T,
+    error: Error,
+}
+
+impl<T> TransitionError<T> {
+    pub(crate) fn new(value: T, error: Error) -> Self {
+        TransitionError { value, error }
+    }
+
+    /// The error.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The value handed back, in its previous state.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// Both halves.
+    pub fn into_parts(self) -> (T, Error) {
+        (self.value, self.error)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for TransitionError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransitionError")
+            .field("value", &self.value)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<T> fmt::Display for TransitionError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (the value was handed back unchanged)", self.error)
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for TransitionError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<TransitionError<T>> for Error {
+    fn from(e: TransitionError<T>) -> Self {
+        e.error
+    }
+}
+
+impl<T> From<TransitionError<T>> for std::io::Error {
+    fn from(e: TransitionError<T>) -> Self {
+        e.error.into()
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Formats an IOVA range `[iova, iova + len)` as the kernel's inclusive `[start, last]`.
+pub(crate) fn range(iova: u64, len: u64) -> String {
+    format!("IOVA [{:#x}, {:#x}]", iova, iova.wrapping_add(len).wrapping_sub(1))
+}

@@ -1,0 +1,87 @@
+//! `/dev/iommu`: the iommufd context every object lives in.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ioas::Ioas;
+use crate::sys;
+use nix::errno::Errno;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+/// An open iommufd (`/dev/iommu`): the context that owns IOASes and that
+/// devices bind to.
+///
+/// `Iommufd` is a cheap handle: clones share one file descriptor, and the fd is
+/// closed when the last handle (including the ones held by [`Ioas`] values and
+/// bound devices) is dropped. Two `Iommufd` values compare equal only if they
+/// are clones of one another; IOAS ids are only meaningful within one iommufd,
+/// so the crate refuses to attach a device to an IOAS of another iommufd.
+#[derive(Clone)]
+pub struct Iommufd {
+    fd: Arc<OwnedFd>,
+}
+
+impl Iommufd {
+    /// Opens `/dev/iommu`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoIommufd`] when the node does not exist (a kernel without
+    /// `CONFIG_IOMMUFD`); the errno from `open` otherwise (`EACCES` for an
+    /// unprivileged process: see [`from_fd`](Self::from_fd)).
+    pub fn open() -> Result<Self> {
+        let path = "/dev/iommu";
+        match nix::fcntl::open(path, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+            Ok(fd) => Ok(Iommufd::from_fd(fd)),
+            Err(Errno::ENOENT) => Err(Error::sys("open", path, Errno::ENOENT)
+                .kind_(ErrorKind::NoIommufd)
+                .hint("this kernel has no iommufd: enable CONFIG_IOMMUFD (Linux >= 6.2), or use the legacy VFIO container path")),
+            Err(e) => Err(Error::sys("open", path, e).hint(
+                "opening /dev/iommu needs read/write access; an unprivileged VMM can receive the fd from a privileged helper and use Iommufd::from_fd",
+            )),
+        }
+    }
+
+    /// Wraps an iommufd received from elsewhere (a privileged helper, as libvirt does).
+    ///
+    /// The fd is not checked here; an fd that is not an iommufd makes the first
+    /// operation on it fail (for example [`Device::bind`](crate::Device::bind)
+    /// fails and hands the device back).
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Iommufd { fd: Arc::new(fd) }
+    }
+
+    /// Allocates an empty I/O address space (`IOMMU_IOAS_ALLOC`).
+    #[doc(alias = "IOMMU_IOAS_ALLOC")]
+    pub fn alloc_ioas(&self) -> Result<Ioas> {
+        Ioas::alloc(self)
+    }
+
+    pub(crate) fn same_as(&self, other: &Iommufd) -> bool {
+        Arc::ptr_eq(&self.fd, &other.fd)
+    }
+
+    /// `IOMMU_DESTROY` of an object id.
+    pub(crate) fn destroy(&self, id: u32) -> std::result::Result<(), Errno> {
+        let mut arg = sys::IommuDestroy { size: sys::argsz::<sys::IommuDestroy>(), id };
+        sys::ioctl(self.fd.as_fd(), sys::raw::iommu_destroy, &mut arg).map(drop)
+    }
+}
+
+impl AsFd for Iommufd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl PartialEq for Iommufd {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_as(other)
+    }
+}
+impl Eq for Iommufd {}
+
+impl fmt::Debug for Iommufd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iommufd").field("fd", &self.fd.as_raw_fd()).finish()
+    }
+}

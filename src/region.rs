@@ -1,0 +1,496 @@
+//! Device regions: info with its capability chain, BAR mappings, MMIO views.
+
+use crate::error::{Error, ErrorKind, Result};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Region and IRQ indexes of a vfio-pci device.
+pub mod pci {
+    /// BAR 0 .. BAR 5 are region indexes 0 .. 5.
+    pub const BAR0: u32 = 0;
+    /// The expansion ROM region.
+    pub const ROM: u32 = 6;
+    /// PCI configuration space.
+    pub const CONFIG: u32 = 7;
+    /// VGA region.
+    pub const VGA: u32 = 8;
+    /// Legacy INTx interrupt.
+    pub const INTX_IRQ: u32 = 0;
+    /// MSI.
+    pub const MSI_IRQ: u32 = 1;
+    /// MSI-X.
+    pub const MSIX_IRQ: u32 = 2;
+    /// AER error notification.
+    pub const ERR_IRQ: u32 = 3;
+    /// Device release request (hot-unplug).
+    pub const REQ_IRQ: u32 = 4;
+}
+
+const FLAG_READ: u32 = 1 << 0;
+const FLAG_WRITE: u32 = 1 << 1;
+const FLAG_MMAP: u32 = 1 << 2;
+const FLAG_CAPS: u32 = 1 << 3;
+
+const CAP_SPARSE_MMAP: u16 = 1;
+const CAP_TYPE: u16 = 2;
+const CAP_MSIX_MAPPABLE: u16 = 3;
+
+/// One mmap-able area of a region (`struct vfio_region_sparse_mmap_area`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SparseArea {
+    /// Offset within the region.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A region capability (`struct vfio_info_cap_header` and what follows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegionCap {
+    /// Only these areas may be mmapped (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`).
+    SparseMmap(Vec<SparseArea>),
+    /// A device-specific region (`VFIO_REGION_INFO_CAP_TYPE`).
+    Type {
+        /// Vendor or `VFIO_REGION_TYPE_*`.
+        type_: u32,
+        /// Subtype.
+        subtype: u32,
+    },
+    /// The MSI-X table in this BAR may be mmapped (`VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`).
+    MsixMappable,
+    /// A capability this crate does not decode.
+    Unknown {
+        /// Capability id.
+        id: u16,
+        /// Capability version.
+        version: u16,
+    },
+}
+
+/// A malformed capability chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapError {
+    /// A header or its payload runs past the buffer the kernel filled.
+    OutOfBounds {
+        /// Offset of the offending capability.
+        offset: u32,
+    },
+    /// A capability's offset is not 4-byte aligned, or lies inside the fixed struct.
+    Misplaced {
+        /// Offset of the offending capability.
+        offset: u32,
+    },
+    /// The chain points back at a capability already seen.
+    Loop {
+        /// The offset seen twice.
+        offset: u32,
+    },
+}
+
+impl fmt::Display for CapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CapError::OutOfBounds { offset } => write!(f, "capability at {offset:#x} runs past the buffer"),
+            CapError::Misplaced { offset } => write!(f, "capability offset {offset:#x} is misaligned or inside the header"),
+            CapError::Loop { offset } => write!(f, "capability chain loops back to {offset:#x}"),
+        }
+    }
+}
+
+impl std::error::Error for CapError {}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+/// Parses a VFIO capability chain.
+///
+/// `buf` is the whole buffer the kernel filled (starting with the fixed info
+/// struct of `header_len` bytes); `first` is the struct's `cap_offset`, and
+/// every `next` is an offset from the start of `buf`; 0 ends the chain.
+/// Malformed chains (loops, offsets out of bounds or into the header) are
+/// errors, never panics or endless loops.
+pub fn parse_capabilities(buf: &[u8], header_len: usize, first: u32) -> Result<Vec<RegionCap>, CapError> {
+    let mut caps = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut off = first;
+    while off != 0 {
+        let o = off as usize;
+        if o < header_len || o % 4 != 0 {
+            return Err(CapError::Misplaced { offset: off });
+        }
+        if !seen.insert(off) {
+            return Err(CapError::Loop { offset: off });
+        }
+        let oob = CapError::OutOfBounds { offset: off };
+        let id = u16_at(buf, o).ok_or(oob.clone())?;
+        let version = u16_at(buf, o + 2).ok_or(oob.clone())?;
+        let next = u32_at(buf, o + 4).ok_or(oob.clone())?;
+        caps.push(match id {
+            CAP_SPARSE_MMAP => {
+                let n = u32_at(buf, o + 8).ok_or(oob.clone())? as usize;
+                let end = n.checked_mul(16).and_then(|b| b.checked_add(o + 16)).ok_or(oob.clone())?;
+                if end > buf.len() {
+                    return Err(oob);
+                }
+                let areas = (0..n)
+                    .map(|i| SparseArea { offset: u64_at(buf, o + 16 + 16 * i).unwrap(), size: u64_at(buf, o + 24 + 16 * i).unwrap() })
+                    .collect();
+                RegionCap::SparseMmap(areas)
+            }
+            CAP_TYPE => RegionCap::Type { type_: u32_at(buf, o + 8).ok_or(oob.clone())?, subtype: u32_at(buf, o + 12).ok_or(oob)? },
+            CAP_MSIX_MAPPABLE => RegionCap::MsixMappable,
+            _ => RegionCap::Unknown { id, version },
+        });
+        off = next;
+    }
+    Ok(caps)
+}
+
+/// `struct vfio_region_info` with its capabilities decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// Region index.
+    pub index: u32,
+    /// Raw `VFIO_REGION_INFO_FLAG_*`.
+    pub flags: u32,
+    /// Size in bytes (0: the region does not exist).
+    pub size: u64,
+    /// Offset of the region in the device fd (for pread/pwrite/mmap).
+    pub offset: u64,
+    /// The capability chain.
+    pub caps: Vec<RegionCap>,
+}
+
+impl RegionInfo {
+    /// Readable with pread.
+    pub fn readable(&self) -> bool {
+        self.flags & FLAG_READ != 0
+    }
+    /// Writable with pwrite.
+    pub fn writable(&self) -> bool {
+        self.flags & FLAG_WRITE != 0
+    }
+    /// May be mmapped (all of it, or the [`sparse_areas`](Self::sparse_areas)).
+    pub fn mmappable(&self) -> bool {
+        self.flags & FLAG_MMAP != 0
+    }
+    /// The areas that may be mmapped: the sparse list if there is one, else the whole region.
+    pub fn sparse_areas(&self) -> Vec<SparseArea> {
+        if !self.mmappable() || self.size == 0 {
+            return Vec::new();
+        }
+        for c in &self.caps {
+            if let RegionCap::SparseMmap(a) = c {
+                return a.clone();
+            }
+        }
+        vec![SparseArea { offset: 0, size: self.size }]
+    }
+
+    /// Decodes the buffer `VFIO_DEVICE_GET_REGION_INFO` filled.
+    pub(crate) fn decode(buf: &[u8]) -> Result<RegionInfo, CapError> {
+        let f = |o| u32_at(buf, o).ok_or(CapError::OutOfBounds { offset: o as u32 });
+        let flags = f(4)?;
+        let cap_offset = f(12)?;
+        let caps = if flags & FLAG_CAPS != 0 { parse_capabilities(buf, 32, cap_offset)? } else { Vec::new() };
+        Ok(RegionInfo {
+            index: f(8)?,
+            flags,
+            size: u64_at(buf, 16).ok_or(CapError::OutOfBounds { offset: 16 })?,
+            offset: u64_at(buf, 24).ok_or(CapError::OutOfBounds { offset: 24 })?,
+            caps,
+        })
+    }
+}
+
+/// One mmapped area of a BAR.
+pub(crate) struct MappedArea {
+    offset: u64,
+    map: MmapRaw,
+}
+
+/// A BAR's mappings, owned by the device (see [`Device::map_bar`](crate::Device::map_bar)).
+pub(crate) struct Bar {
+    pub(crate) info: RegionInfo,
+    areas: Vec<MappedArea>,
+}
+
+impl Bar {
+    /// mmaps every mmap-able area of `info` from the device fd.
+    pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Bar> {
+        let mut areas = Vec::new();
+        for a in info.sparse_areas() {
+            let map = MmapOptions::new()
+                .offset(info.offset + a.offset)
+                .len(a.size as usize)
+                .map_raw(fd.as_raw_fd())
+                .map_err(|e| {
+                    Error::new(ErrorKind::Kernel, "mmap BAR", format!("{name} region {}", info.index))
+                        .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size))
+                })?;
+            areas.push(MappedArea { offset: a.offset, map });
+        }
+        Ok(Bar { info, areas })
+    }
+}
+
+/// A bounds-checked view of one BAR, borrowed from a bound device.
+///
+/// Reads and writes are single, naturally aligned volatile accesses to the
+/// mmapped BAR; an offset in a part of the BAR the kernel does not let us
+/// mmap (a sparse hole, such as the MSI-X table) goes through `pread`/`pwrite`
+/// on the device fd instead. Because the view borrows the device, it cannot
+/// outlive the binding: `unbind`/`close` need the device by value.
+///
+/// `Mmio` is `Send` and `Sync`: it is a shared borrow of the device, and each
+/// access is one volatile load or store of device memory, which lies outside
+/// any Rust allocation; the device, not Rust, defines what concurrent register
+/// accesses mean, exactly as for a VMM's vCPU threads.
+#[derive(Clone, Copy)]
+pub struct Mmio<'d> {
+    fd: BorrowedFd<'d>,
+    bar: &'d Bar,
+    name: &'d str,
+}
+
+impl<'d> Mmio<'d> {
+    pub(crate) fn new(fd: BorrowedFd<'d>, bar: &'d Bar, name: &'d str) -> Self {
+        Mmio { fd, bar, name }
+    }
+
+    /// The BAR's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.bar.info.size
+    }
+
+    /// The region info this view was made from.
+    pub fn info(&self) -> &RegionInfo {
+        &self.bar.info
+    }
+
+    /// The host virtual address of the mmapped area containing `offset`, for a
+    /// VMM that hands the BAR to a guest (a KVM memory slot). It stays valid
+    /// until the device is unbound or closed, across attach, detach and replace.
+    pub fn host_address(&self, offset: u64) -> Option<*mut u8> {
+        self.area(offset, 1).map(|(a, rel)| a.map.as_mut_ptr().wrapping_add(rel))
+    }
+
+    fn area(&self, offset: u64, n: u64) -> Option<(&MappedArea, usize)> {
+        self.bar
+            .areas
+            .iter()
+            .find(|a| offset >= a.offset && offset + n <= a.offset + a.map.len() as u64)
+            .map(|a| (a, (offset - a.offset) as usize))
+    }
+
+    fn check(&self, offset: u64, n: u64, op: &'static str) -> Result<()> {
+        let in_bounds = offset.checked_add(n).is_some_and(|e| e <= self.bar.info.size);
+        if !in_bounds || offset % n != 0 {
+            return Err(Error::new(ErrorKind::InvalidInput, op, format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index)).detail(
+                format!("a {n}-byte access must be {n}-byte aligned and inside the {:#x}-byte BAR", self.bar.info.size),
+            ));
+        }
+        Ok(())
+    }
+
+    fn read<const N: usize>(&self, offset: u64) -> Result<[u8; N]> {
+        self.check(offset, N as u64, "MMIO read")?;
+        let mut out = [0u8; N];
+        if let Some((a, rel)) = self.area(offset, N as u64) {
+            let p = a.map.as_ptr().wrapping_add(rel);
+            // SAFETY: `p` is inside the live mapping (`area` checked the range),
+            // naturally aligned for N (offset % N == 0 and the mapping is page
+            // aligned), and the mapping lives as long as the device borrow.
+            unsafe {
+                match N {
+                    1 => out.copy_from_slice(&p.read_volatile().to_ne_bytes()),
+                    2 => out.copy_from_slice(&(p as *const u16).read_volatile().to_ne_bytes()),
+                    4 => out.copy_from_slice(&(p as *const u32).read_volatile().to_ne_bytes()),
+                    _ => out.copy_from_slice(&(p as *const u64).read_volatile().to_ne_bytes()),
+                }
+            }
+        } else {
+            let n = nix::sys::uio::pread(self.fd, &mut out, (self.bar.info.offset + offset) as i64)
+                .map_err(|e| Error::sys("MMIO read (pread)", format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index), e))?;
+            if n != N {
+                return Err(Error::new(ErrorKind::Kernel, "MMIO read (pread)", self.name.to_string()).detail(format!("short read: {n} of {N}")));
+            }
+        }
+        Ok(out)
+    }
+
+    fn write<const N: usize>(&self, offset: u64, val: [u8; N]) -> Result<()> {
+        self.check(offset, N as u64, "MMIO write")?;
+        if let Some((a, rel)) = self.area(offset, N as u64) {
+            let p = a.map.as_mut_ptr().wrapping_add(rel);
+            // SAFETY: as in `read`: in bounds, aligned, and the mapping is live.
+            unsafe {
+                match N {
+                    1 => p.write_volatile(val[0]),
+                    2 => (p as *mut u16).write_volatile(u16::from_ne_bytes(val[..2].try_into().unwrap())),
+                    4 => (p as *mut u32).write_volatile(u32::from_ne_bytes(val[..4].try_into().unwrap())),
+                    _ => (p as *mut u64).write_volatile(u64::from_ne_bytes(val[..8].try_into().unwrap())),
+                }
+            }
+        } else {
+            nix::sys::uio::pwrite(self.fd, &val, (self.bar.info.offset + offset) as i64)
+                .map_err(|e| Error::sys("MMIO write (pwrite)", format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index), e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a byte.
+    pub fn read8(&self, offset: u64) -> Result<u8> {
+        self.read::<1>(offset).map(|b| b[0])
+    }
+    /// Reads a 16-bit register (native endian, as the CPU sees it).
+    pub fn read16(&self, offset: u64) -> Result<u16> {
+        self.read::<2>(offset).map(u16::from_ne_bytes)
+    }
+    /// Reads a 32-bit register.
+    pub fn read32(&self, offset: u64) -> Result<u32> {
+        self.read::<4>(offset).map(u32::from_ne_bytes)
+    }
+    /// Reads a 64-bit register.
+    pub fn read64(&self, offset: u64) -> Result<u64> {
+        self.read::<8>(offset).map(u64::from_ne_bytes)
+    }
+    /// Writes a byte.
+    pub fn write8(&self, offset: u64, v: u8) -> Result<()> {
+        self.write(offset, [v])
+    }
+    /// Writes a 16-bit register.
+    pub fn write16(&self, offset: u64, v: u16) -> Result<()> {
+        self.write(offset, v.to_ne_bytes())
+    }
+    /// Writes a 32-bit register.
+    pub fn write32(&self, offset: u64, v: u32) -> Result<()> {
+        self.write(offset, v.to_ne_bytes())
+    }
+    /// Writes a 64-bit register.
+    pub fn write64(&self, offset: u64, v: u64) -> Result<()> {
+        self.write(offset, v.to_ne_bytes())
+    }
+}
+
+impl fmt::Debug for Mmio<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mmio").field("device", &self.name).field("bar", &self.bar.info.index).field("size", &self.bar.info.size).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(buf: &mut Vec<u8>, at: usize, id: u16, next: u32) {
+        if buf.len() < at + 8 {
+            buf.resize(at + 8, 0);
+        }
+        buf[at..at + 2].copy_from_slice(&id.to_ne_bytes());
+        buf[at + 2..at + 4].copy_from_slice(&1u16.to_ne_bytes());
+        buf[at + 4..at + 8].copy_from_slice(&next.to_ne_bytes());
+    }
+
+    fn put32(buf: &mut Vec<u8>, at: usize, v: u32) {
+        if buf.len() < at + 4 {
+            buf.resize(at + 4, 0);
+        }
+        buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn put64(buf: &mut Vec<u8>, at: usize, v: u64) {
+        if buf.len() < at + 8 {
+            buf.resize(at + 8, 0);
+        }
+        buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// A region info buffer with a sparse-mmap cap (2 areas), a type cap and MSI-X mappable.
+    fn crafted() -> Vec<u8> {
+        let mut b = vec![0u8; 32];
+        put32(&mut b, 0, 128);
+        put32(&mut b, 4, FLAG_READ | FLAG_WRITE | FLAG_MMAP | FLAG_CAPS);
+        put32(&mut b, 8, 2);
+        put32(&mut b, 12, 32);
+        put64(&mut b, 16, 0x4000);
+        put64(&mut b, 24, 0x20000000000);
+        header(&mut b, 32, CAP_SPARSE_MMAP, 80);
+        put32(&mut b, 40, 2);
+        put64(&mut b, 48, 0);
+        put64(&mut b, 56, 0x1000);
+        put64(&mut b, 64, 0x3000);
+        put64(&mut b, 72, 0x1000);
+        header(&mut b, 80, CAP_TYPE, 96);
+        put32(&mut b, 88, 0x8086);
+        put32(&mut b, 92, 7);
+        header(&mut b, 96, CAP_MSIX_MAPPABLE, 104);
+        header(&mut b, 104, 0x99, 0);
+        b
+    }
+
+    #[test]
+    fn decodes_a_full_chain() {
+        let info = RegionInfo::decode(&crafted()).unwrap();
+        assert_eq!(info.index, 2);
+        assert_eq!(info.size, 0x4000);
+        assert!(info.readable() && info.writable() && info.mmappable());
+        assert_eq!(
+            info.caps,
+            vec![
+                RegionCap::SparseMmap(vec![SparseArea { offset: 0, size: 0x1000 }, SparseArea { offset: 0x3000, size: 0x1000 }]),
+                RegionCap::Type { type_: 0x8086, subtype: 7 },
+                RegionCap::MsixMappable,
+                RegionCap::Unknown { id: 0x99, version: 1 },
+            ]
+        );
+        assert_eq!(info.sparse_areas().len(), 2);
+    }
+
+    #[test]
+    fn no_caps_flag_means_whole_region_mmappable() {
+        let mut b = crafted();
+        put32(&mut b, 4, FLAG_READ | FLAG_MMAP);
+        let info = RegionInfo::decode(&b).unwrap();
+        assert!(info.caps.is_empty());
+        assert_eq!(info.sparse_areas(), vec![SparseArea { offset: 0, size: 0x4000 }]);
+    }
+
+    #[test]
+    fn loops_are_errors() {
+        let mut b = crafted();
+        header(&mut b, 104, 0x99, 80); // back to the type cap
+        assert_eq!(RegionInfo::decode(&b), Err(CapError::Loop { offset: 80 }));
+        let mut b = crafted();
+        header(&mut b, 32, CAP_MSIX_MAPPABLE, 32); // points at itself
+        assert_eq!(parse_capabilities(&b, 32, 32), Err(CapError::Loop { offset: 32 }));
+    }
+
+    #[test]
+    fn out_of_bounds_and_misplaced_offsets_are_errors() {
+        let b = crafted();
+        assert_eq!(parse_capabilities(&b, 32, 4096), Err(CapError::OutOfBounds { offset: 4096 }));
+        assert_eq!(parse_capabilities(&b, 32, 8), Err(CapError::Misplaced { offset: 8 }));
+        assert_eq!(parse_capabilities(&b, 32, 34), Err(CapError::Misplaced { offset: 34 }));
+        assert_eq!(parse_capabilities(&b, 32, u32::MAX & !3), Err(CapError::OutOfBounds { offset: u32::MAX & !3 }));
+        // A sparse cap that claims more areas than the buffer holds.
+        let mut b = crafted();
+        put32(&mut b, 40, 1000);
+        assert_eq!(parse_capabilities(&b, 32, 32), Err(CapError::OutOfBounds { offset: 32 }));
+        put32(&mut b, 40, u32::MAX);
+        assert_eq!(parse_capabilities(&b, 32, 32), Err(CapError::OutOfBounds { offset: 32 }));
+        // Truncated in the middle of a header.
+        assert_eq!(parse_capabilities(&b[..84], 32, 80), Err(CapError::OutOfBounds { offset: 80 }));
+        // Empty buffer.
+        assert!(RegionInfo::decode(&[]).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! PCI topology from sysfs: drivers, IOMMU groups, VFIO cdev names.
+//!
+//! Every function takes the sysfs root, so the logic is tested on the host
+//! against a directory tree built in a temporary directory.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::path::{Path, PathBuf};
+
+/// Drivers that leave DMA to the device's owner, so a group member on one of
+/// them does not make the group unsafe to hand out.
+pub const DMA_SAFE_DRIVERS: &[&str] = &["vfio-pci", "pci-stub", "pcieport"];
+
+/// Checks that `bdf` looks like `dddd:bb:dd.f` (hex), so it cannot name a path
+/// outside `/sys/bus/pci/devices`.
+pub fn validate_bdf(bdf: &str) -> Result<()> {
+    let b = bdf.as_bytes();
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
+    let ok = b.len() == 12 && hex(0..4) && b[4] == b':' && hex(5..7) && b[7] == b':' && hex(8..10) && b[10] == b'.' && (b'0'..=b'7').contains(&b[11]);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::InvalidInput, "parse PCI address", format!("{bdf:?}"))
+            .detail("expected domain:bus:device.function, e.g. 0000:00:02.0"))
+    }
+}
+
+/// A PCI device as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciDevice {
+    /// `dddd:bb:dd.f`.
+    pub bdf: String,
+    /// The bound driver's name, if any.
+    pub driver: Option<String>,
+}
+
+impl PciDevice {
+    /// Whether this device, as a member of a group being handed out, is safe:
+    /// no driver, or one that leaves DMA to the owner.
+    pub fn is_dma_safe(&self) -> bool {
+        self.driver.as_deref().is_none_or(|d| DMA_SAFE_DRIVERS.contains(&d))
+    }
+
+    /// The shell commands that move this device to vfio-pci.
+    pub fn rebind_hint(&self) -> String {
+        rebind_commands(&self.bdf, self.driver.is_some())
+    }
+}
+
+pub(crate) fn rebind_commands(bdf: &str, has_driver: bool) -> String {
+    let dev = format!("/sys/bus/pci/devices/{bdf}");
+    let mut s = format!("echo vfio-pci > {dev}/driver_override; ");
+    if has_driver {
+        s += &format!("echo {bdf} > {dev}/driver/unbind; ");
+    }
+    s += &format!("echo {bdf} > /sys/bus/pci/drivers_probe");
+    s
+}
+
+fn dev_dir(sys: &Path, bdf: &str) -> PathBuf {
+    sys.join("bus/pci/devices").join(bdf)
+}
+
+fn link_name(p: &Path) -> Option<String> {
+    std::fs::read_link(p).ok()?.file_name()?.to_str().map(str::to_string)
+}
+
+/// The device at `bdf`, or an error if sysfs has none.
+pub fn device(sys: &Path, bdf: &str) -> Result<PciDevice> {
+    validate_bdf(bdf)?;
+    let dir = dev_dir(sys, bdf);
+    if !dir.exists() {
+        return Err(Error::new(ErrorKind::InvalidInput, "look up PCI device", bdf).detail(format!("{} does not exist", dir.display())));
+    }
+    Ok(PciDevice { bdf: bdf.to_string(), driver: link_name(&dir.join("driver")) })
+}
+
+/// The IOMMU group number of `bdf`.
+pub fn group_of(sys: &Path, bdf: &str) -> Result<u32> {
+    validate_bdf(bdf)?;
+    link_name(&dev_dir(sys, bdf).join("iommu_group"))
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "look up IOMMU group", bdf)
+                .detail("the device has no iommu_group link")
+                .hint("boot with the IOMMU enabled (intel_iommu=on / amd_iommu=on) and check dmesg for DMAR/IOMMU errors")
+        })
+}
+
+/// The members of IOMMU group `group`, sorted by BDF, with their drivers.
+pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
+    let dir = sys.join(format!("kernel/iommu_groups/{group}/devices"));
+    let rd = std::fs::read_dir(&dir).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, "list IOMMU group", format!("group {group}")).detail(format!("{}: {e}", dir.display()))
+    })?;
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let driver = link_name(&entry.path().join("driver"));
+        out.push(PciDevice { bdf: name, driver });
+    }
+    out.sort_by(|a, b| a.bdf.cmp(&b.bdf));
+    Ok(out)
+}
+
+/// Every IOMMU group on the host, ascending.
+pub fn groups(sys: &Path) -> Result<Vec<u32>> {
+    let dir = sys.join("kernel/iommu_groups");
+    let rd = std::fs::read_dir(&dir).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, "list IOMMU groups", dir.display().to_string())
+            .detail(e.to_string())
+            .hint("no IOMMU groups: boot with the IOMMU enabled (intel_iommu=on / amd_iommu=on)")
+    })?;
+    let mut out: Vec<u32> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The VFIO device cdev name (`vfioN`) of `bdf`, or why there is none.
+pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
+    let dev = device(sys, bdf)?;
+    let dir = dev_dir(sys, bdf).join("vfio-dev");
+    let name = std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).find(|n| n.starts_with("vfio")));
+    match name {
+        Some(n) => Ok(n),
+        None if dev.driver.as_deref() != Some("vfio-pci") => Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
+            .detail(format!("the device is bound to {}, not vfio-pci", dev.driver.as_deref().unwrap_or("no driver")))
+            .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint()))),
+        None => Err(Error::new(ErrorKind::NoDeviceCdev, "open VFIO device", bdf)
+            .detail(format!("{} is missing", dir.display()))
+            .hint("this kernel has no VFIO device cdev: enable CONFIG_VFIO_DEVICE_CDEV (Linux >= 6.6), or use the legacy group path")),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fake sysfs: `devs` are (bdf, group, driver, vfio cdev).
+    pub(crate) fn fake_sysfs(name: &str, devs: &[(&str, u32, Option<&str>, Option<&str>)]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("iommufd-sysfs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (bdf, group, driver, cdev) in devs {
+            let real = root.join("devices/pci0000:00").join(bdf);
+            std::fs::create_dir_all(&real).unwrap();
+            let gdir = root.join(format!("kernel/iommu_groups/{group}/devices"));
+            std::fs::create_dir_all(&gdir).unwrap();
+            let _ = symlink(&real, gdir.join(bdf));
+            symlink(root.join(format!("kernel/iommu_groups/{group}")), real.join("iommu_group")).unwrap();
+            if let Some(d) = driver {
+                let ddir = root.join("bus/pci/drivers").join(d);
+                std::fs::create_dir_all(&ddir).unwrap();
+                symlink(&ddir, real.join("driver")).unwrap();
+            }
+            if let Some(c) = cdev {
+                std::fs::create_dir_all(real.join("vfio-dev").join(c)).unwrap();
+            }
+            std::fs::create_dir_all(root.join("bus/pci/devices")).unwrap();
+            symlink(&real, root.join("bus/pci/devices").join(bdf)).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn bdf_validation() {
+        validate_bdf("0000:00:02.0").unwrap();
+        validate_bdf("abcd:ef:1f.7").unwrap();
+        for bad in ["", "0000:00:02", "../../../etc", "0000:00:02.8", "0000-00:02.0", "00000:00:02.0", "0000:00:0g.0"] {
+            assert_eq!(validate_bdf(bad).unwrap_err().kind(), ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolves_cdev_group_and_drivers() {
+        let sys = fake_sysfs(
+            "resolve",
+            &[
+                ("0000:00:02.0", 2, Some("vfio-pci"), Some("vfio0")),
+                ("0000:00:03.0", 3, None, None),
+                ("0000:01:01.0", 3, Some("vfio-pci"), Some("vfio1")),
+                ("0000:02:02.0", 4, Some("virtio-pci"), None),
+            ],
+        );
+        assert_eq!(cdev_name(&sys, "0000:00:02.0").unwrap(), "vfio0");
+        assert_eq!(group_of(&sys, "0000:01:01.0").unwrap(), 3);
+        let members = group_members(&sys, 3).unwrap();
+        assert_eq!(members.iter().map(|d| d.bdf.as_str()).collect::<Vec<_>>(), ["0000:00:03.0", "0000:01:01.0"]);
+        assert!(members.iter().all(PciDevice::is_dma_safe));
+        assert_eq!(groups(&sys).unwrap(), [2, 3, 4]);
+
+        let e = cdev_name(&sys, "0000:02:02.0").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotVfioPci);
+        let msg = e.to_string();
+        assert!(msg.contains("virtio-pci") && msg.contains("driver_override") && msg.contains("0000:02:02.0/driver/unbind"), "{msg}");
+        assert!(!group_members(&sys, 4).unwrap()[0].is_dma_safe());
+
+        let e = cdev_name(&sys, "0000:00:03.0").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotVfioPci);
+        assert!(!e.to_string().contains("/driver/unbind"), "no driver to unbind: {e}");
+        assert_eq!(device(&sys, "0000:09:00.0").unwrap_err().kind(), ErrorKind::InvalidInput);
+        let _ = std::fs::remove_dir_all(&sys);
+    }
+
+    #[test]
+    fn vfio_pci_without_cdev_means_no_cdev_support() {
+        let sys = fake_sysfs("nocdev", &[("0000:00:02.0", 1, Some("vfio-pci"), None)]);
+        let e = cdev_name(&sys, "0000:00:02.0").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoDeviceCdev);
+        assert!(e.to_string().contains("CONFIG_VFIO_DEVICE_CDEV"));
+        let _ = std::fs::remove_dir_all(&sys);
+    }
+}

@@ -1,0 +1,139 @@
+//! Test support for the guest tests: the harness topology by role, and a small
+//! driver for QEMU's `edu` device. Shared with `examples/demo.rs`.
+#![allow(dead_code)]
+
+use iommufd::{Bound, Device, Mmio};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// QEMU `edu`: vendor 0x1234, device 0x11e8.
+pub const EDU_ID: u32 = 0x010000ed;
+/// The device-side DMA buffer (4 KiB) in edu's address space.
+pub const EDU_BUF: u64 = 0x40000;
+/// edu's DMA mask is 28 bits: every IOVA must stay below this.
+pub const EDU_DMA_LIMIT: u64 = 1 << 28;
+
+const REG_ID: u64 = 0x00;
+const REG_LIVENESS: u64 = 0x04;
+const REG_IRQ_STATUS: u64 = 0x24;
+const REG_IRQ_RAISE: u64 = 0x60;
+const REG_IRQ_ACK: u64 = 0x64;
+const REG_DMA_SRC: u64 = 0x80;
+const REG_DMA_DST: u64 = 0x88;
+const REG_DMA_COUNT: u64 = 0x90;
+const REG_DMA_CMD: u64 = 0x98;
+const DMA_START: u64 = 1;
+const DMA_TO_RAM: u64 = 2;
+
+/// The guest's devices, found by role (never by a hard-coded BDF).
+#[derive(Debug)]
+pub struct Topology {
+    /// An edu alone in its IOMMU group.
+    pub singleton: String,
+    /// The group holding two edus (and their bridge), and the two edus.
+    pub pair_group: u32,
+    pub pair: [String; 2],
+    /// The group whose edu shares it with a device on a DMA-capable driver.
+    pub nonviable_group: u32,
+    pub nonviable_edu: String,
+    pub nonviable_other: String,
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default().trim().to_string()
+}
+
+fn is_edu(bdf: &str) -> bool {
+    let d = Path::new("/sys/bus/pci/devices").join(bdf);
+    read(&d.join("vendor")) == "0x1234" && read(&d.join("device")) == "0x11e8"
+}
+
+impl Topology {
+    pub fn discover() -> Topology {
+        let mut singleton = None;
+        let mut pair = None;
+        let mut nonviable = None;
+        for g in iommufd::sysfs::groups(Path::new("/sys")).expect("IOMMU groups") {
+            let m = iommufd::sysfs::group_members(Path::new("/sys"), g).unwrap();
+            let edus: Vec<String> = m.iter().filter(|d| is_edu(&d.bdf)).map(|d| d.bdf.clone()).collect();
+            match edus.len() {
+                1 if m.len() == 1 => singleton = Some(edus[0].clone()),
+                2 => pair = Some((g, [edus[0].clone(), edus[1].clone()])),
+                1 => {
+                    if let Some(other) = m.iter().find(|d| !d.is_dma_safe()) {
+                        nonviable = Some((g, edus[0].clone(), other.bdf.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (pair_group, pair) = pair.expect("no group with two edus (pair)");
+        let (nonviable_group, nonviable_edu, nonviable_other) = nonviable.expect("no non-viable group");
+        Topology { singleton: singleton.expect("no singleton edu"), pair_group, pair, nonviable_group, nonviable_edu, nonviable_other }
+    }
+}
+
+/// A driver for one edu, over a bound device whose BAR0 is mapped.
+pub struct Edu<'d> {
+    bar: Mmio<'d>,
+}
+
+impl<'d> Edu<'d> {
+    /// Maps BAR0 (if needed) and turns on memory space + bus master in the
+    /// PCI command register, without which DMA silently goes nowhere.
+    pub fn setup<S: Bound>(dev: &mut Device<S>) -> iommufd::Result<()> {
+        dev.map_bar(0)?;
+        let mut cmd = [0u8; 2];
+        dev.config_read(4, &mut cmd)?;
+        let v = u16::from_le_bytes(cmd) | 0x6;
+        dev.config_write(4, &v.to_le_bytes())
+    }
+
+    pub fn new<S: Bound>(dev: &'d Device<S>) -> Edu<'d> {
+        let bar = dev.mmio(0).expect("BAR0 mapped by Edu::setup");
+        assert_eq!(bar.read32(REG_ID).unwrap(), EDU_ID, "not an edu");
+        Edu { bar }
+    }
+
+    pub fn liveness(&self, v: u32) -> u32 {
+        self.bar.write32(REG_LIVENESS, v).unwrap();
+        self.bar.read32(REG_LIVENESS).unwrap()
+    }
+
+    fn dma(&self, src: u64, dst: u64, len: u64, cmd: u64) {
+        self.bar.write64(REG_DMA_SRC, src).unwrap();
+        self.bar.write64(REG_DMA_DST, dst).unwrap();
+        self.bar.write64(REG_DMA_COUNT, len).unwrap();
+        self.bar.write64(REG_DMA_CMD, cmd | DMA_START).unwrap();
+        let start = Instant::now();
+        while self.bar.read32(REG_DMA_CMD).unwrap() & 1 != 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "edu DMA did not complete");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// DMA `len` bytes from RAM at `iova` into the device buffer.
+    pub fn read_from_ram(&self, iova: u64, len: u64) {
+        assert!(iova + len <= EDU_DMA_LIMIT);
+        self.dma(iova, EDU_BUF, len, 0);
+    }
+
+    /// DMA `len` bytes from the device buffer to RAM at `iova`.
+    pub fn write_to_ram(&self, iova: u64, len: u64) {
+        assert!(iova + len <= EDU_DMA_LIMIT);
+        self.dma(EDU_BUF, iova, len, DMA_TO_RAM);
+    }
+
+    /// Raises an interrupt with `status` (the interrupt status register).
+    pub fn raise_irq(&self, status: u32) {
+        self.bar.write32(REG_IRQ_RAISE, status).unwrap();
+    }
+
+    pub fn irq_status(&self) -> u32 {
+        self.bar.read32(REG_IRQ_STATUS).unwrap()
+    }
+
+    pub fn ack_irq(&self, status: u32) {
+        self.bar.write32(REG_IRQ_ACK, status).unwrap();
+    }
+}
