@@ -92,11 +92,18 @@ impl<S: State> Device<S> {
 }
 
 pub(crate) fn make<T: State>(inner: Inner) -> Device<T> {
-    Device { inner, state: PhantomData }
+    Device {
+        inner,
+        state: PhantomData,
+    }
 }
 
 fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
 }
 
 impl Device<Unbound> {
@@ -115,7 +122,10 @@ impl Device<Unbound> {
         let group = sysfs::group_of(sys, bdf)?;
         let members = sysfs::group_members(sys, group)?;
         if members.len() > 1 {
-            let list: Vec<String> = members.iter().map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver"))).collect();
+            let list: Vec<String> = members
+                .iter()
+                .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
+                .collect();
             return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
                 .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
                 .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::open({group}, ..)")));
@@ -130,19 +140,31 @@ impl Device<Unbound> {
         let fd = open_rw(&path).map_err(|e| {
             let err = Error::sys("open", format!("{bdf} ({})", path.display()), e);
             if e == Errno::ENOENT {
-                err.kind_(ErrorKind::NoDeviceCdev).hint("the cdev node is missing: is devtmpfs mounted on /dev?")
+                err.kind_(ErrorKind::NoDeviceCdev)
+                    .hint("the cdev node is missing: is devtmpfs mounted on /dev?")
             } else {
                 err
             }
         })?;
-        Ok(make(Inner { bars: Vec::new(), fd, name: bdf.to_string(), cdev: Some(path), attached: None, bound: None }))
+        Ok(make(Inner {
+            bars: Vec::new(),
+            fd,
+            name: bdf.to_string(),
+            cdev: Some(path),
+            attached: None,
+            bound: None,
+        }))
     }
 
     /// Opens a VFIO device cdev by path (`/dev/vfio/devices/vfioN`).
     pub fn open_cdev(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let fd = open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
-        Ok(Self::from_fd_named(fd, path.display().to_string(), Some(path.to_path_buf())))
+        Ok(Self::from_fd_named(
+            fd,
+            path.display().to_string(),
+            Some(path.to_path_buf()),
+        ))
     }
 
     /// Wraps a device cdev fd received from elsewhere. Such a device cannot be
@@ -153,7 +175,14 @@ impl Device<Unbound> {
     }
 
     fn from_fd_named(fd: OwnedFd, name: String, cdev: Option<PathBuf>) -> Self {
-        make(Inner { bars: Vec::new(), fd, name, cdev, attached: None, bound: None })
+        make(Inner {
+            bars: Vec::new(),
+            fd,
+            name,
+            cdev,
+            attached: None,
+            bound: None,
+        })
     }
 
     /// Binds the device to `iommufd` (`VFIO_DEVICE_BIND_IOMMUFD`): the kernel
@@ -166,7 +195,10 @@ impl Device<Unbound> {
     /// or no interrupt remapping ([`ErrorKind::NoInterruptRemapping`]).
     /// `EBADF`/`EINVAL`/`ENOTTY` mean the fd is not an iommufd.
     #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
-    pub fn bind(self, iommufd: &Iommufd) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+    pub fn bind(
+        self,
+        iommufd: &Iommufd,
+    ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
         let mut arg = vfio::vfio_device_bind_iommufd {
             argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
             iommufd: iommufd.as_fd().as_raw_fd(),
@@ -199,7 +231,10 @@ impl Device<BlockDma> {
     /// refused before the ioctl (IOAS ids are per iommufd, so the kernel could
     /// otherwise find a different object under the same id).
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
-    pub fn attach(self, ioas: &Ioas) -> std::result::Result<Device<Attached<Ioas>>, TransitionError<Self>> {
+    pub fn attach(
+        self,
+        ioas: &Ioas,
+    ) -> std::result::Result<Device<Attached<Ioas>>, TransitionError<Self>> {
         match attach_pt(&self.inner, ioas) {
             Ok(pt) => {
                 let mut inner = self.inner;
@@ -215,9 +250,15 @@ fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
     let (fd, _) = inner.bound.as_ref().expect("bound state has an iommufd");
     let obj = format!("{} -> IOAS {}", inner.name, ioas.id());
     if !fd.same_as(ioas.iommufd()) {
-        return Err(Error::new(ErrorKind::InvalidInput, "VFIO_DEVICE_ATTACH_IOMMUFD_PT", obj)
-            .detail("the IOAS belongs to another iommufd than the one the device is bound to")
-            .hint("allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+            obj,
+        )
+        .detail("the IOAS belongs to another iommufd than the one the device is bound to")
+        .hint(
+            "allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to",
+        ));
     }
     let mut arg = vfio::vfio_device_attach_iommufd_pt {
         argsz: sys::argsz::<vfio::vfio_device_attach_iommufd_pt>(),
@@ -261,7 +302,11 @@ impl Device<Attached<Ioas>> {
             argsz: sys::argsz::<vfio::vfio_device_detach_iommufd_pt>(),
             ..Default::default()
         };
-        match sys::ioctl(self.inner.fd.as_fd(), sys::raw::vfio_device_detach_iommufd_pt, &mut arg) {
+        match sys::ioctl(
+            self.inner.fd.as_fd(),
+            sys::raw::vfio_device_detach_iommufd_pt,
+            &mut arg,
+        ) {
             Ok(_) => {
                 let mut inner = self.inner;
                 inner.attached = None;
@@ -276,13 +321,22 @@ impl Device<Attached<Ioas>> {
 
     /// The IOAS the device is attached to.
     pub fn ioas(&self) -> &Ioas {
-        &self.inner.attached.as_ref().expect("attached state has an IOAS").0
+        &self
+            .inner
+            .attached
+            .as_ref()
+            .expect("attached state has an IOAS")
+            .0
     }
 
     /// The id of the hardware page table the kernel attached the device to
     /// (devices of one group share it).
     pub fn hwpt_id(&self) -> u32 {
-        self.inner.attached.as_ref().expect("attached state has an IOAS").1
+        self.inner
+            .attached
+            .as_ref()
+            .expect("attached state has an IOAS")
+            .1
     }
 }
 
@@ -317,16 +371,32 @@ impl<S: Bound> Device<S> {
 
     /// The iommufd the device is bound to.
     pub fn iommufd(&self) -> &Iommufd {
-        &self.inner.bound.as_ref().expect("bound state has an iommufd").0
+        &self
+            .inner
+            .bound
+            .as_ref()
+            .expect("bound state has an iommufd")
+            .0
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
     #[doc(alias = "VFIO_DEVICE_GET_INFO")]
     pub fn info(&self) -> Result<DeviceInfo> {
-        let mut arg = vfio::vfio_device_info { argsz: sys::argsz::<vfio::vfio_device_info>(), ..Default::default() };
-        sys::ioctl(self.inner.fd.as_fd(), sys::raw::vfio_device_get_info, &mut arg)
-            .map_err(|e| Error::sys("VFIO_DEVICE_GET_INFO", self.inner.name.clone(), e))?;
-        Ok(DeviceInfo { flags: arg.flags, num_regions: arg.num_regions, num_irqs: arg.num_irqs })
+        let mut arg = vfio::vfio_device_info {
+            argsz: sys::argsz::<vfio::vfio_device_info>(),
+            ..Default::default()
+        };
+        sys::ioctl(
+            self.inner.fd.as_fd(),
+            sys::raw::vfio_device_get_info,
+            &mut arg,
+        )
+        .map_err(|e| Error::sys("VFIO_DEVICE_GET_INFO", self.inner.name.clone(), e))?;
+        Ok(DeviceInfo {
+            flags: arg.flags,
+            num_regions: arg.num_regions,
+            num_irqs: arg.num_irqs,
+        })
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
@@ -344,15 +414,33 @@ impl<S: Bound> Device<S> {
     /// An index that is not a BAR, or a BAR the kernel does not let us mmap.
     pub fn map_bar(&mut self, index: u32) -> Result<()> {
         if index > 5 {
-            return Err(Error::new(ErrorKind::InvalidInput, "map BAR", format!("{} region {index}", self.inner.name)).detail("BARs are regions 0 to 5"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "map BAR",
+                format!("{} region {index}", self.inner.name),
+            )
+            .detail("BARs are regions 0 to 5"));
         }
-        if self.inner.bars.get(index as usize).is_some_and(Option::is_some) {
+        if self
+            .inner
+            .bars
+            .get(index as usize)
+            .is_some_and(Option::is_some)
+        {
             return Ok(());
         }
         let info = self.region_info(index)?;
         if info.size == 0 || !info.mmappable() {
-            return Err(Error::new(ErrorKind::InvalidInput, "map BAR", format!("{} BAR{index}", self.inner.name))
-                .detail(if info.size == 0 { "the BAR is not implemented" } else { "the kernel does not allow mmap of this BAR" }));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "map BAR",
+                format!("{} BAR{index}", self.inner.name),
+            )
+            .detail(if info.size == 0 {
+                "the BAR is not implemented"
+            } else {
+                "the kernel does not allow mmap of this BAR"
+            }));
         }
         let bar = Bar::map(self.inner.fd.as_fd(), info, &self.inner.name)?;
         if self.inner.bars.len() <= index as usize {
@@ -367,7 +455,12 @@ impl<S: Bound> Device<S> {
     pub fn mmio(&self, index: u32) -> Result<Mmio<'_>> {
         match self.inner.bars.get(index as usize).and_then(Option::as_ref) {
             Some(bar) => Ok(Mmio::new(self.inner.fd.as_fd(), bar, &self.inner.name)),
-            None => Err(Error::new(ErrorKind::InvalidInput, "MMIO", format!("{} BAR{index}", self.inner.name)).detail("BAR not mapped: call map_bar first")),
+            None => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "MMIO",
+                format!("{} BAR{index}", self.inner.name),
+            )
+            .detail("BAR not mapped: call map_bar first")),
         }
     }
 
@@ -386,9 +479,18 @@ impl<S: Bound> Device<S> {
         let info = self.region_info(index)?;
         self.check_region(&info, offset, buf.len(), "pread")?;
         let n = nix::sys::uio::pread(self.inner.fd.as_fd(), buf, (info.offset + offset) as i64)
-            .map_err(|e| Error::sys("pread", format!("{} region {index} offset {offset:#x}", self.inner.name), e))?;
+            .map_err(|e| {
+                Error::sys(
+                    "pread",
+                    format!("{} region {index} offset {offset:#x}", self.inner.name),
+                    e,
+                )
+            })?;
         if n != buf.len() {
-            return Err(Error::new(ErrorKind::Kernel, "pread", self.inner.name.clone()).detail(format!("short read: {n} of {}", buf.len())));
+            return Err(
+                Error::new(ErrorKind::Kernel, "pread", self.inner.name.clone())
+                    .detail(format!("short read: {n} of {}", buf.len())),
+            );
         }
         Ok(())
     }
@@ -398,19 +500,44 @@ impl<S: Bound> Device<S> {
         let info = self.region_info(index)?;
         self.check_region(&info, offset, data.len(), "pwrite")?;
         let n = nix::sys::uio::pwrite(self.inner.fd.as_fd(), data, (info.offset + offset) as i64)
-            .map_err(|e| Error::sys("pwrite", format!("{} region {index} offset {offset:#x}", self.inner.name), e))?;
+            .map_err(|e| {
+            Error::sys(
+                "pwrite",
+                format!("{} region {index} offset {offset:#x}", self.inner.name),
+                e,
+            )
+        })?;
         if n != data.len() {
-            return Err(Error::new(ErrorKind::Kernel, "pwrite", self.inner.name.clone()).detail(format!("short write: {n} of {}", data.len())));
+            return Err(
+                Error::new(ErrorKind::Kernel, "pwrite", self.inner.name.clone())
+                    .detail(format!("short write: {n} of {}", data.len())),
+            );
         }
         Ok(())
     }
 
-    fn check_region(&self, info: &RegionInfo, offset: u64, n: usize, op: &'static str) -> Result<()> {
+    fn check_region(
+        &self,
+        info: &RegionInfo,
+        offset: u64,
+        n: usize,
+        op: &'static str,
+    ) -> Result<()> {
         if offset.checked_add(n as u64).is_some_and(|e| e <= info.size) {
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::InvalidInput, op, format!("{} region {} offset {offset:#x}", self.inner.name, info.index))
-                .detail(format!("{n} bytes do not fit in the {:#x}-byte region", info.size)))
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                format!(
+                    "{} region {} offset {offset:#x}",
+                    self.inner.name, info.index
+                ),
+            )
+            .detail(format!(
+                "{n} bytes do not fit in the {:#x}-byte region",
+                info.size
+            )))
         }
     }
 
@@ -439,20 +566,32 @@ impl<S: Bound> Device<S> {
     /// [`Device::from_fd`]), the device comes back bound, BARs still mapped.
     pub fn unbind(self) -> std::result::Result<Device<Unbound>, TransitionError<Self>> {
         let Some(path) = self.inner.cdev.clone() else {
-            let e = Error::new(ErrorKind::InvalidInput, "unbind", self.inner.name.clone())
-                .detail("the device was made from an fd: there is no cdev path to reopen; use close()");
+            let e = Error::new(ErrorKind::InvalidInput, "unbind", self.inner.name.clone()).detail(
+                "the device was made from an fd: there is no cdev path to reopen; use close()",
+            );
             return self.fail(e);
         };
         let fd = match open_rw(&path) {
             Ok(fd) => fd,
             Err(e) => {
-                let err = Error::sys("unbind (reopen)", format!("{} ({})", self.inner.name, path.display()), e);
+                let err = Error::sys(
+                    "unbind (reopen)",
+                    format!("{} ({})", self.inner.name, path.display()),
+                    e,
+                );
                 return self.fail(err);
             }
         };
         let name = self.inner.name.clone();
         drop(self); // BARs unmapped, then the old fd closed: the kernel unbinds.
-        Ok(make(Inner { bars: Vec::new(), fd, name, cdev: Some(path), attached: None, bound: None }))
+        Ok(make(Inner {
+            bars: Vec::new(),
+            fd,
+            name,
+            cdev: Some(path),
+            attached: None,
+            bound: None,
+        }))
     }
 
     /// Closes the device: BARs unmapped, fd closed (the kernel detaches and unbinds).
@@ -466,16 +605,33 @@ impl<S: Bound> Device<S> {
 pub(crate) fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
     let mut buf = vec![0u64; 4];
     loop {
-        sys::region_info(fd, index, &mut buf).map_err(|e| Error::sys("VFIO_DEVICE_GET_REGION_INFO", format!("{name} region {index}"), e))?;
+        sys::region_info(fd, index, &mut buf).map_err(|e| {
+            Error::sys(
+                "VFIO_DEVICE_GET_REGION_INFO",
+                format!("{name} region {index}"),
+                e,
+            )
+        })?;
         let need = (buf[0] & 0xffff_ffff) as usize;
-        let need = if cfg!(target_endian = "big") { (buf[0] >> 32) as usize } else { need };
+        let need = if cfg!(target_endian = "big") {
+            (buf[0] >> 32) as usize
+        } else {
+            need
+        };
         if need <= buf.len() * 8 {
             break;
         }
         buf = vec![0u64; need.div_ceil(8)];
     }
     let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    RegionInfo::decode(&bytes).map_err(|e| Error::new(ErrorKind::Kernel, "VFIO_DEVICE_GET_REGION_INFO", format!("{name} region {index}")).detail(format!("malformed capability chain: {e}")))
+    RegionInfo::decode(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Kernel,
+            "VFIO_DEVICE_GET_REGION_INFO",
+            format!("{name} region {index}"),
+        )
+        .detail(format!("malformed capability chain: {e}"))
+    })
 }
 
 impl<S: State> fmt::Debug for Device<S> {

@@ -10,19 +10,36 @@ use std::path::Path;
 pub(crate) fn unsafe_members(sys: &Path, bdf: &str) -> Option<Vec<PciDevice>> {
     let group = sysfs::group_of(sys, bdf).ok()?;
     let members = sysfs::group_members(sys, group).ok()?;
-    Some(members.into_iter().filter(|m| m.bdf != bdf && !m.is_dma_safe()).collect())
+    Some(
+        members
+            .into_iter()
+            .filter(|m| m.bdf != bdf && !m.is_dma_safe())
+            .collect(),
+    )
 }
 
 /// The error for a group with members on DMA-capable drivers.
 pub(crate) fn not_viable(op: &'static str, object: &str, offenders: &[PciDevice]) -> Error {
-    let names: Vec<String> = offenders.iter().map(|d| format!("{} (driver {})", d.bdf, d.driver.as_deref().unwrap_or("none"))).collect();
+    let names: Vec<String> = offenders
+        .iter()
+        .map(|d| {
+            format!(
+                "{} (driver {})",
+                d.bdf,
+                d.driver.as_deref().unwrap_or("none")
+            )
+        })
+        .collect();
     let fixes: Vec<String> = offenders.iter().map(PciDevice::rebind_hint).collect();
     Error::new(ErrorKind::GroupNotViable, op, object.to_string())
         .detail(format!(
             "the IOMMU group is not viable: {} bound to a driver that does its own DMA",
             names.join(", ")
         ))
-        .hint(format!("unbind them or move them to vfio-pci/pci-stub: {}", fixes.join("; ")))
+        .hint(format!(
+            "unbind them or move them to vfio-pci/pci-stub: {}",
+            fixes.join("; ")
+        ))
 }
 
 /// Whether the platform's IOMMUs remap interrupts: `Some(false)` when every
@@ -32,8 +49,12 @@ pub(crate) fn interrupt_remapping(sys: &Path) -> Option<bool> {
     let rd = std::fs::read_dir(sys.join("class/iommu")).ok()?;
     let mut seen = false;
     for e in rd.flatten() {
-        let Ok(ecap) = std::fs::read_to_string(e.path().join("intel-iommu/ecap")) else { continue };
-        let Ok(v) = u64::from_str_radix(ecap.trim().trim_start_matches("0x"), 16) else { continue };
+        let Ok(ecap) = std::fs::read_to_string(e.path().join("intel-iommu/ecap")) else {
+            continue;
+        };
+        let Ok(v) = u64::from_str_radix(ecap.trim().trim_start_matches("0x"), 16) else {
+            continue;
+        };
         seen = true;
         if v & (1 << 3) != 0 {
             return Some(true);
@@ -47,7 +68,8 @@ pub(crate) fn interrupt_remapping(sys: &Path) -> Option<bool> {
 }
 
 fn unsafe_interrupts_allowed(sys: &Path) -> bool {
-    std::fs::read_to_string(sys.join("module/iommufd/parameters/allow_unsafe_interrupts")).is_ok_and(|s| s.trim() == "Y")
+    std::fs::read_to_string(sys.join("module/iommufd/parameters/allow_unsafe_interrupts"))
+        .is_ok_and(|s| s.trim() == "Y")
 }
 
 /// The error for a failed `VFIO_DEVICE_BIND_IOMMUFD` on device `name`.
@@ -91,26 +113,39 @@ mod tests {
     fn eperm_names_the_offending_sibling() {
         let sys = fake_sysfs(
             "diag",
-            &[("0000:00:04.0", 4, None, None), ("0000:02:01.0", 4, Some("vfio-pci"), Some("vfio3")), ("0000:02:02.0", 4, Some("virtio-pci"), None)],
+            &[
+                ("0000:00:04.0", 4, None, None),
+                ("0000:02:01.0", 4, Some("vfio-pci"), Some("vfio3")),
+                ("0000:02:02.0", 4, Some("virtio-pci"), None),
+            ],
         );
         let e = bind_error_in(&sys, "0000:02:01.0", Errno::EPERM);
         assert_eq!(e.kind(), ErrorKind::GroupNotViable);
         assert_eq!(e.raw_errno(), Some(Errno::EPERM));
         let s = e.to_string();
-        assert!(s.contains("0000:02:02.0 (driver virtio-pci)") && !s.contains("0000:00:04.0 (driver"), "{s}");
-        assert!(s.contains("echo 0000:02:02.0 > /sys/bus/pci/devices/0000:02:02.0/driver/unbind"), "{s}");
+        assert!(
+            s.contains("0000:02:02.0 (driver virtio-pci)") && !s.contains("0000:00:04.0 (driver"),
+            "{s}"
+        );
+        assert!(
+            s.contains("echo 0000:02:02.0 > /sys/bus/pci/devices/0000:02:02.0/driver/unbind"),
+            "{s}"
+        );
         let _ = std::fs::remove_dir_all(&sys);
     }
 
     #[test]
     fn eperm_without_ir_says_interrupt_remapping() {
-        let sys = fake_sysfs("noir", &[("0000:00:02.0", 1, Some("vfio-pci"), Some("vfio0"))]);
+        let sys = fake_sysfs(
+            "noir",
+            &[("0000:00:02.0", 1, Some("vfio-pci"), Some("vfio0"))],
+        );
         let d = sys.join("class/iommu/dmar0/intel-iommu");
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("ecap"), "f0205e\n").unwrap(); // bit 3 clear
+        std::fs::write(d.join("ecap"), "f02056\n").unwrap(); // bit 3 clear
         let e = bind_error_in(&sys, "0000:00:02.0", Errno::EPERM);
         assert_eq!(e.kind(), ErrorKind::NoInterruptRemapping, "{e}");
-        std::fs::write(d.join("ecap"), "f0205a\n").unwrap(); // bit 3 set
+        std::fs::write(d.join("ecap"), "f0205e\n").unwrap(); // bit 3 set
         let e = bind_error_in(&sys, "0000:00:02.0", Errno::EPERM);
         assert_eq!(e.kind(), ErrorKind::Kernel);
         assert!(e.to_string().contains("interrupt remapping"), "{e}");

@@ -22,7 +22,10 @@ pub unsafe trait DmaMemory {
 // SAFETY: an `MmapMut` owns its mapping until dropped; moving it does not move the pages.
 unsafe impl DmaMemory for MmapMut {
     fn dma_region(&mut self) -> (NonNull<u8>, usize) {
-        (NonNull::new(self.as_mut_ptr()).expect("mmap is never at address 0"), self.len())
+        (
+            NonNull::new(self.as_mut_ptr()).expect("mmap is never at address 0"),
+            self.len(),
+        )
     }
 }
 
@@ -45,11 +48,16 @@ impl DmaBuffer {
     /// The `mmap` errno (`ENOMEM`), or `EINVAL` for a zero length.
     pub fn new(len: usize) -> std::io::Result<Self> {
         if len == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "zero-length DMA buffer"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "zero-length DMA buffer",
+            ));
         }
         let page = page_size();
         let len = len.div_ceil(page) * page;
-        Ok(DmaBuffer { map: MmapOptions::new().len(len).map_anon()? })
+        Ok(DmaBuffer {
+            map: MmapOptions::new().len(len).map_anon()?,
+        })
     }
 
     /// Length in bytes (a multiple of the page size).
@@ -75,7 +83,9 @@ impl DmaBuffer {
 
 impl fmt::Debug for DmaBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DmaBuffer").field("len", &self.map.len()).finish()
+        f.debug_struct("DmaBuffer")
+            .field("len", &self.map.len())
+            .finish()
     }
 }
 
@@ -94,5 +104,8 @@ pub struct RawMemory {
 }
 
 pub(crate) fn page_size() -> usize {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().map_or(4096, |p| p as usize)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize)
 }

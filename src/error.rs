@@ -45,7 +45,10 @@ pub enum ErrorKind {
 /// Its `Display` reads as one sentence: the operation, the object, the errno,
 /// the detail, and a hint when the cause is a setup problem.
 #[derive(Debug, Clone)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     kind: ErrorKind,
     op: &'static str,
     object: String,
@@ -56,14 +59,14 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, op: &'static str, object: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
             op,
             object: object.into(),
             errno: None,
             detail: None,
             hint: None,
-        }
+        }))
     }
 
     /// A failed system call, classified by errno as `Kernel` unless refined later.
@@ -76,66 +79,67 @@ impl Error {
     }
 
     pub(crate) fn errno(mut self, errno: Errno) -> Self {
-        self.errno = Some(errno);
+        self.0.errno = Some(errno);
         self
     }
 
     pub(crate) fn kind_(mut self, kind: ErrorKind) -> Self {
-        self.kind = kind;
+        self.0.kind = kind;
         self
     }
 
     pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
         self
     }
 
     /// The kind of problem.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The operation that failed, e.g. `"VFIO_DEVICE_BIND_IOMMUFD"` or `"open"`.
     pub fn operation(&self) -> &'static str {
-        self.op
+        self.0.op
     }
 
     /// The object it failed on: a BDF, a path, an IOAS id, an IOVA range.
     pub fn object(&self) -> &str {
-        &self.object
+        &self.0.object
     }
 
     /// The errno the kernel returned, when a system call failed.
     pub fn raw_errno(&self) -> Option<Errno> {
-        self.errno
+        self.0.errno
     }
 
     /// What to do about it, when the cause is a setup problem.
     pub fn help(&self) -> Option<&str> {
-        self.hint.as_deref()
+        self.0.hint.as_deref()
     }
 
     /// More about the cause (the overlapping range, the usable IOVA ranges, ...).
     pub fn details(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} on {} failed", self.op, self.object)?;
-        if let Some(e) = self.errno {
-            write!(f, ": {} ({})", e, e.desc())?;
+        let s = &self.0;
+        write!(f, "{} on {} failed", s.op, s.object)?;
+        if let Some(e) = s.errno {
+            write!(f, ": {e}")?;
         }
-        if let Some(d) = &self.detail {
+        if let Some(d) = &s.detail {
             write!(f, ": {d}")?;
         }
-        if let Some(h) = &self.hint {
+        if let Some(h) = &s.hint {
             write!(f, "; help: {h}")?;
         }
         Ok(())
@@ -144,13 +148,16 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.errno.as_ref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.0
+            .errno
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
-        let kind = match e.errno {
+        let kind = match e.0.errno {
             Some(errno) => std::io::Error::from(errno).kind(),
             None => std::io::ErrorKind::Other,
         };
@@ -231,5 +238,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Formats an IOVA range `[iova, iova + len)` as the kernel's inclusive `[start, last]`.
 pub(crate) fn range(iova: u64, len: u64) -> String {
-    format!("IOVA [{:#x}, {:#x}]", iova, iova.wrapping_add(len).wrapping_sub(1))
+    format!(
+        "IOVA [{:#x}, {:#x}]",
+        iova,
+        iova.wrapping_add(len).wrapping_sub(1)
+    )
 }

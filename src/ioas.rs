@@ -76,15 +76,31 @@ pub struct Access {
 
 impl Access {
     /// Device reads only.
-    pub const READ: Access = Access { read: true, write: false };
+    pub const READ: Access = Access {
+        read: true,
+        write: false,
+    };
     /// Device writes only.
-    pub const WRITE: Access = Access { read: false, write: true };
+    pub const WRITE: Access = Access {
+        read: false,
+        write: true,
+    };
     /// Both.
-    pub const READ_WRITE: Access = Access { read: true, write: true };
+    pub const READ_WRITE: Access = Access {
+        read: true,
+        write: true,
+    };
 
     fn flags(self) -> u32 {
-        (if self.read { sys::IOMMU_IOAS_MAP_READABLE } else { 0 })
-            | (if self.write { sys::IOMMU_IOAS_MAP_WRITEABLE } else { 0 })
+        (if self.read {
+            sys::IOMMU_IOAS_MAP_READABLE
+        } else {
+            0
+        }) | (if self.write {
+            sys::IOMMU_IOAS_MAP_WRITEABLE
+        } else {
+            0
+        })
     }
 }
 
@@ -119,11 +135,23 @@ impl Ioas {
     /// Allocates an empty IOAS on `iommufd` (`IOMMU_IOAS_ALLOC`).
     #[doc(alias = "IOMMU_IOAS_ALLOC")]
     pub fn alloc(iommufd: &Iommufd) -> Result<Ioas> {
-        let mut arg = sys::IommuIoasAlloc { size: sys::argsz::<sys::IommuIoasAlloc>(), ..Default::default() };
-        sys::ioctl(iommufd.as_fd(), sys::raw::iommu_ioas_alloc, &mut arg)
-            .map_err(|e| Error::sys("IOMMU_IOAS_ALLOC", format!("iommufd {}", iommufd.as_fd().as_raw_fd()), e))?;
+        let mut arg = sys::IommuIoasAlloc {
+            size: sys::argsz::<sys::IommuIoasAlloc>(),
+            ..Default::default()
+        };
+        sys::ioctl(iommufd.as_fd(), sys::raw::iommu_ioas_alloc, &mut arg).map_err(|e| {
+            Error::sys(
+                "IOMMU_IOAS_ALLOC",
+                format!("iommufd {}", iommufd.as_fd().as_raw_fd()),
+                e,
+            )
+        })?;
         Ok(Ioas {
-            inner: Arc::new(IoasInner { iommufd: iommufd.clone(), id: arg.out_ioas_id, mapped: Mutex::new(BTreeMap::new()) }),
+            inner: Arc::new(IoasInner {
+                iommufd: iommufd.clone(),
+                id: arg.out_ioas_id,
+                mapped: Mutex::new(BTreeMap::new()),
+            }),
         })
     }
 
@@ -156,7 +184,13 @@ impl Ioas {
             match sys::iova_ranges(fd, self.inner.id, &mut buf) {
                 Ok((n, alignment)) => {
                     buf.truncate(n as usize);
-                    let ranges = buf.iter().map(|r| IovaRange { start: r.start, last: r.last }).collect();
+                    let ranges = buf
+                        .iter()
+                        .map(|r| IovaRange {
+                            start: r.start,
+                            last: r.last,
+                        })
+                        .collect();
                     return Ok(IovaRanges { ranges, alignment });
                 }
                 Err((Errno::EMSGSIZE, need)) if need as usize > buf.len() => {
@@ -174,8 +208,13 @@ impl Ioas {
     /// `EBUSY` ([`ErrorKind::Busy`]) when a current mapping lies outside the new ranges.
     #[doc(alias = "IOMMU_IOAS_ALLOW_IOVAS")]
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<()> {
-        let raw: Vec<sys::IommuIovaRange> =
-            ranges.iter().map(|r| sys::IommuIovaRange { start: r.start, last: r.last }).collect();
+        let raw: Vec<sys::IommuIovaRange> = ranges
+            .iter()
+            .map(|r| sys::IommuIovaRange {
+                start: r.start,
+                last: r.last,
+            })
+            .collect();
         sys::allow_iovas(self.inner.iommufd.as_fd(), self.inner.id, &raw)
             .map(drop)
             .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", self.object(), e))
@@ -186,7 +225,8 @@ impl Ioas {
     /// IOTLB reach for exact unmap granularity.
     #[doc(alias = "IOMMU_OPTION_HUGE_PAGES")]
     pub fn set_huge_pages(&self, on: bool) -> Result<()> {
-        self.option(sys::IOMMU_OPTION_OP_SET, u64::from(on)).map(drop)
+        self.option(sys::IOMMU_OPTION_OP_SET, u64::from(on))
+            .map(drop)
     }
 
     /// The current huge-pages setting (see [`set_huge_pages`](Self::set_huge_pages)).
@@ -222,7 +262,12 @@ impl Ioas {
     /// ([`ErrorKind::MemlockLimit`], with `RLIMIT_MEMLOCK`), `EINVAL`
     /// ([`ErrorKind::Alignment`]). On error `memory` is handed back.
     #[doc(alias = "IOMMU_IOAS_MAP")]
-    pub fn map<M: DmaMemory>(&self, mut memory: M, iova: Iova, access: Access) -> Result<Mapping<M>, TransitionError<M>> {
+    pub fn map<M: DmaMemory>(
+        &self,
+        mut memory: M,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<M>, TransitionError<M>> {
         let (ptr, len) = memory.dma_region();
         // SAFETY: `memory` moves into the returned Mapping, which unmaps before
         // it drops or returns `memory`; `DmaMemory` promises the region stays
@@ -245,10 +290,22 @@ impl Ioas {
     /// # Errors
     /// As [`map`](Self::map).
     #[doc(alias = "IOMMU_IOAS_MAP")]
-    pub unsafe fn map_user_va(&self, va: NonNull<u8>, len: usize, iova: Iova, access: Access) -> Result<Mapping<RawMemory>> {
+    pub unsafe fn map_user_va(
+        &self,
+        va: NonNull<u8>,
+        len: usize,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<RawMemory>> {
         // SAFETY: forwarded: the caller upholds this function's contract.
         let iova = unsafe { self.map_region(va, len, iova, access) }?;
-        Ok(Mapping::new(self.clone(), iova, va, len as u64, RawMemory { _private: () }))
+        Ok(Mapping::new(
+            self.clone(),
+            iova,
+            va,
+            len as u64,
+            RawMemory { _private: () },
+        ))
     }
 
     /// Maps `len` bytes of `file` from offset `start` (`IOMMU_IOAS_MAP_FILE`),
@@ -258,7 +315,14 @@ impl Ioas {
     /// # Errors
     /// As [`map`](Self::map); `EOPNOTSUPP`/`ENOTTY` on kernels before 6.13.
     #[doc(alias = "IOMMU_IOAS_MAP_FILE")]
-    pub fn map_file(&self, file: &impl AsFd, start: u64, len: u64, iova: Iova, access: Access) -> Result<Mapping<()>> {
+    pub fn map_file(
+        &self,
+        file: &impl AsFd,
+        start: u64,
+        len: u64,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<()>> {
         let at = self.precheck(iova, len)?;
         let mut arg = sys::IommuIoasMapFile {
             size: sys::argsz::<sys::IommuIoasMapFile>(),
@@ -269,10 +333,20 @@ impl Ioas {
             length: len,
             iova: at.0,
         };
-        sys::ioctl(self.inner.iommufd.as_fd(), sys::raw::iommu_ioas_map_file, &mut arg)
-            .map_err(|e| self.map_error("IOMMU_IOAS_MAP_FILE", at.0, len, e))?;
+        sys::ioctl(
+            self.inner.iommufd.as_fd(),
+            sys::raw::iommu_ioas_map_file,
+            &mut arg,
+        )
+        .map_err(|e| self.map_error("IOMMU_IOAS_MAP_FILE", at.0, len, e))?;
         self.track(arg.iova, len);
-        Ok(Mapping::new(self.clone(), arg.iova, NonNull::dangling(), len, ()))
+        Ok(Mapping::new(
+            self.clone(),
+            arg.iova,
+            NonNull::dangling(),
+            len,
+            (),
+        ))
     }
 
     /// Maps the pages behind `src` into this IOAS as well (`IOMMU_IOAS_COPY`),
@@ -282,7 +356,12 @@ impl Ioas {
     /// # Errors
     /// As [`map`](Self::map).
     #[doc(alias = "IOMMU_IOAS_COPY")]
-    pub fn copy_from<'s, M>(&self, src: &'s Mapping<M>, iova: Iova, access: Access) -> Result<Mapping<&'s Mapping<M>>> {
+    pub fn copy_from<'s, M>(
+        &self,
+        src: &'s Mapping<M>,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<&'s Mapping<M>>> {
         let len = src.len;
         let at = self.precheck(iova, len)?;
         let mut arg = sys::IommuIoasCopy {
@@ -295,13 +374,29 @@ impl Ioas {
             src_iova: src.iova,
         };
         if !src.ioas.inner.iommufd.same_as(&self.inner.iommufd) {
-            return Err(Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object())
-                .detail(format!("the source mapping is in an IOAS of another iommufd ({})", src.ioas.object())));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object()).detail(
+                    format!(
+                        "the source mapping is in an IOAS of another iommufd ({})",
+                        src.ioas.object()
+                    ),
+                ),
+            );
         }
-        sys::ioctl(self.inner.iommufd.as_fd(), sys::raw::iommu_ioas_copy, &mut arg)
-            .map_err(|e| self.map_error("IOMMU_IOAS_COPY", at.0, len, e))?;
+        sys::ioctl(
+            self.inner.iommufd.as_fd(),
+            sys::raw::iommu_ioas_copy,
+            &mut arg,
+        )
+        .map_err(|e| self.map_error("IOMMU_IOAS_COPY", at.0, len, e))?;
         self.track(arg.dst_iova, len);
-        Ok(Mapping::new(self.clone(), arg.dst_iova, src.ptr, src.len_bytes(), src))
+        Ok(Mapping::new(
+            self.clone(),
+            arg.dst_iova,
+            src.ptr,
+            src.len_bytes(),
+            src,
+        ))
     }
 
     /// Unmaps exactly `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`) and returns the
@@ -314,8 +409,17 @@ impl Ioas {
     /// it intact.
     #[doc(alias = "IOMMU_IOAS_UNMAP")]
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
-        let mut arg = sys::IommuIoasUnmap { size: sys::argsz::<sys::IommuIoasUnmap>(), ioas_id: self.inner.id, iova, length: len };
-        match sys::ioctl(self.inner.iommufd.as_fd(), sys::raw::iommu_ioas_unmap, &mut arg) {
+        let mut arg = sys::IommuIoasUnmap {
+            size: sys::argsz::<sys::IommuIoasUnmap>(),
+            ioas_id: self.inner.id,
+            iova,
+            length: len,
+        };
+        match sys::ioctl(
+            self.inner.iommufd.as_fd(),
+            sys::raw::iommu_ioas_unmap,
+            &mut arg,
+        ) {
             Ok(_) => {
                 let mut m = self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner());
                 let end = iova.saturating_add(len);
@@ -323,7 +427,11 @@ impl Ioas {
                 Ok(arg.length)
             }
             Err(e) => {
-                let mut err = Error::sys("IOMMU_IOAS_UNMAP", format!("{} {}", self.object(), range(iova, len)), e);
+                let mut err = Error::sys(
+                    "IOMMU_IOAS_UNMAP",
+                    format!("{} {}", self.object(), range(iova, len)),
+                    e,
+                );
                 if e == Errno::ENOENT {
                     err = err.kind_(ErrorKind::NotMapped).detail(
                         "the range must cover whole mappings: the kernel does not split a mapping, and left it intact",
@@ -339,15 +447,21 @@ impl Ioas {
     fn precheck(&self, iova: Iova, len: u64) -> Result<(u64, u32)> {
         let op = "IOMMU_IOAS_MAP";
         if len == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, op, self.object()).detail("zero-length mapping"));
+            return Err(Error::new(ErrorKind::InvalidInput, op, self.object())
+                .detail("zero-length mapping"));
         }
-        let Iova::Fixed(at) = iova else { return Ok((0, 0)) };
+        let Iova::Fixed(at) = iova else {
+            return Ok((0, 0));
+        };
         let ranges = self.iova_ranges()?;
         let obj = format!("{} {}", self.object(), range(at, len));
         if at % ranges.alignment != 0 || len % ranges.alignment != 0 {
             return Err(Error::new(ErrorKind::Alignment, op, obj)
                 .errno(Errno::EINVAL)
-                .detail(format!("IOVA and length must be multiples of {:#x}", ranges.alignment)));
+                .detail(format!(
+                    "IOVA and length must be multiples of {:#x}",
+                    ranges.alignment
+                )));
         }
         if !ranges.contains(at, len) {
             return Err(Error::new(ErrorKind::OutOfRange, op, obj)
@@ -359,7 +473,13 @@ impl Ioas {
 
     /// # Safety
     /// As [`map_user_va`](Self::map_user_va).
-    unsafe fn map_region(&self, va: NonNull<u8>, len: usize, iova: Iova, access: Access) -> Result<u64> {
+    unsafe fn map_region(
+        &self,
+        va: NonNull<u8>,
+        len: usize,
+        iova: Iova,
+        access: Access,
+    ) -> Result<u64> {
         let at = self.precheck(iova, len as u64)?;
         let mut arg = sys::IommuIoasMap {
             size: sys::argsz::<sys::IommuIoasMap>(),
@@ -379,11 +499,19 @@ impl Ioas {
     }
 
     fn track(&self, iova: u64, len: u64) {
-        self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner()).insert(iova, len);
+        self.inner
+            .mapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(iova, len);
     }
 
     fn untrack(&self, iova: u64) {
-        self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner()).remove(&iova);
+        self.inner
+            .mapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&iova);
     }
 
     fn map_error(&self, op: &'static str, iova: u64, len: u64, e: Errno) -> Error {
@@ -392,7 +520,9 @@ impl Ioas {
             Errno::EEXIST => {
                 let m = self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner());
                 let end = iova.saturating_add(len);
-                let hit = m.iter().find(|(&s, &l)| s < end && s.saturating_add(l) > iova);
+                let hit = m
+                    .iter()
+                    .find(|(&s, &l)| s < end && s.saturating_add(l) > iova);
                 let detail = match hit {
                     Some((&s, &l)) => format!("overlaps the existing mapping {}", range(s, l)),
                     None => "overlaps an existing mapping or a reserved region".to_string(),
@@ -400,9 +530,16 @@ impl Ioas {
                 err.kind_(ErrorKind::Overlap).detail(detail)
             }
             Errno::ENOMEM => {
-                let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
-                    .map(|(soft, _)| if soft == nix::sys::resource::RLIM_INFINITY { "unlimited".to_string() } else { format!("{soft} bytes") })
-                    .unwrap_or_else(|_| "unknown".into());
+                let limit =
+                    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+                        .map(|(soft, _)| {
+                            if soft == nix::sys::resource::RLIM_INFINITY {
+                                "unlimited".to_string()
+                            } else {
+                                format!("{soft} bytes")
+                            }
+                        })
+                        .unwrap_or_else(|_| "unknown".into());
                 err.kind_(ErrorKind::MemlockLimit)
                     .detail(format!("pinning {len} bytes failed; RLIMIT_MEMLOCK is {limit}"))
                     .hint("raise the memlock limit (ulimit -l, LimitMEMLOCK= in systemd, or CAP_IPC_LOCK)")
@@ -413,7 +550,9 @@ impl Ioas {
                     "the kernel rejected the arguments; the IOAS requires IOVA, length and user address aligned to {align:#x}"
                 ))
             }
-            Errno::ENOSPC => err.kind_(ErrorKind::OutOfRange).detail("no free IOVA range of that size"),
+            Errno::ENOSPC => err
+                .kind_(ErrorKind::OutOfRange)
+                .detail("no free IOVA range of that size"),
             _ => err,
         }
     }
@@ -454,7 +593,13 @@ unsafe impl<M: Sync> Sync for Mapping<M> {}
 
 impl<M> Mapping<M> {
     fn new(ioas: Ioas, iova: u64, ptr: NonNull<u8>, len: u64, memory: M) -> Self {
-        Mapping { ioas, iova, len, ptr, memory: Some(memory) }
+        Mapping {
+            ioas,
+            iova,
+            len,
+            ptr,
+            memory: Some(memory),
+        }
     }
 
     /// The IOVA the device uses.
@@ -519,7 +664,11 @@ impl<M> Mapping<M> {
     }
 
     fn check(&self, offset: usize, n: usize) {
-        let cpu_len = if self.ptr == NonNull::dangling() { 0 } else { self.len as usize };
+        let cpu_len = if self.ptr == NonNull::dangling() {
+            0
+        } else {
+            self.len as usize
+        };
         assert!(
             offset.checked_add(n).is_some_and(|end| end <= cpu_len),
             "access [{offset:#x}, +{n:#x}) outside the {cpu_len:#x}-byte CPU view of {}",
@@ -541,6 +690,10 @@ impl<M> Drop for Mapping<M> {
 
 impl<M> fmt::Debug for Mapping<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mapping").field("ioas", &self.ioas.id()).field("iova", &format_args!("{:#x}", self.iova)).field("len", &self.len).finish()
+        f.debug_struct("Mapping")
+            .field("ioas", &self.ioas.id())
+            .field("iova", &format_args!("{:#x}", self.iova))
+            .field("len", &self.len)
+            .finish()
     }
 }

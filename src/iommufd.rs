@@ -62,7 +62,10 @@ impl Iommufd {
 
     /// `IOMMU_DESTROY` of an object id.
     pub(crate) fn destroy(&self, id: u32) -> std::result::Result<(), Errno> {
-        let mut arg = sys::IommuDestroy { size: sys::argsz::<sys::IommuDestroy>(), id };
+        let mut arg = sys::IommuDestroy {
+            size: sys::argsz::<sys::IommuDestroy>(),
+            id,
+        };
         sys::ioctl(self.fd.as_fd(), sys::raw::iommu_destroy, &mut arg).map(drop)
     }
 }
@@ -82,6 +85,8 @@ impl Eq for Iommufd {}
 
 impl fmt::Debug for Iommufd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iommufd").field("fd", &self.fd.as_raw_fd()).finish()
+        f.debug_struct("Iommufd")
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
     }
 }

@@ -35,18 +35,54 @@ impl<S: Bound> Device<S> {
     /// `VFIO_DEVICE_GET_IRQ_INFO` for `index`.
     #[doc(alias = "VFIO_DEVICE_GET_IRQ_INFO")]
     pub fn irq_info(&self, index: u32) -> Result<IrqInfo> {
-        let mut arg = vfio::vfio_irq_info { argsz: sys::argsz::<vfio::vfio_irq_info>(), index, ..Default::default() };
-        sys::ioctl(self.device_fd(), sys::raw::vfio_device_get_irq_info, &mut arg)
-            .map_err(|e| Error::sys("VFIO_DEVICE_GET_IRQ_INFO", format!("{} irq index {index}", self.name()), e))?;
-        Ok(IrqInfo { index, count: arg.count, flags: arg.flags })
+        let mut arg = vfio::vfio_irq_info {
+            argsz: sys::argsz::<vfio::vfio_irq_info>(),
+            index,
+            ..Default::default()
+        };
+        sys::ioctl(
+            self.device_fd(),
+            sys::raw::vfio_device_get_irq_info,
+            &mut arg,
+        )
+        .map_err(|e| {
+            Error::sys(
+                "VFIO_DEVICE_GET_IRQ_INFO",
+                format!("{} irq index {index}", self.name()),
+                e,
+            )
+        })?;
+        Ok(IrqInfo {
+            index,
+            count: arg.count,
+            flags: arg.flags,
+        })
     }
 
-    fn set_irqs(&self, what: &'static str, index: u32, flags: u32, start: u32, count: u32, data: &[u32]) -> Result<()> {
+    fn set_irqs(
+        &self,
+        what: &'static str,
+        index: u32,
+        flags: u32,
+        start: u32,
+        count: u32,
+        data: &[u32],
+    ) -> Result<()> {
         let mut buf = vec![0u32, flags, index, start, count];
         buf.extend_from_slice(data);
         sys::set_irqs(self.device_fd(), &mut buf)
             .map(drop)
-            .map_err(|e| Error::sys(what, format!("{} irq index {index} vectors {start}..{}", self.name(), start + count), e))
+            .map_err(|e| {
+                Error::sys(
+                    what,
+                    format!(
+                        "{} irq index {index} vectors {start}..{}",
+                        self.name(),
+                        start + count
+                    ),
+                    e,
+                )
+            })
     }
 
     /// Routes vectors `start..start + fds.len()` of `index` to eventfds
@@ -67,23 +103,51 @@ impl<S: Bound> Device<S> {
 
     /// Disables every vector of `index` (`DATA_NONE | ACTION_TRIGGER`, count 0).
     pub fn disable_irqs(&self, index: u32) -> Result<()> {
-        self.set_irqs("VFIO_DEVICE_SET_IRQS(disable)", index, vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0, &[])
+        self.set_irqs(
+            "VFIO_DEVICE_SET_IRQS(disable)",
+            index,
+            vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
+            0,
+            0,
+            &[],
+        )
     }
 
     /// Masks vectors `start..start + count` of `index`.
     pub fn mask_irqs(&self, index: u32, start: u32, count: u32) -> Result<()> {
-        self.set_irqs("VFIO_DEVICE_SET_IRQS(mask)", index, vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_MASK, start, count, &[])
+        self.set_irqs(
+            "VFIO_DEVICE_SET_IRQS(mask)",
+            index,
+            vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_MASK,
+            start,
+            count,
+            &[],
+        )
     }
 
     /// Unmasks vectors `start..start + count` of `index`.
     pub fn unmask_irqs(&self, index: u32, start: u32, count: u32) -> Result<()> {
-        self.set_irqs("VFIO_DEVICE_SET_IRQS(unmask)", index, vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_UNMASK, start, count, &[])
+        self.set_irqs(
+            "VFIO_DEVICE_SET_IRQS(unmask)",
+            index,
+            vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_UNMASK,
+            start,
+            count,
+            &[],
+        )
     }
 
     /// Fires vectors `start..start + count` of `index` from software (loopback
     /// test of the eventfd wiring).
     pub fn trigger_irqs(&self, index: u32, start: u32, count: u32) -> Result<()> {
-        self.set_irqs("VFIO_DEVICE_SET_IRQS(trigger)", index, vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_TRIGGER, start, count, &[])
+        self.set_irqs(
+            "VFIO_DEVICE_SET_IRQS(trigger)",
+            index,
+            vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
+            start,
+            count,
+            &[],
+        )
     }
 }
 
@@ -94,9 +158,12 @@ pub struct EventFd(nix::sys::eventfd::EventFd);
 impl EventFd {
     /// Creates one (non-blocking, close-on-exec).
     pub fn new() -> Result<Self> {
-        nix::sys::eventfd::EventFd::from_value_and_flags(0, nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK)
-            .map(EventFd)
-            .map_err(|e| Error::sys("eventfd", "new eventfd", e))
+        nix::sys::eventfd::EventFd::from_value_and_flags(
+            0,
+            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+        )
+        .map(EventFd)
+        .map_err(|e| Error::sys("eventfd", "new eventfd", e))
     }
 
     /// Takes the count (how many times it fired since the last call); 0 if none.

@@ -1,7 +1,86 @@
+//! Device assignment over Linux iommufd and the VFIO device cdev, with the
+//! kernel's security contexts as types.
+//!
+//! # Security contexts
+//!
+//! A PCI device handed to an untrusted guest must never be able to DMA
+//! anywhere but where its owner says. The kernel enforces this as a chain of
+//! contexts, and this crate makes each one a type state of [`Device`]:
+//!
+//! | state | kernel context | what the fd can do |
+//! |---|---|---|
+//! | [`Device<Unbound>`] | cdev opened, not bound | nothing: the kernel refuses ioctl and mmap (`EINVAL`) |
+//! | [`Device<BlockDma>`] | bound to an [`Iommufd`] (`VFIO_DEVICE_BIND_IOMMUFD`) | regions, MMIO, config, IRQs; the group sits in a blocking domain, so DMA goes nowhere |
+//! | [`Device<Attached<Ioas>>`] | attached to an [`Ioas`] (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`) | the same, and DMA reaches exactly the IOAS's mappings |
+//!
+//! Transitions consume the device and issue the real ioctl. On failure they
+//! hand the device back, unchanged, in a [`TransitionError`]:
+//!
+//! ```no_run
+//! use iommufd::{Access, Device, DmaBuffer, Iommufd, Iova};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let iommufd = Iommufd::open()?;
+//! let ioas = iommufd.alloc_ioas()?;
+//!
+//! let dev = Device::open("0000:00:02.0")?; // Device<Unbound>: the fd is inert
+//! let mut dev = match dev.bind(&iommufd) {  // Device<BlockDma>: DMA blocked
+//!     Ok(dev) => dev,
+//!     Err(e) => {
+//!         eprintln!("{}", e.error()); // says why (group not viable? no IR?) and how to fix it
+//!         let _unbound_again = e.into_inner();
+//!         return Ok(());
+//!     }
+//! };
+//! dev.map_bar(0)?;                              // BAR mappings live in the device
+//! let dev = dev.attach(&ioas)?;                 // Device<Attached<Ioas>>
+//! let ranges = ioas.iova_ranges()?;             // re-query: attach narrows them
+//!
+//! // The mapping owns the buffer: it cannot be freed while the device can reach it.
+//! let buf = ioas.map(DmaBuffer::new(4096)?, Iova::Any, Access::READ_WRITE)?;
+//! let id = dev.mmio(0)?.read32(0)?;
+//! println!("{ranges}; device id {id:#x}; buffer at IOVA {:#x}", buf.iova());
+//!
+//! let dev = dev.detach()?;   // back to blocking
+//! let _dev = dev.unbind()?;  // BARs unmapped, fd closed: the group returns to the kernel
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What the types rule out is proven by the compile-fail suite in `ui-tests/`:
+//! MMIO, config space, IRQs and reset exist only on bound states; `attach`
+//! only on `Device<BlockDma>`; an [`Mmio`] view borrows its device, so the
+//! device cannot be unbound or closed while the view lives; a [`Mapping`]
+//! owns (or borrows) the memory it maps.
+//!
+//! # BAR mappings across IOAS changes
+//!
+//! A VMM switches IOASes under a live BAR (for example when the guest toggles
+//! its vIOMMU). [`Device::map_bar`] therefore stores the mapping *in the
+//! device*: it moves with the device through `attach`, `replace` and `detach`
+//! at the same address ([`Mmio::host_address`], for a KVM memory slot), and
+//! it is unmapped by `unbind`/`close` before the fd is closed. Views
+//! ([`Device::mmio`]) are short borrows taken again after each transition.
+//!
+//! # What is checked at run time
+//!
+//! Group topology is only known at run time. [`Device::open`] refuses a device
+//! whose IOMMU group has other members, and points to a group-level API; a
+//! failed bind explains `EPERM` by naming the group members on DMA-capable
+//! drivers, or the missing interrupt remapping. Attaching to an IOAS of
+//! another iommufd is refused before the ioctl, since IOAS ids are only
+//! meaningful within one iommufd.
+//!
+//! # References
+//! - <https://docs.kernel.org/userspace-api/iommufd.html>
+//! - <https://docs.kernel.org/driver-api/vfio.html> ("VFIO device cdev")
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
 mod diagnose;
 mod sys;
+
 pub mod device;
 pub mod dma;
 pub mod error;
@@ -18,3 +97,25 @@ pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
+
+// Type-state facts, pinned: markers are zero-sized, and the state costs nothing.
+static_assertions::assert_eq_size!(Unbound, ());
+static_assertions::assert_eq_size!(BlockDma, ());
+static_assertions::assert_eq_size!(Attached<Ioas>, ());
+static_assertions::assert_eq_size!(Device<Unbound>, Device<BlockDma>);
+static_assertions::assert_eq_size!(Device<Unbound>, Device<Attached<Ioas>>);
+// Devices, IOASes and iommufds can be moved to and shared with other threads
+// (a VMM's device thread, its vCPU threads).
+static_assertions::assert_impl_all!(Device<Unbound>: Send, Sync);
+static_assertions::assert_impl_all!(Device<BlockDma>: Send, Sync);
+static_assertions::assert_impl_all!(Device<Attached<Ioas>>: Send, Sync);
+static_assertions::assert_impl_all!(Ioas: Send, Sync, Clone);
+static_assertions::assert_impl_all!(Iommufd: Send, Sync, Clone);
+// An MMIO view is a shared borrow of the device; vCPU threads use it concurrently.
+static_assertions::assert_impl_all!(Mmio<'static>: Send, Sync, Copy);
+static_assertions::assert_impl_all!(Mapping<DmaBuffer>: Send, Sync);
+// A mapping of memory that must stay on its thread stays there too.
+static_assertions::assert_not_impl_any!(Mapping<std::rc::Rc<u8>>: Send, Sync);
+// Devices are not Clone: one owner per fd, one state at a time.
+static_assertions::assert_not_impl_any!(Device<BlockDma>: Clone);
+static_assertions::assert_not_impl_any!(Mapping<DmaBuffer>: Clone);

@@ -92,8 +92,13 @@ pub enum CapError {
 impl fmt::Display for CapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CapError::OutOfBounds { offset } => write!(f, "capability at {offset:#x} runs past the buffer"),
-            CapError::Misplaced { offset } => write!(f, "capability offset {offset:#x} is misaligned or inside the header"),
+            CapError::OutOfBounds { offset } => {
+                write!(f, "capability at {offset:#x} runs past the buffer")
+            }
+            CapError::Misplaced { offset } => write!(
+                f,
+                "capability offset {offset:#x} is misaligned or inside the header"
+            ),
             CapError::Loop { offset } => write!(f, "capability chain loops back to {offset:#x}"),
         }
     }
@@ -118,7 +123,11 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
 /// every `next` is an offset from the start of `buf`; 0 ends the chain.
 /// Malformed chains (loops, offsets out of bounds or into the header) are
 /// errors, never panics or endless loops.
-pub fn parse_capabilities(buf: &[u8], header_len: usize, first: u32) -> Result<Vec<RegionCap>, CapError> {
+pub fn parse_capabilities(
+    buf: &[u8],
+    header_len: usize,
+    first: u32,
+) -> Result<Vec<RegionCap>, CapError> {
     let mut caps = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut off = first;
@@ -137,16 +146,25 @@ pub fn parse_capabilities(buf: &[u8], header_len: usize, first: u32) -> Result<V
         caps.push(match id {
             CAP_SPARSE_MMAP => {
                 let n = u32_at(buf, o + 8).ok_or(oob.clone())? as usize;
-                let end = n.checked_mul(16).and_then(|b| b.checked_add(o + 16)).ok_or(oob.clone())?;
+                let end = n
+                    .checked_mul(16)
+                    .and_then(|b| b.checked_add(o + 16))
+                    .ok_or(oob.clone())?;
                 if end > buf.len() {
                     return Err(oob);
                 }
                 let areas = (0..n)
-                    .map(|i| SparseArea { offset: u64_at(buf, o + 16 + 16 * i).unwrap(), size: u64_at(buf, o + 24 + 16 * i).unwrap() })
+                    .map(|i| SparseArea {
+                        offset: u64_at(buf, o + 16 + 16 * i).unwrap(),
+                        size: u64_at(buf, o + 24 + 16 * i).unwrap(),
+                    })
                     .collect();
                 RegionCap::SparseMmap(areas)
             }
-            CAP_TYPE => RegionCap::Type { type_: u32_at(buf, o + 8).ok_or(oob.clone())?, subtype: u32_at(buf, o + 12).ok_or(oob)? },
+            CAP_TYPE => RegionCap::Type {
+                type_: u32_at(buf, o + 8).ok_or(oob.clone())?,
+                subtype: u32_at(buf, o + 12).ok_or(oob)?,
+            },
             CAP_MSIX_MAPPABLE => RegionCap::MsixMappable,
             _ => RegionCap::Unknown { id, version },
         });
@@ -193,7 +211,10 @@ impl RegionInfo {
                 return a.clone();
             }
         }
-        vec![SparseArea { offset: 0, size: self.size }]
+        vec![SparseArea {
+            offset: 0,
+            size: self.size,
+        }]
     }
 
     /// Decodes the buffer `VFIO_DEVICE_GET_REGION_INFO` filled.
@@ -201,7 +222,11 @@ impl RegionInfo {
         let f = |o| u32_at(buf, o).ok_or(CapError::OutOfBounds { offset: o as u32 });
         let flags = f(4)?;
         let cap_offset = f(12)?;
-        let caps = if flags & FLAG_CAPS != 0 { parse_capabilities(buf, 32, cap_offset)? } else { Vec::new() };
+        let caps = if flags & FLAG_CAPS != 0 {
+            parse_capabilities(buf, 32, cap_offset)?
+        } else {
+            Vec::new()
+        };
         Ok(RegionInfo {
             index: f(8)?,
             flags,
@@ -234,10 +259,17 @@ impl Bar {
                 .len(a.size as usize)
                 .map_raw(fd.as_raw_fd())
                 .map_err(|e| {
-                    Error::new(ErrorKind::Kernel, "mmap BAR", format!("{name} region {}", info.index))
-                        .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size))
+                    Error::new(
+                        ErrorKind::Kernel,
+                        "mmap BAR",
+                        format!("{name} region {}", info.index),
+                    )
+                    .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size))
                 })?;
-            areas.push(MappedArea { offset: a.offset, map });
+            areas.push(MappedArea {
+                offset: a.offset,
+                map,
+            });
         }
         Ok(Bar { info, areas })
     }
@@ -281,7 +313,8 @@ impl<'d> Mmio<'d> {
     /// VMM that hands the BAR to a guest (a KVM memory slot). It stays valid
     /// until the device is unbound or closed, across attach, detach and replace.
     pub fn host_address(&self, offset: u64) -> Option<*mut u8> {
-        self.area(offset, 1).map(|(a, rel)| a.map.as_mut_ptr().wrapping_add(rel))
+        self.area(offset, 1)
+            .map(|(a, rel)| a.map.as_mut_ptr().wrapping_add(rel))
     }
 
     fn area(&self, offset: u64, n: u64) -> Option<(&MappedArea, usize)> {
@@ -293,11 +326,22 @@ impl<'d> Mmio<'d> {
     }
 
     fn check(&self, offset: u64, n: u64, op: &'static str) -> Result<()> {
-        let in_bounds = offset.checked_add(n).is_some_and(|e| e <= self.bar.info.size);
+        let in_bounds = offset
+            .checked_add(n)
+            .is_some_and(|e| e <= self.bar.info.size);
         if !in_bounds || offset % n != 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, op, format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index)).detail(
-                format!("a {n}-byte access must be {n}-byte aligned and inside the {:#x}-byte BAR", self.bar.info.size),
-            ));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                format!(
+                    "{} BAR{} offset {offset:#x}",
+                    self.name, self.bar.info.index
+                ),
+            )
+            .detail(format!(
+                "a {n}-byte access must be {n}-byte aligned and inside the {:#x}-byte BAR",
+                self.bar.info.size
+            )));
         }
         Ok(())
     }
@@ -320,9 +364,23 @@ impl<'d> Mmio<'d> {
             }
         } else {
             let n = nix::sys::uio::pread(self.fd, &mut out, (self.bar.info.offset + offset) as i64)
-                .map_err(|e| Error::sys("MMIO read (pread)", format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index), e))?;
+                .map_err(|e| {
+                    Error::sys(
+                        "MMIO read (pread)",
+                        format!(
+                            "{} BAR{} offset {offset:#x}",
+                            self.name, self.bar.info.index
+                        ),
+                        e,
+                    )
+                })?;
             if n != N {
-                return Err(Error::new(ErrorKind::Kernel, "MMIO read (pread)", self.name.to_string()).detail(format!("short read: {n} of {N}")));
+                return Err(Error::new(
+                    ErrorKind::Kernel,
+                    "MMIO read (pread)",
+                    self.name.to_string(),
+                )
+                .detail(format!("short read: {n} of {N}")));
             }
         }
         Ok(out)
@@ -336,14 +394,27 @@ impl<'d> Mmio<'d> {
             unsafe {
                 match N {
                     1 => p.write_volatile(val[0]),
-                    2 => (p as *mut u16).write_volatile(u16::from_ne_bytes(val[..2].try_into().unwrap())),
-                    4 => (p as *mut u32).write_volatile(u32::from_ne_bytes(val[..4].try_into().unwrap())),
-                    _ => (p as *mut u64).write_volatile(u64::from_ne_bytes(val[..8].try_into().unwrap())),
+                    2 => (p as *mut u16)
+                        .write_volatile(u16::from_ne_bytes(val[..2].try_into().unwrap())),
+                    4 => (p as *mut u32)
+                        .write_volatile(u32::from_ne_bytes(val[..4].try_into().unwrap())),
+                    _ => (p as *mut u64)
+                        .write_volatile(u64::from_ne_bytes(val[..8].try_into().unwrap())),
                 }
             }
         } else {
-            nix::sys::uio::pwrite(self.fd, &val, (self.bar.info.offset + offset) as i64)
-                .map_err(|e| Error::sys("MMIO write (pwrite)", format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index), e))?;
+            nix::sys::uio::pwrite(self.fd, &val, (self.bar.info.offset + offset) as i64).map_err(
+                |e| {
+                    Error::sys(
+                        "MMIO write (pwrite)",
+                        format!(
+                            "{} BAR{} offset {offset:#x}",
+                            self.name, self.bar.info.index
+                        ),
+                        e,
+                    )
+                },
+            )?;
         }
         Ok(())
     }
@@ -384,7 +455,11 @@ impl<'d> Mmio<'d> {
 
 impl fmt::Debug for Mmio<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mmio").field("device", &self.name).field("bar", &self.bar.info.index).field("size", &self.bar.info.size).finish()
+        f.debug_struct("Mmio")
+            .field("device", &self.name)
+            .field("bar", &self.bar.info.index)
+            .field("size", &self.bar.info.size)
+            .finish()
     }
 }
 
@@ -447,10 +522,25 @@ mod tests {
         assert_eq!(
             info.caps,
             vec![
-                RegionCap::SparseMmap(vec![SparseArea { offset: 0, size: 0x1000 }, SparseArea { offset: 0x3000, size: 0x1000 }]),
-                RegionCap::Type { type_: 0x8086, subtype: 7 },
+                RegionCap::SparseMmap(vec![
+                    SparseArea {
+                        offset: 0,
+                        size: 0x1000
+                    },
+                    SparseArea {
+                        offset: 0x3000,
+                        size: 0x1000
+                    }
+                ]),
+                RegionCap::Type {
+                    type_: 0x8086,
+                    subtype: 7
+                },
                 RegionCap::MsixMappable,
-                RegionCap::Unknown { id: 0x99, version: 1 },
+                RegionCap::Unknown {
+                    id: 0x99,
+                    version: 1
+                },
             ]
         );
         assert_eq!(info.sparse_areas().len(), 2);
@@ -462,7 +552,13 @@ mod tests {
         put32(&mut b, 4, FLAG_READ | FLAG_MMAP);
         let info = RegionInfo::decode(&b).unwrap();
         assert!(info.caps.is_empty());
-        assert_eq!(info.sparse_areas(), vec![SparseArea { offset: 0, size: 0x4000 }]);
+        assert_eq!(
+            info.sparse_areas(),
+            vec![SparseArea {
+                offset: 0,
+                size: 0x4000
+            }]
+        );
     }
 
     #[test]
@@ -472,24 +568,48 @@ mod tests {
         assert_eq!(RegionInfo::decode(&b), Err(CapError::Loop { offset: 80 }));
         let mut b = crafted();
         header(&mut b, 32, CAP_MSIX_MAPPABLE, 32); // points at itself
-        assert_eq!(parse_capabilities(&b, 32, 32), Err(CapError::Loop { offset: 32 }));
+        assert_eq!(
+            parse_capabilities(&b, 32, 32),
+            Err(CapError::Loop { offset: 32 })
+        );
     }
 
     #[test]
     fn out_of_bounds_and_misplaced_offsets_are_errors() {
         let b = crafted();
-        assert_eq!(parse_capabilities(&b, 32, 4096), Err(CapError::OutOfBounds { offset: 4096 }));
-        assert_eq!(parse_capabilities(&b, 32, 8), Err(CapError::Misplaced { offset: 8 }));
-        assert_eq!(parse_capabilities(&b, 32, 34), Err(CapError::Misplaced { offset: 34 }));
-        assert_eq!(parse_capabilities(&b, 32, u32::MAX & !3), Err(CapError::OutOfBounds { offset: u32::MAX & !3 }));
+        assert_eq!(
+            parse_capabilities(&b, 32, 4096),
+            Err(CapError::OutOfBounds { offset: 4096 })
+        );
+        assert_eq!(
+            parse_capabilities(&b, 32, 8),
+            Err(CapError::Misplaced { offset: 8 })
+        );
+        assert_eq!(
+            parse_capabilities(&b, 32, 34),
+            Err(CapError::Misplaced { offset: 34 })
+        );
+        assert_eq!(
+            parse_capabilities(&b, 32, !3u32),
+            Err(CapError::OutOfBounds { offset: !3u32 })
+        );
         // A sparse cap that claims more areas than the buffer holds.
         let mut b = crafted();
         put32(&mut b, 40, 1000);
-        assert_eq!(parse_capabilities(&b, 32, 32), Err(CapError::OutOfBounds { offset: 32 }));
+        assert_eq!(
+            parse_capabilities(&b, 32, 32),
+            Err(CapError::OutOfBounds { offset: 32 })
+        );
         put32(&mut b, 40, u32::MAX);
-        assert_eq!(parse_capabilities(&b, 32, 32), Err(CapError::OutOfBounds { offset: 32 }));
+        assert_eq!(
+            parse_capabilities(&b, 32, 32),
+            Err(CapError::OutOfBounds { offset: 32 })
+        );
         // Truncated in the middle of a header.
-        assert_eq!(parse_capabilities(&b[..84], 32, 80), Err(CapError::OutOfBounds { offset: 80 }));
+        assert_eq!(
+            parse_capabilities(&b[..84], 32, 80),
+            Err(CapError::OutOfBounds { offset: 80 })
+        );
         // Empty buffer.
         assert!(RegionInfo::decode(&[]).is_err());
     }

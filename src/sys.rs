@@ -15,11 +15,11 @@
 #![allow(unsafe_code)] // ioctls are FFI; every caller documents its pointer argument.
 #![allow(dead_code)] // some uAPI constants are kept for completeness of the pinned layout.
 
-use static_assertions::{const_assert_eq, assert_eq_size};
+use static_assertions::{assert_eq_size, const_assert_eq};
 use std::mem::{offset_of, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-pub(crate) use vfio_bindings::bindings::vfio as vfio;
+pub(crate) use vfio_bindings::bindings::vfio;
 
 /// `VFIO_TYPE` (`';'`) and the two command bases.
 pub const VFIO_TYPE: u8 = b';';
@@ -48,7 +48,7 @@ macro_rules! vfio_ioctls {
         /// Every (name, request number) pair, for the test that pins them.
         #[cfg(test)]
         pub const ALL_REQUESTS: &[(&str, u64)] = &[
-            $((stringify!($name), nix::request_code_none!(VFIO_TYPE, $nr) as u64),)*
+            $((stringify!($name), nix::request_code_none!(VFIO_TYPE, $nr)),)*
         ];
     };
 }
@@ -256,7 +256,10 @@ pub fn ioctl<T: PlainArg>(fd: BorrowedFd<'_>, f: RawIoctl<T>, arg: &mut T) -> ni
 }
 
 /// `VFIO_DEVICE_BIND_IOMMUFD` without a VF token.
-pub fn bind_iommufd(dev: BorrowedFd<'_>, arg: &mut vfio::vfio_device_bind_iommufd) -> nix::Result<i32> {
+pub fn bind_iommufd(
+    dev: BorrowedFd<'_>,
+    arg: &mut vfio::vfio_device_bind_iommufd,
+) -> nix::Result<i32> {
     arg.token_uuid_ptr = 0;
     arg.flags = 0;
     ioctl(dev, raw::vfio_device_bind_iommufd, arg)
@@ -264,7 +267,11 @@ pub fn bind_iommufd(dev: BorrowedFd<'_>, arg: &mut vfio::vfio_device_bind_iommuf
 
 /// `IOMMU_IOAS_IOVA_RANGES` into `out`; returns (number of ranges, alignment).
 /// When `out` is too small the kernel answers `EMSGSIZE` and the count it needs.
-pub fn iova_ranges(fd: BorrowedFd<'_>, ioas: u32, out: &mut [IommuIovaRange]) -> std::result::Result<(u32, u64), (nix::Error, u32)> {
+pub fn iova_ranges(
+    fd: BorrowedFd<'_>,
+    ioas: u32,
+    out: &mut [IommuIovaRange],
+) -> std::result::Result<(u32, u64), (nix::Error, u32)> {
     let mut arg = IommuIoasIovaRanges {
         size: argsz::<IommuIoasIovaRanges>(),
         ioas_id: ioas,
@@ -297,7 +304,10 @@ pub fn allow_iovas(fd: BorrowedFd<'_>, ioas: u32, ranges: &[IommuIovaRange]) -> 
 /// `VFIO_DEVICE_GET_REGION_INFO` into `buf`, whose first 32 bytes are the
 /// `struct vfio_region_info`; the rest receives the capability chain.
 pub fn region_info(dev: BorrowedFd<'_>, index: u32, buf: &mut [u64]) -> nix::Result<i32> {
-    assert!(buf.len() >= 4, "region info buffer smaller than struct vfio_region_info");
+    assert!(
+        buf.len() >= 4,
+        "region info buffer smaller than struct vfio_region_info"
+    );
     let bytes = (buf.len() * 8) as u32;
     buf.fill(0);
     // argsz (u32 @0) and index (u32 @8), little or big endian alike through to_ne_bytes.
@@ -317,7 +327,10 @@ fn pack_u32s(a: u32, b: u32) -> [u8; 8] {
 
 /// `VFIO_DEVICE_SET_IRQS` with a `struct vfio_irq_set` header (5 words) and its data in `buf`.
 pub fn set_irqs(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
-    assert!(buf.len() >= 5, "irq set buffer smaller than struct vfio_irq_set");
+    assert!(
+        buf.len() >= 5,
+        "irq set buffer smaller than struct vfio_irq_set"
+    );
     buf[0] = (buf.len() * 4) as u32;
     // SAFETY: `buf` is a 4-aligned buffer of `argsz` bytes; the kernel reads the
     // header and at most `argsz - 20` bytes of data, and checks `count` against it.
@@ -442,8 +455,8 @@ mod tests {
             assert_eq!(got, nr, "{name}");
         }
         // The integer / no-argument ones, declared outside the table.
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE) as u64, 0x3b64);
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 6) as u64, 0x3b6a);
-        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 11) as u64, 0x3b6f);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE), 0x3b64);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 6), 0x3b6a);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 11), 0x3b6f);
     }
 }

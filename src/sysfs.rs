@@ -15,12 +15,23 @@ pub const DMA_SAFE_DRIVERS: &[&str] = &["vfio-pci", "pci-stub", "pcieport"];
 pub fn validate_bdf(bdf: &str) -> Result<()> {
     let b = bdf.as_bytes();
     let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
-    let ok = b.len() == 12 && hex(0..4) && b[4] == b':' && hex(5..7) && b[7] == b':' && hex(8..10) && b[10] == b'.' && (b'0'..=b'7').contains(&b[11]);
+    let ok = b.len() == 12
+        && hex(0..4)
+        && b[4] == b':'
+        && hex(5..7)
+        && b[7] == b':'
+        && hex(8..10)
+        && b[10] == b'.'
+        && (b'0'..=b'7').contains(&b[11]);
     if ok {
         Ok(())
     } else {
-        Err(Error::new(ErrorKind::InvalidInput, "parse PCI address", format!("{bdf:?}"))
-            .detail("expected domain:bus:device.function, e.g. 0000:00:02.0"))
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "parse PCI address",
+            format!("{bdf:?}"),
+        )
+        .detail("expected domain:bus:device.function, e.g. 0000:00:02.0"))
     }
 }
 
@@ -37,7 +48,9 @@ impl PciDevice {
     /// Whether this device, as a member of a group being handed out, is safe:
     /// no driver, or one that leaves DMA to the owner.
     pub fn is_dma_safe(&self) -> bool {
-        self.driver.as_deref().is_none_or(|d| DMA_SAFE_DRIVERS.contains(&d))
+        self.driver
+            .as_deref()
+            .is_none_or(|d| DMA_SAFE_DRIVERS.contains(&d))
     }
 
     /// The shell commands that move this device to vfio-pci.
@@ -61,7 +74,11 @@ fn dev_dir(sys: &Path, bdf: &str) -> PathBuf {
 }
 
 fn link_name(p: &Path) -> Option<String> {
-    std::fs::read_link(p).ok()?.file_name()?.to_str().map(str::to_string)
+    std::fs::read_link(p)
+        .ok()?
+        .file_name()?
+        .to_str()
+        .map(str::to_string)
 }
 
 /// The device at `bdf`, or an error if sysfs has none.
@@ -69,9 +86,15 @@ pub fn device(sys: &Path, bdf: &str) -> Result<PciDevice> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf);
     if !dir.exists() {
-        return Err(Error::new(ErrorKind::InvalidInput, "look up PCI device", bdf).detail(format!("{} does not exist", dir.display())));
+        return Err(
+            Error::new(ErrorKind::InvalidInput, "look up PCI device", bdf)
+                .detail(format!("{} does not exist", dir.display())),
+        );
     }
-    Ok(PciDevice { bdf: bdf.to_string(), driver: link_name(&dir.join("driver")) })
+    Ok(PciDevice {
+        bdf: bdf.to_string(),
+        driver: link_name(&dir.join("driver")),
+    })
 }
 
 /// The IOMMU group number of `bdf`.
@@ -90,7 +113,12 @@ pub fn group_of(sys: &Path, bdf: &str) -> Result<u32> {
 pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
     let dir = sys.join(format!("kernel/iommu_groups/{group}/devices"));
     let rd = std::fs::read_dir(&dir).map_err(|e| {
-        Error::new(ErrorKind::InvalidInput, "list IOMMU group", format!("group {group}")).detail(format!("{}: {e}", dir.display()))
+        Error::new(
+            ErrorKind::InvalidInput,
+            "list IOMMU group",
+            format!("group {group}"),
+        )
+        .detail(format!("{}: {e}", dir.display()))
     })?;
     let mut out = Vec::new();
     for entry in rd.flatten() {
@@ -106,11 +134,18 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
 pub fn groups(sys: &Path) -> Result<Vec<u32>> {
     let dir = sys.join("kernel/iommu_groups");
     let rd = std::fs::read_dir(&dir).map_err(|e| {
-        Error::new(ErrorKind::InvalidInput, "list IOMMU groups", dir.display().to_string())
-            .detail(e.to_string())
-            .hint("no IOMMU groups: boot with the IOMMU enabled (intel_iommu=on / amd_iommu=on)")
+        Error::new(
+            ErrorKind::InvalidInput,
+            "list IOMMU groups",
+            dir.display().to_string(),
+        )
+        .detail(e.to_string())
+        .hint("no IOMMU groups: boot with the IOMMU enabled (intel_iommu=on / amd_iommu=on)")
     })?;
-    let mut out: Vec<u32> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    let mut out: Vec<u32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
     out.sort_unstable();
     Ok(out)
 }
@@ -119,9 +154,11 @@ pub fn groups(sys: &Path) -> Result<Vec<u32>> {
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     let dev = device(sys, bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
-    let name = std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).find(|n| n.starts_with("vfio")));
+    let name = std::fs::read_dir(&dir).ok().and_then(|rd| {
+        rd.flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .find(|n| n.starts_with("vfio"))
+    });
     match name {
         Some(n) => Ok(n),
         None if dev.driver.as_deref() != Some("vfio-pci") => Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
@@ -139,8 +176,12 @@ pub(crate) mod tests {
     use std::os::unix::fs::symlink;
 
     /// A fake sysfs: `devs` are (bdf, group, driver, vfio cdev).
-    pub(crate) fn fake_sysfs(name: &str, devs: &[(&str, u32, Option<&str>, Option<&str>)]) -> PathBuf {
-        let root = std::env::temp_dir().join(format!("iommufd-sysfs-{name}-{}", std::process::id()));
+    pub(crate) fn fake_sysfs(
+        name: &str,
+        devs: &[(&str, u32, Option<&str>, Option<&str>)],
+    ) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("iommufd-sysfs-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         for (bdf, group, driver, cdev) in devs {
             let real = root.join("devices/pci0000:00").join(bdf);
@@ -148,7 +189,11 @@ pub(crate) mod tests {
             let gdir = root.join(format!("kernel/iommu_groups/{group}/devices"));
             std::fs::create_dir_all(&gdir).unwrap();
             let _ = symlink(&real, gdir.join(bdf));
-            symlink(root.join(format!("kernel/iommu_groups/{group}")), real.join("iommu_group")).unwrap();
+            symlink(
+                root.join(format!("kernel/iommu_groups/{group}")),
+                real.join("iommu_group"),
+            )
+            .unwrap();
             if let Some(d) = driver {
                 let ddir = root.join("bus/pci/drivers").join(d);
                 std::fs::create_dir_all(&ddir).unwrap();
@@ -167,8 +212,20 @@ pub(crate) mod tests {
     fn bdf_validation() {
         validate_bdf("0000:00:02.0").unwrap();
         validate_bdf("abcd:ef:1f.7").unwrap();
-        for bad in ["", "0000:00:02", "../../../etc", "0000:00:02.8", "0000-00:02.0", "00000:00:02.0", "0000:00:0g.0"] {
-            assert_eq!(validate_bdf(bad).unwrap_err().kind(), ErrorKind::InvalidInput, "{bad}");
+        for bad in [
+            "",
+            "0000:00:02",
+            "../../../etc",
+            "0000:00:02.8",
+            "0000-00:02.0",
+            "00000:00:02.0",
+            "0000:00:0g.0",
+        ] {
+            assert_eq!(
+                validate_bdf(bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{bad}"
+            );
         }
     }
 
@@ -186,20 +243,34 @@ pub(crate) mod tests {
         assert_eq!(cdev_name(&sys, "0000:00:02.0").unwrap(), "vfio0");
         assert_eq!(group_of(&sys, "0000:01:01.0").unwrap(), 3);
         let members = group_members(&sys, 3).unwrap();
-        assert_eq!(members.iter().map(|d| d.bdf.as_str()).collect::<Vec<_>>(), ["0000:00:03.0", "0000:01:01.0"]);
+        assert_eq!(
+            members.iter().map(|d| d.bdf.as_str()).collect::<Vec<_>>(),
+            ["0000:00:03.0", "0000:01:01.0"]
+        );
         assert!(members.iter().all(PciDevice::is_dma_safe));
         assert_eq!(groups(&sys).unwrap(), [2, 3, 4]);
 
         let e = cdev_name(&sys, "0000:02:02.0").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotVfioPci);
         let msg = e.to_string();
-        assert!(msg.contains("virtio-pci") && msg.contains("driver_override") && msg.contains("0000:02:02.0/driver/unbind"), "{msg}");
+        assert!(
+            msg.contains("virtio-pci")
+                && msg.contains("driver_override")
+                && msg.contains("0000:02:02.0/driver/unbind"),
+            "{msg}"
+        );
         assert!(!group_members(&sys, 4).unwrap()[0].is_dma_safe());
 
         let e = cdev_name(&sys, "0000:00:03.0").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotVfioPci);
-        assert!(!e.to_string().contains("/driver/unbind"), "no driver to unbind: {e}");
-        assert_eq!(device(&sys, "0000:09:00.0").unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert!(
+            !e.to_string().contains("/driver/unbind"),
+            "no driver to unbind: {e}"
+        );
+        assert_eq!(
+            device(&sys, "0000:09:00.0").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
         let _ = std::fs::remove_dir_all(&sys);
     }
 

@@ -4,7 +4,9 @@
 
 mod support;
 
-use iommufd::{Access, Attached, BlockDma, Device, DmaBuffer, ErrorKind, Ioas, Iommufd, Iova, Unbound};
+use iommufd::{
+    Access, Attached, BlockDma, Device, DmaBuffer, ErrorKind, Ioas, Iommufd, Iova, Unbound,
+};
 use nix::errno::Errno;
 use std::os::fd::AsFd;
 use support::{Edu, Topology};
@@ -32,8 +34,16 @@ fn buffer_with(data: &[u8]) -> DmaBuffer {
 
 /// Round trip RAM(src) -> edu -> RAM(dst) and return what landed in dst.
 fn round_trip(dev: &Device<Attached<Ioas>>, ioas: &Ioas) -> Vec<u8> {
-    let src = ioas.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = ioas
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     let edu = Edu::new(dev);
     edu.read_from_ram(src.iova(), MSG.len() as u64);
     edu.write_to_ram(dst.iova(), MSG.len() as u64);
@@ -49,13 +59,21 @@ fn kernel_refuses_ioctl_and_mmap_before_bind() {
     nix::ioctl_readwrite_bad!(get_info, nix::request_code_none!(b';', 107), [u32; 6]);
     let t = Topology::discover();
     let name = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), &t.singleton).unwrap();
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(format!("/dev/vfio/devices/{name}")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/vfio/devices/{name}"))
+        .unwrap();
     let mut info = [24u32, 0, 0, 0, 0, 0];
     // SAFETY: `info` is a 24-byte vfio_device_info; the kernel refuses before touching it anyway.
     let r = unsafe { get_info(std::os::fd::AsRawFd::as_raw_fd(&f), &mut info) };
     assert_eq!(r, Err(Errno::EINVAL), "GET_INFO before bind");
     let m = memmap2::MmapOptions::new().len(4096).map_raw(&f);
-    assert_eq!(m.err().and_then(|e| e.raw_os_error()), Some(libc_einval()), "mmap before bind");
+    assert_eq!(
+        m.err().and_then(|e| e.raw_os_error()),
+        Some(libc_einval()),
+        "mmap before bind"
+    );
 }
 
 fn libc_einval() -> i32 {
@@ -98,13 +116,24 @@ fn dma_round_trip_and_unmapped_iova_is_blocked() {
     assert_eq!(round_trip(&dev, &ioas), MSG, "DMA round trip");
 
     // DMA to an IOVA with nothing mapped: the IOMMU drops it; memory stays untouched.
-    let src = ioas.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = ioas
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     let edu = Edu::new(&dev);
     edu.read_from_ram(SRC, MSG.len() as u64);
     let dst_buf = dst.unmap().unwrap();
     edu.write_to_ram(DST, MSG.len() as u64);
-    assert!(dst_buf.as_slice().iter().all(|&b| b == 0), "DMA reached unmapped memory");
+    assert!(
+        dst_buf.as_slice().iter().all(|&b| b == 0),
+        "DMA reached unmapped memory"
+    );
     drop(src);
 }
 
@@ -114,8 +143,16 @@ fn detach_blocks_dma_and_reattach_restores_it() {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let dev = bound(&fd).attach(&ioas).unwrap();
-    let src = ioas.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = ioas
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     Edu::new(&dev).read_from_ram(SRC, MSG.len() as u64);
 
     let dev = dev.detach().unwrap();
@@ -123,7 +160,10 @@ fn detach_blocks_dma_and_reattach_restores_it() {
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
     dst.read_bytes(0, &mut out);
-    assert!(out.iter().all(|&b| b == 0), "DMA got through the blocking domain");
+    assert!(
+        out.iter().all(|&b| b == 0),
+        "DMA got through the blocking domain"
+    );
 
     let dev = dev.attach(&ioas).unwrap();
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
@@ -139,14 +179,32 @@ fn replace_moves_dma_to_the_second_ioas() {
     let a = fd.alloc_ioas().unwrap();
     let b = fd.alloc_ioas().unwrap();
     let dev = bound(&fd).attach(&a).unwrap();
-    let src_a = a.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst_a = a.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
-    let dst_b = b.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src_a = a
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst_a = a
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
+    let dst_b = b
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     Edu::new(&dev).read_from_ram(SRC, MSG.len() as u64);
 
     let bar_before = dev.mmio(0).unwrap().host_address(0);
     let dev = dev.replace(&b).unwrap();
-    assert_eq!(dev.mmio(0).unwrap().host_address(0), bar_before, "BAR mapping survives replace");
+    assert_eq!(
+        dev.mmio(0).unwrap().host_address(0),
+        bar_before,
+        "BAR mapping survives replace"
+    );
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
     let (mut in_a, mut in_b) = (vec![0u8; MSG.len()], vec![0u8; MSG.len()]);
     dst_a.read_bytes(0, &mut in_a);
@@ -162,20 +220,48 @@ fn iova_ranges_change_at_attach() {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let before = ioas.iova_ranges().unwrap();
-    assert_eq!(before.ranges, [iommufd::IovaRange { start: 0, last: u64::MAX }]);
+    assert_eq!(
+        before.ranges,
+        [iommufd::IovaRange {
+            start: 0,
+            last: u64::MAX
+        }]
+    );
     assert_eq!(before.alignment, 1);
     let dev = bound(&fd).attach(&ioas).unwrap();
     let after = ioas.iova_ranges().unwrap();
     assert_ne!(after, before);
     assert_eq!(after.alignment, 4096);
-    assert!(after.ranges.len() >= 2, "VT-d reserves the MSI window: {after}");
-    assert!(!after.contains(0xfee00000, 4096), "MSI window is not mappable: {after}");
+    assert!(
+        after.ranges.len() >= 2,
+        "VT-d reserves the MSI window: {after}"
+    );
+    assert!(
+        !after.contains(0xfee00000, 4096),
+        "MSI window is not mappable: {after}"
+    );
     // Rejected before the ioctl, with the ranges in the message.
-    let e = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(0xfee00000), Access::READ).unwrap_err();
+    let e = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(0xfee00000),
+            Access::READ,
+        )
+        .unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::OutOfRange);
-    assert!(e.error().to_string().contains("0xfedfffff"), "{}", e.error());
+    assert!(
+        e.error().to_string().contains("0xfedfffff"),
+        "{}",
+        e.error()
+    );
     // Misaligned IOVA.
-    let e = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(SRC + 1), Access::READ).unwrap_err();
+    let e = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(SRC + 1),
+            Access::READ,
+        )
+        .unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::Alignment);
     assert!(e.error().to_string().contains("0x1000"), "{}", e.error());
     drop(dev);
@@ -187,8 +273,16 @@ fn partial_unmap_is_enoent_and_leaves_the_mapping() {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let dev = bound(&fd).attach(&ioas).unwrap();
-    let src = ioas.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = ioas.map(DmaBuffer::new(8192).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = ioas
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(8192).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     let e = ioas.unmap(DST, 4096).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotMapped);
     assert_eq!(e.raw_errno(), Some(Errno::ENOENT));
@@ -207,13 +301,28 @@ fn partial_unmap_is_enoent_and_leaves_the_mapping() {
 fn overlap_is_eexist_naming_the_mapping() {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let first = ioas.map(DmaBuffer::new(8192).unwrap(), Iova::Fixed(SRC), Access::READ).unwrap();
-    let e = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(SRC + 4096), Access::READ).unwrap_err();
+    let first = ioas
+        .map(
+            DmaBuffer::new(8192).unwrap(),
+            Iova::Fixed(SRC),
+            Access::READ,
+        )
+        .unwrap();
+    let e = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(SRC + 4096),
+            Access::READ,
+        )
+        .unwrap_err();
     let (buf, err) = e.into_parts();
     assert_eq!(buf.len(), 4096, "the buffer comes back");
     assert_eq!(err.kind(), ErrorKind::Overlap);
     assert_eq!(err.raw_errno(), Some(Errno::EEXIST));
-    assert!(err.to_string().contains("IOVA [0x100000, 0x101fff]"), "{err}");
+    assert!(
+        err.to_string().contains("IOVA [0x100000, 0x101fff]"),
+        "{err}"
+    );
     // Kernel-chosen IOVA avoids it.
     let any = ioas.map(buf, Iova::Any, Access::READ).unwrap();
     assert!(any.iova() + 4096 <= SRC || any.iova() >= SRC + 8192);
@@ -240,9 +349,17 @@ fn failed_transitions_hand_the_device_back_working() {
     let foreign = other.alloc_ioas().unwrap();
     let e = dev.attach(&foreign).unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::InvalidInput);
-    assert!(e.error().to_string().contains("another iommufd"), "{}", e.error());
+    assert!(
+        e.error().to_string().contains("another iommufd"),
+        "{}",
+        e.error()
+    );
     let dev = e.into_inner();
-    assert_eq!(Edu::new(&dev).liveness(0x1234_5678), !0x1234_5678, "MMIO still works");
+    assert_eq!(
+        Edu::new(&dev).liveness(0x1234_5678),
+        !0x1234_5678,
+        "MMIO still works"
+    );
 
     let ioas = fd.alloc_ioas().unwrap();
     let dev = dev.attach(&ioas).unwrap();
@@ -265,12 +382,16 @@ fn msi_and_intx_reach_eventfds() {
     assert!(intx.maskable() && intx.automasked());
 
     let ev = iommufd::EventFd::new().unwrap();
-    dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[ev.as_fd()]).unwrap();
+    dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[ev.as_fd()])
+        .unwrap();
     let edu = Edu::new(&dev);
     edu.raise_irq(0x42);
     let start = std::time::Instant::now();
     while ev.take().unwrap() == 0 {
-        assert!(start.elapsed().as_secs() < 10, "MSI never reached the eventfd");
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "MSI never reached the eventfd"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(edu.irq_status(), 0x42);
@@ -280,7 +401,9 @@ fn msi_and_intx_reach_eventfds() {
     assert_eq!(ev.take().unwrap(), 1);
     dev.disable_irqs(iommufd::pci::MSI_IRQ).unwrap();
     // An out-of-range vector is refused with the errno.
-    let e = dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 5, &[ev.as_fd()]).unwrap_err();
+    let e = dev
+        .set_irq_eventfds(iommufd::pci::MSI_IRQ, 5, &[ev.as_fd()])
+        .unwrap_err();
     assert_eq!(e.raw_errno(), Some(Errno::EINVAL));
 }
 
@@ -307,11 +430,23 @@ fn regions_and_config_space() {
     assert!(bar0.mmappable() && bar0.readable() && bar0.writable());
     let mut id = [0u8; 4];
     dev.config_read(0, &mut id).unwrap();
-    assert_eq!(u32::from_le_bytes(id), 0x11e8_1234, "vendor/device through config space");
+    assert_eq!(
+        u32::from_le_bytes(id),
+        0x11e8_1234,
+        "vendor/device through config space"
+    );
     let mmio = dev.mmio(0).unwrap();
     assert_eq!(mmio.read32(0).unwrap(), support::EDU_ID);
-    assert_eq!(mmio.read32(2).unwrap_err().kind(), ErrorKind::InvalidInput, "misaligned");
-    assert_eq!(mmio.read64(0x100000).unwrap_err().kind(), ErrorKind::InvalidInput, "past the end");
+    assert_eq!(
+        mmio.read32(2).unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "misaligned"
+    );
+    assert_eq!(
+        mmio.read64(0x100000).unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "past the end"
+    );
     assert!(dev.config_read(4096, &mut id).is_err());
 }
 
@@ -324,11 +459,16 @@ fn map_file_and_copy_carry_dma() {
     let dev = bound(&fd).attach(&a).unwrap();
 
     // A memfd mapped with IOMMU_IOAS_MAP_FILE as the DMA destination.
-    let memfd = nix::sys::memfd::memfd_create(c"dma", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
+    let memfd =
+        nix::sys::memfd::memfd_create(c"dma", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
     nix::unistd::ftruncate(&memfd, 4096).unwrap();
     let file = std::fs::File::from(memfd);
-    let src = a.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = a.map_file(&file, 0, 4096, Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = a
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = a
+        .map_file(&file, 0, 4096, Iova::Fixed(DST), Access::WRITE)
+        .unwrap();
     let edu = Edu::new(&dev);
     edu.read_from_ram(SRC, MSG.len() as u64);
     edu.write_to_ram(DST, MSG.len() as u64);
@@ -338,8 +478,16 @@ fn map_file_and_copy_carry_dma() {
     drop(dst);
 
     // IOMMU_IOAS_COPY: the source buffer, copied into IOAS b at another IOVA.
-    let copy = b.copy_from(&src, Iova::Fixed(0x300000), Access::READ).unwrap();
-    let dst_b = b.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let copy = b
+        .copy_from(&src, Iova::Fixed(0x300000), Access::READ)
+        .unwrap();
+    let dst_b = b
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     let dev = dev.replace(&b).unwrap();
     let edu = Edu::new(&dev);
     edu.read_from_ram(0x300000, MSG.len() as u64);
@@ -384,15 +532,32 @@ fn memlock_limit_error_names_the_limit() {
         setrlimit(Resource::RLIMIT_MEMLOCK, 65536, 65536).unwrap();
         let nobody = nix::unistd::Uid::from_raw(65534);
         nix::unistd::setresuid(nobody, nobody, nobody).unwrap();
-        let e = ioas.map(DmaBuffer::new(1 << 20).unwrap(), Iova::Fixed(SRC), Access::READ).unwrap_err();
+        let e = ioas
+            .map(
+                DmaBuffer::new(1 << 20).unwrap(),
+                Iova::Fixed(SRC),
+                Access::READ,
+            )
+            .unwrap_err();
         assert_eq!(e.error().kind(), ErrorKind::MemlockLimit, "{}", e.error());
         assert_eq!(e.error().raw_errno(), Some(Errno::ENOMEM));
-        assert!(e.error().to_string().contains("RLIMIT_MEMLOCK is 65536 bytes"), "{}", e.error());
+        assert!(
+            e.error()
+                .to_string()
+                .contains("RLIMIT_MEMLOCK is 65536 bytes"),
+            "{}",
+            e.error()
+        );
         assert!(e.into_inner().len() == 1 << 20, "buffer handed back");
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "memlock_limit_error_names_the_limit", "--include-ignored", "--test-threads=1"])
+        .args([
+            "--exact",
+            "memlock_limit_error_names_the_limit",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
         .env("IOMMUFD_MEMLOCK_CHILD", "1")
         .output()
         .unwrap();

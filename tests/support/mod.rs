@@ -40,7 +40,10 @@ pub struct Topology {
 }
 
 fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn is_edu(bdf: &str) -> bool {
@@ -55,7 +58,11 @@ impl Topology {
         let mut nonviable = None;
         for g in iommufd::sysfs::groups(Path::new("/sys")).expect("IOMMU groups") {
             let m = iommufd::sysfs::group_members(Path::new("/sys"), g).unwrap();
-            let edus: Vec<String> = m.iter().filter(|d| is_edu(&d.bdf)).map(|d| d.bdf.clone()).collect();
+            let edus: Vec<String> = m
+                .iter()
+                .filter(|d| is_edu(&d.bdf))
+                .map(|d| d.bdf.clone())
+                .collect();
             match edus.len() {
                 1 if m.len() == 1 => singleton = Some(edus[0].clone()),
                 2 => pair = Some((g, [edus[0].clone(), edus[1].clone()])),
@@ -68,8 +75,16 @@ impl Topology {
             }
         }
         let (pair_group, pair) = pair.expect("no group with two edus (pair)");
-        let (nonviable_group, nonviable_edu, nonviable_other) = nonviable.expect("no non-viable group");
-        Topology { singleton: singleton.expect("no singleton edu"), pair_group, pair, nonviable_group, nonviable_edu, nonviable_other }
+        let (nonviable_group, nonviable_edu, nonviable_other) =
+            nonviable.expect("no non-viable group");
+        Topology {
+            singleton: singleton.expect("no singleton edu"),
+            pair_group,
+            pair,
+            nonviable_group,
+            nonviable_edu,
+            nonviable_other,
+        }
     }
 }
 
@@ -107,7 +122,10 @@ impl<'d> Edu<'d> {
         self.bar.write64(REG_DMA_CMD, cmd | DMA_START).unwrap();
         let start = Instant::now();
         while self.bar.read32(REG_DMA_CMD).unwrap() & 1 != 0 {
-            assert!(start.elapsed() < Duration::from_secs(10), "edu DMA did not complete");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "edu DMA did not complete"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }

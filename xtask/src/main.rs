@@ -87,7 +87,10 @@ impl Opts {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn shared() -> PathBuf {
@@ -104,7 +107,9 @@ fn source_package(ver: &str) -> Result<(&'static str, &'static str)> {
         "7.3" => Ok(("linux-source-7.3", "trixie-backports")),
         "6.12" => Ok(("linux-source-6.12", "trixie")),
         "6.1" => Ok(("linux-source-6.1", "bookworm")),
-        v => Err(format!("unknown kernel version {v:?}: use 7.3, 6.12, 6.1 or a bzImage path")),
+        v => Err(format!(
+            "unknown kernel version {v:?}: use 7.3, 6.12, 6.1 or a bzImage path"
+        )),
     }
 }
 
@@ -156,7 +161,10 @@ fn find_or_build_kernel(ver: &str) -> Result<PathBuf> {
         let recorded = std::fs::read_to_string(&shared_sha).ok();
         match recorded.as_deref().map(str::trim) {
             Some(s) if s == frag_sha => {
-                eprintln!("xtask: shared kernel {} (fragment matches)", shared_img.display());
+                eprintln!(
+                    "xtask: shared kernel {} (fragment matches)",
+                    shared_img.display()
+                );
                 return Ok(shared_img);
             }
             None if ver != "7.3" => {
@@ -245,8 +253,15 @@ fn build_kernel(ver: &str, fragment: &Path, out: &Path) -> Result<()> {
         eprintln!("xtask: installing kernel build tools");
         apt_install(
             &[
-                "build-essential", "flex", "bison", "bc", "cpio", "xz-utils", "libelf-dev",
-                "libssl-dev", "perl",
+                "build-essential",
+                "flex",
+                "bison",
+                "bc",
+                "cpio",
+                "xz-utils",
+                "libelf-dev",
+                "libssl-dev",
+                "perl",
             ],
             None,
         )?;
@@ -289,27 +304,41 @@ fn build_kernel(ver: &str, fragment: &Path, out: &Path) -> Result<()> {
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap_or_default();
         lines += 1;
-        if lines % 250 == 0 {
-            eprintln!("xtask: [{:>4}s] {lines} steps, {}", start.elapsed().as_secs(), line.trim());
+        if lines.is_multiple_of(250) {
+            eprintln!(
+                "xtask: [{:>4}s] {lines} steps, {}",
+                start.elapsed().as_secs(),
+                line.trim()
+            );
         }
     }
     let st = child.wait().map_err(|e| format!("make: {e}"))?;
     if !st.success() {
-        return Err(format!("kernel build failed ({st}); the tree is in {}", work.display()));
+        return Err(format!(
+            "kernel build failed ({st}); the tree is in {}",
+            work.display()
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
     std::fs::copy(work.join("arch/x86/boot/bzImage"), out.join("bzImage"))
         .map_err(|e| format!("copy bzImage: {e}"))?;
     std::fs::copy(work.join(".config"), out.join("config")).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&work);
-    eprintln!("xtask: kernel built in {}s: {}", start.elapsed().as_secs(), out.join("bzImage").display());
+    eprintln!(
+        "xtask: kernel built in {}s: {}",
+        start.elapsed().as_secs(),
+        out.join("bzImage").display()
+    );
     Ok(())
 }
 
 // ---------------------------------------------------------------- build
 
 /// Builds with cargo and returns `(target name, executable)` for each artifact kept by `keep`.
-fn cargo_build(args: &[&str], keep: impl Fn(&serde_json::Value) -> bool) -> Result<Vec<(String, PathBuf)>> {
+fn cargo_build(
+    args: &[&str],
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<(String, PathBuf)>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root())
@@ -323,12 +352,17 @@ fn cargo_build(args: &[&str], keep: impl Fn(&serde_json::Value) -> bool) -> Resu
     }
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if v["reason"] != "compiler-artifact" || !keep(&v) {
             continue;
         }
         if let Some(exe) = v["executable"].as_str() {
-            found.push((v["target"]["name"].as_str().unwrap_or("?").to_string(), exe.into()));
+            found.push((
+                v["target"]["name"].as_str().unwrap_or("?").to_string(),
+                exe.into(),
+            ));
         }
     }
     Ok(found)
@@ -341,11 +375,20 @@ fn cargo_build(args: &[&str], keep: impl Fn(&serde_json::Value) -> bool) -> Resu
 /// - pair: two edus behind a conventional pci-bridge (one viable group of three);
 /// - nonviable: an edu and a virtio-rng (on virtio-pci) behind a second pci-bridge.
 const TOPOLOGY: &[&str] = &[
-    "-device", "edu,id=singleton",
-    "-device", "pci-bridge,id=pair,chassis_nr=1",
-    "-device", "edu,bus=pair,addr=1", "-device", "edu,bus=pair,addr=2",
-    "-device", "pci-bridge,id=nonviable,chassis_nr=2",
-    "-device", "edu,bus=nonviable,addr=1", "-device", "virtio-rng-pci,bus=nonviable,addr=2",
+    "-device",
+    "edu,id=singleton",
+    "-device",
+    "pci-bridge,id=pair,chassis_nr=1",
+    "-device",
+    "edu,bus=pair,addr=1",
+    "-device",
+    "edu,bus=pair,addr=2",
+    "-device",
+    "pci-bridge,id=nonviable,chassis_nr=2",
+    "-device",
+    "edu,bus=nonviable,addr=1",
+    "-device",
+    "virtio-rng-pci,bus=nonviable,addr=2",
 ];
 
 /// Shell run inside the guest before the job: every edu goes to vfio-pci
@@ -380,7 +423,11 @@ fn ensure_qemu() -> Result<()> {
 fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
     ensure_qemu()?;
     let init = root().join("vmtest/init.sh");
-    let cpu = if o.accel == "kvm" { "host,-arch-capabilities" } else { "max" };
+    let cpu = if o.accel == "kvm" {
+        "host,-arch-capabilities"
+    } else {
+        "max"
+    };
     let append = format!(
         "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro \
          init={} intel_iommu=on no_timer_check panic=-1 quiet vmt.cmd={}",
@@ -388,21 +435,34 @@ fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
         job.display()
     );
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", &format!("q35,accel={},kernel-irqchip=split", o.accel)])
-        .args(["-cpu", cpu, "-smp", "2", "-m", "2G"])
-        .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
-        .args(["-nographic", "-no-reboot", "-nic", "none", "-vga", "none"])
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", &append])
-        .args(["-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on"])
-        .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
-        .args(TOPOLOGY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    eprintln!("xtask: booting {} ({}, timeout {}s)", kernel.display(), o.accel, o.timeout);
-    let mut child = cmd.spawn().map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+    cmd.args([
+        "-machine",
+        &format!("q35,accel={},kernel-irqchip=split", o.accel),
+    ])
+    .args(["-cpu", cpu, "-smp", "2", "-m", "2G"])
+    .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
+    .args(["-nographic", "-no-reboot", "-nic", "none", "-vga", "none"])
+    .arg("-kernel")
+    .arg(kernel)
+    .args(["-append", &append])
+    .args([
+        "-fsdev",
+        "local,id=hostroot,path=/,security_model=none,readonly=on",
+    ])
+    .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
+    .args(TOPOLOGY)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    eprintln!(
+        "xtask: booting {} ({}, timeout {}s)",
+        kernel.display(),
+        o.accel,
+        o.timeout
+    );
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
     let (tx, rx) = mpsc::channel::<String>();
     for stream in [
         Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -420,14 +480,21 @@ fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
     }
     drop(tx);
     let deadline = Instant::now() + Duration::from_secs(o.timeout);
-    let mut out = GuestOutcome { exit: None, passed: 0, failed: 0 };
+    let mut out = GuestOutcome {
+        exit: None,
+        passed: 0,
+        failed: 0,
+    };
     let stdout = std::io::stdout();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
                 // Strip the terminal control sequences SeaBIOS prints.
-                let clean: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
+                let clean: String = line
+                    .chars()
+                    .filter(|c| !c.is_control() || *c == '\t')
+                    .collect();
                 let _ = writeln!(stdout.lock(), "{clean}");
                 if let Some(rest) = clean.trim().strip_prefix("test result: ") {
                     let (p, f) = parse_counts(rest);
@@ -487,7 +554,9 @@ fn vmtest(o: &Opts) -> Result<bool> {
     let kernel = find_or_build_kernel(&o.kernel)?;
     let bins = cargo_build(&["test", "--no-run", "--tests"], |v| {
         v["target"]["kind"][0] == "test"
-            && v["target"]["name"].as_str().is_some_and(|n| n.starts_with("guest_"))
+            && v["target"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("guest_"))
     })?;
     if bins.is_empty() {
         return Err("no guest_* test targets were built".into());
@@ -513,15 +582,23 @@ fn vmtest(o: &Opts) -> Result<bool> {
     if out.passed == 0 {
         eprintln!("xtask: zero device tests passed in the guest; that is a failure, not a skip");
     }
-    println!("vmtest (kernel {}): {} passed, {} failed", o.kernel, out.passed, out.failed);
+    println!(
+        "vmtest (kernel {}): {} passed, {} failed",
+        o.kernel, out.passed, out.failed
+    );
     Ok(ok)
 }
 
 fn demo(o: &Opts) -> Result<bool> {
     let kernel = find_or_build_kernel(&o.kernel)?;
-    let bins = cargo_build(&["build", "--example", "demo"], |v| v["target"]["name"] == "demo")?;
+    let bins = cargo_build(&["build", "--example", "demo"], |v| {
+        v["target"]["name"] == "demo"
+    })?;
     let (_, exe) = bins.first().ok_or("examples/demo.rs was not built")?;
-    let job = write_job("demo", &format!("exec {}\n", shell_quote(&exe.display().to_string())))?;
+    let job = write_job(
+        "demo",
+        &format!("exec {}\n", shell_quote(&exe.display().to_string())),
+    )?;
     let out = boot(&kernel, &job, o)?;
     match out.exit {
         Some(0) => {
@@ -546,9 +623,14 @@ mod tests {
     #[test]
     fn counts_from_libtest_summary() {
         assert_eq!(
-            parse_counts("ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 1.00s"),
+            parse_counts(
+                "ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 1.00s"
+            ),
             (12, 0)
         );
-        assert_eq!(parse_counts("FAILED. 1 passed; 2 failed; 0 ignored"), (1, 2));
+        assert_eq!(
+            parse_counts("FAILED. 1 passed; 2 failed; 0 ignored"),
+            (1, 2)
+        );
     }
 }
