@@ -85,7 +85,7 @@ pub mod device;
 pub mod dma;
 pub mod error;
 pub mod ioas;
-pub mod iommufd;
+mod iommufd;
 pub mod irq;
 pub mod region;
 pub mod sysfs;

@@ -569,3 +569,19 @@ fn memlock_limit_error_names_the_limit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn ioas_handle_dropped_while_attached() {
+    // Rule 9: the attached device holds the IOAS; dropping our handle does not destroy it.
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = bound(&fd).attach(&ioas).unwrap();
+    drop(ioas);
+    let ioas = dev.ioas().clone();
+    assert_eq!(
+        round_trip(&dev, &ioas),
+        MSG,
+        "the IOAS is alive and carries DMA"
+    );
+}

@@ -1,0 +1,13 @@
+// Rule 8: a mapping borrows (or owns) its memory: the buffer cannot be freed while mapped.
+use iommufd::*;
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut)]
+fn case() -> Result<(), Box<dyn std::error::Error>> {
+    let fd = Iommufd::open()?;
+    let ioas = fd.alloc_ioas()?;
+    let mut buf = DmaBuffer::new(4096)?;
+    let m = ioas.map(&mut buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
+    drop(buf);
+    drop(m);
+    Ok(())
+}

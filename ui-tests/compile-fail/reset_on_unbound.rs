@@ -1,0 +1,11 @@
+// Rule 2: reset needs a bound device.
+use iommufd::*;
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut)]
+fn case() -> Result<(), Box<dyn std::error::Error>> {
+    let fd = Iommufd::open()?;
+    let ioas = fd.alloc_ioas()?;
+    let dev = Device::open("0000:00:02.0")?;
+    dev.reset()?;
+    Ok(())
+}
