@@ -160,11 +160,17 @@ impl Device<Unbound> {
     pub fn open_cdev(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let fd = open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
-        Ok(Self::from_fd_named(
-            fd,
-            path.display().to_string(),
-            Some(path.to_path_buf()),
-        ))
+        // Name it by BDF when sysfs says which PCI device this cdev is, so
+        // errors (and the EPERM diagnosis, which reads the group) can use it.
+        let bdf = path
+            .file_name()
+            .and_then(|n| {
+                std::fs::read_link(Path::new("/sys/class/vfio-dev").join(n).join("device")).ok()
+            })
+            .and_then(|p| p.file_name()?.to_str().map(str::to_string))
+            .filter(|b| sysfs::validate_bdf(b).is_ok());
+        let name = bdf.unwrap_or_else(|| path.display().to_string());
+        Ok(Self::from_fd_named(fd, name, Some(path.to_path_buf())))
     }
 
     /// Wraps a device cdev fd received from elsewhere. Such a device cannot be

@@ -98,6 +98,19 @@ impl Error {
         self
     }
 
+    pub(crate) fn with_object(mut self, object: String) -> Self {
+        self.0.object = object;
+        self
+    }
+
+    pub(crate) fn append_detail(mut self, more: String) -> Self {
+        self.0.detail = Some(match self.0.detail.take() {
+            Some(d) => format!("{d}; {more}"),
+            None => more,
+        });
+        self
+    }
+
     /// The kind of problem.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind

@@ -413,9 +413,13 @@ struct GuestOutcome {
 fn ensure_qemu() -> Result<()> {
     if !have("qemu-system-x86_64") {
         // QEMU 10 from bookworm-backports is what the harness was tried with.
-        let bookworm = std::fs::read_to_string("/etc/os-release").is_ok_and(|s| s.contains("bookworm"));
+        let bookworm =
+            std::fs::read_to_string("/etc/os-release").is_ok_and(|s| s.contains("bookworm"));
         eprintln!("xtask: qemu-system-x86_64 not found; installing qemu-system-x86");
-        apt_install(&["qemu-system-x86"], bookworm.then_some("bookworm-backports"))?;
+        apt_install(
+            &["qemu-system-x86"],
+            bookworm.then_some("bookworm-backports"),
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,306 @@
+//! IOMMU groups with more than one device, on the VFIO cdev.
+//!
+//! The kernel's unit of DMA isolation is the IOMMU group. Binding any device of
+//! a group claims DMA ownership of the whole group; the first attach moves the
+//! whole group to the IOAS's page table, and every bound device of the group
+//! must then use that same IOAS (the kernel answers `EINVAL` otherwise).
+//!
+//! A [`Group`] owns the member devices and only moves them together, so two
+//! members can never be attached to different IOASes, and no member can be
+//! taken out and attached alone: the group hands out shared references to its
+//! members (for MMIO, config space, IRQs), never the devices themselves nor
+//! `&mut` to them. It holds no lifetimes, so a VMM can store it and move it
+//! between threads.
+
+use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
+use crate::diagnose;
+use crate::error::{Error, ErrorKind, Result, TransitionError};
+use crate::ioas::Ioas;
+use crate::iommufd::Iommufd;
+use crate::sysfs::{self, PciDevice};
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::Path;
+
+/// The devices of one IOMMU group, in state `S`, moved together.
+pub struct Group<S: State> {
+    number: u32,
+    members: Vec<Device<S>>,
+    state: PhantomData<S>,
+}
+
+fn group<S: State>(number: u32, members: Vec<Device<S>>) -> Group<S> {
+    Group {
+        number,
+        members,
+        state: PhantomData,
+    }
+}
+
+impl<S: State> Group<S> {
+    /// The IOMMU group number.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The member devices' names (BDFs), in BDF order.
+    pub fn member_names(&self) -> Vec<&str> {
+        self.members.iter().map(|d| d.name()).collect()
+    }
+
+    /// How many member devices the group holds.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Never true: a group holds at least one device.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    fn member_error(&self, k: usize, e: Error) -> Error {
+        let obj = format!(
+            "group {} member {} of {} ({})",
+            self.number,
+            k + 1,
+            self.members.len(),
+            e.object()
+        );
+        e.with_object(obj)
+    }
+}
+
+/// A step of a group transition, with the undo for the members already moved.
+fn move_all<A: State, B: State>(
+    number: u32,
+    members: Vec<Device<A>>,
+    step: impl Fn(Device<A>) -> std::result::Result<Device<B>, TransitionError<Device<A>>>,
+    undo: impl Fn(Device<B>) -> std::result::Result<Device<A>, TransitionError<Device<B>>>,
+) -> std::result::Result<Group<B>, TransitionError<Group<A>>> {
+    let n = members.len();
+    let mut done: Vec<Device<B>> = Vec::with_capacity(n);
+    let mut rest = members.into_iter();
+    while let Some(dev) = rest.next() {
+        match step(dev) {
+            Ok(d) => done.push(d),
+            Err(e) => {
+                let k = done.len();
+                let (failed, err) = e.into_parts();
+                let mut back: Vec<Device<A>> = Vec::with_capacity(n);
+                let mut lost = Vec::new();
+                for d in done {
+                    match undo(d) {
+                        Ok(d) => back.push(d),
+                        Err(e) => {
+                            // The kernel refused to undo: the member is closed
+                            // (its fd released), which returns it to the kernel.
+                            let (d, e) = e.into_parts();
+                            lost.push(format!("{} ({e})", d.name()));
+                        }
+                    }
+                }
+                back.push(failed);
+                back.extend(rest);
+                let g = group(number, back);
+                let mut err = g.member_error(k, err);
+                err = if lost.is_empty() {
+                    err.append_detail(format!("the {k} member(s) already moved were rolled back"))
+                } else {
+                    err.append_detail(format!("rollback failed for {}: closed", lost.join(", ")))
+                };
+                return Err(TransitionError::new(g, err));
+            }
+        }
+    }
+    Ok(group(number, done))
+}
+
+impl Group<Unbound> {
+    /// Opens every device of IOMMU group `number` that is on vfio-pci.
+    ///
+    /// # Errors
+    /// [`ErrorKind::GroupNotViable`] when a member is on a driver that does
+    /// its own DMA (naming it, its driver, and the commands that rebind it),
+    /// checked here so the error says more than the kernel's `EPERM` at bind;
+    /// [`ErrorKind::InvalidInput`] when no member is on vfio-pci.
+    pub fn open(number: u32) -> Result<Self> {
+        Self::open_in(Path::new("/sys"), Path::new("/dev"), number)
+    }
+
+    /// Opens the group that `bdf` belongs to.
+    pub fn open_containing(bdf: &str) -> Result<Self> {
+        Self::open(sysfs::group_of(Path::new("/sys"), bdf)?)
+    }
+
+    pub(crate) fn open_in(sys: &Path, dev: &Path, number: u32) -> Result<Self> {
+        let members = sysfs::group_members(sys, number)?;
+        let bad: Vec<PciDevice> = members
+            .iter()
+            .filter(|m| !m.is_dma_safe())
+            .cloned()
+            .collect();
+        if !bad.is_empty() {
+            return Err(diagnose::not_viable(
+                "open IOMMU group",
+                &format!("group {number}"),
+                &bad,
+            ));
+        }
+        let vfio: Vec<&PciDevice> = members
+            .iter()
+            .filter(|m| m.driver.as_deref() == Some("vfio-pci"))
+            .collect();
+        if vfio.is_empty() {
+            let all: Vec<&str> = members.iter().map(|m| m.bdf.as_str()).collect();
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "open IOMMU group",
+                format!("group {number}"),
+            )
+            .detail(format!(
+                "no member is on vfio-pci (members: {})",
+                all.join(", ")
+            ))
+            .hint(
+                members
+                    .iter()
+                    .map(PciDevice::rebind_hint)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        let mut devs = Vec::new();
+        for m in vfio {
+            devs.push(Device::open_member(sys, dev, &m.bdf)?);
+        }
+        Ok(group(number, devs))
+    }
+
+    /// Binds every member to `iommufd`. The first bind claims DMA ownership of
+    /// the whole group (blocking domain); all members must bind to one iommufd.
+    ///
+    /// # Errors
+    /// If member k fails, members 1..k are unbound again and the group comes
+    /// back whole, unbound; the error names the member.
+    #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
+    pub fn bind(
+        self,
+        iommufd: &Iommufd,
+    ) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
+        move_all(
+            self.number,
+            self.members,
+            |d| d.bind(iommufd),
+            |d| d.unbind(),
+        )
+    }
+}
+
+impl Group<BlockDma> {
+    /// Attaches the whole group to `ioas`.
+    ///
+    /// # Errors
+    /// If member k fails, members 1..k are detached again (back to blocking).
+    #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    pub fn attach(
+        self,
+        ioas: &Ioas,
+    ) -> std::result::Result<Group<Attached<Ioas>>, TransitionError<Self>> {
+        move_all(
+            self.number,
+            self.members,
+            |d| d.attach(ioas),
+            |d| d.detach(),
+        )
+    }
+}
+
+impl Group<Attached<Ioas>> {
+    /// Moves the whole group to `ioas` (each member's replace is atomic).
+    ///
+    /// # Errors
+    /// If member k fails, members 1..k are moved back to the current IOAS.
+    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
+        let old = self.ioas().clone();
+        move_all(
+            self.number,
+            self.members,
+            |d| d.replace(ioas),
+            |d| d.replace(&old),
+        )
+    }
+
+    /// Detaches the whole group: back to the blocking domain.
+    #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
+    pub fn detach(self) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
+        let ioas = self.ioas().clone();
+        move_all(
+            self.number,
+            self.members,
+            |d| d.detach(),
+            |d| d.attach(&ioas),
+        )
+    }
+
+    /// The IOAS every member is attached to.
+    pub fn ioas(&self) -> &Ioas {
+        self.members[0].ioas()
+    }
+}
+
+impl<S: Bound> Group<S> {
+    /// Member `i` (in BDF order), for MMIO, config space and IRQs. Only a
+    /// shared reference: members move with the group, never alone.
+    pub fn member(&self, i: usize) -> Option<&Device<S>> {
+        self.members.get(i)
+    }
+
+    /// Every member.
+    pub fn members(&self) -> &[Device<S>] {
+        &self.members
+    }
+
+    /// Maps BAR `index` of member `i` (see [`Device::map_bar`]).
+    pub fn map_bar(&mut self, i: usize, index: u32) -> Result<()> {
+        let n = self.number;
+        self.members
+            .get_mut(i)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    "map BAR",
+                    format!("group {n} member {i}"),
+                )
+                .detail("no such member")
+            })?
+            .map_bar(index)
+    }
+
+    /// Unbinds every member; when the last closes its bound fd the group
+    /// returns to the kernel's default domain.
+    ///
+    /// # Errors
+    /// Only if a member's cdev cannot be reopened. Unbinding is closing, so
+    /// every member is unbound either way; on error the group is gone (all
+    /// fds closed) and the error names the member that could not be reopened.
+    pub fn unbind(self) -> std::result::Result<Group<Unbound>, Error> {
+        let number = self.number;
+        let mut out = Vec::new();
+        for d in self.members {
+            out.push(d.unbind().map_err(Error::from)?);
+        }
+        Ok(group(number, out))
+    }
+
+    /// Closes every member.
+    pub fn close(self) {}
+}
+
+impl<S: State> fmt::Debug for Group<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(&format!("Group<{}>", S::NAME))
+            .field("number", &self.number)
+            .field("members", &self.member_names())
+            .finish()
+    }
+}
