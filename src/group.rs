@@ -11,6 +11,24 @@
 //! members (for MMIO, config space, IRQs), never the devices themselves nor
 //! `&mut` to them. It holds no lifetimes, so a VMM can store it and move it
 //! between threads.
+//!
+//! ```no_run
+//! use iommufd::{Access, DmaBuffer, Group, Iommufd, Iova};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open()?;
+//! let ioas = fd.alloc_ioas()?;
+//! let group = Group::open_containing("0000:01:01.0")?; // every vfio-pci member, viability checked
+//! let mut group = group.bind(&fd)?;                    // all to one iommufd, or none
+//! group.map_bar(0, 0)?;
+//! let group = group.attach(&ioas)?;                    // all to one IOAS, or none
+//! let buf = ioas.map(DmaBuffer::new(4096)?, Iova::Any, Access::READ_WRITE)?;
+//! let first = group.member(0).unwrap();                // lent, never given
+//! println!("{} sees {:#x} at IOVA {:#x}", first.name(), first.mmio(0)?.read32(0)?, buf.iova());
+//! let other = fd.alloc_ioas()?;
+//! let group = group.replace(&other)?;                  // the whole group moves
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
 use crate::diagnose;
