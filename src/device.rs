@@ -6,6 +6,8 @@ use crate::iommufd::Iommufd;
 use crate::region::{pci, Bar, Mmio, RegionInfo};
 use crate::sys::{self, vfio};
 use crate::sysfs;
+use crate::legacy::{Container, LegacyGroup};
+use std::sync::Arc;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use std::fmt;
@@ -61,13 +63,46 @@ impl Bound for Attached<Ioas> {}
 /// (closing it detaches and unbinds), then the IOAS and iommufd handles.
 pub(crate) struct Inner {
     pub(crate) bars: Vec<Option<Bar>>,
-    pub(crate) fd: OwnedFd,
+    /// The device fd. `None` only for an unbound device on the legacy path,
+    /// whose fd comes from its group at bind.
+    pub(crate) fd: Option<OwnedFd>,
     /// The BDF, or the cdev path when the BDF is unknown: for messages.
     pub(crate) name: String,
     /// Where to reopen the device on `unbind`.
     pub(crate) cdev: Option<PathBuf>,
     pub(crate) attached: Option<(Ioas, u32)>,
     pub(crate) bound: Option<(Iommufd, u32)>,
+    /// The legacy path's group and (once bound) container.
+    pub(crate) legacy: Option<LegacyLink>,
+}
+
+/// A legacy-path device's group, and its container while bound.
+pub(crate) struct LegacyLink {
+    pub(crate) group: Arc<LegacyGroup>,
+    pub(crate) container: Option<Arc<Container>>,
+}
+
+impl Inner {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_ref().expect("a bound or cdev device has an fd").as_fd()
+    }
+
+    fn legacy_container(&self) -> Option<&Arc<Container>> {
+        self.legacy.as_ref().and_then(|l| l.container.as_ref())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // On the cdev, closing the fd detaches. On the legacy path the IOAS
+        // holds the group's container, so let go of it (the last device
+        // unmaps everything from the container) before the fds close.
+        if let (Some(c), Some((ioas, _))) = (self.legacy_container(), &self.attached) {
+            if let Some(space) = ioas.legacy() {
+                space.detach(c);
+            }
+        }
+    }
 }
 
 /// A VFIO device in state `S`: [`Unbound`], [`BlockDma`] or [`Attached`].
@@ -76,7 +111,9 @@ pub(crate) struct Inner {
 /// back unchanged inside a [`TransitionError`]. Methods that need a bound fd
 /// (regions, MMIO, config space, IRQs, reset) exist only in bound states.
 pub struct Device<S: State> {
-    pub(crate) inner: Inner,
+    /// Boxed: a failed transition hands the device back inside a `Result`,
+    /// which stays small this way.
+    pub(crate) inner: Box<Inner>,
     state: PhantomData<S>,
 }
 
@@ -91,9 +128,9 @@ impl<S: State> Device<S> {
     }
 }
 
-pub(crate) fn make<T: State>(inner: Inner) -> Device<T> {
+pub(crate) fn make<T: State>(inner: impl Into<Box<Inner>>) -> Device<T> {
     Device {
-        inner,
+        inner: inner.into(),
         state: PhantomData,
     }
 }
@@ -130,7 +167,47 @@ impl Device<Unbound> {
                 .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
                 .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::open({group}, ..)")));
         }
-        Self::open_member(sys, dev, bdf)
+        match crate::legacy::detect() {
+            crate::Backend::Iommufd => Self::open_member(sys, dev, bdf),
+            crate::Backend::LegacyContainer => Self::open_legacy_member(crate::legacy::open_group(dev, group)?, bdf),
+        }
+    }
+
+    /// Opens `bdf` through the legacy path (`/dev/vfio/<group>`) even when the
+    /// kernel has the cdev; bind it to an [`Iommufd::open_legacy`] context.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`ErrorKind::PathConflict`] when the group is
+    /// held through the cdev (the kernel forbids mixing the paths in a group).
+    pub fn open_legacy(bdf: &str) -> Result<Self> {
+        let sys = Path::new("/sys");
+        sysfs::validate_bdf(bdf)?;
+        let group = sysfs::group_of(sys, bdf)?;
+        if sysfs::group_members(sys, group)?.len() > 1 {
+            return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
+                .detail(format!("IOMMU group {group} has other devices"))
+                .hint(format!("open them together with iommufd::Group::open_legacy({group})")));
+        }
+        let dev = sysfs::device(sys, bdf)?;
+        if dev.driver.as_deref() != Some("vfio-pci") {
+            return Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
+                .detail(format!("the device is bound to {}, not vfio-pci", dev.driver.as_deref().unwrap_or("no driver")))
+                .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint())));
+        }
+        Self::open_legacy_member(crate::legacy::open_group(Path::new("/dev"), group)?, bdf)
+    }
+
+    /// A legacy-path member of an opened group.
+    pub(crate) fn open_legacy_member(group: Arc<LegacyGroup>, bdf: &str) -> Result<Self> {
+        Ok(make(Inner {
+            bars: Vec::new(),
+            fd: None,
+            name: bdf.to_string(),
+            cdev: None,
+            attached: None,
+            bound: None,
+            legacy: Some(LegacyLink { group, container: None }),
+        }))
     }
 
     /// Opens one device without the single-device-group check (for `Group`).
@@ -148,11 +225,12 @@ impl Device<Unbound> {
         })?;
         Ok(make(Inner {
             bars: Vec::new(),
-            fd,
+            fd: Some(fd),
             name: bdf.to_string(),
             cdev: Some(path),
             attached: None,
             bound: None,
+            legacy: None,
         }))
     }
 
@@ -183,11 +261,12 @@ impl Device<Unbound> {
     fn from_fd_named(fd: OwnedFd, name: String, cdev: Option<PathBuf>) -> Self {
         make(Inner {
             bars: Vec::new(),
-            fd,
+            fd: Some(fd),
             name,
             cdev,
             attached: None,
             bound: None,
+            legacy: None,
         })
     }
 
@@ -205,12 +284,39 @@ impl Device<Unbound> {
         self,
         iommufd: &Iommufd,
     ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        let legacy_ctx = iommufd.backend() == crate::Backend::LegacyContainer;
+        if let Some(link) = &self.inner.legacy {
+            if !legacy_ctx {
+                let e = Error::new(ErrorKind::PathConflict, "bind", self.inner.name.clone())
+                    .detail("the device was opened through its VFIO group (legacy path) but the context is /dev/iommu")
+                    .hint("bind it to Iommufd::open_legacy(), or open the device with Device::open on a kernel with the cdev");
+                return self.fail(e);
+            }
+            return match crate::legacy::bind(&link.group, &self.inner.name) {
+                Ok((fd, container)) => {
+                    let mut inner = self.inner;
+                    inner.fd = Some(fd);
+                    if let Some(l) = inner.legacy.as_mut() {
+                        l.container = Some(container);
+                    }
+                    inner.bound = Some((iommufd.clone(), 0));
+                    Ok(make(inner))
+                }
+                Err(e) => self.fail(e),
+            };
+        }
+        if legacy_ctx {
+            let e = Error::new(ErrorKind::PathConflict, "bind", self.inner.name.clone())
+                .detail("the device was opened through the VFIO cdev but the context is a legacy container")
+                .hint("bind it to Iommufd::open_iommufd(), or open the device with Device::open_legacy");
+            return self.fail(e);
+        }
         let mut arg = vfio::vfio_device_bind_iommufd {
             argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
             iommufd: iommufd.as_fd().as_raw_fd(),
             ..Default::default()
         };
-        match sys::bind_iommufd(self.inner.fd.as_fd(), &mut arg) {
+        match sys::bind_iommufd(self.inner.fd(), &mut arg) {
             Ok(_) => {
                 let mut inner = self.inner;
                 inner.bound = Some((iommufd.clone(), arg.out_devid));
@@ -266,12 +372,16 @@ fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
             "allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to",
         ));
     }
+    if let (Some(c), Some(space)) = (inner.legacy_container(), ioas.legacy()) {
+        space.attach(ioas.id(), c).map_err(|e| e.with_object(obj))?;
+        return Ok(ioas.id());
+    }
     let mut arg = vfio::vfio_device_attach_iommufd_pt {
         argsz: sys::argsz::<vfio::vfio_device_attach_iommufd_pt>(),
         pt_id: ioas.id(),
         ..Default::default()
     };
-    sys::ioctl(inner.fd.as_fd(), sys::raw::vfio_device_attach_iommufd_pt, &mut arg).map_err(|e| {
+    sys::ioctl(inner.fd(), sys::raw::vfio_device_attach_iommufd_pt, &mut arg).map_err(|e| {
         let err = Error::sys("VFIO_DEVICE_ATTACH_IOMMUFD_PT", obj, e);
         if e == Errno::EINVAL {
             err.detail("another device of this IOMMU group may be attached to a different IOAS; devices of one group must share one")
@@ -286,11 +396,21 @@ impl Device<Attached<Ioas>> {
     /// Moves the device to `ioas` in one ioctl (an atomic replace: there is no
     /// moment in which DMA is unblocked to nowhere or to both).
     ///
+    /// On the legacy path type1 cannot swap atomically: the group's old
+    /// mappings are removed before the new ones are made, so DMA faults in
+    /// between, but never reaches memory of either IOAS that it should not.
+    ///
     /// # Errors
     /// The device comes back still attached to its current IOAS.
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
     pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
-        match attach_pt(&self.inner, ioas) {
+        let legacy = match (self.inner.legacy_container(), ioas.legacy(), self.ioas().legacy()) {
+            (Some(c), Some(new), Some(old)) if self.ioas().iommufd().same_as(ioas.iommufd()) => {
+                Some(new.replace_from(old, ioas.id(), c).map(|()| ioas.id()))
+            }
+            _ => None,
+        };
+        match legacy.unwrap_or_else(|| attach_pt(&self.inner, ioas)) {
             Ok(pt) => {
                 let mut inner = self.inner;
                 inner.attached = Some((ioas.clone(), pt));
@@ -304,12 +424,18 @@ impl Device<Attached<Ioas>> {
     /// to the blocking domain, so DMA is blocked again.
     #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
     pub fn detach(self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        if let (Some(c), Some(space)) = (self.inner.legacy_container(), self.ioas().legacy()) {
+            space.detach(c);
+            let mut inner = self.inner;
+            inner.attached = None;
+            return Ok(make(inner));
+        }
         let mut arg = vfio::vfio_device_detach_iommufd_pt {
             argsz: sys::argsz::<vfio::vfio_device_detach_iommufd_pt>(),
             ..Default::default()
         };
         match sys::ioctl(
-            self.inner.fd.as_fd(),
+            self.inner.fd(),
             sys::raw::vfio_device_detach_iommufd_pt,
             &mut arg,
         ) {
@@ -393,7 +519,7 @@ impl<S: Bound> Device<S> {
             ..Default::default()
         };
         sys::ioctl(
-            self.inner.fd.as_fd(),
+            self.inner.fd(),
             sys::raw::vfio_device_get_info,
             &mut arg,
         )
@@ -408,7 +534,7 @@ impl<S: Bound> Device<S> {
     /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
     #[doc(alias = "VFIO_DEVICE_GET_REGION_INFO")]
     pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
-        region_info(self.inner.fd.as_fd(), &self.inner.name, index)
+        region_info(self.inner.fd(), &self.inner.name, index)
     }
 
     /// mmaps BAR `index` (every mmap-able area of it) and keeps the mapping in
@@ -448,7 +574,7 @@ impl<S: Bound> Device<S> {
                 "the kernel does not allow mmap of this BAR"
             }));
         }
-        let bar = Bar::map(self.inner.fd.as_fd(), info, &self.inner.name)?;
+        let bar = Bar::map(self.inner.fd(), info, &self.inner.name)?;
         if self.inner.bars.len() <= index as usize {
             self.inner.bars.resize_with(index as usize + 1, || None);
         }
@@ -460,7 +586,7 @@ impl<S: Bound> Device<S> {
     /// The view borrows the device, so it cannot outlive the binding.
     pub fn mmio(&self, index: u32) -> Result<Mmio<'_>> {
         match self.inner.bars.get(index as usize).and_then(Option::as_ref) {
-            Some(bar) => Ok(Mmio::new(self.inner.fd.as_fd(), bar, &self.inner.name)),
+            Some(bar) => Ok(Mmio::new(self.inner.fd(), bar, &self.inner.name)),
             None => Err(Error::new(
                 ErrorKind::InvalidInput,
                 "MMIO",
@@ -484,7 +610,7 @@ impl<S: Bound> Device<S> {
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
         let info = self.region_info(index)?;
         self.check_region(&info, offset, buf.len(), "pread")?;
-        let n = nix::sys::uio::pread(self.inner.fd.as_fd(), buf, (info.offset + offset) as i64)
+        let n = nix::sys::uio::pread(self.inner.fd(), buf, (info.offset + offset) as i64)
             .map_err(|e| {
                 Error::sys(
                     "pread",
@@ -505,7 +631,7 @@ impl<S: Bound> Device<S> {
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
         let info = self.region_info(index)?;
         self.check_region(&info, offset, data.len(), "pwrite")?;
-        let n = nix::sys::uio::pwrite(self.inner.fd.as_fd(), data, (info.offset + offset) as i64)
+        let n = nix::sys::uio::pwrite(self.inner.fd(), data, (info.offset + offset) as i64)
             .map_err(|e| {
             Error::sys(
                 "pwrite",
@@ -553,7 +679,7 @@ impl<S: Bound> Device<S> {
     /// `EINVAL` when the device has no reset method ([`DeviceInfo::can_reset`] is false).
     #[doc(alias = "VFIO_DEVICE_RESET")]
     pub fn reset(&self) -> Result<()> {
-        sys::device_reset(self.inner.fd.as_fd()).map(drop).map_err(|e| {
+        sys::device_reset(self.inner.fd()).map(drop).map_err(|e| {
             let err = Error::sys("VFIO_DEVICE_RESET", self.inner.name.clone(), e);
             if e == Errno::EINVAL {
                 err.detail("the device offers no reset (no FLR, PM or bus reset); check DeviceInfo::can_reset")
@@ -571,6 +697,23 @@ impl<S: Bound> Device<S> {
     /// If the cdev cannot be reopened (or the device was made with
     /// [`Device::from_fd`]), the device comes back bound, BARs still mapped.
     pub fn unbind(self) -> std::result::Result<Device<Unbound>, TransitionError<Self>> {
+        if let Some(link) = &self.inner.legacy {
+            // Legacy: closing the device fd is the unbind; when the group's
+            // last device lets go, the container is dropped and the group
+            // taken out of it. The group fd stays open for the next bind.
+            let group = link.group.clone();
+            let name = self.inner.name.clone();
+            drop(self);
+            return Ok(make(Inner {
+                bars: Vec::new(),
+                fd: None,
+                name,
+                cdev: None,
+                attached: None,
+                bound: None,
+                legacy: Some(LegacyLink { group, container: None }),
+            }));
+        }
         let Some(path) = self.inner.cdev.clone() else {
             let e = Error::new(ErrorKind::InvalidInput, "unbind", self.inner.name.clone()).detail(
                 "the device was made from an fd: there is no cdev path to reopen; use close()",
@@ -592,11 +735,12 @@ impl<S: Bound> Device<S> {
         drop(self); // BARs unmapped, then the old fd closed: the kernel unbinds.
         Ok(make(Inner {
             bars: Vec::new(),
-            fd,
+            fd: Some(fd),
             name,
             cdev: Some(path),
             attached: None,
             bound: None,
+            legacy: None,
         }))
     }
 
@@ -604,7 +748,7 @@ impl<S: Bound> Device<S> {
     pub fn close(self) {}
 
     pub(crate) fn device_fd(&self) -> BorrowedFd<'_> {
-        self.inner.fd.as_fd()
+        self.inner.fd()
     }
 }
 

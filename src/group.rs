@@ -145,6 +145,30 @@ impl Group<Unbound> {
         Self::open_in(Path::new("/sys"), Path::new("/dev"), number)
     }
 
+    /// Opens group `number` through the legacy path (`/dev/vfio/<number>`),
+    /// even when the kernel has the cdev; bind it to an [`Iommufd::open_legacy`] context.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`ErrorKind::PathConflict`] when a device of the
+    /// group is bound through the cdev.
+    pub fn open_legacy(number: u32) -> Result<Self> {
+        let sys = Path::new("/sys");
+        let members = sysfs::group_members(sys, number)?;
+        let bad: Vec<PciDevice> = members.iter().filter(|m| !m.is_dma_safe()).cloned().collect();
+        if !bad.is_empty() {
+            return Err(diagnose::not_viable("open IOMMU group", &format!("group {number}"), &bad));
+        }
+        let g = crate::legacy::open_group(Path::new("/dev"), number)?;
+        let mut devs = Vec::new();
+        for m in members.iter().filter(|m| m.driver.as_deref() == Some("vfio-pci")) {
+            devs.push(Device::open_legacy_member(g.clone(), &m.bdf)?);
+        }
+        if devs.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidInput, "open IOMMU group", format!("group {number}")).detail("no member is on vfio-pci"));
+        }
+        Ok(group(number, devs))
+    }
+
     /// Opens the group that `bdf` belongs to.
     pub fn open_containing(bdf: &str) -> Result<Self> {
         Self::open(sysfs::group_of(Path::new("/sys"), bdf)?)
@@ -188,8 +212,18 @@ impl Group<Unbound> {
             ));
         }
         let mut devs = Vec::new();
-        for m in vfio {
-            devs.push(Device::open_member(sys, dev, &m.bdf)?);
+        match crate::legacy::detect() {
+            crate::Backend::Iommufd => {
+                for m in vfio {
+                    devs.push(Device::open_member(sys, dev, &m.bdf)?);
+                }
+            }
+            crate::Backend::LegacyContainer => {
+                let g = crate::legacy::open_group(dev, number)?;
+                for m in vfio {
+                    devs.push(Device::open_legacy_member(g.clone(), &m.bdf)?);
+                }
+            }
         }
         Ok(group(number, devs))
     }

@@ -109,13 +109,17 @@ pub(crate) struct IoasInner {
     id: u32,
     /// Ranges mapped through this crate, `iova -> len`, to name the overlap on EEXIST.
     mapped: Mutex<BTreeMap<u64, u64>>,
+    /// The legacy path's mappings and containers; `None` on iommufd.
+    pub(crate) legacy: Option<crate::legacy::Space>,
 }
 
 impl Drop for IoasInner {
     fn drop(&mut self) {
         // Every device attached to this IOAS and every mapping in it holds a
         // handle, so by now nothing uses it; the kernel frees its mappings.
-        let _ = self.iommufd.destroy(self.id);
+        if self.legacy.is_none() {
+            let _ = self.iommufd.destroy(self.id);
+        }
     }
 }
 
@@ -135,6 +139,18 @@ impl Ioas {
     /// Allocates an empty IOAS on `iommufd` (`IOMMU_IOAS_ALLOC`).
     #[doc(alias = "IOMMU_IOAS_ALLOC")]
     pub fn alloc(iommufd: &Iommufd) -> Result<Ioas> {
+        if iommufd.backend() == crate::Backend::LegacyContainer {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Ioas {
+                inner: Arc::new(IoasInner {
+                    iommufd: iommufd.clone(),
+                    id,
+                    mapped: Mutex::new(BTreeMap::new()),
+                    legacy: Some(Default::default()),
+                }),
+            });
+        }
         let mut arg = sys::IommuIoasAlloc {
             size: sys::argsz::<sys::IommuIoasAlloc>(),
             ..Default::default()
@@ -151,6 +167,7 @@ impl Ioas {
                 iommufd: iommufd.clone(),
                 id: arg.out_ioas_id,
                 mapped: Mutex::new(BTreeMap::new()),
+                legacy: None,
             }),
         })
     }
@@ -178,6 +195,11 @@ impl Ioas {
     /// with 4 KiB alignment.
     #[doc(alias = "IOMMU_IOAS_IOVA_RANGES")]
     pub fn iova_ranges(&self) -> Result<IovaRanges> {
+        if let Some(space) = &self.inner.legacy {
+            let (ranges, alignment) = space.iova_ranges()?;
+            let ranges = ranges.into_iter().map(|(start, last)| IovaRange { start, last }).collect();
+            return Ok(IovaRanges { ranges, alignment });
+        }
         let fd = self.inner.iommufd.as_fd();
         let mut buf = vec![sys::IommuIovaRange::default(); 8];
         loop {
@@ -208,6 +230,7 @@ impl Ioas {
     /// `EBUSY` ([`ErrorKind::Busy`]) when a current mapping lies outside the new ranges.
     #[doc(alias = "IOMMU_IOAS_ALLOW_IOVAS")]
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<()> {
+        self.iommufd_only("IOMMU_IOAS_ALLOW_IOVAS")?;
         let raw: Vec<sys::IommuIovaRange> = ranges
             .iter()
             .map(|r| sys::IommuIovaRange {
@@ -235,6 +258,7 @@ impl Ioas {
     }
 
     fn option(&self, op: u16, val: u64) -> Result<u64> {
+        self.iommufd_only("IOMMU_OPTION(HUGE_PAGES)")?;
         let mut arg = sys::IommuOption {
             size: sys::argsz::<sys::IommuOption>(),
             option_id: sys::IOMMU_OPTION_HUGE_PAGES,
@@ -323,6 +347,7 @@ impl Ioas {
         iova: Iova,
         access: Access,
     ) -> Result<Mapping<()>> {
+        self.iommufd_only("IOMMU_IOAS_MAP_FILE")?;
         let at = self.precheck(iova, len)?;
         let mut arg = sys::IommuIoasMapFile {
             size: sys::argsz::<sys::IommuIoasMapFile>(),
@@ -363,6 +388,17 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<&'s Mapping<M>>> {
         let len = src.len;
+        if self.inner.legacy.is_some() || src.ioas.inner.legacy.is_some() {
+            let both = self.inner.legacy.is_some() && src.ioas.inner.legacy.is_some();
+            if src.ptr == NonNull::dangling() || !both {
+                return Err(Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object())
+                    .detail("on the legacy container path only memory mappings of legacy IOASes can be copied"));
+            }
+            // SAFETY: the returned mapping borrows `src`, which owns (or borrows)
+            // the memory at `src.ptr` for as long as that borrow lives.
+            let at = unsafe { self.map_region(src.ptr, len as usize, iova, access) }?;
+            return Ok(Mapping::new(self.clone(), at, src.ptr, len, src));
+        }
         let at = self.precheck(iova, len)?;
         let mut arg = sys::IommuIoasCopy {
             size: sys::argsz::<sys::IommuIoasCopy>(),
@@ -415,11 +451,14 @@ impl Ioas {
             iova,
             length: len,
         };
-        match sys::ioctl(
-            self.inner.iommufd.as_fd(),
-            sys::raw::iommu_ioas_unmap,
-            &mut arg,
-        ) {
+        let result = match &self.inner.legacy {
+            Some(space) => space.unmap(iova, len).map(|n| {
+                arg.length = n;
+                0
+            }),
+            None => sys::ioctl(self.inner.iommufd.as_fd(), sys::raw::iommu_ioas_unmap, &mut arg),
+        };
+        match result {
             Ok(_) => {
                 let mut m = self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner());
                 let end = iova.saturating_add(len);
@@ -481,6 +520,16 @@ impl Ioas {
         access: Access,
     ) -> Result<u64> {
         let at = self.precheck(iova, len as u64)?;
+        if let Some(space) = &self.inner.legacy {
+            let align = self.iova_ranges()?.alignment;
+            let fixed = (at.1 != 0).then_some(at.0);
+            let (read, write) = (access.read, access.write);
+            // SAFETY: forwarded from this function's contract.
+            let got = unsafe { space.map(va.as_ptr() as u64, len as u64, fixed, read, write, align) }
+                .map_err(|e| self.map_error("VFIO_IOMMU_MAP_DMA", at.0, len as u64, e))?;
+            self.track(got, len as u64);
+            return Ok(got);
+        }
         let mut arg = sys::IommuIoasMap {
             size: sys::argsz::<sys::IommuIoasMap>(),
             flags: access.flags() | at.1,
@@ -496,6 +545,19 @@ impl Ioas {
             .map_err(|e| self.map_error("IOMMU_IOAS_MAP", at.0, len as u64, e))?;
         self.track(arg.iova, len as u64);
         Ok(arg.iova)
+    }
+
+    fn iommufd_only(&self, op: &'static str) -> Result<()> {
+        if self.inner.legacy.is_some() {
+            return Err(Error::new(ErrorKind::InvalidInput, op, self.object())
+                .errno(Errno::EOPNOTSUPP)
+                .detail("not available on the legacy VFIO container path (type1 has no equivalent)"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn legacy(&self) -> Option<&crate::legacy::Space> {
+        self.inner.legacy.as_ref()
     }
 
     fn track(&self, iova: u64, len: u64) {

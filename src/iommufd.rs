@@ -18,17 +18,57 @@ use std::sync::Arc;
 /// so the crate refuses to attach a device to an IOAS of another iommufd.
 #[derive(Clone)]
 pub struct Iommufd {
-    fd: Arc<OwnedFd>,
+    /// `None` on the legacy path: containers are made per group at bind.
+    fd: Arc<Option<OwnedFd>>,
 }
 
 impl Iommufd {
+    /// Opens the kernel's DMA context: `/dev/iommu` when the kernel has
+    /// iommufd and the VFIO device cdev, otherwise the legacy VFIO container
+    /// path (see [`open_legacy`](Self::open_legacy)). [`backend`](Self::backend) tells which.
+    ///
+    /// # Errors
+    /// As [`open_iommufd`](Self::open_iommufd) when iommufd is there;
+    /// [`ErrorKind::NoIommufd`] when neither path is.
+    pub fn open() -> Result<Self> {
+        match crate::legacy::detect() {
+            crate::Backend::Iommufd => Self::open_iommufd(),
+            crate::Backend::LegacyContainer => Self::open_legacy(),
+        }
+    }
+
+    /// Uses the legacy path: each bound group gets a type1v2 container of its
+    /// own (`/dev/vfio/vfio`), and devices are opened through their group
+    /// (`/dev/vfio/<group>`). For kernels before 6.6, or by choice.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoIommufd`] when `/dev/vfio/vfio` does not exist.
+    pub fn open_legacy() -> Result<Self> {
+        if !crate::legacy::available() {
+            return Err(Error::new(ErrorKind::NoIommufd, "open", "/dev/vfio/vfio")
+                .errno(Errno::ENOENT)
+                .detail("neither /dev/iommu with /dev/vfio/devices nor the legacy /dev/vfio/vfio exists")
+                .hint("load vfio-pci (modprobe vfio-pci) on a kernel with CONFIG_IOMMUFD + CONFIG_VFIO_DEVICE_CDEV, or CONFIG_VFIO_CONTAINER"));
+        }
+        Ok(Iommufd { fd: Arc::new(None) })
+    }
+
+    /// Which path this context uses.
+    pub fn backend(&self) -> crate::Backend {
+        if self.fd.is_some() {
+            crate::Backend::Iommufd
+        } else {
+            crate::Backend::LegacyContainer
+        }
+    }
+
     /// Opens `/dev/iommu`.
     ///
     /// # Errors
     /// [`ErrorKind::NoIommufd`] when the node does not exist (a kernel without
     /// `CONFIG_IOMMUFD`); the errno from `open` otherwise (`EACCES` for an
     /// unprivileged process: see [`from_fd`](Self::from_fd)).
-    pub fn open() -> Result<Self> {
+    pub fn open_iommufd() -> Result<Self> {
         let path = "/dev/iommu";
         match nix::fcntl::open(path, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
             Ok(fd) => Ok(Iommufd::from_fd(fd)),
@@ -47,7 +87,7 @@ impl Iommufd {
     /// operation on it fail (for example [`Device::bind`](crate::Device::bind)
     /// fails and hands the device back).
     pub fn from_fd(fd: OwnedFd) -> Self {
-        Iommufd { fd: Arc::new(fd) }
+        Iommufd { fd: Arc::new(Some(fd)) }
     }
 
     /// Allocates an empty I/O address space (`IOMMU_IOAS_ALLOC`).
@@ -66,13 +106,19 @@ impl Iommufd {
             size: sys::argsz::<sys::IommuDestroy>(),
             id,
         };
-        sys::ioctl(self.fd.as_fd(), sys::raw::iommu_destroy, &mut arg).map(drop)
+        sys::ioctl(self.as_fd(), sys::raw::iommu_destroy, &mut arg).map(drop)
     }
 }
 
-impl AsFd for Iommufd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+impl Iommufd {
+    /// The `/dev/iommu` fd, or `None` on the legacy path.
+    pub fn iommufd_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().as_ref().map(|f| f.as_fd())
+    }
+
+    /// The fd, for iommufd-path code only.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.iommufd_fd().expect("iommufd-path operation on a legacy context")
     }
 }
 
@@ -85,8 +131,9 @@ impl Eq for Iommufd {}
 
 impl fmt::Debug for Iommufd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iommufd")
-            .field("fd", &self.fd.as_raw_fd())
-            .finish()
+        match self.iommufd_fd() {
+            Some(fd) => f.debug_struct("Iommufd").field("fd", &fd.as_raw_fd()).finish(),
+            None => f.debug_struct("Iommufd").field("backend", &"legacy container").finish(),
+        }
     }
 }

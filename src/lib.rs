@@ -88,6 +88,7 @@ pub mod group;
 pub mod ioas;
 mod iommufd;
 pub mod irq;
+mod legacy;
 pub mod region;
 pub mod sysfs;
 
@@ -98,6 +99,7 @@ pub use group::Group;
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
+pub use legacy::{detect as detect_backend, Backend};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
 
 // Type-state facts, pinned: markers are zero-sized, and the state costs nothing.

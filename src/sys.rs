@@ -63,6 +63,7 @@ vfio_ioctls! {
     vfio_device_get_irq_info = VFIO_BASE + 9, vfio::vfio_irq_info;
     vfio_device_set_irqs = VFIO_BASE + 10, u32;
     // Type1 IOMMU (legacy path), on the container fd.
+    vfio_iommu_get_info = VFIO_BASE + 12, u64;
     vfio_iommu_map_dma = VFIO_BASE + 13, vfio::vfio_iommu_type1_dma_map;
     vfio_iommu_unmap_dma = VFIO_BASE + 14, vfio::vfio_iommu_type1_dma_unmap;
     // Device cdev + iommufd.
@@ -325,6 +326,17 @@ fn pack_u32s(a: u32, b: u32) -> [u8; 8] {
     out
 }
 
+/// `VFIO_IOMMU_GET_INFO` on a type1 container into `buf` (24-byte
+/// `struct vfio_iommu_type1_info`, then the capability chain).
+pub fn iommu_get_info(container: BorrowedFd<'_>, buf: &mut [u64]) -> nix::Result<i32> {
+    assert!(buf.len() >= 3, "buffer smaller than struct vfio_iommu_type1_info");
+    buf.fill(0);
+    buf[0] = u64::from_ne_bytes(pack_u32s((buf.len() * 8) as u32, 0));
+    // SAFETY: `buf` is an exclusive, 8-aligned buffer of `argsz` bytes; the
+    // kernel writes at most `argsz` bytes.
+    unsafe { raw::vfio_iommu_get_info(container.as_raw_fd(), buf.as_mut_ptr()) }
+}
+
 /// `VFIO_DEVICE_SET_IRQS` with a `struct vfio_irq_set` header (5 words) and its data in `buf`.
 pub fn set_irqs(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
     assert!(
@@ -431,6 +443,7 @@ mod tests {
             ("vfio_device_get_region_info", 0x3b6c),
             ("vfio_device_get_irq_info", 0x3b6d),
             ("vfio_device_set_irqs", 0x3b6e),
+            ("vfio_iommu_get_info", 0x3b70),
             ("vfio_iommu_map_dma", 0x3b71),
             ("vfio_iommu_unmap_dma", 0x3b72),
             ("vfio_device_bind_iommufd", 0x3b76),

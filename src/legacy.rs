@@ -1,0 +1,407 @@
+//! The legacy VFIO path: group fd (`/dev/vfio/N`) + type1 container
+//! (`/dev/vfio/vfio`), for kernels without iommufd or the device cdev
+//! (before 6.2 / 6.6), or for callers who ask for it.
+//!
+//! It sits behind the same types as the cdev path. Type1 has no blocking
+//! domain, so one is built from what it has: every bound group gets a
+//! container of its own, which holds no mappings while the device is in
+//! [`BlockDma`](crate::BlockDma) (every DMA faults). Attaching replays the
+//! IOAS's mappings into that container; detaching unmaps them all again. An
+//! [`Ioas`](crate::Ioas) on this path is the list of mappings plus the
+//! containers attached to it; mapping applies `VFIO_IOMMU_MAP_DMA` to each.
+//!
+//! Differences from the cdev path, all reported as errors where they apply:
+//! replace is detach + attach (DMA faults in between, never reaches the
+//! wrong memory); `map_file`, `allow_iovas` and the huge-pages option have no
+//! type1 equivalent; `IOMMU_IOAS_COPY` is a second `MAP_DMA` of the same memory.
+
+use crate::error::{range, Error, ErrorKind, Result};
+use crate::sys::{self, vfio};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// An open VFIO group (`/dev/vfio/N`), shared by the members opened from it.
+pub(crate) struct LegacyGroup {
+    pub(crate) number: u32,
+    pub(crate) fd: OwnedFd,
+    /// The container the group is set to while any member is bound.
+    container: Mutex<std::sync::Weak<Container>>,
+}
+
+/// A type1v2 container holding exactly one group. Dropping it (after every
+/// device fd of the group is closed) takes the group out of it.
+pub(crate) struct Container {
+    pub(crate) fd: OwnedFd,
+    group: Arc<LegacyGroup>,
+    /// The IOAS (id) the group is attached to, and how many of its devices
+    /// hold that attachment. One group, one address space, as on the cdev.
+    att: Mutex<Option<(u32, usize)>>,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = sys::group_unset_container(self.group.fd.as_fd());
+    }
+}
+
+fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+}
+
+/// Whether this kernel offers the legacy container at all.
+pub(crate) fn available() -> bool {
+    Path::new("/dev/vfio/vfio").exists()
+}
+
+/// Opens the group `/dev/vfio/N` of `bdf`.
+pub(crate) fn open_group(dev: &Path, number: u32) -> Result<Arc<LegacyGroup>> {
+    let path = dev.join(format!("vfio/{number}"));
+    let fd = open_rw(&path).map_err(|e| {
+        let err = Error::sys("open", format!("VFIO group {number} ({})", path.display()), e);
+        match e {
+            Errno::EBUSY => err.kind_(ErrorKind::PathConflict).detail(
+                "the group is held elsewhere: another process has it open, or a device of the group is bound through the VFIO cdev (the kernel forbids mixing the two paths in one group)",
+            ),
+            Errno::ENOENT => err.kind_(ErrorKind::NotVfioPci).hint("no /dev/vfio/<group>: bind the group's devices to vfio-pci (driver_override)"),
+            _ => err,
+        }
+    })?;
+    Ok(Arc::new(LegacyGroup { number, fd, container: Mutex::new(std::sync::Weak::new()) }))
+}
+
+fn group_viable(g: &LegacyGroup, sys_root: &Path, bdf: &str) -> Result<()> {
+    let mut st = vfio::vfio_group_status { argsz: sys::argsz::<vfio::vfio_group_status>(), flags: 0 };
+    sys::ioctl(g.fd.as_fd(), sys::raw::vfio_group_get_status, &mut st)
+        .map_err(|e| Error::sys("VFIO_GROUP_GET_STATUS", format!("VFIO group {}", g.number), e))?;
+    if st.flags & vfio::VFIO_GROUP_FLAGS_VIABLE == 0 {
+        let bad = crate::diagnose::unsafe_members(sys_root, bdf).unwrap_or_default();
+        return Err(crate::diagnose::not_viable("VFIO_GROUP_GET_STATUS", &format!("VFIO group {}", g.number), &bad));
+    }
+    Ok(())
+}
+
+/// Binds `bdf` of group `g`: the group goes into a container of its own
+/// (created, with type1v2, by the first member), and the device fd is taken
+/// from the group. The container holds no mappings: DMA is blocked.
+pub(crate) fn bind(g: &Arc<LegacyGroup>, bdf: &str) -> Result<(OwnedFd, Arc<Container>)> {
+    group_viable(g, Path::new("/sys"), bdf)?;
+    let mut slot = g.container.lock().unwrap_or_else(|p| p.into_inner());
+    let container = match slot.upgrade() {
+        Some(c) => c,
+        None => {
+            let fd = open_rw(Path::new("/dev/vfio/vfio")).map_err(|e| {
+                Error::sys("open", "/dev/vfio/vfio", e).hint("the kernel lacks CONFIG_VFIO_CONTAINER, or /dev/vfio/vfio is not accessible")
+            })?;
+            let api = sys::get_api_version(fd.as_fd()).map_err(|e| Error::sys("VFIO_GET_API_VERSION", "/dev/vfio/vfio", e))?;
+            if api != vfio::VFIO_API_VERSION as i32 {
+                return Err(Error::new(ErrorKind::Kernel, "VFIO_GET_API_VERSION", "/dev/vfio/vfio").detail(format!("unknown VFIO API version {api}")));
+            }
+            let ext = sys::check_extension(fd.as_fd(), vfio::VFIO_TYPE1v2_IOMMU as i32).unwrap_or(0);
+            if ext != 1 {
+                return Err(Error::new(ErrorKind::Kernel, "VFIO_CHECK_EXTENSION(TYPE1v2)", "/dev/vfio/vfio").detail("the kernel has no type1v2 IOMMU backend"));
+            }
+            let mut cfd = fd.as_raw_fd();
+            sys::ioctl(g.fd.as_fd(), sys::raw::vfio_group_set_container, &mut cfd).map_err(|e| {
+                let err = Error::sys("VFIO_GROUP_SET_CONTAINER", format!("VFIO group {}", g.number), e);
+                if e == Errno::EPERM {
+                    err.kind_(ErrorKind::NoInterruptRemapping).detail("type1 refuses groups whose MSI is not isolated").hint(
+                        "enable interrupt remapping, or, accepting the risk, load vfio_iommu_type1 with allow_unsafe_interrupts=1",
+                    )
+                } else {
+                    err
+                }
+            })?;
+            let c = Arc::new(Container { fd, group: g.clone(), att: Mutex::new(None) });
+            // From here a failure drops `c`, which unsets the container again.
+            sys::set_iommu(c.fd.as_fd(), vfio::VFIO_TYPE1v2_IOMMU as i32).map_err(|e| Error::sys("VFIO_SET_IOMMU(TYPE1v2)", format!("VFIO group {}", g.number), e))?;
+            *slot = Arc::downgrade(&c);
+            c
+        }
+    };
+    drop(slot);
+    let name = CString::new(bdf).expect("a validated BDF has no NUL");
+    let dev = sys::group_get_device_fd(g.fd.as_fd(), &name).map_err(|e| Error::sys("VFIO_GROUP_GET_DEVICE_FD", bdf, e))?;
+    Ok((dev, container))
+}
+
+/// One mapping of a legacy IOAS.
+#[derive(Clone, Copy)]
+struct Map {
+    va: u64,
+    len: u64,
+    flags: u32,
+}
+
+#[derive(Default)]
+struct SpaceState {
+    maps: BTreeMap<u64, Map>,
+    /// Containers (groups) attached.
+    containers: Vec<Arc<Container>>,
+}
+
+/// The legacy backing of an [`Ioas`](crate::Ioas).
+#[derive(Default)]
+pub(crate) struct Space {
+    state: Mutex<SpaceState>,
+}
+
+fn dma_map(c: &Container, iova: u64, m: &Map) -> nix::Result<()> {
+    let mut arg = vfio::vfio_iommu_type1_dma_map {
+        argsz: sys::argsz::<vfio::vfio_iommu_type1_dma_map>(),
+        flags: m.flags,
+        vaddr: m.va,
+        iova,
+        size: m.len,
+    };
+    // SAFETY: `vaddr` names memory that the owning `Mapping` keeps mapped
+    // until it unmaps (the contract of `Ioas::map_region`, which is the only
+    // way a `Map` gets into a `Space`).
+    unsafe { sys::raw::vfio_iommu_map_dma(c.fd.as_raw_fd(), &mut arg) }.map(drop)
+}
+
+fn dma_unmap(c: &Container, iova: u64, len: u64) -> nix::Result<()> {
+    let mut arg = vfio::vfio_iommu_type1_dma_unmap { argsz: sys::argsz::<vfio::vfio_iommu_type1_dma_unmap>(), iova, size: len, ..Default::default() };
+    sys::ioctl(c.fd.as_fd(), sys::raw::vfio_iommu_unmap_dma, &mut arg).map(drop)
+}
+
+impl Space {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpaceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Maps into every attached container (all or none); returns the IOVA.
+    ///
+    /// # Safety
+    /// `[va, va + len)` must stay mapped until [`unmap`](Self::unmap) of the returned IOVA.
+    pub(crate) unsafe fn map(&self, va: u64, len: u64, iova: Option<u64>, read: bool, write: bool, align: u64) -> std::result::Result<u64, Errno> {
+        let mut st = self.lock();
+        let iova = match iova {
+            Some(i) => i,
+            None => {
+                // First fit above page 0 (devices with small DMA masks want low IOVAs).
+                let mut at = align.max(4096);
+                for (&s, m) in st.maps.iter() {
+                    if at + len <= s {
+                        break;
+                    }
+                    at = at.max((s + m.len).next_multiple_of(align.max(1)));
+                }
+                at
+            }
+        };
+        if st.maps.iter().any(|(&s, m)| s < iova + len && iova < s + m.len) {
+            return Err(Errno::EEXIST);
+        }
+        let flags = (if read { vfio::VFIO_DMA_MAP_FLAG_READ } else { 0 }) | (if write { vfio::VFIO_DMA_MAP_FLAG_WRITE } else { 0 });
+        let m = Map { va, len, flags };
+        for (k, c) in st.containers.iter().enumerate() {
+            if let Err(e) = dma_map(c, iova, &m) {
+                for c in &st.containers[..k] {
+                    let _ = dma_unmap(c, iova, len);
+                }
+                return Err(e);
+            }
+        }
+        st.maps.insert(iova, m);
+        Ok(iova)
+    }
+
+    /// Unmaps exactly whole mappings covering `[iova, iova + len)`; `ENOENT`
+    /// when the range would split one or covers none (as iommufd does).
+    pub(crate) fn unmap(&self, iova: u64, len: u64) -> std::result::Result<u64, Errno> {
+        let mut st = self.lock();
+        let end = iova.saturating_add(len);
+        let hit: Vec<(u64, Map)> = st.maps.iter().filter(|(&s, m)| s < end && iova < s + m.len).map(|(&s, m)| (s, *m)).collect();
+        if hit.is_empty() || hit.iter().any(|(s, m)| *s < iova || s + m.len > end) {
+            return Err(Errno::ENOENT);
+        }
+        let mut total = 0;
+        for (s, m) in hit {
+            for c in &st.containers {
+                let _ = dma_unmap(c, s, m.len);
+            }
+            st.maps.remove(&s);
+            total += m.len;
+        }
+        Ok(total)
+    }
+
+    /// Maps every mapping into `c`, all or none.
+    fn replay(&self, c: &Arc<Container>) -> Result<()> {
+        let mut st = self.lock();
+        let maps: Vec<(u64, Map)> = st.maps.iter().map(|(&i, m)| (i, *m)).collect();
+        for (k, (iova, m)) in maps.iter().enumerate() {
+            if let Err(e) = dma_map(c, *iova, m) {
+                for (iova, m) in &maps[..k] {
+                    let _ = dma_unmap(c, *iova, m.len);
+                }
+                let obj = format!("VFIO group {} {}", c.group.number, range(*iova, m.len));
+                return Err(Error::sys("VFIO_IOMMU_MAP_DMA", obj, e));
+            }
+        }
+        st.containers.push(c.clone());
+        Ok(())
+    }
+
+    /// Unmaps everything from `c`: its DMA is blocked again.
+    fn clear(&self, c: &Arc<Container>) {
+        let mut st = self.lock();
+        st.containers.retain(|x| !Arc::ptr_eq(x, c));
+        for (&iova, m) in st.maps.iter() {
+            let _ = dma_unmap(c, iova, m.len);
+        }
+    }
+
+    /// A device of `c`'s group attaches to this space (IOAS `id`). The first
+    /// one replays every mapping into the container; a device whose group is
+    /// attached to another IOAS is refused, as the kernel does on the cdev.
+    pub(crate) fn attach(&self, id: u32, c: &Arc<Container>) -> Result<()> {
+        let mut att = c.att.lock().unwrap_or_else(|p| p.into_inner());
+        match *att {
+            None => {
+                self.replay(c)?;
+                *att = Some((id, 1));
+                Ok(())
+            }
+            Some((cur, n)) if cur == id => {
+                *att = Some((cur, n + 1));
+                Ok(())
+            }
+            Some((cur, _)) => Err(Error::sys("VFIO_IOMMU_MAP_DMA", format!("VFIO group {} -> IOAS {id}", c.group.number), Errno::EINVAL)
+                .detail(format!("the group is attached to IOAS {cur}; devices of one group must share one IOAS"))),
+        }
+    }
+
+    /// A device of `c`'s group detaches; the last one blocks the group's DMA.
+    pub(crate) fn detach(&self, c: &Arc<Container>) {
+        let mut att = c.att.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cur, n)) = *att {
+            if n <= 1 {
+                self.clear(c);
+                *att = None;
+            } else {
+                *att = Some((cur, n - 1));
+            }
+        }
+    }
+
+    /// Moves `c`'s group from `old` to this space (IOAS `id`), as the kernel
+    /// does for a whole group when one device is re-attached. Type1 cannot
+    /// swap atomically: the old mappings go first (DMA faults meanwhile),
+    /// then the new ones; if they fail the old ones come back.
+    pub(crate) fn replace_from(&self, old: &Space, id: u32, c: &Arc<Container>) -> Result<()> {
+        let mut att = c.att.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((cur, n)) = *att else { return Ok(()) };
+        if cur == id {
+            return Ok(()); // a sibling already moved the group
+        }
+        old.clear(c);
+        if let Err(e) = self.replay(c) {
+            let _ = old.replay(c);
+            return Err(e);
+        }
+        *att = Some((id, n));
+        Ok(())
+    }
+
+    /// The usable ranges, from type1's `VFIO_IOMMU_GET_INFO` on an attached
+    /// container; before any attach, everything, at page alignment.
+    pub(crate) fn iova_ranges(&self) -> Result<(Vec<(u64, u64)>, u64)> {
+        let c = self.lock().containers.first().cloned();
+        let page = crate::dma::page_size() as u64;
+        let Some(c) = c else { return Ok((vec![(0, u64::MAX)], page)) };
+        let mut buf = vec![0u64; 3];
+        loop {
+            sys::iommu_get_info(c.fd.as_fd(), &mut buf).map_err(|e| Error::sys("VFIO_IOMMU_GET_INFO", format!("VFIO group {}", c.group.number), e))?;
+            let need = buf[0] as u32 as usize;
+            if need <= buf.len() * 8 {
+                break;
+            }
+            buf = vec![0u64; need.div_ceil(8)];
+        }
+        let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        Ok(parse_type1_info(&bytes, page))
+    }
+}
+
+/// Decodes `struct vfio_iommu_type1_info` and its IOVA-range capability.
+fn parse_type1_info(b: &[u8], page: u64) -> (Vec<(u64, u64)>, u64) {
+    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_ne_bytes(s.try_into().unwrap()));
+    let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_ne_bytes(s.try_into().unwrap()));
+    let pgsizes = u64_at(8).unwrap_or(page);
+    let align = if pgsizes == 0 { page } else { 1u64 << pgsizes.trailing_zeros() };
+    let mut ranges = Vec::new();
+    let mut off = if u32_at(4).unwrap_or(0) & 2 != 0 { u32_at(16).unwrap_or(0) } else { 0 } as usize;
+    let mut hops = 0;
+    while off >= 24 && hops < 64 {
+        hops += 1;
+        let (Some(id), Some(next)) = (b.get(off..off + 2).map(|s| u16::from_ne_bytes(s.try_into().unwrap())), u32_at(off + 4)) else { break };
+        if u32::from(id) == vfio::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
+            let n = u32_at(off + 8).unwrap_or(0) as usize;
+            for i in 0..n.min(1024) {
+                if let (Some(s), Some(e)) = (u64_at(off + 16 + 16 * i), u64_at(off + 24 + 16 * i)) {
+                    ranges.push((s, e));
+                }
+            }
+        }
+        off = next as usize;
+    }
+    if ranges.is_empty() {
+        ranges.push((0, u64::MAX));
+    }
+    (ranges, align)
+}
+
+/// Which path a device or iommufd uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `/dev/iommu` and the VFIO device cdev.
+    Iommufd,
+    /// `/dev/vfio/vfio` (type1v2 containers) and `/dev/vfio/<group>`.
+    LegacyContainer,
+}
+
+/// The path the kernel offers: iommufd + cdev when both are there, else legacy.
+pub fn detect() -> Backend {
+    if Path::new("/dev/iommu").exists() && Path::new("/dev/vfio/devices").exists() {
+        Backend::Iommufd
+    } else {
+        Backend::LegacyContainer
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::parse_type1_info;
+
+    #[test]
+    fn type1_info_with_iova_ranges() {
+        let mut b = vec![0u8; 24 + 16 + 32];
+        let n = b.len() as u32;
+        b[0..4].copy_from_slice(&n.to_ne_bytes());
+        b[4..8].copy_from_slice(&3u32.to_ne_bytes()); // PGSIZES | CAPS
+        b[8..16].copy_from_slice(&0x4020_1000u64.to_ne_bytes());
+        b[16..20].copy_from_slice(&24u32.to_ne_bytes());
+        b[24..26].copy_from_slice(&1u16.to_ne_bytes());
+        b[32..36].copy_from_slice(&2u32.to_ne_bytes());
+        b[40..48].copy_from_slice(&0u64.to_ne_bytes());
+        b[48..56].copy_from_slice(&0xfedf_ffffu64.to_ne_bytes());
+        b[56..64].copy_from_slice(&0xfef0_0000u64.to_ne_bytes());
+        b[64..72].copy_from_slice(&0xffff_ffff_ffffu64.to_ne_bytes());
+        let (r, a) = parse_type1_info(&b, 4096);
+        assert_eq!(a, 0x1000);
+        assert_eq!(r, vec![(0, 0xfedf_ffff), (0xfef0_0000, 0xffff_ffff_ffff)]);
+        // A cap pointing at itself does not loop forever.
+        b[28..32].copy_from_slice(&24u32.to_ne_bytes());
+        let (r, _) = parse_type1_info(&b, 4096);
+        assert!(r.len() >= 2);
+        // Truncated: no ranges, full space.
+        assert_eq!(parse_type1_info(&b[..20], 4096).0, vec![(0, u64::MAX)]);
+    }
+}
