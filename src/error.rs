@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Busy,
     /// The group is held by the other VFIO path (cdev vs legacy container).
     PathConflict,
+    /// This kernel, or this path (legacy container), lacks the operation.
+    Unsupported,
     /// The argument is invalid for another reason.
     InvalidInput,
     /// The kernel refused the operation for a reason this crate does not classify.

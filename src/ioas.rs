@@ -549,7 +549,7 @@ impl Ioas {
 
     fn iommufd_only(&self, op: &'static str) -> Result<()> {
         if self.inner.legacy.is_some() {
-            return Err(Error::new(ErrorKind::InvalidInput, op, self.object())
+            return Err(Error::new(ErrorKind::Unsupported, op, self.object())
                 .errno(Errno::EOPNOTSUPP)
                 .detail("not available on the legacy VFIO container path (type1 has no equivalent)"));
         }
@@ -612,6 +612,10 @@ impl Ioas {
                     "the kernel rejected the arguments; the IOAS requires IOVA, length and user address aligned to {align:#x}"
                 ))
             }
+            Errno::ENOTTY | Errno::EOPNOTSUPP if op == "IOMMU_IOAS_MAP_FILE" => err
+                .kind_(ErrorKind::Unsupported)
+                .detail("this kernel has no IOMMU_IOAS_MAP_FILE (added in Linux 6.13)")
+                .hint("map the memory with Ioas::map instead (mmap the memfd and pass the MmapMut)"),
             Errno::ENOSPC => err
                 .kind_(ErrorKind::OutOfRange)
                 .detail("no free IOVA range of that size"),

@@ -117,6 +117,7 @@ fn legacy_errors_overlap_partial_unmap_and_unsupported() {
     let memfd = std::fs::File::open("/dev/zero").unwrap();
     let e = ioas.map_file(&memfd, 0, 4096, Iova::Any, Access::READ).unwrap_err();
     assert_eq!(e.raw_errno(), Some(Errno::EOPNOTSUPP));
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("legacy"), "{e}");
     drop(big);
     assert_eq!(round_trip(&dev, &ioas), MSG, "still works");
