@@ -3,17 +3,17 @@
 use crate::error::{Error, ErrorKind, Result, TransitionError};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
+use crate::legacy::{Container, LegacyGroup};
 use crate::region::{pci, Bar, Mmio, RegionInfo};
 use crate::sys::{self, vfio};
 use crate::sysfs;
-use crate::legacy::{Container, LegacyGroup};
-use std::sync::Arc;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 mod sealed {
     pub trait Sealed {}
@@ -84,7 +84,10 @@ pub(crate) struct LegacyLink {
 
 impl Inner {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_ref().expect("a bound or cdev device has an fd").as_fd()
+        self.fd
+            .as_ref()
+            .expect("a bound or cdev device has an fd")
+            .as_fd()
     }
 
     fn legacy_container(&self) -> Option<&Arc<Container>> {
@@ -169,7 +172,9 @@ impl Device<Unbound> {
         }
         match crate::legacy::detect() {
             crate::Backend::Iommufd => Self::open_member(sys, dev, bdf),
-            crate::Backend::LegacyContainer => Self::open_legacy_member(crate::legacy::open_group(dev, group)?, bdf),
+            crate::Backend::LegacyContainer => {
+                Self::open_legacy_member(crate::legacy::open_group(dev, group)?, bdf)
+            }
         }
     }
 
@@ -184,14 +189,21 @@ impl Device<Unbound> {
         sysfs::validate_bdf(bdf)?;
         let group = sysfs::group_of(sys, bdf)?;
         if sysfs::group_members(sys, group)?.len() > 1 {
-            return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
-                .detail(format!("IOMMU group {group} has other devices"))
-                .hint(format!("open them together with iommufd::Group::open_legacy({group})")));
+            return Err(
+                Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
+                    .detail(format!("IOMMU group {group} has other devices"))
+                    .hint(format!(
+                        "open them together with iommufd::Group::open_legacy({group})"
+                    )),
+            );
         }
         let dev = sysfs::device(sys, bdf)?;
         if dev.driver.as_deref() != Some("vfio-pci") {
             return Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
-                .detail(format!("the device is bound to {}, not vfio-pci", dev.driver.as_deref().unwrap_or("no driver")))
+                .detail(format!(
+                    "the device is bound to {}, not vfio-pci",
+                    dev.driver.as_deref().unwrap_or("no driver")
+                ))
                 .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint())));
         }
         Self::open_legacy_member(crate::legacy::open_group(Path::new("/dev"), group)?, bdf)
@@ -206,7 +218,10 @@ impl Device<Unbound> {
             cdev: None,
             attached: None,
             bound: None,
-            legacy: Some(LegacyLink { group, container: None }),
+            legacy: Some(LegacyLink {
+                group,
+                container: None,
+            }),
         }))
     }
 
@@ -404,7 +419,11 @@ impl Device<Attached<Ioas>> {
     /// The device comes back still attached to its current IOAS.
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
     pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
-        let legacy = match (self.inner.legacy_container(), ioas.legacy(), self.ioas().legacy()) {
+        let legacy = match (
+            self.inner.legacy_container(),
+            ioas.legacy(),
+            self.ioas().legacy(),
+        ) {
             (Some(c), Some(new), Some(old)) if self.ioas().iommufd().same_as(ioas.iommufd()) => {
                 Some(new.replace_from(old, ioas.id(), c).map(|()| ioas.id()))
             }
@@ -518,12 +537,8 @@ impl<S: Bound> Device<S> {
             argsz: sys::argsz::<vfio::vfio_device_info>(),
             ..Default::default()
         };
-        sys::ioctl(
-            self.inner.fd(),
-            sys::raw::vfio_device_get_info,
-            &mut arg,
-        )
-        .map_err(|e| Error::sys("VFIO_DEVICE_GET_INFO", self.inner.name.clone(), e))?;
+        sys::ioctl(self.inner.fd(), sys::raw::vfio_device_get_info, &mut arg)
+            .map_err(|e| Error::sys("VFIO_DEVICE_GET_INFO", self.inner.name.clone(), e))?;
         Ok(DeviceInfo {
             flags: arg.flags,
             num_regions: arg.num_regions,
@@ -610,14 +625,15 @@ impl<S: Bound> Device<S> {
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
         let info = self.region_info(index)?;
         self.check_region(&info, offset, buf.len(), "pread")?;
-        let n = nix::sys::uio::pread(self.inner.fd(), buf, (info.offset + offset) as i64)
-            .map_err(|e| {
+        let n = nix::sys::uio::pread(self.inner.fd(), buf, (info.offset + offset) as i64).map_err(
+            |e| {
                 Error::sys(
                     "pread",
                     format!("{} region {index} offset {offset:#x}", self.inner.name),
                     e,
                 )
-            })?;
+            },
+        )?;
         if n != buf.len() {
             return Err(
                 Error::new(ErrorKind::Kernel, "pread", self.inner.name.clone())
@@ -633,12 +649,12 @@ impl<S: Bound> Device<S> {
         self.check_region(&info, offset, data.len(), "pwrite")?;
         let n = nix::sys::uio::pwrite(self.inner.fd(), data, (info.offset + offset) as i64)
             .map_err(|e| {
-            Error::sys(
-                "pwrite",
-                format!("{} region {index} offset {offset:#x}", self.inner.name),
-                e,
-            )
-        })?;
+                Error::sys(
+                    "pwrite",
+                    format!("{} region {index} offset {offset:#x}", self.inner.name),
+                    e,
+                )
+            })?;
         if n != data.len() {
             return Err(
                 Error::new(ErrorKind::Kernel, "pwrite", self.inner.name.clone())
@@ -711,7 +727,10 @@ impl<S: Bound> Device<S> {
                 cdev: None,
                 attached: None,
                 bound: None,
-                legacy: Some(LegacyLink { group, container: None }),
+                legacy: Some(LegacyLink {
+                    group,
+                    container: None,
+                }),
             }));
         }
         let Some(path) = self.inner.cdev.clone() else {

@@ -154,17 +154,33 @@ impl Group<Unbound> {
     pub fn open_legacy(number: u32) -> Result<Self> {
         let sys = Path::new("/sys");
         let members = sysfs::group_members(sys, number)?;
-        let bad: Vec<PciDevice> = members.iter().filter(|m| !m.is_dma_safe()).cloned().collect();
+        let bad: Vec<PciDevice> = members
+            .iter()
+            .filter(|m| !m.is_dma_safe())
+            .cloned()
+            .collect();
         if !bad.is_empty() {
-            return Err(diagnose::not_viable("open IOMMU group", &format!("group {number}"), &bad));
+            return Err(diagnose::not_viable(
+                "open IOMMU group",
+                &format!("group {number}"),
+                &bad,
+            ));
         }
         let g = crate::legacy::open_group(Path::new("/dev"), number)?;
         let mut devs = Vec::new();
-        for m in members.iter().filter(|m| m.driver.as_deref() == Some("vfio-pci")) {
+        for m in members
+            .iter()
+            .filter(|m| m.driver.as_deref() == Some("vfio-pci"))
+        {
             devs.push(Device::open_legacy_member(g.clone(), &m.bdf)?);
         }
         if devs.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidInput, "open IOMMU group", format!("group {number}")).detail("no member is on vfio-pci"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "open IOMMU group",
+                format!("group {number}"),
+            )
+            .detail("no member is on vfio-pci"));
         }
         Ok(group(number, devs))
     }

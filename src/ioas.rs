@@ -197,7 +197,10 @@ impl Ioas {
     pub fn iova_ranges(&self) -> Result<IovaRanges> {
         if let Some(space) = &self.inner.legacy {
             let (ranges, alignment) = space.iova_ranges()?;
-            let ranges = ranges.into_iter().map(|(start, last)| IovaRange { start, last }).collect();
+            let ranges = ranges
+                .into_iter()
+                .map(|(start, last)| IovaRange { start, last })
+                .collect();
             return Ok(IovaRanges { ranges, alignment });
         }
         let fd = self.inner.iommufd.as_fd();
@@ -456,7 +459,11 @@ impl Ioas {
                 arg.length = n;
                 0
             }),
-            None => sys::ioctl(self.inner.iommufd.as_fd(), sys::raw::iommu_ioas_unmap, &mut arg),
+            None => sys::ioctl(
+                self.inner.iommufd.as_fd(),
+                sys::raw::iommu_ioas_unmap,
+                &mut arg,
+            ),
         };
         match result {
             Ok(_) => {
@@ -525,8 +532,9 @@ impl Ioas {
             let fixed = (at.1 != 0).then_some(at.0);
             let (read, write) = (access.read, access.write);
             // SAFETY: forwarded from this function's contract.
-            let got = unsafe { space.map(va.as_ptr() as u64, len as u64, fixed, read, write, align) }
-                .map_err(|e| self.map_error("VFIO_IOMMU_MAP_DMA", at.0, len as u64, e))?;
+            let got =
+                unsafe { space.map(va.as_ptr() as u64, len as u64, fixed, read, write, align) }
+                    .map_err(|e| self.map_error("VFIO_IOMMU_MAP_DMA", at.0, len as u64, e))?;
             self.track(got, len as u64);
             return Ok(got);
         }
@@ -551,7 +559,9 @@ impl Ioas {
         if self.inner.legacy.is_some() {
             return Err(Error::new(ErrorKind::Unsupported, op, self.object())
                 .errno(Errno::EOPNOTSUPP)
-                .detail("not available on the legacy VFIO container path (type1 has no equivalent)"));
+                .detail(
+                    "not available on the legacy VFIO container path (type1 has no equivalent)",
+                ));
         }
         Ok(())
     }
@@ -615,7 +625,9 @@ impl Ioas {
             Errno::ENOTTY | Errno::EOPNOTSUPP if op == "IOMMU_IOAS_MAP_FILE" => err
                 .kind_(ErrorKind::Unsupported)
                 .detail("this kernel has no IOMMU_IOAS_MAP_FILE (added in Linux 6.13)")
-                .hint("map the memory with Ioas::map instead (mmap the memfd and pass the MmapMut)"),
+                .hint(
+                    "map the memory with Ioas::map instead (mmap the memfd and pass the MmapMut)",
+                ),
             Errno::ENOSPC => err
                 .kind_(ErrorKind::OutOfRange)
                 .detail("no free IOVA range of that size"),

@@ -87,7 +87,9 @@ impl Iommufd {
     /// operation on it fail (for example [`Device::bind`](crate::Device::bind)
     /// fails and hands the device back).
     pub fn from_fd(fd: OwnedFd) -> Self {
-        Iommufd { fd: Arc::new(Some(fd)) }
+        Iommufd {
+            fd: Arc::new(Some(fd)),
+        }
     }
 
     /// Allocates an empty I/O address space (`IOMMU_IOAS_ALLOC`).
@@ -118,7 +120,8 @@ impl Iommufd {
 
     /// The fd, for iommufd-path code only.
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
-        self.iommufd_fd().expect("iommufd-path operation on a legacy context")
+        self.iommufd_fd()
+            .expect("iommufd-path operation on a legacy context")
     }
 }
 
@@ -132,8 +135,14 @@ impl Eq for Iommufd {}
 impl fmt::Debug for Iommufd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.iommufd_fd() {
-            Some(fd) => f.debug_struct("Iommufd").field("fd", &fd.as_raw_fd()).finish(),
-            None => f.debug_struct("Iommufd").field("backend", &"legacy container").finish(),
+            Some(fd) => f
+                .debug_struct("Iommufd")
+                .field("fd", &fd.as_raw_fd())
+                .finish(),
+            None => f
+                .debug_struct("Iommufd")
+                .field("backend", &"legacy container")
+                .finish(),
         }
     }
 }

@@ -50,7 +50,11 @@ impl Drop for Container {
 }
 
 fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
 }
 
 /// Whether this kernel offers the legacy container at all.
@@ -71,16 +75,32 @@ pub(crate) fn open_group(dev: &Path, number: u32) -> Result<Arc<LegacyGroup>> {
             _ => err,
         }
     })?;
-    Ok(Arc::new(LegacyGroup { number, fd, container: Mutex::new(std::sync::Weak::new()) }))
+    Ok(Arc::new(LegacyGroup {
+        number,
+        fd,
+        container: Mutex::new(std::sync::Weak::new()),
+    }))
 }
 
 fn group_viable(g: &LegacyGroup, sys_root: &Path, bdf: &str) -> Result<()> {
-    let mut st = vfio::vfio_group_status { argsz: sys::argsz::<vfio::vfio_group_status>(), flags: 0 };
-    sys::ioctl(g.fd.as_fd(), sys::raw::vfio_group_get_status, &mut st)
-        .map_err(|e| Error::sys("VFIO_GROUP_GET_STATUS", format!("VFIO group {}", g.number), e))?;
+    let mut st = vfio::vfio_group_status {
+        argsz: sys::argsz::<vfio::vfio_group_status>(),
+        flags: 0,
+    };
+    sys::ioctl(g.fd.as_fd(), sys::raw::vfio_group_get_status, &mut st).map_err(|e| {
+        Error::sys(
+            "VFIO_GROUP_GET_STATUS",
+            format!("VFIO group {}", g.number),
+            e,
+        )
+    })?;
     if st.flags & vfio::VFIO_GROUP_FLAGS_VIABLE == 0 {
         let bad = crate::diagnose::unsafe_members(sys_root, bdf).unwrap_or_default();
-        return Err(crate::diagnose::not_viable("VFIO_GROUP_GET_STATUS", &format!("VFIO group {}", g.number), &bad));
+        return Err(crate::diagnose::not_viable(
+            "VFIO_GROUP_GET_STATUS",
+            &format!("VFIO group {}", g.number),
+            &bad,
+        ));
     }
     Ok(())
 }
@@ -95,15 +115,29 @@ pub(crate) fn bind(g: &Arc<LegacyGroup>, bdf: &str) -> Result<(OwnedFd, Arc<Cont
         Some(c) => c,
         None => {
             let fd = open_rw(Path::new("/dev/vfio/vfio")).map_err(|e| {
-                Error::sys("open", "/dev/vfio/vfio", e).hint("the kernel lacks CONFIG_VFIO_CONTAINER, or /dev/vfio/vfio is not accessible")
+                Error::sys("open", "/dev/vfio/vfio", e).hint(
+                    "the kernel lacks CONFIG_VFIO_CONTAINER, or /dev/vfio/vfio is not accessible",
+                )
             })?;
-            let api = sys::get_api_version(fd.as_fd()).map_err(|e| Error::sys("VFIO_GET_API_VERSION", "/dev/vfio/vfio", e))?;
+            let api = sys::get_api_version(fd.as_fd())
+                .map_err(|e| Error::sys("VFIO_GET_API_VERSION", "/dev/vfio/vfio", e))?;
             if api != vfio::VFIO_API_VERSION as i32 {
-                return Err(Error::new(ErrorKind::Kernel, "VFIO_GET_API_VERSION", "/dev/vfio/vfio").detail(format!("unknown VFIO API version {api}")));
+                return Err(Error::new(
+                    ErrorKind::Kernel,
+                    "VFIO_GET_API_VERSION",
+                    "/dev/vfio/vfio",
+                )
+                .detail(format!("unknown VFIO API version {api}")));
             }
-            let ext = sys::check_extension(fd.as_fd(), vfio::VFIO_TYPE1v2_IOMMU as i32).unwrap_or(0);
+            let ext =
+                sys::check_extension(fd.as_fd(), vfio::VFIO_TYPE1v2_IOMMU as i32).unwrap_or(0);
             if ext != 1 {
-                return Err(Error::new(ErrorKind::Kernel, "VFIO_CHECK_EXTENSION(TYPE1v2)", "/dev/vfio/vfio").detail("the kernel has no type1v2 IOMMU backend"));
+                return Err(Error::new(
+                    ErrorKind::Kernel,
+                    "VFIO_CHECK_EXTENSION(TYPE1v2)",
+                    "/dev/vfio/vfio",
+                )
+                .detail("the kernel has no type1v2 IOMMU backend"));
             }
             let mut cfd = fd.as_raw_fd();
             sys::ioctl(g.fd.as_fd(), sys::raw::vfio_group_set_container, &mut cfd).map_err(|e| {
@@ -116,16 +150,27 @@ pub(crate) fn bind(g: &Arc<LegacyGroup>, bdf: &str) -> Result<(OwnedFd, Arc<Cont
                     err
                 }
             })?;
-            let c = Arc::new(Container { fd, group: g.clone(), att: Mutex::new(None) });
+            let c = Arc::new(Container {
+                fd,
+                group: g.clone(),
+                att: Mutex::new(None),
+            });
             // From here a failure drops `c`, which unsets the container again.
-            sys::set_iommu(c.fd.as_fd(), vfio::VFIO_TYPE1v2_IOMMU as i32).map_err(|e| Error::sys("VFIO_SET_IOMMU(TYPE1v2)", format!("VFIO group {}", g.number), e))?;
+            sys::set_iommu(c.fd.as_fd(), vfio::VFIO_TYPE1v2_IOMMU as i32).map_err(|e| {
+                Error::sys(
+                    "VFIO_SET_IOMMU(TYPE1v2)",
+                    format!("VFIO group {}", g.number),
+                    e,
+                )
+            })?;
             *slot = Arc::downgrade(&c);
             c
         }
     };
     drop(slot);
     let name = CString::new(bdf).expect("a validated BDF has no NUL");
-    let dev = sys::group_get_device_fd(g.fd.as_fd(), &name).map_err(|e| Error::sys("VFIO_GROUP_GET_DEVICE_FD", bdf, e))?;
+    let dev = sys::group_get_device_fd(g.fd.as_fd(), &name)
+        .map_err(|e| Error::sys("VFIO_GROUP_GET_DEVICE_FD", bdf, e))?;
     Ok((dev, container))
 }
 
@@ -165,7 +210,12 @@ fn dma_map(c: &Container, iova: u64, m: &Map) -> nix::Result<()> {
 }
 
 fn dma_unmap(c: &Container, iova: u64, len: u64) -> nix::Result<()> {
-    let mut arg = vfio::vfio_iommu_type1_dma_unmap { argsz: sys::argsz::<vfio::vfio_iommu_type1_dma_unmap>(), iova, size: len, ..Default::default() };
+    let mut arg = vfio::vfio_iommu_type1_dma_unmap {
+        argsz: sys::argsz::<vfio::vfio_iommu_type1_dma_unmap>(),
+        iova,
+        size: len,
+        ..Default::default()
+    };
     sys::ioctl(c.fd.as_fd(), sys::raw::vfio_iommu_unmap_dma, &mut arg).map(drop)
 }
 
@@ -178,7 +228,15 @@ impl Space {
     ///
     /// # Safety
     /// `[va, va + len)` must stay mapped until [`unmap`](Self::unmap) of the returned IOVA.
-    pub(crate) unsafe fn map(&self, va: u64, len: u64, iova: Option<u64>, read: bool, write: bool, align: u64) -> std::result::Result<u64, Errno> {
+    pub(crate) unsafe fn map(
+        &self,
+        va: u64,
+        len: u64,
+        iova: Option<u64>,
+        read: bool,
+        write: bool,
+        align: u64,
+    ) -> std::result::Result<u64, Errno> {
         let mut st = self.lock();
         let iova = match iova {
             Some(i) => i,
@@ -194,10 +252,22 @@ impl Space {
                 at
             }
         };
-        if st.maps.iter().any(|(&s, m)| s < iova + len && iova < s + m.len) {
+        if st
+            .maps
+            .iter()
+            .any(|(&s, m)| s < iova + len && iova < s + m.len)
+        {
             return Err(Errno::EEXIST);
         }
-        let flags = (if read { vfio::VFIO_DMA_MAP_FLAG_READ } else { 0 }) | (if write { vfio::VFIO_DMA_MAP_FLAG_WRITE } else { 0 });
+        let flags = (if read {
+            vfio::VFIO_DMA_MAP_FLAG_READ
+        } else {
+            0
+        }) | (if write {
+            vfio::VFIO_DMA_MAP_FLAG_WRITE
+        } else {
+            0
+        });
         let m = Map { va, len, flags };
         for (k, c) in st.containers.iter().enumerate() {
             if let Err(e) = dma_map(c, iova, &m) {
@@ -216,7 +286,12 @@ impl Space {
     pub(crate) fn unmap(&self, iova: u64, len: u64) -> std::result::Result<u64, Errno> {
         let mut st = self.lock();
         let end = iova.saturating_add(len);
-        let hit: Vec<(u64, Map)> = st.maps.iter().filter(|(&s, m)| s < end && iova < s + m.len).map(|(&s, m)| (s, *m)).collect();
+        let hit: Vec<(u64, Map)> = st
+            .maps
+            .iter()
+            .filter(|(&s, m)| s < end && iova < s + m.len)
+            .map(|(&s, m)| (s, *m))
+            .collect();
         if hit.is_empty() || hit.iter().any(|(s, m)| *s < iova || s + m.len > end) {
             return Err(Errno::ENOENT);
         }
@@ -272,8 +347,14 @@ impl Space {
                 *att = Some((cur, n + 1));
                 Ok(())
             }
-            Some((cur, _)) => Err(Error::sys("VFIO_IOMMU_MAP_DMA", format!("VFIO group {} -> IOAS {id}", c.group.number), Errno::EINVAL)
-                .detail(format!("the group is attached to IOAS {cur}; devices of one group must share one IOAS"))),
+            Some((cur, _)) => Err(Error::sys(
+                "VFIO_IOMMU_MAP_DMA",
+                format!("VFIO group {} -> IOAS {id}", c.group.number),
+                Errno::EINVAL,
+            )
+            .detail(format!(
+                "the group is attached to IOAS {cur}; devices of one group must share one IOAS"
+            ))),
         }
     }
 
@@ -314,10 +395,18 @@ impl Space {
     pub(crate) fn iova_ranges(&self) -> Result<(Vec<(u64, u64)>, u64)> {
         let c = self.lock().containers.first().cloned();
         let page = crate::dma::page_size() as u64;
-        let Some(c) = c else { return Ok((vec![(0, u64::MAX)], page)) };
+        let Some(c) = c else {
+            return Ok((vec![(0, u64::MAX)], page));
+        };
         let mut buf = vec![0u64; 3];
         loop {
-            sys::iommu_get_info(c.fd.as_fd(), &mut buf).map_err(|e| Error::sys("VFIO_IOMMU_GET_INFO", format!("VFIO group {}", c.group.number), e))?;
+            sys::iommu_get_info(c.fd.as_fd(), &mut buf).map_err(|e| {
+                Error::sys(
+                    "VFIO_IOMMU_GET_INFO",
+                    format!("VFIO group {}", c.group.number),
+                    e,
+                )
+            })?;
             let need = buf[0] as u32 as usize;
             if need <= buf.len() * 8 {
                 break;
@@ -331,16 +420,36 @@ impl Space {
 
 /// Decodes `struct vfio_iommu_type1_info` and its IOVA-range capability.
 fn parse_type1_info(b: &[u8], page: u64) -> (Vec<(u64, u64)>, u64) {
-    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_ne_bytes(s.try_into().unwrap()));
-    let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_ne_bytes(s.try_into().unwrap()));
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_ne_bytes(s.try_into().unwrap()))
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_ne_bytes(s.try_into().unwrap()))
+    };
     let pgsizes = u64_at(8).unwrap_or(page);
-    let align = if pgsizes == 0 { page } else { 1u64 << pgsizes.trailing_zeros() };
+    let align = if pgsizes == 0 {
+        page
+    } else {
+        1u64 << pgsizes.trailing_zeros()
+    };
     let mut ranges = Vec::new();
-    let mut off = if u32_at(4).unwrap_or(0) & 2 != 0 { u32_at(16).unwrap_or(0) } else { 0 } as usize;
+    let mut off = if u32_at(4).unwrap_or(0) & 2 != 0 {
+        u32_at(16).unwrap_or(0)
+    } else {
+        0
+    } as usize;
     let mut hops = 0;
     while off >= 24 && hops < 64 {
         hops += 1;
-        let (Some(id), Some(next)) = (b.get(off..off + 2).map(|s| u16::from_ne_bytes(s.try_into().unwrap())), u32_at(off + 4)) else { break };
+        let (Some(id), Some(next)) = (
+            b.get(off..off + 2)
+                .map(|s| u16::from_ne_bytes(s.try_into().unwrap())),
+            u32_at(off + 4),
+        ) else {
+            break;
+        };
         if u32::from(id) == vfio::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
             let n = u32_at(off + 8).unwrap_or(0) as usize;
             for i in 0..n.min(1024) {
@@ -374,7 +483,6 @@ pub fn detect() -> Backend {
         Backend::LegacyContainer
     }
 }
-
 
 #[cfg(test)]
 mod tests {

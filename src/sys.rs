@@ -329,7 +329,10 @@ fn pack_u32s(a: u32, b: u32) -> [u8; 8] {
 /// `VFIO_IOMMU_GET_INFO` on a type1 container into `buf` (24-byte
 /// `struct vfio_iommu_type1_info`, then the capability chain).
 pub fn iommu_get_info(container: BorrowedFd<'_>, buf: &mut [u64]) -> nix::Result<i32> {
-    assert!(buf.len() >= 3, "buffer smaller than struct vfio_iommu_type1_info");
+    assert!(
+        buf.len() >= 3,
+        "buffer smaller than struct vfio_iommu_type1_info"
+    );
     buf.fill(0);
     buf[0] = u64::from_ne_bytes(pack_u32s((buf.len() * 8) as u32, 0));
     // SAFETY: `buf` is an exclusive, 8-aligned buffer of `argsz` bytes; the

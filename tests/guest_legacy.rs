@@ -4,7 +4,9 @@
 
 mod support;
 
-use iommufd::{Access, Attached, Backend, Device, DmaBuffer, ErrorKind, Group, Ioas, Iommufd, Iova};
+use iommufd::{
+    Access, Attached, Backend, Device, DmaBuffer, ErrorKind, Group, Ioas, Iommufd, Iova,
+};
 use nix::errno::Errno;
 use support::{Edu, Topology};
 
@@ -23,8 +25,16 @@ fn buffer_with(data: &[u8]) -> DmaBuffer {
 }
 
 fn round_trip<S: iommufd::Bound>(dev: &Device<S>, ioas: &Ioas) -> Vec<u8> {
-    let src = ioas.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = ioas
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     let edu = Edu::new(dev);
     edu.read_from_ram(src.iova(), MSG.len() as u64);
     edu.write_to_ram(dst.iova(), MSG.len() as u64);
@@ -34,7 +44,10 @@ fn round_trip<S: iommufd::Bound>(dev: &Device<S>, ioas: &Ioas) -> Vec<u8> {
 }
 
 fn legacy_singleton(fd: &Iommufd) -> Device<iommufd::BlockDma> {
-    let mut dev = Device::open_legacy(&Topology::discover().singleton).unwrap().bind(fd).unwrap();
+    let mut dev = Device::open_legacy(&Topology::discover().singleton)
+        .unwrap()
+        .bind(fd)
+        .unwrap();
     Edu::setup(&mut dev).unwrap();
     dev
 }
@@ -44,11 +57,18 @@ fn legacy_singleton(fd: &Iommufd) -> Device<iommufd::BlockDma> {
 fn legacy_automatic_selection_round_trip() {
     // The same calls as on the cdev: the kernel decides the path.
     let fd = Iommufd::open().unwrap();
-    let expect = if old_kernel() { Backend::LegacyContainer } else { Backend::Iommufd };
+    let expect = if old_kernel() {
+        Backend::LegacyContainer
+    } else {
+        Backend::Iommufd
+    };
     assert_eq!(fd.backend(), expect);
     assert_eq!(iommufd::detect_backend(), expect);
     let ioas = fd.alloc_ioas().unwrap();
-    let mut dev = Device::open(&Topology::discover().singleton).unwrap().bind(&fd).unwrap();
+    let mut dev = Device::open(&Topology::discover().singleton)
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
     Edu::setup(&mut dev).unwrap();
     let dev = dev.attach(&ioas).unwrap();
     assert_eq!(round_trip(&dev, &ioas), MSG);
@@ -68,8 +88,16 @@ fn legacy_forced_dma_detach_blocks_and_unmapped_is_blocked() {
     let ioas = fd.alloc_ioas().unwrap();
     let dev = legacy_singleton(&fd);
     // Mapped before attach: replayed into the container at attach.
-    let src = ioas.map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ).unwrap();
-    let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let src = ioas
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     // BlockDma: the container holds no mappings yet, so this DMA faults.
     Edu::new(&dev).read_from_ram(SRC, MSG.len() as u64);
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
@@ -86,7 +114,13 @@ fn legacy_forced_dma_detach_blocks_and_unmapped_is_blocked() {
 
     let dev = dev.detach().unwrap();
     let dst_buf = dst.unmap().unwrap();
-    let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(DST), Access::WRITE).unwrap();
+    let dst = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
     dst.read_bytes(0, &mut out);
     assert!(out.iter().all(|&b| b == 0), "DMA got through after detach");
@@ -96,7 +130,10 @@ fn legacy_forced_dma_detach_blocks_and_unmapped_is_blocked() {
     let dev = dev.attach(&ioas).unwrap();
     let dst = dst.unmap().unwrap();
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
-    assert!(dst.as_slice().iter().all(|&b| b == 0), "DMA reached unmapped memory");
+    assert!(
+        dst.as_slice().iter().all(|&b| b == 0),
+        "DMA reached unmapped memory"
+    );
     drop(src);
 }
 
@@ -108,14 +145,32 @@ fn legacy_errors_overlap_partial_unmap_and_unsupported() {
     let dev = legacy_singleton(&fd).attach(&ioas).unwrap();
     let r = ioas.iova_ranges().unwrap();
     assert_eq!(r.alignment, 4096, "type1 page sizes: {r}");
-    let big = ioas.map(DmaBuffer::new(8192).unwrap(), Iova::Fixed(SRC), Access::READ).unwrap();
-    let e = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Fixed(SRC + 4096), Access::READ).unwrap_err();
+    let big = ioas
+        .map(
+            DmaBuffer::new(8192).unwrap(),
+            Iova::Fixed(SRC),
+            Access::READ,
+        )
+        .unwrap();
+    let e = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(SRC + 4096),
+            Access::READ,
+        )
+        .unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::Overlap, "{}", e.error());
-    assert!(e.error().to_string().contains("IOVA [0x100000, 0x101fff]"), "{}", e.error());
+    assert!(
+        e.error().to_string().contains("IOVA [0x100000, 0x101fff]"),
+        "{}",
+        e.error()
+    );
     let e = ioas.unmap(SRC, 4096).unwrap_err();
     assert_eq!(e.raw_errno(), Some(Errno::ENOENT));
     let memfd = std::fs::File::open("/dev/zero").unwrap();
-    let e = ioas.map_file(&memfd, 0, 4096, Iova::Any, Access::READ).unwrap_err();
+    let e = ioas
+        .map_file(&memfd, 0, 4096, Iova::Any, Access::READ)
+        .unwrap_err();
     assert_eq!(e.raw_errno(), Some(Errno::EOPNOTSUPP));
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("legacy"), "{e}");
@@ -133,7 +188,10 @@ fn legacy_pair_group_dmas_through_one_ioas_and_replace_moves_both() {
     let mut g = Group::open_legacy(t.pair_group).unwrap().bind(&fd).unwrap();
     for i in 0..2 {
         g.map_bar(i, 0).unwrap();
-        g.member(i).unwrap().config_write(4, &6u16.to_le_bytes()).unwrap();
+        g.member(i)
+            .unwrap()
+            .config_write(4, &6u16.to_le_bytes())
+            .unwrap();
     }
     let g = g.attach(&a).unwrap();
     check_group(&g, &a);
@@ -146,7 +204,9 @@ fn legacy_pair_group_dmas_through_one_ioas_and_replace_moves_both() {
 fn check_group(g: &Group<Attached<Ioas>>, ioas: &Ioas) {
     let src = ioas.map(buffer_with(MSG), Iova::Any, Access::READ).unwrap();
     for (i, dev) in g.members().iter().enumerate() {
-        let dst = ioas.map(DmaBuffer::new(4096).unwrap(), Iova::Any, Access::WRITE).unwrap();
+        let dst = ioas
+            .map(DmaBuffer::new(4096).unwrap(), Iova::Any, Access::WRITE)
+            .unwrap();
         let edu = Edu::new(dev);
         edu.read_from_ram(src.iova(), MSG.len() as u64);
         edu.write_to_ram(dst.iova(), MSG.len() as u64);
@@ -169,13 +229,19 @@ fn legacy_mixing_paths_is_a_clear_error() {
     let e = Group::open_legacy(t.pair_group).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PathConflict, "{e}");
     assert_eq!(e.raw_errno(), Some(Errno::EBUSY));
-    assert!(e.to_string().contains("cdev"), "says which path holds it: {e}");
+    assert!(
+        e.to_string().contains("cdev"),
+        "says which path holds it: {e}"
+    );
     drop(g);
     // A legacy device cannot bind to an iommufd context, nor a cdev device to a legacy one.
     let dev = Device::open_legacy(&t.singleton).unwrap();
     let e = dev.bind(&fd).unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::PathConflict);
     drop(e);
-    let e = Device::open(&t.singleton).unwrap().bind(&Iommufd::open_legacy().unwrap()).unwrap_err();
+    let e = Device::open(&t.singleton)
+        .unwrap()
+        .bind(&Iommufd::open_legacy().unwrap())
+        .unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::PathConflict);
 }

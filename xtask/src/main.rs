@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         }),
         Some("vmtest") => Opts::parse(&args[1..]).and_then(|o| vmtest(&o)),
         Some("demo") => Opts::parse(&args[1..]).and_then(|o| demo(&o)),
+        Some("bench") => Opts::parse(&args[1..]).and_then(|o| bench(&o)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -41,11 +42,12 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <kernel|vmtest|demo> [--kernel 7.3|6.12|6.1|PATH] [--accel tcg|kvm] [--timeout SECS] [FILTER]
+const USAGE: &str = "usage: cargo xtask <kernel|vmtest|demo|bench> [--kernel 7.3|6.12|6.1|PATH] [--accel tcg|kvm] [--timeout SECS] [FILTER]
 
   kernel   find or build the guest kernel and print its path
   vmtest   run every `guest_*` test target inside the guest
   demo     run examples/demo.rs inside the guest
+  bench    run benches/ inside the guest (ratios against raw ioctls)
 
 environment: IOMMUFD_TEST_KERNEL (a bzImage to use), IOMMUFD_SHARED (default ../shared)";
 
@@ -620,6 +622,27 @@ fn demo(o: &Opts) -> Result<bool> {
             Ok(false)
         }
     }
+}
+
+fn bench(o: &Opts) -> Result<bool> {
+    let kernel = find_or_build_kernel(&o.kernel)?;
+    let bins = cargo_build(&["bench", "--no-run", "--benches"], |v| {
+        v["target"]["kind"][0] == "bench"
+    })?;
+    if bins.is_empty() {
+        return Err("no benches were built".into());
+    }
+    let mut body = String::from("rc=0\n");
+    for (name, exe) in &bins {
+        body += &format!(
+            "echo \"bench: {name}\"\n{} || rc=1\n",
+            shell_quote(&exe.display().to_string())
+        );
+    }
+    body += "exit $rc\n";
+    let job = write_job("bench", &body)?;
+    let out = boot(&kernel, &job, o)?;
+    Ok(out.exit == Some(0))
 }
 
 #[cfg(test)]
