@@ -272,7 +272,7 @@ fn build_kernel(ver: &str, fragment: &Path, out: &Path) -> Result<()> {
         eprintln!("xtask: installing {pkg} from {suite}");
         apt_install(&[pkg], Some(suite))?;
     }
-    let work = out.with_extension("build");
+    let work = PathBuf::from(format!("{}.build", out.display()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     eprintln!("xtask: unpacking {}", tarball.display());
