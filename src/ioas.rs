@@ -111,6 +111,8 @@ pub(crate) struct IoasInner {
     mapped: Mutex<BTreeMap<u64, u64>>,
     /// The legacy path's mappings and containers; `None` on iommufd.
     pub(crate) legacy: Option<crate::legacy::Space>,
+    /// The allow-list set with `allow_iovas` (the kernel does not report it).
+    allowed: Mutex<Vec<IovaRange>>,
 }
 
 impl Drop for IoasInner {
@@ -148,6 +150,7 @@ impl Ioas {
                     id,
                     mapped: Mutex::new(BTreeMap::new()),
                     legacy: Some(Default::default()),
+                    allowed: Mutex::new(Vec::new()),
                 }),
             });
         }
@@ -168,6 +171,7 @@ impl Ioas {
                 id: arg.out_ioas_id,
                 mapped: Mutex::new(BTreeMap::new()),
                 legacy: None,
+                allowed: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -228,9 +232,11 @@ impl Ioas {
 
     /// Restricts the IOVAs the kernel may hand out or that devices may
     /// reserve to `ranges` (`IOMMU_IOAS_ALLOW_IOVAS`). An empty slice lifts the restriction.
+    /// [`iova_ranges`](Self::iova_ranges) keeps reporting what the hardware
+    /// can map; fixed-IOVA maps outside the allow-list are refused before the ioctl.
     ///
     /// # Errors
-    /// `EBUSY` ([`ErrorKind::Busy`]) when a current mapping lies outside the new ranges.
+    /// The errno from the kernel (`EINVAL` for overlapping or unordered ranges).
     #[doc(alias = "IOMMU_IOAS_ALLOW_IOVAS")]
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<()> {
         self.iommufd_only("IOMMU_IOAS_ALLOW_IOVAS")?;
@@ -242,8 +248,9 @@ impl Ioas {
             })
             .collect();
         sys::allow_iovas(self.inner.iommufd.as_fd(), self.inner.id, &raw)
-            .map(drop)
-            .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", self.object(), e))
+            .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", self.object(), e))?;
+        *self.inner.allowed.lock().unwrap_or_else(|p| p.into_inner()) = ranges.to_vec();
+        Ok(())
     }
 
     /// Whether the kernel may back this IOAS's IOMMU page tables with huge
@@ -513,6 +520,16 @@ impl Ioas {
             return Err(Error::new(ErrorKind::OutOfRange, op, obj)
                 .errno(Errno::EINVAL)
                 .detail(format!("outside the usable IOVA ranges {ranges}")));
+        }
+        let allowed = self.inner.allowed.lock().unwrap_or_else(|p| p.into_inner());
+        if !allowed.is_empty() && !allowed.iter().any(|r| r.contains(at, len)) {
+            let list: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
+            return Err(Error::new(ErrorKind::OutOfRange, op, obj)
+                .errno(Errno::EINVAL)
+                .detail(format!(
+                    "outside the ranges allowed with allow_iovas: {}",
+                    list.join(", ")
+                )));
         }
         Ok((at, sys::IOMMU_IOAS_MAP_FIXED_IOVA))
     }

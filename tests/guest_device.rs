@@ -591,3 +591,104 @@ fn ioas_handle_dropped_while_attached() {
         "the IOAS is alive and carries DMA"
     );
 }
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn allow_iovas_restricts_where_mappings_go() {
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let window = iommufd::IovaRange {
+        start: 0x800000,
+        last: 0x8fffff,
+    };
+    ioas.allow_iovas(&[window]).unwrap();
+    let dev = bound(&fd).attach(&ioas).unwrap();
+    let any = ioas
+        .map(DmaBuffer::new(4096).unwrap(), Iova::Any, Access::READ)
+        .unwrap();
+    assert!(window.contains(any.iova(), 4096), "{:#x}", any.iova());
+    let e = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(SRC),
+            Access::READ,
+        )
+        .unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::OutOfRange);
+    assert!(
+        e.error().to_string().contains("[0x800000, 0x8fffff]"),
+        "{}",
+        e.error()
+    );
+    // Lifting the restriction lets the same fixed map through, and DMA uses it.
+    ioas.allow_iovas(&[]).unwrap();
+    drop(any);
+    assert_eq!(round_trip(&dev, &ioas), MSG);
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn device_from_an_fd_received_elsewhere() {
+    // As from a privileged helper: the cdev and /dev/iommu opened by someone else.
+    let t = Topology::discover();
+    let name = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), &t.singleton).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/vfio/devices/{name}"))
+        .unwrap();
+    let iommu = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/iommu")
+        .unwrap();
+    let fd = Iommufd::from_fd(iommu.into());
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut dev = Device::from_fd(f.into()).bind(&fd).unwrap();
+    Edu::setup(&mut dev).unwrap();
+    let dev = dev.attach(&ioas).unwrap();
+    assert_eq!(round_trip(&dev, &ioas), MSG);
+    // No path to reopen: unbind says so and hands the device back; close works.
+    let e = dev.unbind().unwrap_err();
+    assert!(e.error().to_string().contains("close()"), "{}", e.error());
+    e.into_inner().close();
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn intx_with_mask_and_unmask() {
+    let fd = Iommufd::open().unwrap();
+    let dev = bound(&fd);
+    let ev = iommufd::EventFd::new().unwrap();
+    dev.set_irq_eventfds(iommufd::pci::INTX_IRQ, 0, &[ev.as_fd()])
+        .unwrap();
+    let edu = Edu::new(&dev);
+    let wait = |what: &str| {
+        let start = std::time::Instant::now();
+        loop {
+            let n = ev.take().unwrap();
+            if n > 0 {
+                return n;
+            }
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "{what}: INTx never reached the eventfd"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
+    edu.raise_irq(1);
+    wait("first");
+    edu.ack_irq(1);
+    // Automasked: masked by the kernel until we unmask. While masked, a raise is held back.
+    dev.mask_irqs(iommufd::pci::INTX_IRQ, 0, 1).unwrap();
+    dev.unmask_irqs(iommufd::pci::INTX_IRQ, 0, 1).unwrap();
+    dev.mask_irqs(iommufd::pci::INTX_IRQ, 0, 1).unwrap();
+    edu.raise_irq(2);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(ev.take().unwrap(), 0, "masked INTx must not signal");
+    dev.unmask_irqs(iommufd::pci::INTX_IRQ, 0, 1).unwrap();
+    wait("after unmask");
+    edu.ack_irq(2);
+    dev.disable_irqs(iommufd::pci::INTX_IRQ).unwrap();
+}

@@ -590,10 +590,8 @@ fn vmtest(o: &Opts) -> Result<bool> {
     if out.passed == 0 {
         eprintln!("xtask: zero device tests passed in the guest; that is a failure, not a skip");
     }
-    println!(
-        "vmtest (kernel {}): {} passed, {} failed",
-        o.kernel, out.passed, out.failed
-    );
+    println!("vmtest: kernel {}", o.kernel);
+    println!("vmtest: {} passed, {} failed", out.passed, out.failed);
     Ok(ok)
 }
 
