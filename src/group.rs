@@ -142,7 +142,12 @@ impl Group<Unbound> {
     /// checked here so the error says more than the kernel's `EPERM` at bind;
     /// [`ErrorKind::InvalidInput`] when no member is on vfio-pci.
     pub fn open(number: u32) -> Result<Self> {
-        Self::open_in(Path::new("/sys"), Path::new("/dev"), number)
+        Self::open_in(
+            Path::new("/sys"),
+            Path::new("/dev"),
+            number,
+            crate::legacy::detect(),
+        )
     }
 
     /// Opens group `number` through the legacy path (`/dev/vfio/<number>`),
@@ -152,37 +157,12 @@ impl Group<Unbound> {
     /// As [`open`](Self::open); [`ErrorKind::PathConflict`] when a device of the
     /// group is bound through the cdev.
     pub fn open_legacy(number: u32) -> Result<Self> {
-        let sys = Path::new("/sys");
-        let members = sysfs::group_members(sys, number)?;
-        let bad: Vec<PciDevice> = members
-            .iter()
-            .filter(|m| !m.is_dma_safe())
-            .cloned()
-            .collect();
-        if !bad.is_empty() {
-            return Err(diagnose::not_viable(
-                "open IOMMU group",
-                &format!("group {number}"),
-                &bad,
-            ));
-        }
-        let g = crate::legacy::open_group(Path::new("/dev"), number)?;
-        let mut devs = Vec::new();
-        for m in members
-            .iter()
-            .filter(|m| m.driver.as_deref() == Some("vfio-pci"))
-        {
-            devs.push(Device::open_legacy_member(g.clone(), &m.bdf)?);
-        }
-        if devs.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "open IOMMU group",
-                format!("group {number}"),
-            )
-            .detail("no member is on vfio-pci"));
-        }
-        Ok(group(number, devs))
+        Self::open_in(
+            Path::new("/sys"),
+            Path::new("/dev"),
+            number,
+            crate::Backend::LegacyContainer,
+        )
     }
 
     /// Opens the group that `bdf` belongs to.
@@ -190,7 +170,12 @@ impl Group<Unbound> {
         Self::open(sysfs::group_of(Path::new("/sys"), bdf)?)
     }
 
-    pub(crate) fn open_in(sys: &Path, dev: &Path, number: u32) -> Result<Self> {
+    pub(crate) fn open_in(
+        sys: &Path,
+        dev: &Path,
+        number: u32,
+        backend: crate::Backend,
+    ) -> Result<Self> {
         let members = sysfs::group_members(sys, number)?;
         let bad: Vec<PciDevice> = members
             .iter()
@@ -228,7 +213,7 @@ impl Group<Unbound> {
             ));
         }
         let mut devs = Vec::new();
-        match crate::legacy::detect() {
+        match backend {
             crate::Backend::Iommufd => {
                 for m in vfio {
                     devs.push(Device::open_member(sys, dev, &m.bdf)?);

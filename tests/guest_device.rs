@@ -9,7 +9,7 @@ use iommufd::{
 };
 use nix::errno::Errno;
 use std::os::fd::AsFd;
-use support::{Edu, Topology};
+use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"iommufd: bytes through the IOMMU";
 const SRC: u64 = 0x100000;
@@ -26,30 +26,9 @@ fn bound(fd: &Iommufd) -> Device<BlockDma> {
     dev
 }
 
-fn buffer_with(data: &[u8]) -> DmaBuffer {
-    let mut b = DmaBuffer::new(4096).unwrap();
-    b.as_mut_slice()[..data.len()].copy_from_slice(data);
-    b
-}
-
 /// Round trip RAM(src) -> edu -> RAM(dst) and return what landed in dst.
 fn round_trip(dev: &Device<Attached<Ioas>>, ioas: &Ioas) -> Vec<u8> {
-    let src = ioas
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst = ioas
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
-    let edu = Edu::new(dev);
-    edu.read_from_ram(src.iova(), MSG.len() as u64);
-    edu.write_to_ram(dst.iova(), MSG.len() as u64);
-    let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut out);
-    out
+    support::round_trip(dev, ioas, MSG, Iova::Fixed(SRC), Iova::Fixed(DST))
 }
 
 #[test]

@@ -3,30 +3,16 @@
 
 mod support;
 
-use iommufd::{Access, Attached, Device, DmaBuffer, ErrorKind, Group, Ioas, Iommufd, Iova};
+use iommufd::{Attached, Device, ErrorKind, Group, Ioas, Iommufd, Iova};
 use nix::errno::Errno;
-use support::{Edu, Topology};
+use support::Topology;
 
 const MSG: &[u8] = b"two devices, one address space";
 
 fn dma_through(group: &Group<Attached<Ioas>>, ioas: &Ioas, base: u64) {
-    let mut src = DmaBuffer::new(4096).unwrap();
-    src.as_mut_slice()[..MSG.len()].copy_from_slice(MSG);
-    let src = ioas.map(src, Iova::Fixed(base), Access::READ).unwrap();
     for (i, dev) in group.members().iter().enumerate() {
-        let dst_iova = base + 0x10000 * (i as u64 + 1);
-        let dst = ioas
-            .map(
-                DmaBuffer::new(4096).unwrap(),
-                Iova::Fixed(dst_iova),
-                Access::WRITE,
-            )
-            .unwrap();
-        let edu = Edu::new(dev);
-        edu.read_from_ram(src.iova(), MSG.len() as u64);
-        edu.write_to_ram(dst_iova, MSG.len() as u64);
-        let mut out = vec![0u8; MSG.len()];
-        dst.read_bytes(0, &mut out);
+        let dst = Iova::Fixed(base + 0x10000 * (i as u64 + 1));
+        let out = support::round_trip(dev, ioas, MSG, Iova::Fixed(base), dst);
         assert_eq!(out, MSG, "DMA through member {} ({})", i, dev.name());
     }
 }

@@ -8,7 +8,7 @@ use iommufd::{
     Access, Attached, Backend, Device, DmaBuffer, ErrorKind, Group, Ioas, Iommufd, Iova,
 };
 use nix::errno::Errno;
-use support::{Edu, Topology};
+use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"legacy type1 container, same types";
 const SRC: u64 = 0x100000;
@@ -18,29 +18,8 @@ fn old_kernel() -> bool {
     std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.1")
 }
 
-fn buffer_with(data: &[u8]) -> DmaBuffer {
-    let mut b = DmaBuffer::new(4096).unwrap();
-    b.as_mut_slice()[..data.len()].copy_from_slice(data);
-    b
-}
-
 fn round_trip<S: iommufd::Bound>(dev: &Device<S>, ioas: &Ioas) -> Vec<u8> {
-    let src = ioas
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst = ioas
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
-    let edu = Edu::new(dev);
-    edu.read_from_ram(src.iova(), MSG.len() as u64);
-    edu.write_to_ram(dst.iova(), MSG.len() as u64);
-    let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut out);
-    out
+    support::round_trip(dev, ioas, MSG, Iova::Fixed(SRC), Iova::Fixed(DST))
 }
 
 fn legacy_singleton(fd: &Iommufd) -> Device<iommufd::BlockDma> {
@@ -202,16 +181,8 @@ fn legacy_pair_group_dmas_through_one_ioas_and_replace_moves_both() {
 }
 
 fn check_group(g: &Group<Attached<Ioas>>, ioas: &Ioas) {
-    let src = ioas.map(buffer_with(MSG), Iova::Any, Access::READ).unwrap();
     for (i, dev) in g.members().iter().enumerate() {
-        let dst = ioas
-            .map(DmaBuffer::new(4096).unwrap(), Iova::Any, Access::WRITE)
-            .unwrap();
-        let edu = Edu::new(dev);
-        edu.read_from_ram(src.iova(), MSG.len() as u64);
-        edu.write_to_ram(dst.iova(), MSG.len() as u64);
-        let mut out = vec![0u8; MSG.len()];
-        dst.read_bytes(0, &mut out);
+        let out = support::round_trip(dev, ioas, MSG, Iova::Any, Iova::Any);
         assert_eq!(out, MSG, "member {i} through IOAS {}", ioas.id());
     }
 }

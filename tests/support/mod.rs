@@ -155,3 +155,32 @@ impl<'d> Edu<'d> {
         self.bar.write32(REG_IRQ_ACK, status).unwrap();
     }
 }
+
+/// A 4 KiB DMA buffer starting with `data`.
+pub fn buffer_with(data: &[u8]) -> iommufd::DmaBuffer {
+    let mut b = iommufd::DmaBuffer::new(4096).unwrap();
+    b.as_mut_slice()[..data.len()].copy_from_slice(data);
+    b
+}
+
+/// Maps `msg` at `src` and an empty page at `dst` in `ioas`, has the edu copy
+/// RAM → device → RAM, and returns what landed at `dst`.
+pub fn round_trip<S: Bound>(
+    dev: &Device<S>,
+    ioas: &iommufd::Ioas,
+    msg: &[u8],
+    src: iommufd::Iova,
+    dst: iommufd::Iova,
+) -> Vec<u8> {
+    use iommufd::Access;
+    let src = ioas.map(buffer_with(msg), src, Access::READ).unwrap();
+    let dst = ioas
+        .map(iommufd::DmaBuffer::new(4096).unwrap(), dst, Access::WRITE)
+        .unwrap();
+    let edu = Edu::new(dev);
+    edu.read_from_ram(src.iova(), msg.len() as u64);
+    edu.write_to_ram(dst.iova(), msg.len() as u64);
+    let mut out = vec![0u8; msg.len()];
+    dst.read_bytes(0, &mut out);
+    out
+}

@@ -402,7 +402,7 @@ for d in /sys/bus/pci/devices/*; do
   echo vfio-pci > $d/driver_override
   [ -e $d/driver ] && echo $b > $d/driver/unbind
   echo $b > /sys/bus/pci/drivers_probe
-  echo "vmtest: $b -> $(basename $(readlink $d/driver)) group $(basename $(readlink $d/iommu_group))"
+  echo "guest: $b -> $(basename $(readlink $d/driver)) group $(basename $(readlink $d/iommu_group))"
 done
 "#;
 
@@ -573,7 +573,7 @@ fn vmtest(o: &Opts) -> Result<bool> {
     let mut body = String::from("rc=0\n");
     for (name, exe) in &bins {
         body += &format!(
-            "echo \"vmtest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --color never {filter} || rc=1\n",
+            "echo \"guest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --color never {filter} || rc=1\n",
             ver = shell_quote(&o.kernel),
             exe = shell_quote(&exe.display().to_string()),
         );
