@@ -440,7 +440,7 @@ impl Ioas {
             self.clone(),
             arg.dst_iova,
             src.ptr,
-            src.len_bytes(),
+            src.len,
             src,
         ))
     }
@@ -715,10 +715,6 @@ impl<M> Mapping<M> {
     /// The IOAS it lives in.
     pub fn ioas(&self) -> &Ioas {
         &self.ioas
-    }
-
-    fn len_bytes(&self) -> u64 {
-        self.len
     }
 
     /// Unmaps and hands the memory back.

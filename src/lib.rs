@@ -62,6 +62,16 @@
 //! it is unmapped by `unbind`/`close` before the fd is closed. Views
 //! ([`Device::mmio`]) are short borrows taken again after each transition.
 //!
+//! # Groups, and kernels without iommufd
+//!
+//! The kernel isolates DMA per IOMMU group. A device alone in its group is a
+//! [`Device`]; a group with several devices is a [`Group`], which owns its
+//! members and moves them together, so they can never be split across
+//! IOASes. [`Iommufd::open`] and [`Device::open`] pick the path the kernel
+//! offers: iommufd with the VFIO cdev, or the legacy group fd + type1
+//! container (Linux before 6.6), behind the same types (see
+//! [`Iommufd::open_legacy`]).
+//!
 //! # What is checked at run time
 //!
 //! Group topology is only known at run time. [`Device::open`] refuses a device

@@ -1,0 +1,11 @@
+// Rule 12 (rule 1 on the legacy path): a device opened through its group has no BAR before bind.
+use iommufd::*;
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut)]
+fn case() -> Result<(), Box<dyn std::error::Error>> {
+    let fd = Iommufd::open_legacy()?;
+    let ioas = fd.alloc_ioas()?;
+    let mut dev = Device::open_legacy("0000:00:02.0")?;
+    dev.map_bar(0)?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+// Twin of compile-fail/legacy_attach_on_unbound.rs: bound first.
+use iommufd::*;
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut)]
+fn case() -> Result<(), Box<dyn std::error::Error>> {
+    let fd = Iommufd::open_legacy()?;
+    let ioas = fd.alloc_ioas()?;
+    let dev = Device::open_legacy("0000:00:02.0")?.bind(&fd)?;
+    let dev = dev.attach(&ioas)?;
+    Ok(())
+}
