@@ -13,7 +13,6 @@
 //! catches a transcription error at compile time, without another bindgen crate
 //! whose kernel version would lag ours.
 #![allow(unsafe_code)] // ioctls are FFI; every caller documents its pointer argument.
-#![allow(dead_code)] // some uAPI constants are kept for completeness of the pinned layout.
 
 use static_assertions::{assert_eq_size, const_assert_eq};
 use std::mem::{offset_of, size_of};
@@ -185,7 +184,6 @@ pub struct IommuIoasUnmap {
     pub length: u64,
 }
 
-pub const IOMMU_OPTION_RLIMIT_MODE: u32 = 0;
 pub const IOMMU_OPTION_HUGE_PAGES: u32 = 1;
 pub const IOMMU_OPTION_OP_SET: u16 = 0;
 pub const IOMMU_OPTION_OP_GET: u16 = 1;
