@@ -6,7 +6,7 @@
 //!   IOMMU and QEMU `edu` devices, and prints the pass/fail counts last.
 //! - `cargo xtask demo [--kernel VER]` runs `examples/demo.rs` in the same guest.
 //!
-//! See `vmtest/README.md` for the guest's topology and why each QEMU setting is there.
+//! README.md ("The guest harness") gives the topology and why each QEMU setting is there.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -372,7 +372,7 @@ fn cargo_build(
 
 // ---------------------------------------------------------------- guest
 
-/// The guest's fixed topology (see vmtest/README.md):
+/// The guest's fixed topology (see README.md, "The guest"):
 /// - singleton: an edu alone on the root bus;
 /// - pair: two edus behind a conventional pci-bridge (one viable group of three);
 /// - nonviable: an edu and a virtio-rng (on virtio-pci) behind a second pci-bridge.
