@@ -29,6 +29,21 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The same group on the legacy path (a kernel without the cdev picks it by
+//! itself; here it is forced):
+//!
+//! ```no_run
+//! use iommufd::{Group, Iommufd};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open_legacy()?;                    // type1v2 containers, one per group
+//! let ioas = fd.alloc_ioas()?;
+//! let group = Group::open_legacy(3)?.bind(&fd)?;       // /dev/vfio/3 into its own container
+//! let group = group.attach(&ioas)?;                    // the IOAS's mappings replayed into it
+//! let group = group.detach()?;                         // all unmapped: DMA blocked again
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
 use crate::diagnose;

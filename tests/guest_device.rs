@@ -671,3 +671,28 @@ fn intx_with_mask_and_unmask() {
     edu.ack_irq(2);
     dev.disable_irqs(iommufd::pci::INTX_IRQ).unwrap();
 }
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn map_user_va_for_memory_the_caller_owns() {
+    // A VMM's guest RAM: memory the crate cannot see the owner of.
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = bound(&fd).attach(&ioas).unwrap();
+    let mut ram = memmap2::MmapOptions::new().len(2 << 20).map_anon().unwrap();
+    ram[..MSG.len()].copy_from_slice(MSG);
+    let base = std::ptr::NonNull::new(ram.as_mut_ptr()).unwrap();
+    // SAFETY: `ram` stays mapped and untouched by Rust until `guest` is dropped below.
+    let guest =
+        unsafe { ioas.map_user_va(base, ram.len(), Iova::Fixed(0x1000000), Access::READ_WRITE) }
+            .unwrap();
+    let edu = Edu::new(&dev);
+    edu.read_from_ram(0x1000000, MSG.len() as u64);
+    edu.write_to_ram(0x1000000 + 0x10000, MSG.len() as u64);
+    drop(guest);
+    assert_eq!(
+        &ram[0x10000..0x10000 + MSG.len()],
+        MSG,
+        "DMA into caller-owned memory"
+    );
+}
