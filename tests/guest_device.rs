@@ -9,7 +9,7 @@ use iommufd::{
 };
 use nix::errno::Errno;
 use std::os::fd::AsFd;
-use support::{buffer_with, Edu, Topology};
+use support::{buffer_with, map_src_dst, Edu, Topology};
 
 const MSG: &[u8] = b"iommufd: bytes through the IOMMU";
 const SRC: u64 = 0x100000;
@@ -95,16 +95,7 @@ fn dma_round_trip_and_unmapped_iova_is_blocked() {
     assert_eq!(round_trip(&dev, &ioas), MSG, "DMA round trip");
 
     // DMA to an IOVA with nothing mapped: the IOMMU drops it; memory stays untouched.
-    let src = ioas
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst = ioas
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
+    let (src, dst) = map_src_dst(&ioas, MSG, Iova::Fixed(SRC), Iova::Fixed(DST), 4096);
     let edu = Edu::new(&dev);
     edu.read_from_ram(SRC, MSG.len() as u64);
     let dst_buf = dst.unmap().unwrap();
@@ -122,16 +113,7 @@ fn detach_blocks_dma_and_reattach_restores_it() {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let dev = bound(&fd).attach(&ioas).unwrap();
-    let src = ioas
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst = ioas
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
+    let (src, dst) = map_src_dst(&ioas, MSG, Iova::Fixed(SRC), Iova::Fixed(DST), 4096);
     Edu::new(&dev).read_from_ram(SRC, MSG.len() as u64);
 
     let dev = dev.detach().unwrap();
@@ -158,16 +140,7 @@ fn replace_moves_dma_to_the_second_ioas() {
     let a = fd.alloc_ioas().unwrap();
     let b = fd.alloc_ioas().unwrap();
     let dev = bound(&fd).attach(&a).unwrap();
-    let src_a = a
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst_a = a
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
+    let (src_a, dst_a) = map_src_dst(&a, MSG, Iova::Fixed(SRC), Iova::Fixed(DST), 4096);
     let dst_b = b
         .map(
             DmaBuffer::new(4096).unwrap(),
@@ -252,16 +225,7 @@ fn partial_unmap_is_enoent_and_leaves_the_mapping() {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let dev = bound(&fd).attach(&ioas).unwrap();
-    let src = ioas
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst = ioas
-        .map(
-            DmaBuffer::new(8192).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
+    let (src, dst) = map_src_dst(&ioas, MSG, Iova::Fixed(SRC), Iova::Fixed(DST), 8192);
     let e = ioas.unmap(DST, 4096).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotMapped);
     assert_eq!(e.raw_errno(), Some(Errno::ENOENT));

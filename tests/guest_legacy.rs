@@ -8,7 +8,7 @@ use iommufd::{
     Access, Attached, Backend, Device, DmaBuffer, ErrorKind, Group, Ioas, Iommufd, Iova,
 };
 use nix::errno::Errno;
-use support::{buffer_with, Edu, Topology};
+use support::{map_src_dst, Edu, Topology};
 
 const MSG: &[u8] = b"legacy type1 container, same types";
 const SRC: u64 = 0x100000;
@@ -67,16 +67,7 @@ fn legacy_forced_dma_detach_blocks_and_unmapped_is_blocked() {
     let ioas = fd.alloc_ioas().unwrap();
     let dev = legacy_singleton(&fd);
     // Mapped before attach: replayed into the container at attach.
-    let src = ioas
-        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
-        .unwrap();
-    let dst = ioas
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(DST),
-            Access::WRITE,
-        )
-        .unwrap();
+    let (src, dst) = map_src_dst(&ioas, MSG, Iova::Fixed(SRC), Iova::Fixed(DST), 4096);
     // BlockDma: the container holds no mappings yet, so this DMA faults.
     Edu::new(&dev).read_from_ram(SRC, MSG.len() as u64);
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);

@@ -163,6 +163,30 @@ pub fn buffer_with(data: &[u8]) -> iommufd::DmaBuffer {
     b
 }
 
+/// Maps a page holding `msg` at `src` (device-readable) and `dst_len` zeroed
+/// bytes at `dst` (device-writable) in `ioas`.
+pub fn map_src_dst(
+    ioas: &iommufd::Ioas,
+    msg: &[u8],
+    src: iommufd::Iova,
+    dst: iommufd::Iova,
+    dst_len: usize,
+) -> (
+    iommufd::Mapping<iommufd::DmaBuffer>,
+    iommufd::Mapping<iommufd::DmaBuffer>,
+) {
+    use iommufd::Access;
+    let src = ioas.map(buffer_with(msg), src, Access::READ).unwrap();
+    let dst = ioas
+        .map(
+            iommufd::DmaBuffer::new(dst_len).unwrap(),
+            dst,
+            Access::WRITE,
+        )
+        .unwrap();
+    (src, dst)
+}
+
 /// Maps `msg` at `src` and an empty page at `dst` in `ioas`, has the edu copy
 /// RAM → device → RAM, and returns what landed at `dst`.
 pub fn round_trip<S: Bound>(
@@ -172,11 +196,7 @@ pub fn round_trip<S: Bound>(
     src: iommufd::Iova,
     dst: iommufd::Iova,
 ) -> Vec<u8> {
-    use iommufd::Access;
-    let src = ioas.map(buffer_with(msg), src, Access::READ).unwrap();
-    let dst = ioas
-        .map(iommufd::DmaBuffer::new(4096).unwrap(), dst, Access::WRITE)
-        .unwrap();
+    let (src, dst) = map_src_dst(ioas, msg, src, dst, 4096);
     let edu = Edu::new(dev);
     edu.read_from_ram(src.iova(), msg.len() as u64);
     edu.write_to_ram(dst.iova(), msg.len() as u64);
