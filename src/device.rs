@@ -772,27 +772,13 @@ impl<S: Bound> Device<S> {
 }
 
 pub(crate) fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
-    let mut buf = vec![0u64; 4];
-    loop {
-        sys::region_info(fd, index, &mut buf).map_err(|e| {
-            Error::sys(
-                "VFIO_DEVICE_GET_REGION_INFO",
-                format!("{name} region {index}"),
-                e,
-            )
-        })?;
-        let need = (buf[0] & 0xffff_ffff) as usize;
-        let need = if cfg!(target_endian = "big") {
-            (buf[0] >> 32) as usize
-        } else {
-            need
-        };
-        if need <= buf.len() * 8 {
-            break;
-        }
-        buf = vec![0u64; need.div_ceil(8)];
-    }
-    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let bytes = sys::query_with_caps(32, |buf| sys::region_info(fd, index, buf)).map_err(|e| {
+        Error::sys(
+            "VFIO_DEVICE_GET_REGION_INFO",
+            format!("{name} region {index}"),
+            e,
+        )
+    })?;
     RegionInfo::decode(&bytes).map_err(|e| {
         Error::new(
             ErrorKind::Kernel,

@@ -398,22 +398,14 @@ impl Space {
         let Some(c) = c else {
             return Ok((vec![(0, u64::MAX)], page));
         };
-        let mut buf = vec![0u64; 3];
-        loop {
-            sys::iommu_get_info(c.fd.as_fd(), &mut buf).map_err(|e| {
+        let bytes = sys::query_with_caps(24, |buf| sys::iommu_get_info(c.fd.as_fd(), buf))
+            .map_err(|e| {
                 Error::sys(
                     "VFIO_IOMMU_GET_INFO",
                     format!("VFIO group {}", c.group.number),
                     e,
                 )
             })?;
-            let need = buf[0] as u32 as usize;
-            if need <= buf.len() * 8 {
-                break;
-            }
-            buf = vec![0u64; need.div_ceil(8)];
-        }
-        let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
         Ok(parse_type1_info(&bytes, page))
     }
 }

@@ -317,6 +317,26 @@ pub fn region_info(dev: BorrowedFd<'_>, index: u32, buf: &mut [u64]) -> nix::Res
     unsafe { raw::vfio_device_get_region_info(dev.as_raw_fd(), buf.as_mut_ptr()) }
 }
 
+/// Issues an info ioctl whose struct starts with `argsz` and may be followed
+/// by a capability chain: first with a buffer of `min_bytes`, then again with
+/// the size the kernel wrote back into `argsz`, until everything fits.
+/// Returns the filled buffer as bytes.
+pub fn query_with_caps(
+    min_bytes: usize,
+    mut issue: impl FnMut(&mut [u64]) -> nix::Result<i32>,
+) -> nix::Result<Vec<u8>> {
+    let mut buf = vec![0u64; min_bytes.div_ceil(8)];
+    loop {
+        issue(&mut buf)?;
+        let argsz = buf[0].to_ne_bytes();
+        let need = u32::from_ne_bytes([argsz[0], argsz[1], argsz[2], argsz[3]]) as usize;
+        if need <= buf.len() * 8 {
+            return Ok(buf.iter().flat_map(|w| w.to_ne_bytes()).collect());
+        }
+        buf = vec![0u64; need.div_ceil(8)];
+    }
+}
+
 fn pack_u32s(a: u32, b: u32) -> [u8; 8] {
     let mut out = [0u8; 8];
     out[..4].copy_from_slice(&a.to_ne_bytes());
@@ -433,6 +453,33 @@ assert_eq_size!(vfio::vfio_irq_set, [u8; 20]);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The re-query loop grows the buffer to what the kernel asks for, and stops.
+    #[test]
+    fn query_with_caps_grows_to_the_requested_size() {
+        let mut calls = Vec::new();
+        let bytes = query_with_caps(32, |buf| {
+            calls.push(buf.len() * 8);
+            let mut w = buf[0].to_ne_bytes();
+            w[..4].copy_from_slice(&80u32.to_ne_bytes()); // the kernel wants 80 bytes
+            buf[0] = u64::from_ne_bytes(w);
+            if let Some(last) = buf.get_mut(9) {
+                *last = 0xabcd;
+            }
+            Ok(0)
+        })
+        .unwrap();
+        assert_eq!(calls, [32, 80]);
+        assert_eq!(bytes.len(), 80);
+        assert_eq!(
+            u64::from_ne_bytes(bytes[72..80].try_into().unwrap()),
+            0xabcd
+        );
+        assert_eq!(
+            query_with_caps(8, |_| Err(nix::errno::Errno::ENOTTY)),
+            Err(nix::errno::Errno::ENOTTY)
+        );
+    }
 
     /// Request numbers from the kernel headers: `_IO(';', nr)` = 0x3b00 | nr.
     #[test]
