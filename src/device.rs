@@ -138,6 +138,24 @@ pub(crate) fn make<T: State>(inner: impl Into<Box<Inner>>) -> Device<T> {
     }
 }
 
+/// A fresh unbound device: no BARs, not bound, not attached.
+fn unbound(
+    fd: Option<OwnedFd>,
+    name: String,
+    cdev: Option<PathBuf>,
+    legacy: Option<LegacyLink>,
+) -> Device<Unbound> {
+    make(Inner {
+        bars: Vec::new(),
+        fd,
+        name,
+        cdev,
+        attached: None,
+        bound: None,
+        legacy,
+    })
+}
+
 fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
     nix::fcntl::open(
         path,
@@ -155,27 +173,12 @@ impl Device<Unbound> {
     /// - [`ErrorKind::MultiDeviceGroup`] when its IOMMU group has other members: open it with [`crate::Group`];
     /// - [`ErrorKind::NoDeviceCdev`] when the kernel has no VFIO cdev.
     pub fn open(bdf: &str) -> Result<Self> {
-        Self::open_in(Path::new("/sys"), Path::new("/dev"), bdf)
-    }
-
-    pub(crate) fn open_in(sys: &Path, dev: &Path, bdf: &str) -> Result<Self> {
-        let group = sysfs::group_of(sys, bdf)?;
-        let members = sysfs::group_members(sys, group)?;
-        if members.len() > 1 {
-            let list: Vec<String> = members
-                .iter()
-                .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
-                .collect();
-            return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
-                .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
-                .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::open({group}, ..)")));
-        }
-        match crate::legacy::detect() {
-            crate::Backend::Iommufd => Self::open_member(sys, dev, bdf),
-            crate::Backend::LegacyContainer => {
-                Self::open_legacy_member(crate::legacy::open_group(dev, group)?, bdf)
-            }
-        }
+        Self::open_in(
+            Path::new("/sys"),
+            Path::new("/dev"),
+            bdf,
+            crate::legacy::detect(),
+        )
     }
 
     /// Opens `bdf` through the legacy path (`/dev/vfio/<group>`) even when the
@@ -185,44 +188,51 @@ impl Device<Unbound> {
     /// As [`open`](Self::open); [`ErrorKind::PathConflict`] when the group is
     /// held through the cdev (the kernel forbids mixing the paths in a group).
     pub fn open_legacy(bdf: &str) -> Result<Self> {
-        let sys = Path::new("/sys");
-        sysfs::validate_bdf(bdf)?;
+        Self::open_in(
+            Path::new("/sys"),
+            Path::new("/dev"),
+            bdf,
+            crate::Backend::LegacyContainer,
+        )
+    }
+
+    pub(crate) fn open_in(
+        sys: &Path,
+        dev: &Path,
+        bdf: &str,
+        backend: crate::Backend,
+    ) -> Result<Self> {
         let group = sysfs::group_of(sys, bdf)?;
-        if sysfs::group_members(sys, group)?.len() > 1 {
-            return Err(
-                Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
-                    .detail(format!("IOMMU group {group} has other devices"))
-                    .hint(format!(
-                        "open them together with iommufd::Group::open_legacy({group})"
-                    )),
-            );
+        let members = sysfs::group_members(sys, group)?;
+        if members.len() > 1 {
+            let list: Vec<String> = members
+                .iter()
+                .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
+                .collect();
+            let opener = match backend {
+                crate::Backend::Iommufd => "open",
+                crate::Backend::LegacyContainer => "open_legacy",
+            };
+            return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
+                .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
+                .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::{opener}({group})")));
         }
-        let dev = sysfs::device(sys, bdf)?;
-        if dev.driver.as_deref() != Some("vfio-pci") {
-            return Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
-                .detail(format!(
-                    "the device is bound to {}, not vfio-pci",
-                    dev.driver.as_deref().unwrap_or("no driver")
-                ))
-                .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint())));
+        match backend {
+            crate::Backend::Iommufd => Self::open_member(sys, dev, bdf),
+            crate::Backend::LegacyContainer => {
+                sysfs::require_vfio_pci(sys, bdf)?;
+                Self::open_legacy_member(crate::legacy::open_group(dev, group)?, bdf)
+            }
         }
-        Self::open_legacy_member(crate::legacy::open_group(Path::new("/dev"), group)?, bdf)
     }
 
     /// A legacy-path member of an opened group.
     pub(crate) fn open_legacy_member(group: Arc<LegacyGroup>, bdf: &str) -> Result<Self> {
-        Ok(make(Inner {
-            bars: Vec::new(),
-            fd: None,
-            name: bdf.to_string(),
-            cdev: None,
-            attached: None,
-            bound: None,
-            legacy: Some(LegacyLink {
-                group,
-                container: None,
-            }),
-        }))
+        let link = LegacyLink {
+            group,
+            container: None,
+        };
+        Ok(unbound(None, bdf.to_string(), None, Some(link)))
     }
 
     /// Opens one device without the single-device-group check (for `Group`).
@@ -238,15 +248,7 @@ impl Device<Unbound> {
                 err
             }
         })?;
-        Ok(make(Inner {
-            bars: Vec::new(),
-            fd: Some(fd),
-            name: bdf.to_string(),
-            cdev: Some(path),
-            attached: None,
-            bound: None,
-            legacy: None,
-        }))
+        Ok(unbound(Some(fd), bdf.to_string(), Some(path), None))
     }
 
     /// Opens a VFIO device cdev by path (`/dev/vfio/devices/vfioN`).
@@ -263,26 +265,14 @@ impl Device<Unbound> {
             .and_then(|p| p.file_name()?.to_str().map(str::to_string))
             .filter(|b| sysfs::validate_bdf(b).is_ok());
         let name = bdf.unwrap_or_else(|| path.display().to_string());
-        Ok(Self::from_fd_named(fd, name, Some(path.to_path_buf())))
+        Ok(unbound(Some(fd), name, Some(path.to_path_buf()), None))
     }
 
     /// Wraps a device cdev fd received from elsewhere. Such a device cannot be
     /// [`unbind`](Device::unbind)-ed (there is no path to reopen), only closed.
     pub fn from_fd(fd: OwnedFd) -> Self {
         let name = format!("device fd {}", fd.as_raw_fd());
-        Self::from_fd_named(fd, name, None)
-    }
-
-    fn from_fd_named(fd: OwnedFd, name: String, cdev: Option<PathBuf>) -> Self {
-        make(Inner {
-            bars: Vec::new(),
-            fd: Some(fd),
-            name,
-            cdev,
-            attached: None,
-            bound: None,
-            legacy: None,
-        })
+        unbound(Some(fd), name, None, None)
     }
 
     /// Binds the device to `iommufd` (`VFIO_DEVICE_BIND_IOMMUFD`): the kernel
@@ -720,18 +710,11 @@ impl<S: Bound> Device<S> {
             let group = link.group.clone();
             let name = self.inner.name.clone();
             drop(self);
-            return Ok(make(Inner {
-                bars: Vec::new(),
-                fd: None,
-                name,
-                cdev: None,
-                attached: None,
-                bound: None,
-                legacy: Some(LegacyLink {
-                    group,
-                    container: None,
-                }),
-            }));
+            let link = LegacyLink {
+                group,
+                container: None,
+            };
+            return Ok(unbound(None, name, None, Some(link)));
         }
         let Some(path) = self.inner.cdev.clone() else {
             let e = Error::new(ErrorKind::InvalidInput, "unbind", self.inner.name.clone()).detail(
@@ -752,15 +735,7 @@ impl<S: Bound> Device<S> {
         };
         let name = self.inner.name.clone();
         drop(self); // BARs unmapped, then the old fd closed: the kernel unbinds.
-        Ok(make(Inner {
-            bars: Vec::new(),
-            fd: Some(fd),
-            name,
-            cdev: Some(path),
-            attached: None,
-            bound: None,
-            legacy: None,
-        }))
+        Ok(unbound(Some(fd), name, Some(path), None))
     }
 
     /// Closes the device: BARs unmapped, fd closed (the kernel detaches and unbinds).

@@ -150,24 +150,37 @@ pub fn groups(sys: &Path) -> Result<Vec<u32>> {
     Ok(out)
 }
 
+/// The device at `bdf`, if it is bound to vfio-pci; otherwise an error that
+/// says which driver has it and how to move it.
+pub fn require_vfio_pci(sys: &Path, bdf: &str) -> Result<PciDevice> {
+    let dev = device(sys, bdf)?;
+    if dev.driver.as_deref() == Some("vfio-pci") {
+        return Ok(dev);
+    }
+    Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
+        .detail(format!(
+            "the device is bound to {}, not vfio-pci",
+            dev.driver.as_deref().unwrap_or("no driver")
+        ))
+        .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint())))
+}
+
 /// The VFIO device cdev name (`vfioN`) of `bdf`, or why there is none.
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
-    let dev = device(sys, bdf)?;
+    device(sys, bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
     let name = std::fs::read_dir(&dir).ok().and_then(|rd| {
         rd.flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             .find(|n| n.starts_with("vfio"))
     });
-    match name {
-        Some(n) => Ok(n),
-        None if dev.driver.as_deref() != Some("vfio-pci") => Err(Error::new(ErrorKind::NotVfioPci, "open VFIO device", bdf)
-            .detail(format!("the device is bound to {}, not vfio-pci", dev.driver.as_deref().unwrap_or("no driver")))
-            .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint()))),
-        None => Err(Error::new(ErrorKind::NoDeviceCdev, "open VFIO device", bdf)
-            .detail(format!("{} is missing", dir.display()))
-            .hint("this kernel has no VFIO device cdev: enable CONFIG_VFIO_DEVICE_CDEV (Linux >= 6.6), or use the legacy group path")),
+    if let Some(n) = name {
+        return Ok(n);
     }
+    require_vfio_pci(sys, bdf)?;
+    Err(Error::new(ErrorKind::NoDeviceCdev, "open VFIO device", bdf)
+        .detail(format!("{} is missing", dir.display()))
+        .hint("this kernel has no VFIO device cdev: enable CONFIG_VFIO_DEVICE_CDEV (Linux >= 6.6), or use the legacy group path"))
 }
 
 #[cfg(test)]
