@@ -249,7 +249,7 @@ impl Ioas {
             .collect();
         sys::allow_iovas(self.inner.iommufd.as_fd(), self.inner.id, &raw)
             .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", self.object(), e))?;
-        *self.inner.allowed.lock().unwrap_or_else(|p| p.into_inner()) = ranges.to_vec();
+        *crate::lock(&self.inner.allowed) = ranges.to_vec();
         Ok(())
     }
 
@@ -474,7 +474,7 @@ impl Ioas {
         };
         match result {
             Ok(_) => {
-                let mut m = self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner());
+                let mut m = crate::lock(&self.inner.mapped);
                 let end = iova.saturating_add(len);
                 m.retain(|&s, l| s < iova || s.saturating_add(*l) > end);
                 Ok(arg.length)
@@ -521,7 +521,7 @@ impl Ioas {
                 .errno(Errno::EINVAL)
                 .detail(format!("outside the usable IOVA ranges {ranges}")));
         }
-        let allowed = self.inner.allowed.lock().unwrap_or_else(|p| p.into_inner());
+        let allowed = crate::lock(&self.inner.allowed);
         if !allowed.is_empty() && !allowed.iter().any(|r| r.contains(at, len)) {
             let list: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
             return Err(Error::new(ErrorKind::OutOfRange, op, obj)
@@ -588,26 +588,18 @@ impl Ioas {
     }
 
     fn track(&self, iova: u64, len: u64) {
-        self.inner
-            .mapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(iova, len);
+        crate::lock(&self.inner.mapped).insert(iova, len);
     }
 
     fn untrack(&self, iova: u64) {
-        self.inner
-            .mapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&iova);
+        crate::lock(&self.inner.mapped).remove(&iova);
     }
 
     fn map_error(&self, op: &'static str, iova: u64, len: u64, e: Errno) -> Error {
         let err = Error::sys(op, format!("{} {}", self.object(), range(iova, len)), e);
         match e {
             Errno::EEXIST => {
-                let m = self.inner.mapped.lock().unwrap_or_else(|p| p.into_inner());
+                let m = crate::lock(&self.inner.mapped);
                 let end = iova.saturating_add(len);
                 let hit = m
                     .iter()

@@ -110,7 +110,7 @@ fn group_viable(g: &LegacyGroup, sys_root: &Path, bdf: &str) -> Result<()> {
 /// from the group. The container holds no mappings: DMA is blocked.
 pub(crate) fn bind(g: &Arc<LegacyGroup>, bdf: &str) -> Result<(OwnedFd, Arc<Container>)> {
     group_viable(g, Path::new("/sys"), bdf)?;
-    let mut slot = g.container.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = crate::lock(&g.container);
     let container = match slot.upgrade() {
         Some(c) => c,
         None => {
@@ -221,7 +221,7 @@ fn dma_unmap(c: &Container, iova: u64, len: u64) -> nix::Result<()> {
 
 impl Space {
     fn lock(&self) -> std::sync::MutexGuard<'_, SpaceState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.state)
     }
 
     /// Maps into every attached container (all or none); returns the IOVA.
@@ -336,7 +336,7 @@ impl Space {
     /// one replays every mapping into the container; a device whose group is
     /// attached to another IOAS is refused, as the kernel does on the cdev.
     pub(crate) fn attach(&self, id: u32, c: &Arc<Container>) -> Result<()> {
-        let mut att = c.att.lock().unwrap_or_else(|p| p.into_inner());
+        let mut att = crate::lock(&c.att);
         match *att {
             None => {
                 self.replay(c)?;
@@ -360,7 +360,7 @@ impl Space {
 
     /// A device of `c`'s group detaches; the last one blocks the group's DMA.
     pub(crate) fn detach(&self, c: &Arc<Container>) {
-        let mut att = c.att.lock().unwrap_or_else(|p| p.into_inner());
+        let mut att = crate::lock(&c.att);
         if let Some((cur, n)) = *att {
             if n <= 1 {
                 self.clear(c);
@@ -376,7 +376,7 @@ impl Space {
     /// swap atomically: the old mappings go first (DMA faults meanwhile),
     /// then the new ones; if they fail the old ones come back.
     pub(crate) fn replace_from(&self, old: &Space, id: u32, c: &Arc<Container>) -> Result<()> {
-        let mut att = c.att.lock().unwrap_or_else(|p| p.into_inner());
+        let mut att = crate::lock(&c.att);
         let Some((cur, n)) = *att else { return Ok(()) };
         if cur == id {
             return Ok(()); // a sibling already moved the group

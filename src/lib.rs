@@ -102,6 +102,13 @@ mod legacy;
 pub mod region;
 pub mod sysfs;
 
+/// Locks `m`. A panic while it was held cannot leave the data half-updated
+/// in a way that matters here (each critical section is one insert/remove or
+/// one ioctl sequence whose failure is reported), so poisoning is ignored.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub use device::{AnyDevice, Attached, BlockDma, Bound, Device, DeviceInfo, State, Unbound};
 pub use dma::{DmaBuffer, DmaMemory, RawMemory};
 pub use error::{Error, ErrorKind, Result, TransitionError};
