@@ -410,6 +410,40 @@ struct GuestOutcome {
     exit: Option<i32>,
     passed: u64,
     failed: u64,
+    /// The console went silent for `stall()` and QEMU was killed.
+    stalled: bool,
+}
+
+/// No console line for this long means the guest froze. Every test prints a
+/// line when it ends and the slowest takes a few seconds, so this is far
+/// above any real test. Seen here a few times: under TCG the whole guest
+/// (even a background `sleep` in init) stops waking, between tests; the
+/// guest kernel, not a test, is stuck.
+/// `IOMMUFD_VMTEST_STALL` (seconds) overrides it.
+fn stall() -> Duration {
+    let secs = std::env::var("IOMMUFD_VMTEST_STALL")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(90))
+}
+
+/// Boots as [`boot`] does, and boots once more if the guest froze. The frozen
+/// attempt's counts are dropped, and the retry is announced, so a stall is
+/// never a silent pass; a second stall is a failure.
+fn boot_guest(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
+    let first = boot(kernel, job, o)?;
+    if !first.stalled {
+        return Ok(first);
+    }
+    eprintln!(
+        "xtask: the guest froze (no console output for {}s); its results are discarded and it boots once more",
+        stall().as_secs()
+    );
+    let second = boot(kernel, job, o)?;
+    if second.stalled {
+        eprintln!("xtask: the guest froze again; giving up");
+    }
+    Ok(second)
 }
 
 fn ensure_qemu() -> Result<()> {
@@ -492,11 +526,12 @@ fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
         exit: None,
         passed: 0,
         failed: 0,
+        stalled: false,
     };
     let stdout = std::io::stdout();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_timeout(left.min(stall())) {
             Ok(line) => {
                 // Strip the terminal control sequences SeaBIOS prints.
                 let clean: String = line
@@ -514,6 +549,15 @@ fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if left > stall() => {
+                eprintln!(
+                    "xtask: no guest output for {}s; killing QEMU",
+                    stall().as_secs()
+                );
+                out.stalled = true;
+                let _ = child.kill();
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 eprintln!("xtask: guest timed out after {}s; killing QEMU", o.timeout);
                 let _ = child.kill();
@@ -580,7 +624,7 @@ fn vmtest(o: &Opts) -> Result<bool> {
     }
     body += "exit $rc\n";
     let job = write_job("vmtest", &body)?;
-    let out = boot(&kernel, &job, o)?;
+    let out = boot_guest(&kernel, &job, o)?;
     let ok = out.exit == Some(0) && out.failed == 0 && out.passed > 0;
     match out.exit {
         None => eprintln!("xtask: the guest never reported an exit status"),
@@ -605,7 +649,7 @@ fn demo(o: &Opts) -> Result<bool> {
         "demo",
         &format!("exec {}\n", shell_quote(&exe.display().to_string())),
     )?;
-    let out = boot(&kernel, &job, o)?;
+    let out = boot_guest(&kernel, &job, o)?;
     match out.exit {
         Some(0) => {
             println!("demo: passed in the guest");
@@ -639,7 +683,7 @@ fn bench(o: &Opts) -> Result<bool> {
     }
     body += "exit $rc\n";
     let job = write_job("bench", &body)?;
-    let out = boot(&kernel, &job, o)?;
+    let out = boot_guest(&kernel, &job, o)?;
     Ok(out.exit == Some(0))
 }
 
