@@ -1,18 +1,17 @@
 //! `Device<S>`: a VFIO device whose security context is its type.
 
+use crate::backend::{self, cdev, legacy, Backend, Link};
 use crate::error::{Error, ErrorKind, Result, TransitionError};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
-use crate::legacy::{Container, LegacyGroup};
 use crate::region::{pci, Bar, Mmio, RegionInfo};
 use crate::sys::{self, vfio};
 use crate::sysfs;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::sync::Arc;
 
 mod sealed {
@@ -59,51 +58,29 @@ impl Bound for BlockDma {}
 impl Bound for Attached<Ioas> {}
 
 /// Everything a device holds, whatever its state. Field order is drop order:
-/// BAR mappings go first (MMIO is torn down before the fd closes), then the fd
-/// (closing it detaches and unbinds), then the IOAS and iommufd handles.
+/// BAR mappings go first (MMIO is torn down before the fd closes), then the
+/// link with the fd (closing it detaches and unbinds), then the IOAS and
+/// iommufd handles.
 pub(crate) struct Inner {
     pub(crate) bars: Vec<Option<Bar>>,
-    /// The device fd. `None` only for an unbound device on the legacy path,
-    /// whose fd comes from its group at bind.
-    pub(crate) fd: Option<OwnedFd>,
+    /// The device fd and the kernel path it came through.
+    pub(crate) link: Link,
     /// The BDF, or the cdev path when the BDF is unknown: for messages.
     pub(crate) name: String,
-    /// Where to reopen the device on `unbind`.
-    pub(crate) cdev: Option<PathBuf>,
     pub(crate) attached: Option<(Ioas, u32)>,
     pub(crate) bound: Option<(Iommufd, u32)>,
-    /// The legacy path's group and (once bound) container.
-    pub(crate) legacy: Option<LegacyLink>,
-}
-
-/// A legacy-path device's group, and its container while bound.
-pub(crate) struct LegacyLink {
-    pub(crate) group: Arc<LegacyGroup>,
-    pub(crate) container: Option<Arc<Container>>,
 }
 
 impl Inner {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd
-            .as_ref()
-            .expect("a bound or cdev device has an fd")
-            .as_fd()
-    }
-
-    fn legacy_container(&self) -> Option<&Arc<Container>> {
-        self.legacy.as_ref().and_then(|l| l.container.as_ref())
+        self.link.fd().expect("a bound or cdev device has an fd")
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // On the cdev, closing the fd detaches. On the legacy path the IOAS
-        // holds the group's container, so let go of it (the last device
-        // unmaps everything from the container) before the fds close.
-        if let (Some(c), Some((ioas, _))) = (self.legacy_container(), &self.attached) {
-            if let Some(space) = ioas.legacy() {
-                space.detach(c);
-            }
+        if let Some((ioas, _)) = &self.attached {
+            self.link.release(ioas.space());
         }
     }
 }
@@ -139,29 +116,14 @@ pub(crate) fn make<T: State>(inner: impl Into<Box<Inner>>) -> Device<T> {
 }
 
 /// A fresh unbound device: no BARs, not bound, not attached.
-fn unbound(
-    fd: Option<OwnedFd>,
-    name: String,
-    cdev: Option<PathBuf>,
-    legacy: Option<LegacyLink>,
-) -> Device<Unbound> {
+fn unbound(link: Link, name: String) -> Device<Unbound> {
     make(Inner {
         bars: Vec::new(),
-        fd,
+        link,
         name,
-        cdev,
         attached: None,
         bound: None,
-        legacy,
     })
-}
-
-fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(
-        path,
-        OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
 }
 
 impl Device<Unbound> {
@@ -173,12 +135,7 @@ impl Device<Unbound> {
     /// - [`ErrorKind::MultiDeviceGroup`] when its IOMMU group has other members: open it with [`crate::Group`];
     /// - [`ErrorKind::NoDeviceCdev`] when the kernel has no VFIO cdev.
     pub fn open(bdf: &str) -> Result<Self> {
-        Self::open_in(
-            Path::new("/sys"),
-            Path::new("/dev"),
-            bdf,
-            crate::legacy::detect(),
-        )
+        Self::open_in(Path::new("/sys"), Path::new("/dev"), bdf, backend::detect())
     }
 
     /// Opens `bdf` through the legacy path (`/dev/vfio/<group>`) even when the
@@ -192,16 +149,11 @@ impl Device<Unbound> {
             Path::new("/sys"),
             Path::new("/dev"),
             bdf,
-            crate::Backend::LegacyContainer,
+            Backend::LegacyContainer,
         )
     }
 
-    pub(crate) fn open_in(
-        sys: &Path,
-        dev: &Path,
-        bdf: &str,
-        backend: crate::Backend,
-    ) -> Result<Self> {
+    pub(crate) fn open_in(sys: &Path, dev: &Path, bdf: &str, backend: Backend) -> Result<Self> {
         let group = sysfs::group_of(sys, bdf)?;
         let members = sysfs::group_members(sys, group)?;
         if members.len() > 1 {
@@ -210,36 +162,35 @@ impl Device<Unbound> {
                 .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
                 .collect();
             let opener = match backend {
-                crate::Backend::Iommufd => "open",
-                crate::Backend::LegacyContainer => "open_legacy",
+                Backend::Iommufd => "open",
+                Backend::LegacyContainer => "open_legacy",
             };
             return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
                 .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
                 .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::{opener}({group})")));
         }
         match backend {
-            crate::Backend::Iommufd => Self::open_member(sys, dev, bdf),
-            crate::Backend::LegacyContainer => {
+            Backend::Iommufd => Self::open_member(sys, dev, bdf),
+            Backend::LegacyContainer => {
                 sysfs::require_vfio_pci(sys, bdf)?;
-                Self::open_legacy_member(crate::legacy::open_group(dev, group)?, bdf)
+                Self::open_legacy_member(legacy::open_group(dev, group)?, bdf)
             }
         }
     }
 
     /// A legacy-path member of an opened group.
-    pub(crate) fn open_legacy_member(group: Arc<LegacyGroup>, bdf: &str) -> Result<Self> {
-        let link = LegacyLink {
-            group,
-            container: None,
-        };
-        Ok(unbound(None, bdf.to_string(), None, Some(link)))
+    pub(crate) fn open_legacy_member(group: Arc<legacy::LegacyGroup>, bdf: &str) -> Result<Self> {
+        Ok(unbound(
+            Link::Legacy(legacy::Link::new(group)),
+            bdf.to_string(),
+        ))
     }
 
     /// Opens one device without the single-device-group check (for `Group`).
     pub(crate) fn open_member(sys: &Path, dev: &Path, bdf: &str) -> Result<Self> {
         let name = sysfs::cdev_name(sys, bdf)?;
         let path = dev.join("vfio/devices").join(&name);
-        let fd = open_rw(&path).map_err(|e| {
+        let fd = cdev::open_rw(&path).map_err(|e| {
             let err = Error::sys("open", format!("{bdf} ({})", path.display()), e);
             if e == Errno::ENOENT {
                 err.kind_(ErrorKind::NoDeviceCdev)
@@ -248,13 +199,20 @@ impl Device<Unbound> {
                 err
             }
         })?;
-        Ok(unbound(Some(fd), bdf.to_string(), Some(path), None))
+        Ok(unbound(
+            Link::Cdev {
+                fd,
+                path: Some(path),
+            },
+            bdf.to_string(),
+        ))
     }
 
     /// Opens a VFIO device cdev by path (`/dev/vfio/devices/vfioN`).
     pub fn open_cdev(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let fd = open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
+        let fd =
+            cdev::open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
         // Name it by BDF when sysfs says which PCI device this cdev is, so
         // errors (and the EPERM diagnosis, which reads the group) can use it.
         let bdf = path
@@ -265,14 +223,20 @@ impl Device<Unbound> {
             .and_then(|p| p.file_name()?.to_str().map(str::to_string))
             .filter(|b| sysfs::validate_bdf(b).is_ok());
         let name = bdf.unwrap_or_else(|| path.display().to_string());
-        Ok(unbound(Some(fd), name, Some(path.to_path_buf()), None))
+        Ok(unbound(
+            Link::Cdev {
+                fd,
+                path: Some(path.to_path_buf()),
+            },
+            name,
+        ))
     }
 
     /// Wraps a device cdev fd received from elsewhere. Such a device cannot be
     /// [`unbind`](Device::unbind)-ed (there is no path to reopen), only closed.
     pub fn from_fd(fd: OwnedFd) -> Self {
         let name = format!("device fd {}", fd.as_raw_fd());
-        unbound(Some(fd), name, None, None)
+        unbound(Link::Cdev { fd, path: None }, name)
     }
 
     /// Binds the device to `iommufd` (`VFIO_DEVICE_BIND_IOMMUFD`): the kernel
@@ -289,48 +253,13 @@ impl Device<Unbound> {
         self,
         iommufd: &Iommufd,
     ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
-        let legacy_ctx = iommufd.backend() == crate::Backend::LegacyContainer;
-        if let Some(link) = &self.inner.legacy {
-            if !legacy_ctx {
-                let e = Error::new(ErrorKind::PathConflict, "bind", self.inner.name.clone())
-                    .detail("the device was opened through its VFIO group (legacy path) but the context is /dev/iommu")
-                    .hint("bind it to Iommufd::open_legacy(), or open the device with Device::open on a kernel with the cdev");
-                return self.fail(e);
-            }
-            return match crate::legacy::bind(&link.group, &self.inner.name) {
-                Ok((fd, container)) => {
-                    let mut inner = self.inner;
-                    inner.fd = Some(fd);
-                    if let Some(l) = inner.legacy.as_mut() {
-                        l.container = Some(container);
-                    }
-                    inner.bound = Some((iommufd.clone(), 0));
-                    Ok(make(inner))
-                }
-                Err(e) => self.fail(e),
-            };
-        }
-        if legacy_ctx {
-            let e = Error::new(ErrorKind::PathConflict, "bind", self.inner.name.clone())
-                .detail("the device was opened through the VFIO cdev but the context is a legacy container")
-                .hint("bind it to Iommufd::open_iommufd(), or open the device with Device::open_legacy");
-            return self.fail(e);
-        }
-        let mut arg = vfio::vfio_device_bind_iommufd {
-            argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
-            iommufd: iommufd.as_fd().as_raw_fd(),
-            ..Default::default()
-        };
-        match sys::bind_iommufd(self.inner.fd(), &mut arg) {
-            Ok(_) => {
-                let mut inner = self.inner;
-                inner.bound = Some((iommufd.clone(), arg.out_devid));
+        let mut inner = self.inner;
+        match inner.link.bind(iommufd.ctx(), &inner.name) {
+            Ok(id) => {
+                inner.bound = Some((iommufd.clone(), id));
                 Ok(make(inner))
             }
-            Err(e) => {
-                let err = crate::diagnose::bind_error(&self.inner.name, e);
-                self.fail(err)
-            }
+            Err(e) => make::<Unbound>(inner).fail(e),
         }
     }
 
@@ -363,38 +292,25 @@ impl Device<BlockDma> {
     }
 }
 
-fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
+/// Refuses an IOAS of another iommufd: IOAS ids are per iommufd, so the
+/// kernel could find a different object under the same id.
+fn same_iommufd(inner: &Inner, ioas: &Ioas) -> Result<()> {
     let (fd, _) = inner.bound.as_ref().expect("bound state has an iommufd");
-    let obj = format!("{} -> IOAS {}", inner.name, ioas.id());
-    if !fd.same_as(ioas.iommufd()) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
-            obj,
-        )
-        .detail("the IOAS belongs to another iommufd than the one the device is bound to")
-        .hint(
-            "allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to",
-        ));
+    if fd.same_as(ioas.iommufd()) {
+        return Ok(());
     }
-    if let (Some(c), Some(space)) = (inner.legacy_container(), ioas.legacy()) {
-        space.attach(ioas.id(), c).map_err(|e| e.with_object(obj))?;
-        return Ok(ioas.id());
-    }
-    let mut arg = vfio::vfio_device_attach_iommufd_pt {
-        argsz: sys::argsz::<vfio::vfio_device_attach_iommufd_pt>(),
-        pt_id: ioas.id(),
-        ..Default::default()
-    };
-    sys::ioctl(inner.fd(), sys::raw::vfio_device_attach_iommufd_pt, &mut arg).map_err(|e| {
-        let err = Error::sys("VFIO_DEVICE_ATTACH_IOMMUFD_PT", obj, e);
-        if e == Errno::EINVAL {
-            err.detail("another device of this IOMMU group may be attached to a different IOAS; devices of one group must share one")
-        } else {
-            err
-        }
-    })?;
-    Ok(arg.pt_id)
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+        format!("{} -> IOAS {}", inner.name, ioas.id()),
+    )
+    .detail("the IOAS belongs to another iommufd than the one the device is bound to")
+    .hint("allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to"))
+}
+
+fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
+    same_iommufd(inner, ioas)?;
+    inner.link.attach(&inner.name, ioas.id(), ioas.space())
 }
 
 impl Device<Attached<Ioas>> {
@@ -409,17 +325,14 @@ impl Device<Attached<Ioas>> {
     /// The device comes back still attached to its current IOAS.
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
     pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
-        let legacy = match (
-            self.inner.legacy_container(),
-            ioas.legacy(),
-            self.ioas().legacy(),
-        ) {
-            (Some(c), Some(new), Some(old)) if self.ioas().iommufd().same_as(ioas.iommufd()) => {
-                Some(new.replace_from(old, ioas.id(), c).map(|()| ioas.id()))
-            }
-            _ => None,
-        };
-        match legacy.unwrap_or_else(|| attach_pt(&self.inner, ioas)) {
+        let moved = same_iommufd(&self.inner, ioas).and_then(|()| {
+            self.inner.link.replace(
+                &self.inner.name,
+                self.ioas().space(),
+                (ioas.id(), ioas.space()),
+            )
+        });
+        match moved {
             Ok(pt) => {
                 let mut inner = self.inner;
                 inner.attached = Some((ioas.clone(), pt));
@@ -433,30 +346,17 @@ impl Device<Attached<Ioas>> {
     /// to the blocking domain, so DMA is blocked again.
     #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
     pub fn detach(self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
-        if let (Some(c), Some(space)) = (self.inner.legacy_container(), self.ioas().legacy()) {
-            space.detach(c);
-            let mut inner = self.inner;
-            inner.attached = None;
-            return Ok(make(inner));
-        }
-        let mut arg = vfio::vfio_device_detach_iommufd_pt {
-            argsz: sys::argsz::<vfio::vfio_device_detach_iommufd_pt>(),
-            ..Default::default()
-        };
-        match sys::ioctl(
-            self.inner.fd(),
-            sys::raw::vfio_device_detach_iommufd_pt,
-            &mut arg,
-        ) {
-            Ok(_) => {
+        match self
+            .inner
+            .link
+            .detach(&self.inner.name, self.ioas().space())
+        {
+            Ok(()) => {
                 let mut inner = self.inner;
                 inner.attached = None;
                 Ok(make(inner))
             }
-            Err(e) => {
-                let err = Error::sys("VFIO_DEVICE_DETACH_IOMMUFD_PT", self.inner.name.clone(), e);
-                self.fail(err)
-            }
+            Err(e) => self.fail(e),
         }
     }
 
@@ -703,39 +603,14 @@ impl<S: Bound> Device<S> {
     /// If the cdev cannot be reopened (or the device was made with
     /// [`Device::from_fd`]), the device comes back bound, BARs still mapped.
     pub fn unbind(self) -> std::result::Result<Device<Unbound>, TransitionError<Self>> {
-        if let Some(link) = &self.inner.legacy {
-            // Legacy: closing the device fd is the unbind; when the group's
-            // last device lets go, the container is dropped and the group
-            // taken out of it. The group fd stays open for the next bind.
-            let group = link.group.clone();
-            let name = self.inner.name.clone();
-            drop(self);
-            let link = LegacyLink {
-                group,
-                container: None,
-            };
-            return Ok(unbound(None, name, None, Some(link)));
-        }
-        let Some(path) = self.inner.cdev.clone() else {
-            let e = Error::new(ErrorKind::InvalidInput, "unbind", self.inner.name.clone()).detail(
-                "the device was made from an fd: there is no cdev path to reopen; use close()",
-            );
-            return self.fail(e);
-        };
-        let fd = match open_rw(&path) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let err = Error::sys(
-                    "unbind (reopen)",
-                    format!("{} ({})", self.inner.name, path.display()),
-                    e,
-                );
-                return self.fail(err);
+        match self.inner.link.reopen(&self.inner.name) {
+            Ok(link) => {
+                let name = self.inner.name.clone();
+                drop(self); // BARs unmapped, then the old fd closed: the kernel unbinds.
+                Ok(unbound(link, name))
             }
-        };
-        let name = self.inner.name.clone();
-        drop(self); // BARs unmapped, then the old fd closed: the kernel unbinds.
-        Ok(unbound(Some(fd), name, Some(path), None))
+            Err(e) => self.fail(e),
+        }
     }
 
     /// Closes the device: BARs unmapped, fd closed (the kernel detaches and unbinds).

@@ -161,7 +161,7 @@ impl Group<Unbound> {
             Path::new("/sys"),
             Path::new("/dev"),
             number,
-            crate::legacy::detect(),
+            crate::backend::detect(),
         )
     }
 
@@ -235,7 +235,7 @@ impl Group<Unbound> {
                 }
             }
             crate::Backend::LegacyContainer => {
-                let g = crate::legacy::open_group(dev, number)?;
+                let g = crate::backend::legacy::open_group(dev, number)?;
                 for m in vfio {
                     devs.push(Device::open_legacy_member(g.clone(), &m.bdf)?);
                 }

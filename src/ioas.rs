@@ -1,5 +1,6 @@
 //! I/O address spaces (`IOMMU_IOAS_*`) and the mappings in them.
 
+use crate::backend::{MapFail, Space};
 use crate::dma::{DmaMemory, RawMemory};
 use crate::error::{range, Error, ErrorKind, Result, TransitionError};
 use crate::iommufd::Iommufd;
@@ -7,110 +8,19 @@ use crate::sys;
 use nix::errno::Errno;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-/// An inclusive IOVA range `[start, last]`, as the kernel reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IovaRange {
-    /// First usable IOVA.
-    pub start: u64,
-    /// Last usable IOVA (inclusive).
-    pub last: u64,
-}
-
-impl IovaRange {
-    /// Whether `[iova, iova + len)` lies inside this range.
-    pub fn contains(&self, iova: u64, len: u64) -> bool {
-        len > 0 && iova >= self.start && iova.checked_add(len - 1).is_some_and(|l| l <= self.last)
-    }
-}
-
-impl fmt::Display for IovaRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{:#x}, {:#x}]", self.start, self.last)
-    }
-}
-
-/// The IOVA ranges an IOAS can map, and the alignment the kernel requires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IovaRanges {
-    /// Usable ranges, ascending.
-    pub ranges: Vec<IovaRange>,
-    /// Required alignment of IOVA and length (1 before any device is attached).
-    pub alignment: u64,
-}
-
-impl IovaRanges {
-    /// Whether `[iova, iova + len)` lies in one usable range.
-    pub fn contains(&self, iova: u64, len: u64) -> bool {
-        self.ranges.iter().any(|r| r.contains(iova, len))
-    }
-}
-
-impl fmt::Display for IovaRanges {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list: Vec<String> = self.ranges.iter().map(|r| r.to_string()).collect();
-        write!(f, "{} (alignment {:#x})", list.join(", "), self.alignment)
-    }
-}
-
-/// Where a mapping goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Iova {
-    /// Exactly at this IOVA (`IOMMU_IOAS_MAP_FIXED_IOVA`).
-    Fixed(u64),
-    /// Wherever the kernel finds room; [`Mapping::iova`] tells where.
-    Any,
-}
-
-/// What the device may do through a mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Access {
-    /// The device may read (DMA from memory).
-    pub read: bool,
-    /// The device may write (DMA to memory).
-    pub write: bool,
-}
-
-impl Access {
-    /// Device reads only.
-    pub const READ: Access = Access {
-        read: true,
-        write: false,
-    };
-    /// Device writes only.
-    pub const WRITE: Access = Access {
-        read: false,
-        write: true,
-    };
-    /// Both.
-    pub const READ_WRITE: Access = Access {
-        read: true,
-        write: true,
-    };
-
-    fn flags(self) -> u32 {
-        (if self.read {
-            sys::IOMMU_IOAS_MAP_READABLE
-        } else {
-            0
-        }) | (if self.write {
-            sys::IOMMU_IOAS_MAP_WRITEABLE
-        } else {
-            0
-        })
-    }
-}
+pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
 
 pub(crate) struct IoasInner {
     iommufd: Iommufd,
     id: u32,
     /// Ranges mapped through this crate, `iova -> len`, to name the overlap on EEXIST.
     mapped: Mutex<BTreeMap<u64, u64>>,
-    /// The legacy path's mappings and containers; `None` on iommufd.
-    pub(crate) legacy: Option<crate::legacy::Space>,
+    /// The kernel side: an iommufd object, or the legacy path's mappings and containers.
+    space: Space,
     /// The allow-list set with `allow_iovas` (the kernel does not report it).
     allowed: Mutex<Vec<IovaRange>>,
 }
@@ -119,9 +29,7 @@ impl Drop for IoasInner {
     fn drop(&mut self) {
         // Every device attached to this IOAS and every mapping in it holds a
         // handle, so by now nothing uses it; the kernel frees its mappings.
-        if self.legacy.is_none() {
-            let _ = self.iommufd.destroy(self.id);
-        }
+        self.space.destroy(self.iommufd.ctx(), self.id);
     }
 }
 
@@ -141,36 +49,13 @@ impl Ioas {
     /// Allocates an empty IOAS on `iommufd` (`IOMMU_IOAS_ALLOC`).
     #[doc(alias = "IOMMU_IOAS_ALLOC")]
     pub fn alloc(iommufd: &Iommufd) -> Result<Ioas> {
-        if iommufd.backend() == crate::Backend::LegacyContainer {
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(Ioas {
-                inner: Arc::new(IoasInner {
-                    iommufd: iommufd.clone(),
-                    id,
-                    mapped: Mutex::new(BTreeMap::new()),
-                    legacy: Some(Default::default()),
-                    allowed: Mutex::new(Vec::new()),
-                }),
-            });
-        }
-        let mut arg = sys::IommuIoasAlloc {
-            size: sys::argsz::<sys::IommuIoasAlloc>(),
-            ..Default::default()
-        };
-        sys::ioctl(iommufd.as_fd(), sys::raw::iommu_ioas_alloc, &mut arg).map_err(|e| {
-            Error::sys(
-                "IOMMU_IOAS_ALLOC",
-                format!("iommufd {}", iommufd.as_fd().as_raw_fd()),
-                e,
-            )
-        })?;
+        let (id, space) = Space::alloc(iommufd.ctx())?;
         Ok(Ioas {
             inner: Arc::new(IoasInner {
                 iommufd: iommufd.clone(),
-                id: arg.out_ioas_id,
+                id,
                 mapped: Mutex::new(BTreeMap::new()),
-                legacy: None,
+                space,
                 allowed: Mutex::new(Vec::new()),
             }),
         })
@@ -199,35 +84,9 @@ impl Ioas {
     /// with 4 KiB alignment.
     #[doc(alias = "IOMMU_IOAS_IOVA_RANGES")]
     pub fn iova_ranges(&self) -> Result<IovaRanges> {
-        if let Some(space) = &self.inner.legacy {
-            let (ranges, alignment) = space.iova_ranges()?;
-            let ranges = ranges
-                .into_iter()
-                .map(|(start, last)| IovaRange { start, last })
-                .collect();
-            return Ok(IovaRanges { ranges, alignment });
-        }
-        let fd = self.inner.iommufd.as_fd();
-        let mut buf = vec![sys::IommuIovaRange::default(); 8];
-        loop {
-            match sys::iova_ranges(fd, self.inner.id, &mut buf) {
-                Ok((n, alignment)) => {
-                    buf.truncate(n as usize);
-                    let ranges = buf
-                        .iter()
-                        .map(|r| IovaRange {
-                            start: r.start,
-                            last: r.last,
-                        })
-                        .collect();
-                    return Ok(IovaRanges { ranges, alignment });
-                }
-                Err((Errno::EMSGSIZE, need)) if need as usize > buf.len() => {
-                    buf.resize(need as usize, sys::IommuIovaRange::default());
-                }
-                Err((e, _)) => return Err(Error::sys("IOMMU_IOAS_IOVA_RANGES", self.object(), e)),
-            }
-        }
+        self.inner
+            .space
+            .iova_ranges(self.inner.iommufd.ctx(), self.inner.id)
     }
 
     /// Restricts the IOVAs the kernel may hand out or that devices may
@@ -239,16 +98,9 @@ impl Ioas {
     /// The errno from the kernel (`EINVAL` for overlapping or unordered ranges).
     #[doc(alias = "IOMMU_IOAS_ALLOW_IOVAS")]
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<()> {
-        self.iommufd_only("IOMMU_IOAS_ALLOW_IOVAS")?;
-        let raw: Vec<sys::IommuIovaRange> = ranges
-            .iter()
-            .map(|r| sys::IommuIovaRange {
-                start: r.start,
-                last: r.last,
-            })
-            .collect();
-        sys::allow_iovas(self.inner.iommufd.as_fd(), self.inner.id, &raw)
-            .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", self.object(), e))?;
+        self.inner
+            .space
+            .allow_iovas(self.inner.iommufd.ctx(), self.inner.id, ranges)?;
         *crate::lock(&self.inner.allowed) = ranges.to_vec();
         Ok(())
     }
@@ -268,18 +120,9 @@ impl Ioas {
     }
 
     fn option(&self, op: u16, val: u64) -> Result<u64> {
-        self.iommufd_only("IOMMU_OPTION(HUGE_PAGES)")?;
-        let mut arg = sys::IommuOption {
-            size: sys::argsz::<sys::IommuOption>(),
-            option_id: sys::IOMMU_OPTION_HUGE_PAGES,
-            op,
-            object_id: self.inner.id,
-            val64: val,
-            ..Default::default()
-        };
-        sys::ioctl(self.inner.iommufd.as_fd(), sys::raw::iommu_option, &mut arg)
-            .map_err(|e| Error::sys("IOMMU_OPTION(HUGE_PAGES)", self.object(), e))?;
-        Ok(arg.val64)
+        self.inner
+            .space
+            .huge_pages_option(self.inner.iommufd.ctx(), self.inner.id, op, val)
     }
 
     /// Maps `memory` for DMA at `iova` (`IOMMU_IOAS_MAP`).
@@ -357,27 +200,24 @@ impl Ioas {
         iova: Iova,
         access: Access,
     ) -> Result<Mapping<()>> {
-        self.iommufd_only("IOMMU_IOAS_MAP_FILE")?;
         let at = self.precheck(iova, len)?;
-        let mut arg = sys::IommuIoasMapFile {
-            size: sys::argsz::<sys::IommuIoasMapFile>(),
-            flags: access.flags() | at.1,
-            ioas_id: self.inner.id,
-            fd: file.as_fd().as_raw_fd(),
-            start,
-            length: len,
-            iova: at.0,
-        };
-        sys::ioctl(
-            self.inner.iommufd.as_fd(),
-            sys::raw::iommu_ioas_map_file,
-            &mut arg,
-        )
-        .map_err(|e| self.map_error("IOMMU_IOAS_MAP_FILE", at.0, len, e))?;
-        self.track(arg.iova, len);
+        let got = self
+            .inner
+            .space
+            .map_file(
+                self.inner.iommufd.ctx(),
+                self.inner.id,
+                file.as_fd(),
+                start,
+                len,
+                at,
+                access,
+            )
+            .map_err(|f| self.map_fail(f, at, len))?;
+        self.track(got, len);
         Ok(Mapping::new(
             self.clone(),
-            arg.iova,
+            got,
             NonNull::dangling(),
             len,
             (),
@@ -398,27 +238,7 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<&'s Mapping<M>>> {
         let len = src.len;
-        if self.inner.legacy.is_some() || src.ioas.inner.legacy.is_some() {
-            let both = self.inner.legacy.is_some() && src.ioas.inner.legacy.is_some();
-            if src.ptr == NonNull::dangling() || !both {
-                return Err(Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object())
-                    .detail("on the legacy container path only memory mappings of legacy IOASes can be copied"));
-            }
-            // SAFETY: the returned mapping borrows `src`, which owns (or borrows)
-            // the memory at `src.ptr` for as long as that borrow lives.
-            let at = unsafe { self.map_region(src.ptr, len as usize, iova, access) }?;
-            return Ok(Mapping::new(self.clone(), at, src.ptr, len, src));
-        }
         let at = self.precheck(iova, len)?;
-        let mut arg = sys::IommuIoasCopy {
-            size: sys::argsz::<sys::IommuIoasCopy>(),
-            flags: access.flags() | at.1,
-            dst_ioas_id: self.inner.id,
-            src_ioas_id: src.ioas.inner.id,
-            length: len,
-            dst_iova: at.0,
-            src_iova: src.iova,
-        };
         if !src.ioas.inner.iommufd.same_as(&self.inner.iommufd) {
             return Err(
                 Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object()).detail(
@@ -429,20 +249,22 @@ impl Ioas {
                 ),
             );
         }
-        sys::ioctl(
-            self.inner.iommufd.as_fd(),
-            sys::raw::iommu_ioas_copy,
-            &mut arg,
-        )
-        .map_err(|e| self.map_error("IOMMU_IOAS_COPY", at.0, len, e))?;
-        self.track(arg.dst_iova, len);
-        Ok(Mapping::new(
-            self.clone(),
-            arg.dst_iova,
-            src.ptr,
-            src.len,
-            src,
-        ))
+        let src_va = (src.ptr != NonNull::dangling()).then_some(src.ptr);
+        // SAFETY: the returned mapping borrows `src`, which owns (or borrows)
+        // the memory at `src.ptr` for as long as that borrow lives.
+        let got = unsafe {
+            self.inner.space.copy(
+                self.inner.iommufd.ctx(),
+                self.inner.id,
+                (&src.ioas.inner.space, src.ioas.inner.id, src.iova, src_va),
+                len,
+                at,
+                access,
+            )
+        }
+        .map_err(|f| self.map_fail(f, at, len))?;
+        self.track(got, len);
+        Ok(Mapping::new(self.clone(), got, src.ptr, src.len, src))
     }
 
     /// Unmaps exactly `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`) and returns the
@@ -455,29 +277,16 @@ impl Ioas {
     /// it intact.
     #[doc(alias = "IOMMU_IOAS_UNMAP")]
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
-        let mut arg = sys::IommuIoasUnmap {
-            size: sys::argsz::<sys::IommuIoasUnmap>(),
-            ioas_id: self.inner.id,
-            iova,
-            length: len,
-        };
-        let result = match &self.inner.legacy {
-            Some(space) => space.unmap(iova, len).map(|n| {
-                arg.length = n;
-                0
-            }),
-            None => sys::ioctl(
-                self.inner.iommufd.as_fd(),
-                sys::raw::iommu_ioas_unmap,
-                &mut arg,
-            ),
-        };
+        let result = self
+            .inner
+            .space
+            .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len);
         match result {
-            Ok(_) => {
+            Ok(n) => {
                 let mut m = crate::lock(&self.inner.mapped);
                 let end = iova.saturating_add(len);
                 m.retain(|&s, l| s < iova || s.saturating_add(*l) > end);
-                Ok(arg.length)
+                Ok(n)
             }
             Err(e) => {
                 let mut err = Error::sys(
@@ -496,15 +305,15 @@ impl Ioas {
     }
 
     /// Checks a request against the usable ranges and alignment before the
-    /// ioctl; returns (iova, extra flags).
-    fn precheck(&self, iova: Iova, len: u64) -> Result<(u64, u32)> {
+    /// ioctl; returns the fixed IOVA, if any.
+    fn precheck(&self, iova: Iova, len: u64) -> Result<Option<u64>> {
         let op = "IOMMU_IOAS_MAP";
         if len == 0 {
             return Err(Error::new(ErrorKind::InvalidInput, op, self.object())
                 .detail("zero-length mapping"));
         }
         let Iova::Fixed(at) = iova else {
-            return Ok((0, 0));
+            return Ok(None);
         };
         let ranges = self.iova_ranges()?;
         let obj = format!("{} {}", self.object(), range(at, len));
@@ -531,7 +340,7 @@ impl Ioas {
                     list.join(", ")
                 )));
         }
-        Ok((at, sys::IOMMU_IOAS_MAP_FIXED_IOVA))
+        Ok(Some(at))
     }
 
     /// # Safety
@@ -544,47 +353,31 @@ impl Ioas {
         access: Access,
     ) -> Result<u64> {
         let at = self.precheck(iova, len as u64)?;
-        if let Some(space) = &self.inner.legacy {
-            let align = self.iova_ranges()?.alignment;
-            let fixed = (at.1 != 0).then_some(at.0);
-            let (read, write) = (access.read, access.write);
-            // SAFETY: forwarded from this function's contract.
-            let got =
-                unsafe { space.map(va.as_ptr() as u64, len as u64, fixed, read, write, align) }
-                    .map_err(|e| self.map_error("VFIO_IOMMU_MAP_DMA", at.0, len as u64, e))?;
-            self.track(got, len as u64);
-            return Ok(got);
+        // SAFETY: forwarded from this function's contract.
+        let got = unsafe {
+            self.inner.space.map(
+                self.inner.iommufd.ctx(),
+                self.inner.id,
+                va,
+                len as u64,
+                at,
+                access,
+            )
         }
-        let mut arg = sys::IommuIoasMap {
-            size: sys::argsz::<sys::IommuIoasMap>(),
-            flags: access.flags() | at.1,
-            ioas_id: self.inner.id,
-            user_va: va.as_ptr() as u64,
-            length: len as u64,
-            iova: at.0,
-            ..Default::default()
-        };
-        // SAFETY: the struct is a valid `iommu_ioas_map`; `user_va` names memory
-        // the caller keeps mapped for the mapping's lifetime (this fn's contract).
-        unsafe { sys::raw::iommu_ioas_map(self.inner.iommufd.as_fd().as_raw_fd(), &mut arg) }
-            .map_err(|e| self.map_error("IOMMU_IOAS_MAP", at.0, len as u64, e))?;
-        self.track(arg.iova, len as u64);
-        Ok(arg.iova)
+        .map_err(|f| self.map_fail(f, at, len as u64))?;
+        self.track(got, len as u64);
+        Ok(got)
     }
 
-    fn iommufd_only(&self, op: &'static str) -> Result<()> {
-        if self.inner.legacy.is_some() {
-            return Err(Error::new(ErrorKind::Unsupported, op, self.object())
-                .errno(Errno::EOPNOTSUPP)
-                .detail(
-                    "not available on the legacy VFIO container path (type1 has no equivalent)",
-                ));
+    fn map_fail(&self, f: MapFail, at: Option<u64>, len: u64) -> Error {
+        match f {
+            MapFail::Sys(op, e) => self.map_error(op, at.unwrap_or(0), len, e),
+            MapFail::Other(e) => e,
         }
-        Ok(())
     }
 
-    pub(crate) fn legacy(&self) -> Option<&crate::legacy::Space> {
-        self.inner.legacy.as_ref()
+    pub(crate) fn space(&self) -> &Space {
+        &self.inner.space
     }
 
     fn track(&self, iova: u64, len: u64) {
@@ -642,6 +435,14 @@ impl Ioas {
                 .detail("no free IOVA range of that size"),
             _ => err,
         }
+    }
+}
+
+impl Iommufd {
+    /// Allocates an empty I/O address space (`IOMMU_IOAS_ALLOC`).
+    #[doc(alias = "IOMMU_IOAS_ALLOC")]
+    pub fn alloc_ioas(&self) -> Result<Ioas> {
+        Ioas::alloc(self)
     }
 }
 

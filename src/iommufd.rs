@@ -1,11 +1,10 @@
 //! `/dev/iommu`: the iommufd context every object lives in.
 
+use crate::backend::{self, Backend, Ctx};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ioas::Ioas;
-use crate::sys;
 use nix::errno::Errno;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// An open iommufd (`/dev/iommu`): the context that owns IOASes and that
@@ -18,8 +17,8 @@ use std::sync::Arc;
 /// so the crate refuses to attach a device to an IOAS of another iommufd.
 #[derive(Clone)]
 pub struct Iommufd {
-    /// `None` on the legacy path: containers are made per group at bind.
-    fd: Arc<Option<OwnedFd>>,
+    /// `/dev/iommu`, or the legacy path (containers are made per group at bind).
+    ctx: Arc<Ctx>,
 }
 
 impl Iommufd {
@@ -31,9 +30,9 @@ impl Iommufd {
     /// As [`open_iommufd`](Self::open_iommufd) when iommufd is there;
     /// [`ErrorKind::NoIommufd`] when neither path is.
     pub fn open() -> Result<Self> {
-        match crate::legacy::detect() {
-            crate::Backend::Iommufd => Self::open_iommufd(),
-            crate::Backend::LegacyContainer => Self::open_legacy(),
+        match backend::detect() {
+            Backend::Iommufd => Self::open_iommufd(),
+            Backend::LegacyContainer => Self::open_legacy(),
         }
     }
 
@@ -44,22 +43,20 @@ impl Iommufd {
     /// # Errors
     /// [`ErrorKind::NoIommufd`] when `/dev/vfio/vfio` does not exist.
     pub fn open_legacy() -> Result<Self> {
-        if !crate::legacy::available() {
+        if !backend::legacy::available() {
             return Err(Error::new(ErrorKind::NoIommufd, "open", "/dev/vfio/vfio")
                 .errno(Errno::ENOENT)
                 .detail("neither /dev/iommu with /dev/vfio/devices nor the legacy /dev/vfio/vfio exists")
                 .hint("load vfio-pci (modprobe vfio-pci) on a kernel with CONFIG_IOMMUFD + CONFIG_VFIO_DEVICE_CDEV, or CONFIG_VFIO_CONTAINER"));
         }
-        Ok(Iommufd { fd: Arc::new(None) })
+        Ok(Iommufd {
+            ctx: Arc::new(Ctx::Legacy),
+        })
     }
 
     /// Which path this context uses.
-    pub fn backend(&self) -> crate::Backend {
-        if self.fd.is_some() {
-            crate::Backend::Iommufd
-        } else {
-            crate::Backend::LegacyContainer
-        }
+    pub fn backend(&self) -> Backend {
+        self.ctx.kind()
     }
 
     /// Opens `/dev/iommu`.
@@ -70,7 +67,7 @@ impl Iommufd {
     /// unprivileged process: see [`from_fd`](Self::from_fd)).
     pub fn open_iommufd() -> Result<Self> {
         let path = "/dev/iommu";
-        match nix::fcntl::open(path, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+        match backend::cdev::open_rw(std::path::Path::new(path)) {
             Ok(fd) => Ok(Iommufd::from_fd(fd)),
             Err(Errno::ENOENT) => Err(Error::sys("open", path, Errno::ENOENT)
                 .kind_(ErrorKind::NoIommufd)
@@ -88,40 +85,23 @@ impl Iommufd {
     /// fails and hands the device back).
     pub fn from_fd(fd: OwnedFd) -> Self {
         Iommufd {
-            fd: Arc::new(Some(fd)),
+            ctx: Arc::new(Ctx::Cdev(fd)),
         }
     }
 
-    /// Allocates an empty I/O address space (`IOMMU_IOAS_ALLOC`).
-    #[doc(alias = "IOMMU_IOAS_ALLOC")]
-    pub fn alloc_ioas(&self) -> Result<Ioas> {
-        Ioas::alloc(self)
-    }
-
     pub(crate) fn same_as(&self, other: &Iommufd) -> bool {
-        Arc::ptr_eq(&self.fd, &other.fd)
+        Arc::ptr_eq(&self.ctx, &other.ctx)
     }
 
-    /// `IOMMU_DESTROY` of an object id.
-    pub(crate) fn destroy(&self, id: u32) -> std::result::Result<(), Errno> {
-        let mut arg = sys::IommuDestroy {
-            size: sys::argsz::<sys::IommuDestroy>(),
-            id,
-        };
-        sys::ioctl(self.as_fd(), sys::raw::iommu_destroy, &mut arg).map(drop)
+    pub(crate) fn ctx(&self) -> &Ctx {
+        &self.ctx
     }
 }
 
 impl Iommufd {
     /// The `/dev/iommu` fd, or `None` on the legacy path.
     pub fn iommufd_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().as_ref().map(|f| f.as_fd())
-    }
-
-    /// The fd, for iommufd-path code only.
-    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
-        self.iommufd_fd()
-            .expect("iommufd-path operation on a legacy context")
+        self.ctx.iommufd_fd()
     }
 }
 

@@ -88,7 +88,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+mod backend;
 mod diagnose;
+mod iova;
 mod sys;
 
 pub mod device;
@@ -98,7 +100,6 @@ pub mod group;
 pub mod ioas;
 mod iommufd;
 pub mod irq;
-mod legacy;
 pub mod region;
 pub mod sysfs;
 
@@ -109,6 +110,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub use backend::{detect as detect_backend, Backend};
 pub use device::{AnyDevice, Attached, BlockDma, Bound, Device, DeviceInfo, State, Unbound};
 pub use dma::{DmaBuffer, DmaMemory, RawMemory};
 pub use error::{Error, ErrorKind, Result, TransitionError};
@@ -116,7 +118,6 @@ pub use group::Group;
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
-pub use legacy::{detect as detect_backend, Backend};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
 
 // Type-state facts, pinned: markers are zero-sized, and the state costs nothing.

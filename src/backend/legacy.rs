@@ -16,13 +16,15 @@
 //! type1 equivalent; `IOMMU_IOAS_COPY` is a second `MAP_DMA` of the same memory.
 
 use crate::error::{range, Error, ErrorKind, Result};
+use crate::iova::{Access, IovaRange, IovaRanges};
 use crate::sys::{self, vfio};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// An open VFIO group (`/dev/vfio/N`), shared by the members opened from it.
@@ -49,12 +51,69 @@ impl Drop for Container {
     }
 }
 
-fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(
-        path,
-        OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
+use super::cdev::open_rw;
+
+/// IOAS ids on this path are the crate's own (type1 has no such object).
+pub(crate) fn next_ioas_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A legacy-path device: its group, and once bound, its fd and the group's container.
+pub(crate) struct Link {
+    pub(crate) group: Arc<LegacyGroup>,
+    /// Field order is drop order: the device fd closes before the container
+    /// (whose drop takes the group out of it) is let go.
+    bound: Option<(OwnedFd, Arc<Container>)>,
+}
+
+impl Link {
+    /// An unbound device of `group`.
+    pub(crate) fn new(group: Arc<LegacyGroup>) -> Link {
+        Link { group, bound: None }
+    }
+
+    /// The same device, unbound (the group stays open for the next bind).
+    pub(crate) fn unbound(&self) -> Link {
+        Link::new(self.group.clone())
+    }
+
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.bound.as_ref().map(|(fd, _)| fd.as_fd())
+    }
+
+    fn container(&self, name: &str) -> Result<&Arc<Container>> {
+        self.bound.as_ref().map(|(_, c)| c).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "attach", name.to_string())
+                .detail("the device is not bound")
+        })
+    }
+
+    /// Binds: the group into a container of its own, the device fd from the group.
+    pub(crate) fn bind(&mut self, name: &str) -> Result<()> {
+        self.bound = Some(bind(&self.group, name)?);
+        Ok(())
+    }
+
+    pub(crate) fn attach(&self, name: &str, id: u32, space: &Space) -> Result<u32> {
+        let c = self.container(name)?;
+        space
+            .attach(id, c)
+            .map_err(|e| e.with_object(format!("{name} -> IOAS {id}")))?;
+        Ok(id)
+    }
+
+    pub(crate) fn replace(&self, name: &str, old: &Space, id: u32, new: &Space) -> Result<u32> {
+        new.replace_from(old, id, self.container(name)?)?;
+        Ok(id)
+    }
+
+    pub(crate) fn detach(&self, space: &Space) -> Result<()> {
+        if let Some((_, c)) = &self.bound {
+            space.detach(c);
+        }
+        Ok(())
+    }
 }
 
 /// Whether this kernel offers the legacy container at all.
@@ -230,13 +289,14 @@ impl Space {
     /// `[va, va + len)` must stay mapped until [`unmap`](Self::unmap) of the returned IOVA.
     pub(crate) unsafe fn map(
         &self,
-        va: u64,
+        va: NonNull<u8>,
         len: u64,
         iova: Option<u64>,
-        read: bool,
-        write: bool,
-        align: u64,
-    ) -> std::result::Result<u64, Errno> {
+        access: Access,
+    ) -> std::result::Result<u64, super::MapFail> {
+        let align = self.iova_ranges()?.alignment;
+        let va = va.as_ptr() as u64;
+        let (read, write) = (access.read, access.write);
         let mut st = self.lock();
         let iova = match iova {
             Some(i) => i,
@@ -257,7 +317,7 @@ impl Space {
             .iter()
             .any(|(&s, m)| s < iova + len && iova < s + m.len)
         {
-            return Err(Errno::EEXIST);
+            return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EEXIST));
         }
         let flags = (if read {
             vfio::VFIO_DMA_MAP_FLAG_READ
@@ -274,7 +334,7 @@ impl Space {
                 for c in &st.containers[..k] {
                     let _ = dma_unmap(c, iova, len);
                 }
-                return Err(e);
+                return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", e));
             }
         }
         st.maps.insert(iova, m);
@@ -392,22 +452,30 @@ impl Space {
 
     /// The usable ranges, from type1's `VFIO_IOMMU_GET_INFO` on an attached
     /// container; before any attach, everything, at page alignment.
-    pub(crate) fn iova_ranges(&self) -> Result<(Vec<(u64, u64)>, u64)> {
+    pub(crate) fn iova_ranges(&self) -> Result<IovaRanges> {
         let c = self.lock().containers.first().cloned();
         let page = crate::dma::page_size() as u64;
-        let Some(c) = c else {
-            return Ok((vec![(0, u64::MAX)], page));
+        let (ranges, alignment) = match c {
+            None => (vec![(0, u64::MAX)], page),
+            Some(c) => parse_type1_info(&type1_info(&c)?, page),
         };
-        let bytes = sys::query_with_caps(24, |buf| sys::iommu_get_info(c.fd.as_fd(), buf))
-            .map_err(|e| {
-                Error::sys(
-                    "VFIO_IOMMU_GET_INFO",
-                    format!("VFIO group {}", c.group.number),
-                    e,
-                )
-            })?;
-        Ok(parse_type1_info(&bytes, page))
+        let ranges = ranges
+            .into_iter()
+            .map(|(start, last)| IovaRange { start, last })
+            .collect();
+        Ok(IovaRanges { ranges, alignment })
     }
+}
+
+/// `VFIO_IOMMU_GET_INFO` on `c`, with its capability chain.
+fn type1_info(c: &Container) -> Result<Vec<u8>> {
+    sys::query_with_caps(24, |buf| sys::iommu_get_info(c.fd.as_fd(), buf)).map_err(|e| {
+        Error::sys(
+            "VFIO_IOMMU_GET_INFO",
+            format!("VFIO group {}", c.group.number),
+            e,
+        )
+    })
 }
 
 /// Decodes `struct vfio_iommu_type1_info` and its IOVA-range capability.
@@ -456,24 +524,6 @@ fn parse_type1_info(b: &[u8], page: u64) -> (Vec<(u64, u64)>, u64) {
         ranges.push((0, u64::MAX));
     }
     (ranges, align)
-}
-
-/// Which path a device or iommufd uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `/dev/iommu` and the VFIO device cdev.
-    Iommufd,
-    /// `/dev/vfio/vfio` (type1v2 containers) and `/dev/vfio/<group>`.
-    LegacyContainer,
-}
-
-/// The path the kernel offers: iommufd + cdev when both are there, else legacy.
-pub fn detect() -> Backend {
-    if Path::new("/dev/iommu").exists() && Path::new("/dev/vfio/devices").exists() {
-        Backend::Iommufd
-    } else {
-        Backend::LegacyContainer
-    }
 }
 
 #[cfg(test)]

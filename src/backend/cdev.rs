@@ -1,0 +1,262 @@
+//! The cdev path: a VFIO device cdev (`/dev/vfio/devices/vfioN`) bound to
+//! `/dev/iommu`, and IOASes that are iommufd objects.
+//!
+//! Each function is one ioctl. Error context (object names, ranges) is built
+//! only after the kernel said no.
+
+use super::MapFail;
+use crate::error::{Error, Result};
+use crate::iova::{Access, IovaRange, IovaRanges};
+use crate::sys::{self, vfio};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::ptr::NonNull;
+
+/// Opens a cdev (or `/dev/iommu`) read-write, close-on-exec.
+pub(crate) fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+}
+
+/// `VFIO_DEVICE_BIND_IOMMUFD`; returns the device id.
+pub(crate) fn bind(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>, name: &str) -> Result<u32> {
+    let mut arg = vfio::vfio_device_bind_iommufd {
+        argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
+        iommufd: iommufd.as_raw_fd(),
+        ..Default::default()
+    };
+    match sys::bind_iommufd(dev, &mut arg) {
+        Ok(_) => Ok(arg.out_devid),
+        Err(e) => Err(crate::diagnose::bind_error(name, e)),
+    }
+}
+
+/// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` to page table `pt` (also the atomic replace).
+pub(crate) fn attach(dev: BorrowedFd<'_>, pt: u32, name: &str) -> Result<u32> {
+    let mut arg = vfio::vfio_device_attach_iommufd_pt {
+        argsz: sys::argsz::<vfio::vfio_device_attach_iommufd_pt>(),
+        pt_id: pt,
+        ..Default::default()
+    };
+    match sys::ioctl(dev, sys::raw::vfio_device_attach_iommufd_pt, &mut arg) {
+        Ok(_) => Ok(arg.pt_id),
+        Err(e) => {
+            let err = Error::sys(
+                "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+                format!("{name} -> IOAS {pt}"),
+                e,
+            );
+            Err(if e == Errno::EINVAL {
+                err.detail("another device of this IOMMU group may be attached to a different IOAS; devices of one group must share one")
+            } else {
+                err
+            })
+        }
+    }
+}
+
+/// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: back to the blocking domain.
+pub(crate) fn detach(dev: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let mut arg = vfio::vfio_device_detach_iommufd_pt {
+        argsz: sys::argsz::<vfio::vfio_device_detach_iommufd_pt>(),
+        ..Default::default()
+    };
+    sys::ioctl(dev, sys::raw::vfio_device_detach_iommufd_pt, &mut arg)
+        .map(drop)
+        .map_err(|e| Error::sys("VFIO_DEVICE_DETACH_IOMMUFD_PT", name.to_string(), e))
+}
+
+/// Opens the cdev at `path` again: a new, unbound fd.
+pub(crate) fn reopen(path: &Path, name: &str) -> Result<OwnedFd> {
+    open_rw(path)
+        .map_err(|e| Error::sys("unbind (reopen)", format!("{name} ({})", path.display()), e))
+}
+
+/// `IOMMU_IOAS_ALLOC`.
+pub(crate) fn ioas_alloc(fd: BorrowedFd<'_>) -> Result<u32> {
+    let mut arg = sys::IommuIoasAlloc {
+        size: sys::argsz::<sys::IommuIoasAlloc>(),
+        ..Default::default()
+    };
+    sys::ioctl(fd, sys::raw::iommu_ioas_alloc, &mut arg)
+        .map_err(|e| Error::sys("IOMMU_IOAS_ALLOC", format!("iommufd {}", fd.as_raw_fd()), e))?;
+    Ok(arg.out_ioas_id)
+}
+
+/// `IOMMU_DESTROY` of an object id.
+pub(crate) fn destroy(fd: BorrowedFd<'_>, id: u32) -> nix::Result<()> {
+    let mut arg = sys::IommuDestroy {
+        size: sys::argsz::<sys::IommuDestroy>(),
+        id,
+    };
+    sys::ioctl(fd, sys::raw::iommu_destroy, &mut arg).map(drop)
+}
+
+/// `IOMMU_IOAS_IOVA_RANGES`, re-queried on `EMSGSIZE`.
+pub(crate) fn iova_ranges(fd: BorrowedFd<'_>, id: u32) -> Result<IovaRanges> {
+    let mut buf = vec![sys::IommuIovaRange::default(); 8];
+    loop {
+        match sys::iova_ranges(fd, id, &mut buf) {
+            Ok((n, alignment)) => {
+                buf.truncate(n as usize);
+                let ranges = buf
+                    .iter()
+                    .map(|r| IovaRange {
+                        start: r.start,
+                        last: r.last,
+                    })
+                    .collect();
+                return Ok(IovaRanges { ranges, alignment });
+            }
+            Err((Errno::EMSGSIZE, need)) if need as usize > buf.len() => {
+                buf.resize(need as usize, sys::IommuIovaRange::default());
+            }
+            Err((e, _)) => {
+                return Err(Error::sys(
+                    "IOMMU_IOAS_IOVA_RANGES",
+                    format!("IOAS {id}"),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+/// `IOMMU_IOAS_ALLOW_IOVAS`.
+pub(crate) fn allow_iovas(fd: BorrowedFd<'_>, id: u32, ranges: &[IovaRange]) -> Result<()> {
+    let raw: Vec<sys::IommuIovaRange> = ranges
+        .iter()
+        .map(|r| sys::IommuIovaRange {
+            start: r.start,
+            last: r.last,
+        })
+        .collect();
+    sys::allow_iovas(fd, id, &raw)
+        .map(drop)
+        .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", format!("IOAS {id}"), e))
+}
+
+/// `IOMMU_OPTION(HUGE_PAGES)` on IOAS `id`.
+pub(crate) fn huge_pages_option(fd: BorrowedFd<'_>, id: u32, op: u16, val: u64) -> Result<u64> {
+    let mut arg = sys::IommuOption {
+        size: sys::argsz::<sys::IommuOption>(),
+        option_id: sys::IOMMU_OPTION_HUGE_PAGES,
+        op,
+        object_id: id,
+        val64: val,
+        ..Default::default()
+    };
+    sys::ioctl(fd, sys::raw::iommu_option, &mut arg)
+        .map_err(|e| Error::sys("IOMMU_OPTION(HUGE_PAGES)", format!("IOAS {id}"), e))?;
+    Ok(arg.val64)
+}
+
+fn where_flags(fixed: Option<u64>) -> (u64, u32) {
+    match fixed {
+        Some(at) => (at, sys::IOMMU_IOAS_MAP_FIXED_IOVA),
+        None => (0, 0),
+    }
+}
+
+/// `IOMMU_IOAS_MAP`.
+///
+/// # Safety
+/// `[va, va + len)` must stay mapped memory of this process until unmapped.
+pub(crate) unsafe fn map(
+    fd: BorrowedFd<'_>,
+    id: u32,
+    va: NonNull<u8>,
+    len: u64,
+    fixed: Option<u64>,
+    access: Access,
+) -> std::result::Result<u64, MapFail> {
+    let (iova, flag) = where_flags(fixed);
+    let mut arg = sys::IommuIoasMap {
+        size: sys::argsz::<sys::IommuIoasMap>(),
+        flags: access.flags() | flag,
+        ioas_id: id,
+        user_va: va.as_ptr() as u64,
+        length: len,
+        iova,
+        ..Default::default()
+    };
+    // SAFETY: the struct is a valid `iommu_ioas_map`; `user_va` names memory
+    // the caller keeps mapped until the range is unmapped (this fn's contract).
+    match unsafe { sys::raw::iommu_ioas_map(fd.as_raw_fd(), &mut arg) } {
+        Ok(_) => Ok(arg.iova),
+        Err(e) => Err(MapFail::Sys("IOMMU_IOAS_MAP", e)),
+    }
+}
+
+/// `IOMMU_IOAS_MAP_FILE`.
+pub(crate) fn map_file(
+    fd: BorrowedFd<'_>,
+    id: u32,
+    file: BorrowedFd<'_>,
+    start: u64,
+    len: u64,
+    fixed: Option<u64>,
+    access: Access,
+) -> std::result::Result<u64, MapFail> {
+    let (iova, flag) = where_flags(fixed);
+    let mut arg = sys::IommuIoasMapFile {
+        size: sys::argsz::<sys::IommuIoasMapFile>(),
+        flags: access.flags() | flag,
+        ioas_id: id,
+        fd: file.as_raw_fd(),
+        start,
+        length: len,
+        iova,
+    };
+    match sys::ioctl(fd, sys::raw::iommu_ioas_map_file, &mut arg) {
+        Ok(_) => Ok(arg.iova),
+        Err(e) => Err(MapFail::Sys("IOMMU_IOAS_MAP_FILE", e)),
+    }
+}
+
+/// `IOMMU_IOAS_COPY` of `[src_iova, +len)` of IOAS `src` into IOAS `dst`.
+pub(crate) fn copy(
+    fd: BorrowedFd<'_>,
+    dst: u32,
+    src: u32,
+    src_iova: u64,
+    len: u64,
+    fixed: Option<u64>,
+    access: Access,
+) -> std::result::Result<u64, MapFail> {
+    let (iova, flag) = where_flags(fixed);
+    let mut arg = sys::IommuIoasCopy {
+        size: sys::argsz::<sys::IommuIoasCopy>(),
+        flags: access.flags() | flag,
+        dst_ioas_id: dst,
+        src_ioas_id: src,
+        length: len,
+        dst_iova: iova,
+        src_iova,
+    };
+    match sys::ioctl(fd, sys::raw::iommu_ioas_copy, &mut arg) {
+        Ok(_) => Ok(arg.dst_iova),
+        Err(e) => Err(MapFail::Sys("IOMMU_IOAS_COPY", e)),
+    }
+}
+
+/// `IOMMU_IOAS_UNMAP`; returns the bytes unmapped.
+pub(crate) fn unmap(
+    fd: BorrowedFd<'_>,
+    id: u32,
+    iova: u64,
+    len: u64,
+) -> std::result::Result<u64, Errno> {
+    let mut arg = sys::IommuIoasUnmap {
+        size: sys::argsz::<sys::IommuIoasUnmap>(),
+        ioas_id: id,
+        iova,
+        length: len,
+    };
+    sys::ioctl(fd, sys::raw::iommu_ioas_unmap, &mut arg).map(|_| arg.length)
+}

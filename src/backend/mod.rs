@@ -1,0 +1,359 @@
+//! The seam between the typed API and the two kernel paths.
+//!
+//! The state machine ([`Device`](crate::Device), [`Group`](crate::Group),
+//! [`Ioas`](crate::Ioas)) says *when* an operation may happen; this module
+//! says *how* the kernel does it on the path in use:
+//!
+//! - [`cdev`]: the VFIO device cdev bound to `/dev/iommu` (iommufd);
+//! - [`legacy`]: the VFIO group fd in a type1v2 container, with a blocking
+//!   domain built out of an empty container.
+//!
+//! Three values carry the path, each made once by a constructor and never
+//! asked about again by the typed layer:
+//!
+//! | value | held by | cdev | legacy |
+//! |---|---|---|---|
+//! | [`Ctx`] | [`Iommufd`](crate::Iommufd) | the `/dev/iommu` fd | nothing: containers are per group |
+//! | [`Space`] | an IOAS | nothing: the IOAS id is enough | the list of mappings and the containers attached |
+//! | [`Link`] | a device | the cdev fd and its path | the group, and once bound the device fd and container |
+//!
+//! Every operation is one method here with one `match` over the path; the
+//! work itself lives in the backend's own file. An operation only one path
+//! has is answered on the other by [`unsupported`], in that one `match`.
+//!
+//! Why enums and not a trait: most operations involve two of these values at
+//! once (a device's link and an IOAS's space, or two spaces for a copy), and a
+//! `match` on the pair names the combinations that cannot happen in one place,
+//! where trait objects would need downcasts. The set of paths is closed (the
+//! kernel has two), so the compiler's exhaustiveness check is the reminder a
+//! new operation needs.
+
+pub(crate) mod cdev;
+pub(crate) mod legacy;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::iova::{Access, IovaRange, IovaRanges};
+use nix::errno::Errno;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+/// Which path a device or iommufd uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `/dev/iommu` and the VFIO device cdev.
+    Iommufd,
+    /// `/dev/vfio/vfio` (type1v2 containers) and `/dev/vfio/<group>`.
+    LegacyContainer,
+}
+
+/// The path the kernel offers: iommufd + cdev when both are there, else legacy.
+pub fn detect() -> Backend {
+    if Path::new("/dev/iommu").exists() && Path::new("/dev/vfio/devices").exists() {
+        Backend::Iommufd
+    } else {
+        Backend::LegacyContainer
+    }
+}
+
+/// The DMA context behind an [`Iommufd`](crate::Iommufd).
+pub(crate) enum Ctx {
+    /// An open `/dev/iommu`.
+    Cdev(OwnedFd),
+    /// The legacy path: each bound group gets a container of its own.
+    Legacy,
+}
+
+impl Ctx {
+    pub(crate) fn kind(&self) -> Backend {
+        match self {
+            Ctx::Cdev(_) => Backend::Iommufd,
+            Ctx::Legacy => Backend::LegacyContainer,
+        }
+    }
+
+    pub(crate) fn iommufd_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Ctx::Cdev(fd) => Some(fd.as_fd()),
+            Ctx::Legacy => None,
+        }
+    }
+
+    /// The `/dev/iommu` fd behind a cdev [`Space`]: they are made together.
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.iommufd_fd()
+            .expect("a cdev IOAS lives in a /dev/iommu context")
+    }
+}
+
+/// The kernel side of an IOAS.
+pub(crate) enum Space {
+    /// An `IOMMU_IOAS_ALLOC` object; the id says which.
+    Cdev,
+    /// Mappings replayed into the containers of the groups attached.
+    Legacy(legacy::Space),
+}
+
+/// Why a map-family call failed: the kernel said no (classified by the
+/// caller, who knows the IOAS's mappings and ranges), or the path cannot do it.
+pub(crate) enum MapFail {
+    Sys(&'static str, Errno),
+    Other(Error),
+}
+
+impl From<Error> for MapFail {
+    fn from(e: Error) -> Self {
+        MapFail::Other(e)
+    }
+}
+
+/// The error for an operation the legacy container path does not have.
+pub(crate) fn unsupported(op: &'static str, ioas: u32) -> Error {
+    Error::new(ErrorKind::Unsupported, op, format!("IOAS {ioas}"))
+        .errno(Errno::EOPNOTSUPP)
+        .detail("not available on the legacy VFIO container path (type1 has no equivalent)")
+}
+
+impl Space {
+    /// A new, empty IOAS in `ctx`: its id and kernel side.
+    pub(crate) fn alloc(ctx: &Ctx) -> Result<(u32, Space)> {
+        match ctx {
+            Ctx::Cdev(fd) => Ok((cdev::ioas_alloc(fd.as_fd())?, Space::Cdev)),
+            Ctx::Legacy => Ok((legacy::next_ioas_id(), Space::Legacy(Default::default()))),
+        }
+    }
+
+    /// Frees the IOAS (its last handle is gone: nothing is attached or mapped by us).
+    pub(crate) fn destroy(&self, ctx: &Ctx, id: u32) {
+        match self {
+            Space::Cdev => {
+                let _ = cdev::destroy(ctx.fd(), id);
+            }
+            Space::Legacy(_) => {}
+        }
+    }
+
+    pub(crate) fn iova_ranges(&self, ctx: &Ctx, id: u32) -> Result<IovaRanges> {
+        match self {
+            Space::Cdev => cdev::iova_ranges(ctx.fd(), id),
+            Space::Legacy(s) => s.iova_ranges(),
+        }
+    }
+
+    pub(crate) fn allow_iovas(&self, ctx: &Ctx, id: u32, ranges: &[IovaRange]) -> Result<()> {
+        match self {
+            Space::Cdev => cdev::allow_iovas(ctx.fd(), id, ranges),
+            Space::Legacy(_) => Err(unsupported("IOMMU_IOAS_ALLOW_IOVAS", id)),
+        }
+    }
+
+    /// `IOMMU_OPTION(HUGE_PAGES)`: `op` set or get, `val` the value to set.
+    pub(crate) fn huge_pages_option(&self, ctx: &Ctx, id: u32, op: u16, val: u64) -> Result<u64> {
+        match self {
+            Space::Cdev => cdev::huge_pages_option(ctx.fd(), id, op, val),
+            Space::Legacy(_) => Err(unsupported("IOMMU_OPTION(HUGE_PAGES)", id)),
+        }
+    }
+
+    /// Maps `[va, va + len)` at `fixed` (or where there is room); returns the IOVA.
+    ///
+    /// # Safety
+    /// `[va, va + len)` must stay mapped memory of this process until the
+    /// returned IOVA is unmapped.
+    pub(crate) unsafe fn map(
+        &self,
+        ctx: &Ctx,
+        id: u32,
+        va: NonNull<u8>,
+        len: u64,
+        fixed: Option<u64>,
+        access: Access,
+    ) -> std::result::Result<u64, MapFail> {
+        match self {
+            // SAFETY: forwarded: this function's contract.
+            Space::Cdev => unsafe { cdev::map(ctx.fd(), id, va, len, fixed, access) },
+            // SAFETY: forwarded: this function's contract.
+            Space::Legacy(s) => unsafe { s.map(va, len, fixed, access) },
+        }
+    }
+
+    /// Maps `len` bytes of `file` from `start` (`IOMMU_IOAS_MAP_FILE`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn map_file(
+        &self,
+        ctx: &Ctx,
+        id: u32,
+        file: BorrowedFd<'_>,
+        start: u64,
+        len: u64,
+        fixed: Option<u64>,
+        access: Access,
+    ) -> std::result::Result<u64, MapFail> {
+        match self {
+            Space::Cdev => cdev::map_file(ctx.fd(), id, file, start, len, fixed, access),
+            Space::Legacy(_) => Err(unsupported("IOMMU_IOAS_MAP_FILE", id).into()),
+        }
+    }
+
+    /// Maps the pages of `src` (mapping `src_iova` of IOAS `src_id`, at CPU
+    /// address `src_va` when it has one) into this IOAS as well.
+    ///
+    /// # Safety
+    /// As [`map`](Self::map) for `src_va`, when it is `Some`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn copy(
+        &self,
+        ctx: &Ctx,
+        id: u32,
+        src: (&Space, u32, u64, Option<NonNull<u8>>),
+        len: u64,
+        fixed: Option<u64>,
+        access: Access,
+    ) -> std::result::Result<u64, MapFail> {
+        let (src_space, src_id, src_iova, src_va) = src;
+        match (self, src_space, src_va) {
+            (Space::Cdev, Space::Cdev, _) => {
+                cdev::copy(ctx.fd(), id, src_id, src_iova, len, fixed, access)
+            }
+            // Type1 has no COPY: a second MAP_DMA of the same memory.
+            // SAFETY: forwarded: this function's contract.
+            (Space::Legacy(s), Space::Legacy(_), Some(va)) => unsafe {
+                s.map(va, len, fixed, access)
+            },
+            _ => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "IOMMU_IOAS_COPY",
+                format!("IOAS {id}"),
+            )
+            .detail(
+                "on the legacy container path only memory mappings of legacy IOASes can be copied",
+            )
+            .into()),
+        }
+    }
+
+    /// Unmaps exactly whole mappings in `[iova, iova + len)`; returns the bytes unmapped.
+    pub(crate) fn unmap(
+        &self,
+        ctx: &Ctx,
+        id: u32,
+        iova: u64,
+        len: u64,
+    ) -> std::result::Result<u64, Errno> {
+        match self {
+            Space::Cdev => cdev::unmap(ctx.fd(), id, iova, len),
+            Space::Legacy(s) => s.unmap(iova, len),
+        }
+    }
+}
+
+/// The kernel side of a device: its fd, and how it was reached.
+pub(crate) enum Link {
+    /// A VFIO device cdev; `path` to reopen it on unbind (`None` when the fd
+    /// came from elsewhere).
+    Cdev { fd: OwnedFd, path: Option<PathBuf> },
+    /// A device of a legacy VFIO group.
+    Legacy(legacy::Link),
+}
+
+fn path_conflict(name: &str, detail: &'static str, hint: &'static str) -> Error {
+    Error::new(ErrorKind::PathConflict, "bind", name.to_string())
+        .detail(detail)
+        .hint(hint)
+}
+
+impl Link {
+    /// The device fd; `None` only for an unbound legacy device, whose fd
+    /// comes from its group at bind.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Link::Cdev { fd, .. } => Some(fd.as_fd()),
+            Link::Legacy(l) => l.fd(),
+        }
+    }
+
+    /// Binds the device to `ctx`; returns its device id. On error `self` is unchanged.
+    pub(crate) fn bind(&mut self, ctx: &Ctx, name: &str) -> Result<u32> {
+        match (self, ctx) {
+            (Link::Cdev { fd, .. }, Ctx::Cdev(ifd)) => cdev::bind(fd.as_fd(), ifd.as_fd(), name),
+            (Link::Legacy(l), Ctx::Legacy) => l.bind(name).map(|()| 0),
+            (Link::Legacy(_), Ctx::Cdev(_)) => Err(path_conflict(
+                name,
+                "the device was opened through its VFIO group (legacy path) but the context is /dev/iommu",
+                "bind it to Iommufd::open_legacy(), or open the device with Device::open on a kernel with the cdev",
+            )),
+            (Link::Cdev { .. }, Ctx::Legacy) => Err(path_conflict(
+                name,
+                "the device was opened through the VFIO cdev but the context is a legacy container",
+                "bind it to Iommufd::open_iommufd(), or open the device with Device::open_legacy",
+            )),
+        }
+    }
+
+    /// Attaches a bound device to IOAS `id`; returns the page table id.
+    pub(crate) fn attach(&self, name: &str, id: u32, space: &Space) -> Result<u32> {
+        match (self, space) {
+            (Link::Cdev { fd, .. }, Space::Cdev) => cdev::attach(fd.as_fd(), id, name),
+            (Link::Legacy(l), Space::Legacy(s)) => l.attach(name, id, s),
+            _ => Err(mismatch("attach", name)),
+        }
+    }
+
+    /// Moves an attached device from IOAS `old` to `new`; returns the page table id.
+    pub(crate) fn replace(&self, name: &str, old: &Space, (id, new): (u32, &Space)) -> Result<u32> {
+        match (self, old, new) {
+            // The same ioctl: the kernel replaces atomically.
+            (Link::Cdev { fd, .. }, _, Space::Cdev) => cdev::attach(fd.as_fd(), id, name),
+            (Link::Legacy(l), Space::Legacy(old), Space::Legacy(new)) => {
+                l.replace(name, old, id, new)
+            }
+            _ => Err(mismatch("replace", name)),
+        }
+    }
+
+    /// Detaches an attached device from `space`: back to blocking.
+    pub(crate) fn detach(&self, name: &str, space: &Space) -> Result<()> {
+        match (self, space) {
+            (Link::Cdev { fd, .. }, _) => cdev::detach(fd.as_fd(), name),
+            (Link::Legacy(l), Space::Legacy(s)) => l.detach(s),
+            (Link::Legacy(_), Space::Cdev) => Err(mismatch("detach", name)),
+        }
+    }
+
+    /// The link of the same device, unbound: the cdev reopened, or the group
+    /// kept for the next bind. `self` is untouched; dropping it then unbinds.
+    pub(crate) fn reopen(&self, name: &str) -> Result<Link> {
+        match self {
+            Link::Cdev { path: Some(p), .. } => Ok(Link::Cdev {
+                fd: cdev::reopen(p, name)?,
+                path: Some(p.clone()),
+            }),
+            Link::Cdev { path: None, .. } => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "unbind",
+                name.to_string(),
+            )
+            .detail(
+                "the device was made from an fd: there is no cdev path to reopen; use close()",
+            )),
+            Link::Legacy(l) => Ok(Link::Legacy(l.unbound())),
+        }
+    }
+
+    /// Called when the device goes away while attached to `space`, before its
+    /// fd closes. On the cdev closing the fd detaches; on the legacy path the
+    /// group's last device takes the mappings out of its container.
+    pub(crate) fn release(&self, space: &Space) {
+        if let (Link::Legacy(l), Space::Legacy(s)) = (self, space) {
+            let _ = l.detach(s);
+        }
+    }
+}
+
+/// A device and an IOAS of different paths: [`Device`](crate::Device) checks
+/// that both come from one [`Iommufd`](crate::Iommufd) first, so this is a
+/// crate bug if it is ever seen.
+fn mismatch(op: &'static str, name: &str) -> Error {
+    Error::new(ErrorKind::PathConflict, op, name.to_string())
+        .detail("the device and the IOAS are on different VFIO paths (cdev vs legacy container)")
+}

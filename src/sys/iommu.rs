@@ -1,0 +1,197 @@
+//! The iommufd uAPI (`include/uapi/linux/iommufd.h`, Linux 7.3): structs
+//! written as `#[repr(C)]` and pinned below, and the wrappers of the ioctls
+//! that carry user pointers.
+#![allow(unsafe_code)] // ioctls are FFI; every caller documents its pointer argument.
+
+use super::{argsz, raw};
+use static_assertions::{assert_eq_size, const_assert_eq};
+use std::mem::offset_of;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `struct iommu_destroy`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuDestroy {
+    pub size: u32,
+    pub id: u32,
+}
+
+/// `struct iommu_ioas_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasAlloc {
+    pub size: u32,
+    pub flags: u32,
+    pub out_ioas_id: u32,
+}
+
+/// `struct iommu_iova_range`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IommuIovaRange {
+    pub start: u64,
+    pub last: u64,
+}
+
+/// `struct iommu_ioas_iova_ranges`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasIovaRanges {
+    pub size: u32,
+    pub ioas_id: u32,
+    pub num_iovas: u32,
+    pub reserved: u32,
+    pub allowed_iovas: u64,
+    pub out_iova_alignment: u64,
+}
+
+/// `struct iommu_ioas_allow_iovas`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasAllowIovas {
+    pub size: u32,
+    pub ioas_id: u32,
+    pub num_iovas: u32,
+    pub reserved: u32,
+    pub allowed_iovas: u64,
+}
+
+pub const IOMMU_IOAS_MAP_FIXED_IOVA: u32 = 1 << 0;
+pub const IOMMU_IOAS_MAP_WRITEABLE: u32 = 1 << 1;
+pub const IOMMU_IOAS_MAP_READABLE: u32 = 1 << 2;
+
+/// `struct iommu_ioas_map`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasMap {
+    pub size: u32,
+    pub flags: u32,
+    pub ioas_id: u32,
+    pub reserved: u32,
+    pub user_va: u64,
+    pub length: u64,
+    pub iova: u64,
+}
+
+/// `struct iommu_ioas_map_file`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasMapFile {
+    pub size: u32,
+    pub flags: u32,
+    pub ioas_id: u32,
+    pub fd: i32,
+    pub start: u64,
+    pub length: u64,
+    pub iova: u64,
+}
+
+/// `struct iommu_ioas_copy`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasCopy {
+    pub size: u32,
+    pub flags: u32,
+    pub dst_ioas_id: u32,
+    pub src_ioas_id: u32,
+    pub length: u64,
+    pub dst_iova: u64,
+    pub src_iova: u64,
+}
+
+/// `struct iommu_ioas_unmap`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasUnmap {
+    pub size: u32,
+    pub ioas_id: u32,
+    pub iova: u64,
+    pub length: u64,
+}
+
+pub const IOMMU_OPTION_HUGE_PAGES: u32 = 1;
+pub const IOMMU_OPTION_OP_SET: u16 = 0;
+pub const IOMMU_OPTION_OP_GET: u16 = 1;
+
+/// `struct iommu_option`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuOption {
+    pub size: u32,
+    pub option_id: u32,
+    pub op: u16,
+    pub reserved: u16,
+    pub object_id: u32,
+    pub val64: u64,
+}
+
+/// `IOMMU_IOAS_IOVA_RANGES` into `out`; returns (number of ranges, alignment).
+/// When `out` is too small the kernel answers `EMSGSIZE` and the count it needs.
+pub fn iova_ranges(
+    fd: BorrowedFd<'_>,
+    ioas: u32,
+    out: &mut [IommuIovaRange],
+) -> std::result::Result<(u32, u64), (nix::Error, u32)> {
+    let mut arg = IommuIoasIovaRanges {
+        size: argsz::<IommuIoasIovaRanges>(),
+        ioas_id: ioas,
+        num_iovas: out.len() as u32,
+        allowed_iovas: out.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `allowed_iovas` points at `out`, which holds `num_iovas` ranges and
+    // is exclusively borrowed for the call; the kernel writes at most that many.
+    match unsafe { raw::iommu_ioas_iova_ranges(fd.as_raw_fd(), &mut arg) } {
+        Ok(_) => Ok((arg.num_iovas, arg.out_iova_alignment)),
+        Err(e) => Err((e, arg.num_iovas)),
+    }
+}
+
+/// `IOMMU_IOAS_ALLOW_IOVAS` with `ranges`.
+pub fn allow_iovas(fd: BorrowedFd<'_>, ioas: u32, ranges: &[IommuIovaRange]) -> nix::Result<i32> {
+    let mut arg = IommuIoasAllowIovas {
+        size: argsz::<IommuIoasAllowIovas>(),
+        ioas_id: ioas,
+        num_iovas: ranges.len() as u32,
+        allowed_iovas: ranges.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `allowed_iovas` points at `ranges` (`num_iovas` entries), which the
+    // kernel only reads, and which outlives the call.
+    unsafe { raw::iommu_ioas_allow_iovas(fd.as_raw_fd(), &mut arg) }
+}
+
+// Layouts pinned against include/uapi/linux/iommufd.h (Linux 7.3).
+assert_eq_size!(IommuDestroy, [u8; 8]);
+assert_eq_size!(IommuIoasAlloc, [u8; 12]);
+const_assert_eq!(offset_of!(IommuIoasAlloc, out_ioas_id), 8);
+assert_eq_size!(IommuIovaRange, [u8; 16]);
+const_assert_eq!(offset_of!(IommuIovaRange, last), 8);
+assert_eq_size!(IommuIoasIovaRanges, [u8; 32]);
+const_assert_eq!(offset_of!(IommuIoasIovaRanges, num_iovas), 8);
+const_assert_eq!(offset_of!(IommuIoasIovaRanges, allowed_iovas), 16);
+const_assert_eq!(offset_of!(IommuIoasIovaRanges, out_iova_alignment), 24);
+assert_eq_size!(IommuIoasAllowIovas, [u8; 24]);
+const_assert_eq!(offset_of!(IommuIoasAllowIovas, allowed_iovas), 16);
+assert_eq_size!(IommuIoasMap, [u8; 40]);
+const_assert_eq!(offset_of!(IommuIoasMap, ioas_id), 8);
+const_assert_eq!(offset_of!(IommuIoasMap, user_va), 16);
+const_assert_eq!(offset_of!(IommuIoasMap, length), 24);
+const_assert_eq!(offset_of!(IommuIoasMap, iova), 32);
+assert_eq_size!(IommuIoasMapFile, [u8; 40]);
+const_assert_eq!(offset_of!(IommuIoasMapFile, fd), 12);
+const_assert_eq!(offset_of!(IommuIoasMapFile, start), 16);
+const_assert_eq!(offset_of!(IommuIoasMapFile, length), 24);
+const_assert_eq!(offset_of!(IommuIoasMapFile, iova), 32);
+assert_eq_size!(IommuIoasCopy, [u8; 40]);
+const_assert_eq!(offset_of!(IommuIoasCopy, src_ioas_id), 12);
+const_assert_eq!(offset_of!(IommuIoasCopy, length), 16);
+const_assert_eq!(offset_of!(IommuIoasCopy, dst_iova), 24);
+const_assert_eq!(offset_of!(IommuIoasCopy, src_iova), 32);
+assert_eq_size!(IommuIoasUnmap, [u8; 24]);
+const_assert_eq!(offset_of!(IommuIoasUnmap, iova), 8);
+const_assert_eq!(offset_of!(IommuIoasUnmap, length), 16);
+assert_eq_size!(IommuOption, [u8; 24]);
+const_assert_eq!(offset_of!(IommuOption, op), 8);
+const_assert_eq!(offset_of!(IommuOption, object_id), 12);
+const_assert_eq!(offset_of!(IommuOption, val64), 16);

@@ -1,0 +1,233 @@
+//! The raw layer: ioctl numbers, the iommufd uAPI structs, and the generated
+//! `unsafe fn`s. Nothing here is public; the safe layer in the other modules is
+//! the only caller.
+//!
+//! VFIO and iommufd ioctls are `_IO(';', nr)` that take a pointer, so they are
+//! declared with `ioctl_readwrite_bad!` + `request_code_none!`; `ioctl_readwrite!`
+//! would encode `_IOWR` with a size and give a different number.
+//!
+//! The VFIO structs come from `vfio-bindings` 0.7 (Linux 7.2 layouts). That crate
+//! has no iommufd structs, so they are written here as `#[repr(C)]` and pinned
+//! with static_assertions against `include/uapi/linux/iommufd.h` (Linux 7.3):
+//! a hand-written struct is a dozen lines, and pinning every size and offset
+//! catches a transcription error at compile time, without another bindgen crate
+//! whose kernel version would lag ours.
+#![allow(unsafe_code)] // ioctls are FFI; every caller documents its pointer argument.
+
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+pub(crate) mod iommu;
+pub(crate) mod vfio;
+pub(crate) use iommu::*;
+pub(crate) use vfio::{
+    bind_iommufd, check_extension, device_reset, get_api_version, group_get_device_fd,
+    group_unset_container, iommu_get_info, region_info, set_iommu, set_irqs,
+};
+
+/// `VFIO_TYPE` (`';'`) and the two command bases.
+pub const VFIO_TYPE: u8 = b';';
+pub const VFIO_BASE: u32 = 100;
+pub const IOMMUFD_CMD_BASE: u32 = 0x80;
+
+macro_rules! vfio_ioctls {
+    ($($name:ident = $nr:expr, $ty:ty;)*) => {
+        /// The generated `unsafe fn`s; only the safe wrappers below call them.
+        pub mod raw {
+            use super::*;
+            $(
+                nix::ioctl_readwrite_bad!($name, nix::request_code_none!(VFIO_TYPE, $nr), $ty);
+            )*
+            nix::ioctl_write_int_bad!(vfio_check_extension, nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 1));
+            nix::ioctl_write_int_bad!(vfio_set_iommu, nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 2));
+            nix::ioctl_none_bad!(vfio_get_api_version, nix::request_code_none!(VFIO_TYPE, VFIO_BASE));
+            nix::ioctl_none_bad!(vfio_device_reset, nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 11));
+            nix::ioctl_none_bad!(vfio_group_unset_container, nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 5));
+            nix::ioctl_write_ptr_bad!(
+                vfio_group_get_device_fd,
+                nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 6),
+                std::ffi::c_char
+            );
+        }
+        /// Every (name, request number) pair, for the test that pins them.
+        #[cfg(test)]
+        pub const ALL_REQUESTS: &[(&str, u64)] = &[
+            $((stringify!($name), nix::request_code_none!(VFIO_TYPE, $nr)),)*
+        ];
+    };
+}
+
+vfio_ioctls! {
+    // Container / group (legacy path).
+    vfio_group_get_status = VFIO_BASE + 3, vfio::vfio_group_status;
+    vfio_group_set_container = VFIO_BASE + 4, i32;
+    // Device.
+    vfio_device_get_info = VFIO_BASE + 7, vfio::vfio_device_info;
+    vfio_device_get_region_info = VFIO_BASE + 8, u64;
+    vfio_device_get_irq_info = VFIO_BASE + 9, vfio::vfio_irq_info;
+    vfio_device_set_irqs = VFIO_BASE + 10, u32;
+    // Type1 IOMMU (legacy path), on the container fd.
+    vfio_iommu_get_info = VFIO_BASE + 12, u64;
+    vfio_iommu_map_dma = VFIO_BASE + 13, vfio::vfio_iommu_type1_dma_map;
+    vfio_iommu_unmap_dma = VFIO_BASE + 14, vfio::vfio_iommu_type1_dma_unmap;
+    // Device cdev + iommufd.
+    vfio_device_bind_iommufd = VFIO_BASE + 18, vfio::vfio_device_bind_iommufd;
+    vfio_device_attach_iommufd_pt = VFIO_BASE + 19, vfio::vfio_device_attach_iommufd_pt;
+    vfio_device_detach_iommufd_pt = VFIO_BASE + 20, vfio::vfio_device_detach_iommufd_pt;
+    // iommufd.
+    iommu_destroy = IOMMUFD_CMD_BASE, IommuDestroy;
+    iommu_ioas_alloc = IOMMUFD_CMD_BASE + 1, IommuIoasAlloc;
+    iommu_ioas_allow_iovas = IOMMUFD_CMD_BASE + 2, IommuIoasAllowIovas;
+    iommu_ioas_copy = IOMMUFD_CMD_BASE + 3, IommuIoasCopy;
+    iommu_ioas_iova_ranges = IOMMUFD_CMD_BASE + 4, IommuIoasIovaRanges;
+    iommu_ioas_map = IOMMUFD_CMD_BASE + 5, IommuIoasMap;
+    iommu_ioas_unmap = IOMMUFD_CMD_BASE + 6, IommuIoasUnmap;
+    iommu_option = IOMMUFD_CMD_BASE + 7, IommuOption;
+    iommu_ioas_map_file = IOMMUFD_CMD_BASE + 0xf, IommuIoasMapFile;
+}
+
+/// The `size`/`argsz` first field every iommufd and VFIO struct carries.
+pub fn argsz<T>() -> u32 {
+    size_of::<T>() as u32
+}
+
+// ---------------------------------------------------------------- safe wrappers
+
+/// Argument structs that hold no pointers: the kernel reads and writes at most
+/// `size_of::<T>()` bytes of them (their `size`/`argsz` field says so), so a
+/// `&mut T` is all an ioctl on them needs.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` uAPI structs without pointer fields, whose
+/// ioctl touches nothing but the struct itself.
+pub unsafe trait PlainArg {}
+// SAFETY: each of these is a pointer-free uAPI struct; their ioctls access only the struct.
+unsafe impl PlainArg for IommuDestroy {}
+// SAFETY: as above.
+unsafe impl PlainArg for IommuIoasAlloc {}
+// SAFETY: as above.
+unsafe impl PlainArg for IommuIoasUnmap {}
+// SAFETY: as above.
+unsafe impl PlainArg for IommuIoasCopy {}
+// SAFETY: as above.
+unsafe impl PlainArg for IommuOption {}
+// SAFETY: `fd` is a file descriptor number, not a pointer; the kernel takes its own reference.
+unsafe impl PlainArg for IommuIoasMapFile {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_device_info {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_irq_info {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_group_status {}
+// SAFETY: `token_uuid_ptr` must be 0 (no token); `bind_iommufd` below forces that.
+unsafe impl PlainArg for vfio::vfio_device_bind_iommufd {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_device_attach_iommufd_pt {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_device_detach_iommufd_pt {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_iommu_type1_dma_unmap {}
+// SAFETY: the container fd number is passed by value through the pointer.
+unsafe impl PlainArg for i32 {}
+
+/// A raw ioctl function as nix generates it.
+pub type RawIoctl<T> = unsafe fn(std::ffi::c_int, *mut T) -> nix::Result<std::ffi::c_int>;
+
+/// Issues `f` on `fd` with a pointer-free argument.
+pub fn ioctl<T: PlainArg>(fd: BorrowedFd<'_>, f: RawIoctl<T>, arg: &mut T) -> nix::Result<i32> {
+    // SAFETY: `arg` is a live, exclusive `T` for the whole call, `T: PlainArg`
+    // says the kernel touches nothing else, and `fd` is borrowed open.
+    unsafe { f(fd.as_raw_fd(), arg) }
+}
+
+/// Issues an info ioctl whose struct starts with `argsz` and may be followed
+/// by a capability chain: first with a buffer of `min_bytes`, then again with
+/// the size the kernel wrote back into `argsz`, until everything fits.
+/// Returns the filled buffer as bytes.
+pub fn query_with_caps(
+    min_bytes: usize,
+    mut issue: impl FnMut(&mut [u64]) -> nix::Result<i32>,
+) -> nix::Result<Vec<u8>> {
+    let mut buf = vec![0u64; min_bytes.div_ceil(8)];
+    loop {
+        issue(&mut buf)?;
+        let argsz = buf[0].to_ne_bytes();
+        let need = u32::from_ne_bytes([argsz[0], argsz[1], argsz[2], argsz[3]]) as usize;
+        if need <= buf.len() * 8 {
+            return Ok(buf.iter().flat_map(|w| w.to_ne_bytes()).collect());
+        }
+        buf = vec![0u64; need.div_ceil(8)];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The re-query loop grows the buffer to what the kernel asks for, and stops.
+    #[test]
+    fn query_with_caps_grows_to_the_requested_size() {
+        let mut calls = Vec::new();
+        let bytes = query_with_caps(32, |buf| {
+            calls.push(buf.len() * 8);
+            let mut w = buf[0].to_ne_bytes();
+            w[..4].copy_from_slice(&80u32.to_ne_bytes()); // the kernel wants 80 bytes
+            buf[0] = u64::from_ne_bytes(w);
+            if let Some(last) = buf.get_mut(9) {
+                *last = 0xabcd;
+            }
+            Ok(0)
+        })
+        .unwrap();
+        assert_eq!(calls, [32, 80]);
+        assert_eq!(bytes.len(), 80);
+        assert_eq!(
+            u64::from_ne_bytes(bytes[72..80].try_into().unwrap()),
+            0xabcd
+        );
+        assert_eq!(
+            query_with_caps(8, |_| Err(nix::errno::Errno::ENOTTY)),
+            Err(nix::errno::Errno::ENOTTY)
+        );
+    }
+
+    /// Request numbers from the kernel headers: `_IO(';', nr)` = 0x3b00 | nr.
+    #[test]
+    fn ioctl_numbers_match_the_kernel() {
+        let expect = [
+            ("vfio_group_get_status", 0x3b67),
+            ("vfio_group_set_container", 0x3b68),
+            ("vfio_device_get_info", 0x3b6b),
+            ("vfio_device_get_region_info", 0x3b6c),
+            ("vfio_device_get_irq_info", 0x3b6d),
+            ("vfio_device_set_irqs", 0x3b6e),
+            ("vfio_iommu_get_info", 0x3b70),
+            ("vfio_iommu_map_dma", 0x3b71),
+            ("vfio_iommu_unmap_dma", 0x3b72),
+            ("vfio_device_bind_iommufd", 0x3b76),
+            ("vfio_device_attach_iommufd_pt", 0x3b77),
+            ("vfio_device_detach_iommufd_pt", 0x3b78),
+            ("iommu_destroy", 0x3b80),
+            ("iommu_ioas_alloc", 0x3b81),
+            ("iommu_ioas_allow_iovas", 0x3b82),
+            ("iommu_ioas_copy", 0x3b83),
+            ("iommu_ioas_iova_ranges", 0x3b84),
+            ("iommu_ioas_map", 0x3b85),
+            ("iommu_ioas_unmap", 0x3b86),
+            ("iommu_option", 0x3b87),
+            ("iommu_ioas_map_file", 0x3b8f),
+        ];
+        for (name, nr) in expect {
+            let got = ALL_REQUESTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{name} not declared"))
+                .1;
+            assert_eq!(got, nr, "{name}");
+        }
+        // The integer / no-argument ones, declared outside the table.
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE), 0x3b64);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 6), 0x3b6a);
+        assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 11), 0x3b6f);
+    }
+}

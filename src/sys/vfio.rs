@@ -1,0 +1,113 @@
+//! The VFIO uAPI: the structs of `vfio-bindings` 0.7 (re-exported), the
+//! sizes this crate relies on pinned, and the wrappers of the ioctls that
+//! carry buffers or return fds.
+#![allow(unsafe_code)] // ioctls are FFI; every caller documents its pointer argument.
+
+pub(crate) use vfio_bindings::bindings::vfio::*;
+
+use super::{ioctl, raw};
+use static_assertions::assert_eq_size;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// `VFIO_DEVICE_BIND_IOMMUFD` without a VF token.
+pub fn bind_iommufd(dev: BorrowedFd<'_>, arg: &mut vfio_device_bind_iommufd) -> nix::Result<i32> {
+    arg.token_uuid_ptr = 0;
+    arg.flags = 0;
+    ioctl(dev, raw::vfio_device_bind_iommufd, arg)
+}
+
+/// `VFIO_DEVICE_GET_REGION_INFO` into `buf`, whose first 32 bytes are the
+/// `struct vfio_region_info`; the rest receives the capability chain.
+pub fn region_info(dev: BorrowedFd<'_>, index: u32, buf: &mut [u64]) -> nix::Result<i32> {
+    assert!(
+        buf.len() >= 4,
+        "region info buffer smaller than struct vfio_region_info"
+    );
+    let bytes = (buf.len() * 8) as u32;
+    buf.fill(0);
+    // argsz (u32 @0) and index (u32 @8), little or big endian alike through to_ne_bytes.
+    buf[0] = u64::from_ne_bytes(pack_u32s(bytes, 0));
+    buf[1] = u64::from_ne_bytes(pack_u32s(index, 0));
+    // SAFETY: `buf` is an exclusive, 8-aligned buffer of `argsz` bytes; the kernel
+    // writes at most `argsz` bytes into it.
+    unsafe { raw::vfio_device_get_region_info(dev.as_raw_fd(), buf.as_mut_ptr()) }
+}
+
+fn pack_u32s(a: u32, b: u32) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&a.to_ne_bytes());
+    out[4..].copy_from_slice(&b.to_ne_bytes());
+    out
+}
+
+/// `VFIO_IOMMU_GET_INFO` on a type1 container into `buf` (24-byte
+/// `struct vfio_iommu_type1_info`, then the capability chain).
+pub fn iommu_get_info(container: BorrowedFd<'_>, buf: &mut [u64]) -> nix::Result<i32> {
+    assert!(
+        buf.len() >= 3,
+        "buffer smaller than struct vfio_iommu_type1_info"
+    );
+    buf.fill(0);
+    buf[0] = u64::from_ne_bytes(pack_u32s((buf.len() * 8) as u32, 0));
+    // SAFETY: `buf` is an exclusive, 8-aligned buffer of `argsz` bytes; the
+    // kernel writes at most `argsz` bytes.
+    unsafe { raw::vfio_iommu_get_info(container.as_raw_fd(), buf.as_mut_ptr()) }
+}
+
+/// `VFIO_DEVICE_SET_IRQS` with a `struct vfio_irq_set` header (5 words) and its data in `buf`.
+pub fn set_irqs(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
+    assert!(
+        buf.len() >= 5,
+        "irq set buffer smaller than struct vfio_irq_set"
+    );
+    buf[0] = (buf.len() * 4) as u32;
+    // SAFETY: `buf` is a 4-aligned buffer of `argsz` bytes; the kernel reads the
+    // header and at most `argsz - 20` bytes of data, and checks `count` against it.
+    unsafe { raw::vfio_device_set_irqs(dev.as_raw_fd(), buf.as_mut_ptr()) }
+}
+
+/// `VFIO_DEVICE_RESET`.
+pub fn device_reset(dev: BorrowedFd<'_>) -> nix::Result<i32> {
+    // SAFETY: no argument; `dev` is open.
+    unsafe { raw::vfio_device_reset(dev.as_raw_fd()) }
+}
+
+/// `VFIO_GET_API_VERSION` on a container.
+pub fn get_api_version(container: BorrowedFd<'_>) -> nix::Result<i32> {
+    // SAFETY: no argument.
+    unsafe { raw::vfio_get_api_version(container.as_raw_fd()) }
+}
+
+/// `VFIO_CHECK_EXTENSION` on a container.
+pub fn check_extension(container: BorrowedFd<'_>, ext: i32) -> nix::Result<i32> {
+    // SAFETY: the argument is an integer passed by value.
+    unsafe { raw::vfio_check_extension(container.as_raw_fd(), ext) }
+}
+
+/// `VFIO_SET_IOMMU` on a container.
+pub fn set_iommu(container: BorrowedFd<'_>, kind: i32) -> nix::Result<i32> {
+    // SAFETY: the argument is an integer passed by value.
+    unsafe { raw::vfio_set_iommu(container.as_raw_fd(), kind) }
+}
+
+/// `VFIO_GROUP_UNSET_CONTAINER`.
+pub fn group_unset_container(group: BorrowedFd<'_>) -> nix::Result<i32> {
+    // SAFETY: no argument.
+    unsafe { raw::vfio_group_unset_container(group.as_raw_fd()) }
+}
+
+/// `VFIO_GROUP_GET_DEVICE_FD`: a new device fd the caller owns.
+pub fn group_get_device_fd(group: BorrowedFd<'_>, name: &std::ffi::CStr) -> nix::Result<OwnedFd> {
+    // SAFETY: `name` is a NUL-terminated string the kernel only reads.
+    let fd = unsafe { raw::vfio_group_get_device_fd(group.as_raw_fd(), name.as_ptr()) }?;
+    // SAFETY: on success the ioctl returns a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+// The cdev structs come from vfio-bindings; pin the sizes this crate relies on
+// (Linux >= 6.15: bind carries token_uuid_ptr, attach carries pasid).
+assert_eq_size!(vfio_device_bind_iommufd, [u8; 24]);
+assert_eq_size!(vfio_device_attach_iommufd_pt, [u8; 16]);
+assert_eq_size!(vfio_device_detach_iommufd_pt, [u8; 12]);
+assert_eq_size!(vfio_region_info, [u8; 32]);
+assert_eq_size!(vfio_irq_set, [u8; 20]);
