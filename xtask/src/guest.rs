@@ -1,0 +1,225 @@
+//! Booting the guest: QEMU, the console, stall detection, libtest counts.
+
+use crate::host::{apt_install, have};
+use crate::topology::{BIND_EDUS, TOPOLOGY};
+use crate::{root, Opts, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub(crate) struct GuestOutcome {
+    pub(crate) exit: Option<i32>,
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
+    /// The console went silent for `stall()` and QEMU was killed.
+    pub(crate) stalled: bool,
+}
+
+/// No console line for this long means the guest froze. Every test prints a
+/// line when it ends and the slowest takes a few seconds, so this is far
+/// above any real test. Seen here a few times: under TCG the whole guest
+/// (even a background `sleep` in init) stops waking, between tests; the
+/// guest kernel, not a test, is stuck.
+/// `IOMMUFD_VMTEST_STALL` (seconds) overrides it.
+pub(crate) fn stall() -> Duration {
+    let secs = std::env::var("IOMMUFD_VMTEST_STALL")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(90))
+}
+
+/// Boots as [`boot`] does, and boots once more if the guest froze. The frozen
+/// attempt's counts are dropped, and the retry is announced, so a stall is
+/// never a silent pass; a second stall is a failure.
+pub(crate) fn boot_guest(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
+    let first = boot(kernel, job, o)?;
+    if !first.stalled {
+        return Ok(first);
+    }
+    eprintln!(
+        "xtask: the guest froze (no console output for {}s); its results are discarded and it boots once more",
+        stall().as_secs()
+    );
+    let second = boot(kernel, job, o)?;
+    if second.stalled {
+        eprintln!("xtask: the guest froze again; giving up");
+    }
+    Ok(second)
+}
+
+pub(crate) fn ensure_qemu() -> Result<()> {
+    if !have("qemu-system-x86_64") {
+        // QEMU 10 from bookworm-backports is what the harness was tried with.
+        let bookworm =
+            std::fs::read_to_string("/etc/os-release").is_ok_and(|s| s.contains("bookworm"));
+        eprintln!("xtask: qemu-system-x86_64 not found; installing qemu-system-x86");
+        apt_install(
+            &["qemu-system-x86"],
+            bookworm.then_some("bookworm-backports"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Boots the guest on `kernel`, runs `job` (a shell script path visible in the guest),
+/// streams the console, and counts libtest results.
+pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
+    ensure_qemu()?;
+    let init = root().join("vmtest/init.sh");
+    let cpu = if o.accel == "kvm" {
+        "host,-arch-capabilities"
+    } else {
+        "max"
+    };
+    let append = format!(
+        "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro \
+         init={} intel_iommu=on no_timer_check panic=-1 quiet vmt.cmd={}",
+        init.display(),
+        job.display()
+    );
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-machine",
+        &format!("q35,accel={},kernel-irqchip=split", o.accel),
+    ])
+    .args(["-cpu", cpu, "-smp", "2", "-m", "2G"])
+    .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
+    .args(["-nographic", "-no-reboot", "-nic", "none", "-vga", "none"])
+    .arg("-kernel")
+    .arg(kernel)
+    .args(["-append", &append])
+    .args([
+        "-fsdev",
+        "local,id=hostroot,path=/,security_model=none,readonly=on",
+    ])
+    .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
+    .args(TOPOLOGY)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    eprintln!(
+        "xtask: booting {} ({}, timeout {}s)",
+        kernel.display(),
+        o.accel,
+        o.timeout
+    );
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(o.timeout);
+    let mut out = GuestOutcome {
+        exit: None,
+        passed: 0,
+        failed: 0,
+        stalled: false,
+    };
+    let stdout = std::io::stdout();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(stall())) {
+            Ok(line) => {
+                // Strip the terminal control sequences SeaBIOS prints.
+                let clean: String = line
+                    .chars()
+                    .filter(|c| !c.is_control() || *c == '\t')
+                    .collect();
+                let _ = writeln!(stdout.lock(), "{clean}");
+                if let Some(rest) = clean.trim().strip_prefix("test result: ") {
+                    let (p, f) = parse_counts(rest);
+                    out.passed += p;
+                    out.failed += f;
+                }
+                if let Some(code) = clean.trim().strip_prefix("VMT-EXIT ") {
+                    out.exit = code.trim().parse().ok();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if left > stall() => {
+                eprintln!(
+                    "xtask: no guest output for {}s; killing QEMU",
+                    stall().as_secs()
+                );
+                out.stalled = true;
+                let _ = child.kill();
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                eprintln!("xtask: guest timed out after {}s; killing QEMU", o.timeout);
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    Ok(out)
+}
+
+/// `"ok. 12 passed; 0 failed; 3 ignored; ..."` → (12, 0).
+pub(crate) fn parse_counts(s: &str) -> (u64, u64) {
+    let mut passed = 0;
+    let mut failed = 0;
+    for part in s.split(';') {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        for w in words.windows(2) {
+            match w[1] {
+                "passed" => passed = w[0].parse().unwrap_or(0),
+                "failed" => failed = w[0].parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    (passed, failed)
+}
+
+pub(crate) fn write_job(name: &str, body: &str) -> Result<PathBuf> {
+    let dir = root().join("target/vmtest");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join(format!("{name}.sh"));
+    let text = format!(
+        "#!/bin/sh\n# generated by cargo xtask; runs inside the guest\nexport IOMMUFD_VMTEST=1 RUST_BACKTRACE=1\ncd {}\n{BIND_EDUS}\n{body}\n",
+        root().display()
+    );
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+pub(crate) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_counts;
+
+    #[test]
+    fn counts_from_libtest_summary() {
+        assert_eq!(
+            parse_counts(
+                "ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 1.00s"
+            ),
+            (12, 0)
+        );
+        assert_eq!(
+            parse_counts("FAILED. 1 passed; 2 failed; 0 ignored"),
+            (1, 2)
+        );
+    }
+}
