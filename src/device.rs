@@ -10,7 +10,7 @@ use crate::sysfs;
 use nix::errno::Errno;
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -115,6 +115,39 @@ pub(crate) fn make<T: State>(inner: impl Into<Box<Inner>>) -> Device<T> {
     }
 }
 
+/// The error for a device that shares its IOMMU group: it must be opened
+/// with its group.
+fn multi_device_group(
+    name: &str,
+    group: u32,
+    members: &[sysfs::PciDevice],
+    backend: Backend,
+) -> Error {
+    let list: Vec<String> = members
+        .iter()
+        .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
+        .collect();
+    let opener = match backend {
+        Backend::Iommufd => "open",
+        Backend::LegacyContainer => "open_legacy",
+    };
+    Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", name.to_string())
+        .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
+        .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::{opener}({group})"))
+}
+
+/// The name (BDF, or mdev UUID) of the device behind cdev `fd`, if sysfs says
+/// it is alone in its IOMMU group.
+fn alone_in_group(fd: &OwnedFd, what: &str) -> Result<String> {
+    let sys = Path::new("/sys");
+    let (name, group) = sysfs::cdev_device(sys, fd.as_fd(), what)?;
+    let members = sysfs::group_members(sys, group)?;
+    if members.len() > 1 {
+        return Err(multi_device_group(&name, group, &members, Backend::Iommufd));
+    }
+    Ok(name)
+}
+
 /// A fresh unbound device: no BARs, not bound, not attached.
 fn unbound(link: Link, name: String) -> Device<Unbound> {
     make(Inner {
@@ -157,17 +190,7 @@ impl Device<Unbound> {
         let group = sysfs::group_of(sys, bdf)?;
         let members = sysfs::group_members(sys, group)?;
         if members.len() > 1 {
-            let list: Vec<String> = members
-                .iter()
-                .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
-                .collect();
-            let opener = match backend {
-                Backend::Iommufd => "open",
-                Backend::LegacyContainer => "open_legacy",
-            };
-            return Err(Error::new(ErrorKind::MultiDeviceGroup, "open VFIO device", bdf)
-                .detail(format!("IOMMU group {group} has {} devices: {}", members.len(), list.join(", ")))
-                .hint(format!("devices of one group share one IOAS: open them together with iommufd::Group::{opener}({group})")));
+            return Err(multi_device_group(bdf, group, &members, backend));
         }
         match backend {
             Backend::Iommufd => Self::open_member(sys, dev, bdf),
@@ -209,20 +232,15 @@ impl Device<Unbound> {
     }
 
     /// Opens a VFIO device cdev by path (`/dev/vfio/devices/vfioN`).
+    ///
+    /// # Errors
+    /// The errno from `open`; as [`from_fd`](Self::from_fd) for what sysfs
+    /// says about the device (a member of a multi-device group is refused).
     pub fn open_cdev(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let fd =
             cdev::open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
-        // Name it by BDF when sysfs says which PCI device this cdev is, so
-        // errors (and the EPERM diagnosis, which reads the group) can use it.
-        let bdf = path
-            .file_name()
-            .and_then(|n| {
-                std::fs::read_link(Path::new("/sys/class/vfio-dev").join(n).join("device")).ok()
-            })
-            .and_then(|p| p.file_name()?.to_str().map(str::to_string))
-            .filter(|b| sysfs::validate_bdf(b).is_ok());
-        let name = bdf.unwrap_or_else(|| path.display().to_string());
+        let name = alone_in_group(&fd, &path.display().to_string())?;
         Ok(unbound(
             Link::Cdev {
                 fd,
@@ -232,9 +250,38 @@ impl Device<Unbound> {
         ))
     }
 
-    /// Wraps a device cdev fd received from elsewhere. Such a device cannot be
-    /// [`unbind`](Device::unbind)-ed (there is no path to reopen), only closed.
-    pub fn from_fd(fd: OwnedFd) -> Self {
+    /// Wraps a device cdev fd received from elsewhere (a privileged helper).
+    /// Such a device cannot be [`unbind`](Device::unbind)-ed (there is no path
+    /// to reopen), only closed.
+    ///
+    /// The fd's device is looked up in sysfs (`/sys/dev/char/MAJ:MIN`), and
+    /// must be alone in its IOMMU group, as for [`open`](Self::open): a member
+    /// of a larger group bound on its own would be typed `BlockDma` while a
+    /// sibling could move the whole group into a page table.
+    ///
+    /// # Errors
+    /// The fd is handed back: [`ErrorKind::InvalidInput`] when it is not a
+    /// VFIO device cdev (`/dev/null`, a group fd, a file);
+    /// [`ErrorKind::MultiDeviceGroup`] for a member of a multi-device group.
+    /// A process without sysfs can use [`from_fd_unchecked`](Self::from_fd_unchecked).
+    pub fn from_fd(fd: OwnedFd) -> std::result::Result<Self, TransitionError<OwnedFd>> {
+        let what = format!("device fd {}", fd.as_raw_fd());
+        match alone_in_group(&fd, &what) {
+            Ok(name) => Ok(unbound(Link::Cdev { fd, path: None }, name)),
+            Err(e) => Err(TransitionError::new(fd, e)),
+        }
+    }
+
+    /// Wraps a device cdev fd without asking sysfs about it, for a sandboxed
+    /// process that has no `/sys`.
+    ///
+    /// # Safety
+    /// `fd` must be a VFIO device cdev whose device is alone in its IOMMU group
+    /// (or has no IOMMU group of its own, as an mdev). Otherwise the crate's
+    /// types lie: a sibling of the device could move the whole group into a
+    /// page table while this device is typed [`BlockDma`], and its DMA would
+    /// reach that page table.
+    pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Self {
         let name = format!("device fd {}", fd.as_raw_fd());
         unbound(Link::Cdev { fd, path: None }, name)
     }

@@ -8,12 +8,17 @@ use std::ptr::NonNull;
 /// value lives, so a [`Mapping`](crate::Mapping) that owns the value can let a
 /// device reach it.
 ///
+/// Only owners implement it, never borrows: a mapping of a borrow could be
+/// leaked (`mem::forget`, an `Rc` cycle), which ends the borrow while the
+/// device still reaches the memory. Leaking a mapping of an owner leaks the
+/// owner too, which is safe.
+///
 /// # Safety
 /// `dma_region` must return a non-empty range of this process's mapped memory
 /// that stays mapped at the same address, and is not handed to other Rust code
 /// as a reference, until `self` is dropped, even if `self` is moved. Owned
 /// mmaps satisfy this (moving the `MmapMut` does not move the pages); a `Vec`
-/// does not (it may reallocate).
+/// does not (it may reallocate), and neither does a reference (see above).
 pub unsafe trait DmaMemory {
     /// The start and length of the memory.
     fn dma_region(&mut self) -> (NonNull<u8>, usize);
@@ -26,13 +31,6 @@ unsafe impl DmaMemory for MmapMut {
             NonNull::new(self.as_mut_ptr()).expect("mmap is never at address 0"),
             self.len(),
         )
-    }
-}
-
-// SAFETY: a `&mut T` borrow keeps `T` alive and unmoved, and exclusive, for as long as the borrow.
-unsafe impl<T: DmaMemory + ?Sized> DmaMemory for &mut T {
-    fn dma_region(&mut self) -> (NonNull<u8>, usize) {
-        (**self).dma_region()
     }
 }
 
@@ -108,4 +106,92 @@ pub(crate) fn page_size() -> usize {
         .ok()
         .flatten()
         .map_or(4096, |p| p as usize)
+}
+
+const WORD: usize = std::mem::size_of::<u64>();
+
+/// Copies `out.len()` bytes from DMA memory at `src` into `out`: volatile
+/// byte loads up to the first 8-byte boundary, then volatile `u64` loads, then
+/// the tail. Each load is a real load of memory the device may be writing.
+///
+/// # Safety
+/// `[src, src + out.len())` must be readable memory that no CPU thread writes
+/// during the call.
+pub(crate) unsafe fn copy_from_dma(src: *const u8, out: &mut [u8]) {
+    let n = out.len();
+    let head = src.align_offset(WORD).min(n);
+    let words = (n - head) / WORD;
+    for (i, b) in out[..head].iter_mut().enumerate() {
+        // SAFETY: `i < n`: in bounds by the caller's contract.
+        *b = unsafe { src.add(i).read_volatile() };
+    }
+    for w in 0..words {
+        let at = head + w * WORD;
+        // SAFETY: `src + at` is 8-byte aligned (past the head) and
+        // `at + 8 <= n`, so the word is in bounds.
+        let v = unsafe { (src.add(at) as *const u64).read_volatile() };
+        out[at..at + WORD].copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in out.iter_mut().enumerate().skip(head + words * WORD) {
+        // SAFETY: `i < n`.
+        *b = unsafe { src.add(i).read_volatile() };
+    }
+}
+
+/// Copies `data` into DMA memory at `dst` with volatile stores, as
+/// [`copy_from_dma`] reads.
+///
+/// # Safety
+/// `[dst, dst + data.len())` must be writable memory that no other CPU thread
+/// reads or writes during the call.
+pub(crate) unsafe fn copy_to_dma(data: &[u8], dst: *mut u8) {
+    let n = data.len();
+    let head = dst.align_offset(WORD).min(n);
+    let words = (n - head) / WORD;
+    for (i, b) in data[..head].iter().enumerate() {
+        // SAFETY: `i < n`: in bounds by the caller's contract.
+        unsafe { dst.add(i).write_volatile(*b) };
+    }
+    for w in 0..words {
+        let at = head + w * WORD;
+        let v = u64::from_ne_bytes(data[at..at + WORD].try_into().expect("one word"));
+        // SAFETY: `dst + at` is 8-byte aligned and `at + 8 <= n`.
+        unsafe { (dst.add(at) as *mut u64).write_volatile(v) };
+    }
+    for (i, b) in data.iter().enumerate().skip(head + words * WORD) {
+        // SAFETY: `i < n`.
+        unsafe { dst.add(i).write_volatile(*b) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every offset and length around the word boundaries copies exactly.
+    #[test]
+    fn word_copies_match_byte_copies() {
+        let mut mem = [0u8; 64];
+        for (i, b) in mem.iter_mut().enumerate() {
+            *b = i as u8 ^ 0x5a;
+        }
+        for off in 0..17 {
+            for len in 0..(64 - off) {
+                let mut out = vec![0u8; len];
+                // SAFETY: in bounds of `mem`, which no one else touches.
+                unsafe { copy_from_dma(mem.as_ptr().add(off), &mut out) };
+                assert_eq!(out, mem[off..off + len], "read at {off}+{len}");
+                let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let mut dst = [0xffu8; 64];
+                // SAFETY: in bounds of `dst`.
+                unsafe { copy_to_dma(&data, dst.as_mut_ptr().add(off)) };
+                assert_eq!(dst[off..off + len], data[..], "write at {off}+{len}");
+                assert!(dst[..off].iter().all(|&b| b == 0xff), "write before {off}");
+                assert!(
+                    dst[off + len..].iter().all(|&b| b == 0xff),
+                    "write after {off}+{len}"
+                );
+            }
+        }
+    }
 }

@@ -127,9 +127,13 @@ impl Ioas {
 
     /// Maps `memory` for DMA at `iova` (`IOMMU_IOAS_MAP`).
     ///
-    /// The returned [`Mapping`] owns `memory` (or the borrow of it) and
-    /// unmaps on drop, so the memory cannot be freed or reused while the device
-    /// can reach it. [`Mapping::unmap`] hands it back.
+    /// The returned [`Mapping`] owns `memory` and unmaps on drop, so the
+    /// memory cannot be freed, reused or touched through a reference while the
+    /// device can reach it: the CPU reaches it only through
+    /// [`Mapping::read_bytes`]/[`Mapping::write_bytes`], and
+    /// [`Mapping::unmap`] hands it back. Only owned memory can be mapped: a
+    /// borrow could be ended by leaking the mapping (see the crate's
+    /// [soundness](crate#soundness-of-dma-memory) section).
     ///
     /// # Errors
     /// Checked before the ioctl: an empty buffer, a fixed IOVA outside
@@ -146,11 +150,17 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<M>, TransitionError<M>> {
         let (ptr, len) = memory.dma_region();
-        // SAFETY: `memory` moves into the returned Mapping, which unmaps before
-        // it drops or returns `memory`; `DmaMemory` promises the region stays
-        // valid and in place for as long as `memory` lives.
+        // SAFETY: `memory` moves into the returned Mapping's shared `Pages`,
+        // which are freed only after every mapping of them is unmapped, and
+        // leaked if an unmap fails; `DmaMemory` promises the region stays valid
+        // and in place for as long as `memory` lives.
         match unsafe { self.map_region(ptr, len, iova, access) } {
-            Ok(iova) => Ok(Mapping::new(self.clone(), iova, ptr, len as u64, memory)),
+            Ok(iova) => Ok(Mapping::new(
+                self.clone(),
+                iova,
+                len as u64,
+                Pages::new(memory, ptr, len),
+            )),
             Err(e) => Err(TransitionError::new(memory, e)),
         }
     }
@@ -179,9 +189,8 @@ impl Ioas {
         Ok(Mapping::new(
             self.clone(),
             iova,
-            va,
             len as u64,
-            RawMemory { _private: () },
+            Pages::new(RawMemory { _private: () }, va, len),
         ))
     }
 
@@ -201,10 +210,8 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<()>> {
         let at = self.precheck(iova, len)?;
-        let got = self
-            .inner
-            .space
-            .map_file(
+        let got = self.mapped_by(at, len, || {
+            self.inner.space.map_file(
                 self.inner.iommufd.ctx(),
                 self.inner.id,
                 file.as_fd(),
@@ -213,30 +220,32 @@ impl Ioas {
                 at,
                 access,
             )
-            .map_err(|f| self.map_fail(f, at, len))?;
-        self.track(got, len);
+        })?;
         Ok(Mapping::new(
             self.clone(),
             got,
-            NonNull::dangling(),
             len,
-            (),
+            Pages::new((), NonNull::dangling(), 0),
         ))
     }
 
     /// Maps the pages behind `src` into this IOAS as well (`IOMMU_IOAS_COPY`),
-    /// without pinning them again. The copy borrows `src`, so the source
-    /// memory cannot be unmapped and handed back while the copy can reach it.
+    /// without pinning them again.
+    ///
+    /// The copy holds a share of the source's memory ([`Shared`]), not a
+    /// borrow: the memory is freed only when the source and every copy are
+    /// gone, and [`Mapping::unmap`] of the source refuses to hand it back while
+    /// a copy maps it. A copy has no CPU view: read and write through the source.
     ///
     /// # Errors
     /// As [`map`](Self::map).
     #[doc(alias = "IOMMU_IOAS_COPY")]
-    pub fn copy_from<'s, M>(
+    pub fn copy_from<M>(
         &self,
-        src: &'s Mapping<M>,
+        src: &Mapping<M>,
         iova: Iova,
         access: Access,
-    ) -> Result<Mapping<&'s Mapping<M>>> {
+    ) -> Result<Mapping<Shared<M>>> {
         let len = src.len;
         let at = self.precheck(iova, len)?;
         if !src.ioas.inner.iommufd.same_as(&self.inner.iommufd) {
@@ -249,10 +258,12 @@ impl Ioas {
                 ),
             );
         }
-        let src_va = (src.ptr != NonNull::dangling()).then_some(src.ptr);
-        // SAFETY: the returned mapping borrows `src`, which owns (or borrows)
-        // the memory at `src.ptr` for as long as that borrow lives.
-        let got = unsafe {
+        let pages = src.pages();
+        let src_va = (pages.va_len > 0).then_some(pages.ptr);
+        // SAFETY: the returned mapping holds a `Shared` handle on the source's
+        // pages, which keeps the memory at `src_va` alive and in place until
+        // the copy is unmapped (and forever if that unmap fails).
+        let got = self.mapped_by(at, len, || unsafe {
             self.inner.space.copy(
                 self.inner.iommufd.ctx(),
                 self.inner.id,
@@ -261,46 +272,96 @@ impl Ioas {
                 at,
                 access,
             )
-        }
-        .map_err(|f| self.map_fail(f, at, len))?;
-        self.track(got, len);
-        Ok(Mapping::new(self.clone(), got, src.ptr, src.len, src))
+        })?;
+        let shared = Shared(pages.clone());
+        Ok(Mapping::new(
+            self.clone(),
+            got,
+            len,
+            Pages::new(shared, pages.ptr, pages.va_len),
+        ))
     }
 
     /// Unmaps exactly `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`) and returns the
     /// number of bytes unmapped. This is for ranges mapped outside this crate;
-    /// a [`Mapping`] unmaps itself.
+    /// a [`Mapping`] unmaps itself, and a range that holds a live [`Mapping`]
+    /// is refused before the ioctl: otherwise that mapping's drop could later
+    /// unmap whatever else took its IOVA.
     ///
     /// # Errors
+    /// [`ErrorKind::Busy`] when the range covers a live [`Mapping`];
     /// `ENOENT` ([`ErrorKind::NotMapped`]) when the range would cut a mapping
     /// in two, or covers nothing: the kernel never splits a mapping, and leaves
     /// it intact.
     #[doc(alias = "IOMMU_IOAS_UNMAP")]
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
-        let result = self
+        let end = iova.saturating_add(len);
+        // Held across the ioctl: no Mapping can take the range in between.
+        let mapped = crate::lock(&self.inner.mapped);
+        if let Some((&s, &l)) = mapped.range(..end).next_back() {
+            if s.saturating_add(l) > iova {
+                let cut = s < iova || s.saturating_add(l) > end;
+                return Err(self.live_mapping_in_the_way(iova, len, s, l, cut));
+            }
+        }
+        self.inner
+            .space
+            .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len)
+            .map_err(|e| self.unmap_error(iova, len, e, false))
+    }
+
+    #[cold]
+    fn live_mapping_in_the_way(&self, iova: u64, len: u64, s: u64, l: u64, cut: bool) -> Error {
+        let obj = format!("{} {}", self.object(), range(iova, len));
+        if cut {
+            Error::new(ErrorKind::NotMapped, "IOMMU_IOAS_UNMAP", obj)
+                .errno(Errno::ENOENT)
+                .detail(format!(
+                    "the range must cover whole mappings: it cuts the live mapping {}, which the kernel does not split; nothing was unmapped",
+                    range(s, l)
+                ))
+        } else {
+            Error::new(ErrorKind::Busy, "IOMMU_IOAS_UNMAP", obj)
+                .errno(Errno::EBUSY)
+                .detail(format!(
+                    "the range holds the live mapping {}, owned by a Mapping value",
+                    range(s, l)
+                ))
+                .hint("drop that Mapping, or call Mapping::unmap to get its memory back")
+        }
+    }
+
+    #[cold]
+    fn unmap_error(&self, iova: u64, len: u64, e: Errno, own: bool) -> Error {
+        let err = Error::sys(
+            "IOMMU_IOAS_UNMAP",
+            format!("{} {}", self.object(), range(iova, len)),
+            e,
+        );
+        match (e, own) {
+            (Errno::ENOENT, false) => err.kind_(ErrorKind::NotMapped).detail(
+                "the range must cover whole mappings: the kernel does not split a mapping, and left it intact",
+            ),
+            (Errno::ENOENT, true) => err.kind_(ErrorKind::NotMapped).detail(
+                "this Mapping's range is no longer in the IOAS: something outside this crate unmapped it (a raw IOMMU_IOAS_UNMAP on the iommufd fd)",
+            ),
+            _ => err,
+        }
+    }
+
+    /// Unmaps a [`Mapping`]'s own range and forgets it.
+    fn unmap_own(&self, iova: u64, len: u64) -> Result<()> {
+        let mut mapped = crate::lock(&self.inner.mapped);
+        match self
             .inner
             .space
-            .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len);
-        match result {
-            Ok(n) => {
-                let mut m = crate::lock(&self.inner.mapped);
-                let end = iova.saturating_add(len);
-                m.retain(|&s, l| s < iova || s.saturating_add(*l) > end);
-                Ok(n)
+            .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len)
+        {
+            Ok(_) => {
+                mapped.remove(&iova);
+                Ok(())
             }
-            Err(e) => {
-                let mut err = Error::sys(
-                    "IOMMU_IOAS_UNMAP",
-                    format!("{} {}", self.object(), range(iova, len)),
-                    e,
-                );
-                if e == Errno::ENOENT {
-                    err = err.kind_(ErrorKind::NotMapped).detail(
-                        "the range must cover whole mappings: the kernel does not split a mapping, and left it intact",
-                    );
-                }
-                Err(err)
-            }
+            Err(e) => Err(self.unmap_error(iova, len, e, true)),
         }
     }
 
@@ -354,7 +415,7 @@ impl Ioas {
     ) -> Result<u64> {
         let at = self.precheck(iova, len as u64)?;
         // SAFETY: forwarded from this function's contract.
-        let got = unsafe {
+        self.mapped_by(at, len as u64, || unsafe {
             self.inner.space.map(
                 self.inner.iommufd.ctx(),
                 self.inner.id,
@@ -363,16 +424,27 @@ impl Ioas {
                 at,
                 access,
             )
-        }
-        .map_err(|f| self.map_fail(f, at, len as u64))?;
-        self.track(got, len as u64);
-        Ok(got)
+        })
     }
 
-    fn map_fail(&self, f: MapFail, at: Option<u64>, len: u64) -> Error {
-        match f {
-            MapFail::Sys(op, e) => self.map_error(op, at.unwrap_or(0), len, e),
-            MapFail::Other(e) => e,
+    /// Runs `op`, a map-family call, with the table of live mappings locked,
+    /// and records the new mapping in it. Holding the lock across the ioctl
+    /// keeps [`unmap`](Self::unmap) from removing a range between our
+    /// ioctl and our record of it.
+    fn mapped_by(
+        &self,
+        at: Option<u64>,
+        len: u64,
+        op: impl FnOnce() -> std::result::Result<u64, MapFail>,
+    ) -> Result<u64> {
+        let mut mapped = crate::lock(&self.inner.mapped);
+        match op() {
+            Ok(got) => {
+                mapped.insert(got, len);
+                Ok(got)
+            }
+            Err(MapFail::Sys(op, e)) => Err(self.map_error(op, at.unwrap_or(0), len, e, &mapped)),
+            Err(MapFail::Other(e)) => Err(e),
         }
     }
 
@@ -380,23 +452,25 @@ impl Ioas {
         &self.inner.space
     }
 
-    fn track(&self, iova: u64, len: u64) {
-        crate::lock(&self.inner.mapped).insert(iova, len);
-    }
-
-    fn untrack(&self, iova: u64) {
-        crate::lock(&self.inner.mapped).remove(&iova);
-    }
-
-    fn map_error(&self, op: &'static str, iova: u64, len: u64, e: Errno) -> Error {
+    #[cold]
+    fn map_error(
+        &self,
+        op: &'static str,
+        iova: u64,
+        len: u64,
+        e: Errno,
+        mapped: &BTreeMap<u64, u64>,
+    ) -> Error {
         let err = Error::sys(op, format!("{} {}", self.object(), range(iova, len)), e);
         match e {
             Errno::EEXIST => {
-                let m = crate::lock(&self.inner.mapped);
                 let end = iova.saturating_add(len);
-                let hit = m
-                    .iter()
-                    .find(|(&s, &l)| s < end && s.saturating_add(l) > iova);
+                // Live mappings never overlap one another, so the last one
+                // starting below `end` is the only one that can reach `iova`.
+                let hit = mapped
+                    .range(..end)
+                    .next_back()
+                    .filter(|(&s, &l)| s.saturating_add(l) > iova);
                 let detail = match hit {
                     Some((&s, &l)) => format!("overlaps the existing mapping {}", range(s, l)),
                     None => "overlaps an existing mapping or a reserved region".to_string(),
@@ -459,35 +533,86 @@ impl PartialEq for Ioas {
 }
 impl Eq for Ioas {}
 
+/// The memory behind a mapping: its owner `M`, and where the process sees it.
+///
+/// Held in an `Arc` by the mapping and by every IOAS copy of it, so the memory
+/// is freed only when all of them are unmapped; a mapping whose unmap fails
+/// leaks its share instead. No code ever takes `&M` or `&mut M` out of it
+/// while it is shared: [`Mapping::unmap`] gives `M` back only from the last share.
+struct Pages<M> {
+    memory: M,
+    ptr: NonNull<u8>,
+    /// Bytes of process memory at `ptr`: 0 for a file mapping, which has none.
+    va_len: usize,
+}
+
+// SAFETY: `ptr` points into memory that `memory` owns (or, for `RawMemory`,
+// that the caller of the unsafe `map_user_va` answers for); sending `Pages`
+// sends that ownership, which is sound when `M` may be sent.
+unsafe impl<M: Send> Send for Pages<M> {}
+// SAFETY: through `&Pages` the crate only ever uses `ptr`, for volatile copies
+// whose exclusion rules are those of `Mapping` (see the crate's soundness
+// section); it never hands out `&M`. The last share may drop `M` on any
+// thread, which `M: Send` allows.
+unsafe impl<M: Send> Sync for Pages<M> {}
+
+impl<M> Pages<M> {
+    fn new(memory: M, ptr: NonNull<u8>, va_len: usize) -> Arc<Self> {
+        Arc::new(Pages {
+            memory,
+            ptr,
+            va_len,
+        })
+    }
+}
+
+/// The memory of an IOAS copy ([`Ioas::copy_from`]): a share of the source
+/// mapping's memory, which keeps it alive while the copy maps it. It gives no
+/// access to the memory; read and write through the source mapping.
+pub struct Shared<M>(Arc<Pages<M>>);
+
+impl<M> fmt::Debug for Shared<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("shares", &Arc::strong_count(&self.0))
+            .finish()
+    }
+}
+
 /// A live DMA mapping in an [`Ioas`]; unmapped when dropped.
 ///
-/// It owns `M`, the memory (or a borrow of it), so the memory outlives the
-/// mapping; and it holds a handle on the IOAS, so the IOAS outlives it too.
+/// It owns `M`, the memory, so the memory outlives the mapping; and it holds a
+/// handle on the IOAS, so the IOAS outlives it too. Leaking it (with
+/// `mem::forget` or an `Rc` cycle) leaks the memory with it: the pages stay
+/// mapped and allocated, and no safe code can reach them again. If an unmap
+/// fails when the mapping is dropped, the memory is leaked the same way rather
+/// than freed under the device.
+///
+/// `Mapping<M>` is `Send` and `Sync` when `M` is `Send`: the memory is never
+/// reachable as `&M`, only through [`read_bytes`](Self::read_bytes) (any
+/// number of readers) and [`write_bytes`](Self::write_bytes) (`&mut self`,
+/// one writer), and IOAS copies have no CPU view at all. See the crate's
+/// [soundness](crate#soundness-of-dma-memory) section.
 pub struct Mapping<M> {
     ioas: Ioas,
     iova: u64,
     len: u64,
-    ptr: NonNull<u8>,
-    /// `None` only after `unmap` took it out.
-    memory: Option<M>,
+    /// `None` only once `unmap` or `drop` took it.
+    pages: Option<Arc<Pages<M>>>,
 }
 
-// SAFETY: `ptr` points into `memory` (owned or borrowed by the mapping); sending
-// the mapping sends that ownership, which is fine when `M` itself may be sent.
-unsafe impl<M: Send> Send for Mapping<M> {}
-// SAFETY: through `&Mapping` only volatile reads of the memory are possible
-// (`read_bytes`); writes need `&mut`. Sharing is fine when `M` may be shared.
-unsafe impl<M: Sync> Sync for Mapping<M> {}
-
 impl<M> Mapping<M> {
-    fn new(ioas: Ioas, iova: u64, ptr: NonNull<u8>, len: u64, memory: M) -> Self {
+    fn new(ioas: Ioas, iova: u64, len: u64, pages: Arc<Pages<M>>) -> Self {
         Mapping {
             ioas,
             iova,
             len,
-            ptr,
-            memory: Some(memory),
+            pages: Some(pages),
         }
+    }
+
+    fn pages(&self) -> &Arc<Pages<M>> {
+        self.pages.as_ref().expect("a live mapping holds its pages")
     }
 
     /// The IOVA the device uses.
@@ -510,64 +635,92 @@ impl<M> Mapping<M> {
         &self.ioas
     }
 
+    /// How many IOAS copies ([`Ioas::copy_from`]) share this memory now.
+    pub fn copies(&self) -> usize {
+        Arc::strong_count(self.pages()) - 1
+    }
+
     /// Unmaps and hands the memory back.
     ///
     /// # Errors
-    /// If the kernel refuses (only if the range was unmapped behind the
-    /// crate's back with [`Ioas::unmap`]), the mapping is handed back.
+    /// The mapping is handed back, still mapped, when IOAS copies of it still
+    /// map the same pages ([`ErrorKind::Busy`]: unmap them first), or when the
+    /// kernel refuses (only if the range was removed outside this crate).
     pub fn unmap(mut self) -> Result<M, TransitionError<Self>> {
-        match self.ioas.unmap(self.iova, self.len) {
-            Ok(_) => Ok(self.memory.take().expect("memory present until unmap")),
-            Err(e) => Err(TransitionError::new(self, e)),
+        if self.copies() > 0 {
+            let e = Error::new(
+                ErrorKind::Busy,
+                "IOMMU_IOAS_UNMAP",
+                format!("{} {}", self.ioas.object(), range(self.iova, self.len)),
+            )
+            .errno(Errno::EBUSY)
+            .detail(format!(
+                "{} IOAS cop{} (IOMMU_IOAS_COPY) still map these pages, so the memory cannot be handed back",
+                self.copies(),
+                if self.copies() == 1 { "y" } else { "ies" }
+            ))
+            .hint("drop or unmap the copies first");
+            return Err(TransitionError::new(self, e));
         }
+        if let Err(e) = self.ioas.unmap_own(self.iova, self.len) {
+            return Err(TransitionError::new(self, e));
+        }
+        let pages = self.pages.take().expect("a live mapping holds its pages");
+        // We own `self` by value, so no `&self` exists from which a copy could
+        // have been made since the count above: this is the last share.
+        let pages =
+            Arc::into_inner(pages).expect("no copy can appear while unmap owns the mapping");
+        Ok(pages.memory)
     }
+}
 
+/// CPU access to mapped memory that a [`DmaMemory`] owner provides.
+impl<M: DmaMemory> Mapping<M> {
     /// Copies bytes out of the mapped memory at `offset` with volatile reads
-    /// (the device may write it at any time).
+    /// (the device may write it at any time), a machine word at a time.
     ///
     /// # Panics
-    /// If `offset + buf.len()` exceeds the mapping, or for a file mapping.
+    /// If `offset + buf.len()` exceeds the mapping.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
-        self.check(offset, buf.len());
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: in bounds (checked), and the memory is kept alive by `self.memory`.
-            *b = unsafe { self.ptr.as_ptr().add(offset + i).read_volatile() };
-        }
+        let p = self.cpu(offset, buf.len());
+        // SAFETY: `[p, p + len)` is inside memory the mapping owns (checked by
+        // `cpu`); the CPU reaches it only through this mapping (copies have no
+        // CPU view, `M` is never lent out), and writes need `&mut self`, so no
+        // CPU write races this read; the device's writes are outside Rust's model.
+        unsafe { crate::dma::copy_from_dma(p, buf) };
     }
 
-    /// Copies `data` into the mapped memory at `offset` with volatile writes.
+    /// Copies `data` into the mapped memory at `offset` with volatile writes,
+    /// a machine word at a time.
     ///
     /// # Panics
-    /// If `offset + data.len()` exceeds the mapping, or for a file mapping.
+    /// If `offset + data.len()` exceeds the mapping.
     pub fn write_bytes(&mut self, offset: usize, data: &[u8]) {
-        self.check(offset, data.len());
-        for (i, b) in data.iter().enumerate() {
-            // SAFETY: in bounds (checked); `&mut self` excludes other CPU access through this mapping.
-            unsafe { self.ptr.as_ptr().add(offset + i).write_volatile(*b) };
-        }
+        let p = self.cpu(offset, data.len());
+        // SAFETY: in bounds (checked by `cpu`); `&mut self` excludes every
+        // other CPU access, since copies have no CPU view and `M` is never lent out.
+        unsafe { crate::dma::copy_to_dma(data, p) };
     }
 
-    fn check(&self, offset: usize, n: usize) {
-        let cpu_len = if self.ptr == NonNull::dangling() {
-            0
-        } else {
-            self.len as usize
-        };
+    fn cpu(&self, offset: usize, n: usize) -> *mut u8 {
+        let pages = self.pages();
         assert!(
-            offset.checked_add(n).is_some_and(|end| end <= cpu_len),
-            "access [{offset:#x}, +{n:#x}) outside the {cpu_len:#x}-byte CPU view of {}",
+            offset.checked_add(n).is_some_and(|end| end <= pages.va_len),
+            "access [{offset:#x}, +{n:#x}) outside the {:#x}-byte CPU view of {}",
+            pages.va_len,
             range(self.iova, self.len)
         );
+        pages.ptr.as_ptr().wrapping_add(offset)
     }
 }
 
 impl<M> Drop for Mapping<M> {
     fn drop(&mut self) {
-        if self.memory.is_some() {
-            // Nothing to hand back on failure: the range was already unmapped
-            // behind our back, which is what we wanted anyway.
-            let _ = self.ioas.unmap(self.iova, self.len);
-            self.ioas.untrack(self.iova);
+        if let Some(pages) = self.pages.take() {
+            if self.ioas.unmap_own(self.iova, self.len).is_err() {
+                // The device may still reach the pages: never free them.
+                std::mem::forget(pages);
+            }
         }
     }
 }

@@ -51,7 +51,60 @@
 //! MMIO, config space, IRQs and reset exist only on bound states; `attach`
 //! only on `Device<BlockDma>`; an [`Mmio`] view borrows its device, so the
 //! device cannot be unbound or closed while the view lives; a [`Mapping`]
-//! owns (or borrows) the memory it maps.
+//! owns the memory it maps.
+//!
+//! # Soundness of DMA memory
+//!
+//! While the IOMMU maps a page, the device may write it at any moment, so no
+//! safe code may hold a `&` or `&mut` to it, and it must not be freed. The
+//! crate makes that a matter of ownership, never of a destructor running:
+//!
+//! - [`Ioas::map`] takes the memory *by value* ([`DmaMemory`] is implemented
+//!   for owners only, never for `&mut T`). The [`Mapping`] keeps it in a shared
+//!   `Pages` box that nothing borrows from; the CPU reaches the bytes only by
+//!   volatile copies ([`Mapping::read_bytes`] with `&self`,
+//!   [`Mapping::write_bytes`] with `&mut self`), and [`Mapping::unmap`] hands
+//!   the memory back only after the kernel unmapped it.
+//! - Leaking a mapping (`mem::forget`, an `Rc` cycle) leaks its memory with
+//!   it: the pages stay allocated and mapped, and unreachable. A failed unmap
+//!   in `drop` leaks the same way instead of freeing. Panics unwind through the
+//!   same drops. So there is no safe sequence after which the device maps
+//!   freed or reused memory, on either path (the legacy path replays
+//!   `MAP_DMA` by address at attach, which is why a leaked *borrow* would have
+//!   been fatal).
+//! - An IOAS copy ([`Ioas::copy_from`]) holds a share of the source's memory
+//!   ([`Shared`]), so the memory lives until the source and every copy are
+//!   gone; the source's `unmap` refuses to hand it back while copies map it,
+//!   and copies have no CPU view, so two threads can never write the same
+//!   bytes through two mappings.
+//! - A mapping unmaps only its own range: [`Ioas::unmap`] refuses any range
+//!   that holds a live `Mapping`, and the table of live mappings is locked
+//!   across every map and unmap ioctl of the IOAS.
+//! - `Mapping<M>` is `Send` and `Sync` exactly when `M: Send`: the memory is
+//!   never lent out as `&M`, and the last share may drop `M` on any thread.
+//!
+//! Memory the crate cannot own (a VMM's guest RAM) goes through the `unsafe`
+//! [`Ioas::map_user_va`], whose contract is written there.
+//!
+//! The same goes for groups: a device that shares its IOMMU group with others
+//! is never a [`Device`] of its own, whichever constructor opened it
+//! ([`Device::open`], [`Device::open_cdev`], [`Device::from_fd`] all ask
+//! sysfs); only the `unsafe` [`Device::from_fd_unchecked`] skips the check.
+//!
+//! # Architecture
+//!
+//! - `sys/`: the raw layer, private: ioctl numbers and the generated `unsafe
+//!   fn`s (`sys/mod.rs`), the iommufd uAPI structs pinned against the kernel
+//!   header (`sys/iommu.rs`), the VFIO wrappers (`sys/vfio.rs`).
+//! - `backend/`: the seam between the typed API and the kernel's two paths.
+//!   `backend/mod.rs` names what a path must do (bind, attach, replace, detach,
+//!   map, unmap, copy, ...) as one `match` per operation over three values made
+//!   once by the constructors: the context of an [`Iommufd`], the kernel side
+//!   of an [`Ioas`], and the link of a [`Device`]. `backend/cdev.rs` is the VFIO
+//!   cdev + iommufd path, `backend/legacy.rs` the group + type1 container path.
+//!   An operation only one path has is answered `Unsupported` there, once.
+//! - The typed API on top: [`device`], [`group`], [`ioas`], [`region`],
+//!   [`irq`], [`dma`], which never ask which path they are on.
 //!
 //! # BAR mappings across IOAS changes
 //!
@@ -115,7 +168,7 @@ pub use device::{AnyDevice, Attached, BlockDma, Bound, Device, DeviceInfo, State
 pub use dma::{DmaBuffer, DmaMemory, RawMemory};
 pub use error::{Error, ErrorKind, Result, TransitionError};
 pub use group::Group;
-pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping};
+pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};

@@ -317,11 +317,14 @@ impl<'d> Mmio<'d> {
             .map(|(a, rel)| a.map.as_mut_ptr().wrapping_add(rel))
     }
 
+    #[inline]
     fn area(&self, offset: u64, n: u64) -> Option<(&MappedArea, usize)> {
+        // `offset` comes from the caller: no arithmetic on it may overflow.
+        let end = offset.checked_add(n)?;
         self.bar
             .areas
             .iter()
-            .find(|a| offset >= a.offset && offset + n <= a.offset + a.map.len() as u64)
+            .find(|a| offset >= a.offset && end <= a.offset + a.map.len() as u64)
             .map(|a| (a, (offset - a.offset) as usize))
     }
 
@@ -612,5 +615,34 @@ mod tests {
         );
         // Empty buffer.
         assert!(RegionInfo::decode(&[]).is_err());
+    }
+
+    /// Offsets near 2^64 give `None`, never a wrapped pointer or a panic, and
+    /// out-of-range MMIO accesses are errors.
+    #[test]
+    fn offsets_near_the_top_of_u64_do_not_overflow() {
+        let map = MmapOptions::new().len(4096).map_anon().unwrap().into();
+        let info = RegionInfo {
+            index: 0,
+            flags: FLAG_READ | FLAG_WRITE | FLAG_MMAP,
+            size: 4096,
+            offset: 0,
+            caps: Vec::new(),
+        };
+        let bar = Bar {
+            info,
+            areas: vec![MappedArea { offset: 0, map }],
+        };
+        let stdin = std::io::stdin();
+        let mmio = Mmio::new(std::os::fd::AsFd::as_fd(&stdin), &bar, "test");
+        assert!(mmio.host_address(0).is_some());
+        assert!(mmio.host_address(4095).is_some());
+        for off in [4096, u64::MAX, u64::MAX - 1, u64::MAX - 4095] {
+            assert_eq!(mmio.host_address(off), None, "offset {off:#x}");
+            assert!(mmio.read32(off & !3).is_err(), "read at {off:#x}");
+        }
+        mmio.write32(8, 0x1234_5678).unwrap();
+        assert_eq!(mmio.read32(8).unwrap(), 0x1234_5678);
+        assert!(mmio.read32(2).is_err(), "misaligned");
     }
 }

@@ -165,6 +165,62 @@ pub fn require_vfio_pci(sys: &Path, bdf: &str) -> Result<PciDevice> {
         .hint(format!("bind it to vfio-pci: {}", dev.rebind_hint())))
 }
 
+/// The device behind an open VFIO device cdev, as sysfs tells it: its name
+/// (a BDF, or an mdev's UUID) and its IOMMU group. `what` names the fd in errors.
+pub(crate) fn cdev_device(
+    sys: &Path,
+    fd: std::os::fd::BorrowedFd<'_>,
+    what: &str,
+) -> Result<(String, u32)> {
+    let not_cdev = |why: String| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "identify VFIO device",
+            what.to_string(),
+        )
+        .detail(why)
+        .hint("pass an fd of /dev/vfio/devices/vfioN (the VFIO device cdev)")
+    };
+    let st = nix::sys::stat::fstat(fd)
+        .map_err(|e| Error::sys("fstat", what.to_string(), e).kind_(ErrorKind::InvalidInput))?;
+    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFCHR {
+        return Err(not_cdev("not a character device".into()));
+    }
+    let (major, minor) = (
+        nix::sys::stat::major(st.st_rdev),
+        nix::sys::stat::minor(st.st_rdev),
+    );
+    let node = sys.join(format!("dev/char/{major}:{minor}"));
+    let real =
+        std::fs::canonicalize(&node).map_err(|e| not_cdev(format!("{}: {e}", node.display())))?;
+    // .../<device>/vfio-dev/vfioN
+    let parent = real.parent();
+    if parent
+        .and_then(Path::file_name)
+        .is_none_or(|n| n != "vfio-dev")
+    {
+        return Err(not_cdev(format!(
+            "character device {major}:{minor} is {}, not a VFIO device cdev",
+            real.display()
+        )));
+    }
+    let dev = parent
+        .and_then(Path::parent)
+        .expect("vfio-dev has a parent");
+    let name = dev
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let group = link_name(&dev.join("iommu_group"))
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "look up IOMMU group", name.clone())
+                .detail("the device has no iommu_group link")
+        })?;
+    Ok((name, group))
+}
+
 /// The VFIO device cdev name (`vfioN`) of `bdf`, or why there is none.
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     device(sys, bdf)?;

@@ -587,7 +587,13 @@ fn device_from_an_fd_received_elsewhere() {
         .unwrap();
     let fd = Iommufd::from_fd(iommu.into());
     let ioas = fd.alloc_ioas().unwrap();
-    let mut dev = Device::from_fd(f.into()).bind(&fd).unwrap();
+    let dev = Device::from_fd(f.into()).unwrap();
+    assert_eq!(
+        dev.name(),
+        t.singleton,
+        "named by what sysfs says of the fd"
+    );
+    let mut dev = dev.bind(&fd).unwrap();
     Edu::setup(&mut dev).unwrap();
     let dev = dev.attach(&ioas).unwrap();
     assert_eq!(round_trip(&dev, &ioas), MSG);

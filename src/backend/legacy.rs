@@ -109,10 +109,10 @@ impl Link {
     }
 
     pub(crate) fn detach(&self, space: &Space) -> Result<()> {
-        if let Some((_, c)) = &self.bound {
-            space.detach(c);
+        match &self.bound {
+            Some((_, c)) => space.detach(c),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -355,10 +355,14 @@ impl Space {
         if hit.is_empty() || hit.iter().any(|(s, m)| *s < iova || s + m.len > end) {
             return Err(Errno::ENOENT);
         }
+        // A mapping leaves the list only once no container maps it, so its
+        // memory is never handed back (or freed) while a device can reach it.
+        // Unmapping an absent range from type1 succeeds, so a retry after a
+        // failure is harmless for the containers already done.
         let mut total = 0;
         for (s, m) in hit {
             for c in &st.containers {
-                let _ = dma_unmap(c, s, m.len);
+                dma_unmap(c, s, m.len)?;
             }
             st.maps.remove(&s);
             total += m.len;
@@ -384,12 +388,23 @@ impl Space {
     }
 
     /// Unmaps everything from `c`: its DMA is blocked again.
-    fn clear(&self, c: &Arc<Container>) {
+    ///
+    /// If type1 refuses an unmap, the container stays attached (the group may
+    /// still reach the IOAS's memory) and the error says so.
+    fn clear(&self, c: &Arc<Container>) -> Result<()> {
         let mut st = self.lock();
-        st.containers.retain(|x| !Arc::ptr_eq(x, c));
         for (&iova, m) in st.maps.iter() {
-            let _ = dma_unmap(c, iova, m.len);
+            dma_unmap(c, iova, m.len).map_err(|e| {
+                Error::sys(
+                    "VFIO_IOMMU_UNMAP_DMA",
+                    format!("VFIO group {} {}", c.group.number, range(iova, m.len)),
+                    e,
+                )
+                .detail("the group stays attached: its DMA is not blocked yet")
+            })?;
         }
+        st.containers.retain(|x| !Arc::ptr_eq(x, c));
+        Ok(())
     }
 
     /// A device of `c`'s group attaches to this space (IOAS `id`). The first
@@ -419,16 +434,17 @@ impl Space {
     }
 
     /// A device of `c`'s group detaches; the last one blocks the group's DMA.
-    pub(crate) fn detach(&self, c: &Arc<Container>) {
+    pub(crate) fn detach(&self, c: &Arc<Container>) -> Result<()> {
         let mut att = crate::lock(&c.att);
         if let Some((cur, n)) = *att {
             if n <= 1 {
-                self.clear(c);
+                self.clear(c)?;
                 *att = None;
             } else {
                 *att = Some((cur, n - 1));
             }
         }
+        Ok(())
     }
 
     /// Moves `c`'s group from `old` to this space (IOAS `id`), as the kernel
@@ -441,7 +457,7 @@ impl Space {
         if cur == id {
             return Ok(()); // a sibling already moved the group
         }
-        old.clear(c);
+        old.clear(c)?;
         if let Err(e) = self.replay(c) {
             let _ = old.replay(c);
             return Err(e);

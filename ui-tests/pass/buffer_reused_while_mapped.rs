@@ -1,4 +1,4 @@
-// Twin of compile-fail/buffer_reused_while_mapped.rs: written after unmap.
+// Twin of compile-fail/buffer_reused_while_mapped.rs: the buffer is handed back by unmap first.
 use iommufd::*;
 fn main() {}
 #[allow(dead_code, unused_variables, unused_mut)]
@@ -6,8 +6,8 @@ fn case() -> Result<(), Box<dyn std::error::Error>> {
     let fd = Iommufd::open()?;
     let ioas = fd.alloc_ioas()?;
     let mut buf = DmaBuffer::new(4096)?;
-    let m = ioas.map(&mut buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
-    drop(m);
+    let m = ioas.map(buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
+    let mut buf = m.unmap().map_err(Error::from)?;
     buf.as_mut_slice()[0] = 1;
     Ok(())
 }

@@ -1,4 +1,4 @@
-// Rule 12 (rule 8 on the legacy path): a type1 mapping also owns or borrows its memory.
+// Twin of compile-fail/legacy_mapping_of_a_borrow.rs: the buffer is moved in.
 use iommufd::*;
 fn main() {}
 #[allow(dead_code, unused_variables, unused_mut)]
@@ -6,8 +6,7 @@ fn case() -> Result<(), Box<dyn std::error::Error>> {
     let fd = Iommufd::open_legacy()?;
     let ioas = fd.alloc_ioas()?;
     let mut buf = DmaBuffer::new(4096)?;
-    let m = ioas.map(&mut buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
-    drop(buf);
-    drop(m);
+    let m = ioas.map(buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
+    std::mem::forget(m);
     Ok(())
 }

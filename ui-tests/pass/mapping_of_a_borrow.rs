@@ -1,4 +1,4 @@
-// Twin of compile-fail/buffer_dropped_while_mapped.rs: unmapped first.
+// Twin of compile-fail/mapping_of_a_borrow.rs: the buffer is moved in, so leaking the mapping leaks the buffer too.
 use iommufd::*;
 fn main() {}
 #[allow(dead_code, unused_variables, unused_mut)]
@@ -6,8 +6,7 @@ fn case() -> Result<(), Box<dyn std::error::Error>> {
     let fd = Iommufd::open()?;
     let ioas = fd.alloc_ioas()?;
     let mut buf = DmaBuffer::new(4096)?;
-    let m = ioas.map(&mut buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
-    drop(m);
-    drop(buf);
+    let m = ioas.map(buf, Iova::Any, Access::READ_WRITE).map_err(Error::from)?;
+    std::mem::forget(m);
     Ok(())
 }
