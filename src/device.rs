@@ -282,7 +282,10 @@ impl Device<Unbound> {
     /// page table while this device is typed [`BlockDma`], and its DMA would
     /// reach that page table.
     pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Self {
-        let name = format!("device fd {}", fd.as_raw_fd());
+        // Named from sysfs when it is there (errors read better), unchecked.
+        let what = format!("device fd {}", fd.as_raw_fd());
+        let name =
+            sysfs::cdev_device(Path::new("/sys"), fd.as_fd(), &what).map_or(what, |(name, _)| name);
         unbound(Link::Cdev { fd, path: None }, name)
     }
 

@@ -72,6 +72,44 @@ fn unsafe_interrupts_allowed(sys: &Path) -> bool {
         .is_ok_and(|s| s.trim() == "Y")
 }
 
+/// Whether this process has `CAP_IPC_LOCK` in its effective set (bit 14 of
+/// `CapEff` in `/proc/self/status`); `None` when that cannot be read.
+pub(crate) fn has_ipc_lock() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let caps = u64::from_str_radix(hex.trim(), 16).ok()?;
+    Some(caps & (1 << 14) != 0)
+}
+
+/// Explains `ENOMEM` from pinning `len` bytes. The kernel charges pinned
+/// pages to `RLIMIT_MEMLOCK` only for a process without `CAP_IPC_LOCK`, and
+/// only a finite limit can be hit; otherwise the kernel itself ran short.
+pub(crate) fn pin_enomem(err: Error, len: u64) -> Error {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let limit = getrlimit(Resource::RLIMIT_MEMLOCK)
+        .ok()
+        .map(|(soft, _)| soft);
+    let charged = has_ipc_lock() != Some(true);
+    match limit {
+        Some(l) if l != RLIM_INFINITY && charged => err
+            .kind_(ErrorKind::MemlockLimit)
+            .detail(format!(
+                "pinning {len} bytes failed; RLIMIT_MEMLOCK is {l} bytes"
+            ))
+            .hint("raise the memlock limit (ulimit -l, LimitMEMLOCK= in systemd, or CAP_IPC_LOCK)"),
+        _ => {
+            let why = if charged {
+                "RLIMIT_MEMLOCK is unlimited"
+            } else {
+                "the process has CAP_IPC_LOCK, so no memlock limit applies"
+            };
+            err.kind_(ErrorKind::OutOfMemory).detail(format!(
+                "pinning {len} bytes failed: the kernel is short of memory ({why})"
+            ))
+        }
+    }
+}
+
 /// The error for a failed `VFIO_DEVICE_BIND_IOMMUFD` on device `name`.
 pub(crate) fn bind_error(name: &str, e: Errno) -> Error {
     bind_error_in(Path::new("/sys"), name, e)

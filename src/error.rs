@@ -20,8 +20,12 @@ pub enum ErrorKind {
     GroupNotViable,
     /// The platform has no interrupt remapping, so MSI is not isolated.
     NoInterruptRemapping,
-    /// Pinning the memory would exceed `RLIMIT_MEMLOCK` (or the kernel is out of memory).
+    /// Pinning the memory would exceed `RLIMIT_MEMLOCK`: the limit is finite
+    /// and the process lacks `CAP_IPC_LOCK`.
     MemlockLimit,
+    /// The kernel could not allocate what the operation needed (memory
+    /// pressure, or an injected fault), with no memlock limit to blame.
+    OutOfMemory,
     /// The IOVA range overlaps an existing mapping.
     Overlap,
     /// The address or length is not aligned as the IOAS requires.

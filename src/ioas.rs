@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
@@ -23,6 +24,8 @@ pub(crate) struct IoasInner {
     space: Space,
     /// The allow-list set with `allow_iovas` (the kernel does not report it).
     allowed: Mutex<Vec<IovaRange>>,
+    /// Whether `allowed` is non-empty, so maps skip its lock when it is not.
+    allow_set: AtomicBool,
 }
 
 impl Drop for IoasInner {
@@ -57,6 +60,7 @@ impl Ioas {
                 mapped: Mutex::new(BTreeMap::new()),
                 space,
                 allowed: Mutex::new(Vec::new()),
+                allow_set: AtomicBool::new(false),
             }),
         })
     }
@@ -101,7 +105,11 @@ impl Ioas {
         self.inner
             .space
             .allow_iovas(self.inner.iommufd.ctx(), self.inner.id, ranges)?;
-        *crate::lock(&self.inner.allowed) = ranges.to_vec();
+        let mut allowed = crate::lock(&self.inner.allowed);
+        *allowed = ranges.to_vec();
+        self.inner
+            .allow_set
+            .store(!ranges.is_empty(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -365,43 +373,70 @@ impl Ioas {
         }
     }
 
-    /// Checks a request against the usable ranges and alignment before the
-    /// ioctl; returns the fixed IOVA, if any.
+    /// The checks before a map ioctl that the kernel cannot make: a zero
+    /// length, and the allow-list (the kernel applies `IOMMU_IOAS_ALLOW_IOVAS`
+    /// to the IOVAs it chooses, not to fixed ones). Ranges and alignment are
+    /// the kernel's to check; [`fixed_iova_error`](Self::fixed_iova_error)
+    /// explains its `EINVAL` afterwards. Returns the fixed IOVA, if any.
+    #[inline]
     fn precheck(&self, iova: Iova, len: u64) -> Result<Option<u64>> {
-        let op = "IOMMU_IOAS_MAP";
         if len == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, op, self.object())
-                .detail("zero-length mapping"));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_MAP", self.object())
+                    .detail("zero-length mapping"),
+            );
         }
         let Iova::Fixed(at) = iova else {
             return Ok(None);
         };
-        let ranges = self.iova_ranges()?;
-        let obj = format!("{} {}", self.object(), range(at, len));
-        if at % ranges.alignment != 0 || len % ranges.alignment != 0 {
-            return Err(Error::new(ErrorKind::Alignment, op, obj)
-                .errno(Errno::EINVAL)
-                .detail(format!(
-                    "IOVA and length must be multiples of {:#x}",
-                    ranges.alignment
-                )));
-        }
-        if !ranges.contains(at, len) {
-            return Err(Error::new(ErrorKind::OutOfRange, op, obj)
-                .errno(Errno::EINVAL)
-                .detail(format!("outside the usable IOVA ranges {ranges}")));
-        }
-        let allowed = crate::lock(&self.inner.allowed);
-        if !allowed.is_empty() && !allowed.iter().any(|r| r.contains(at, len)) {
-            let list: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
-            return Err(Error::new(ErrorKind::OutOfRange, op, obj)
-                .errno(Errno::EINVAL)
-                .detail(format!(
-                    "outside the ranges allowed with allow_iovas: {}",
-                    list.join(", ")
-                )));
+        if self.inner.allow_set.load(Ordering::Relaxed) {
+            self.check_allowed(at, len)?;
         }
         Ok(Some(at))
+    }
+
+    fn check_allowed(&self, at: u64, len: u64) -> Result<()> {
+        let allowed = crate::lock(&self.inner.allowed);
+        if allowed.is_empty() || allowed.iter().any(|r| r.contains(at, len)) {
+            return Ok(());
+        }
+        let list: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
+        Err(Error::new(
+            ErrorKind::OutOfRange,
+            "IOMMU_IOAS_MAP",
+            format!("{} {}", self.object(), range(at, len)),
+        )
+        .errno(Errno::EINVAL)
+        .detail(format!(
+            "outside the ranges allowed with allow_iovas: {}",
+            list.join(", ")
+        )))
+    }
+
+    /// Why the kernel refused a fixed IOVA, told from the ranges it reports
+    /// now: not aligned, or outside every usable range. `None` when neither.
+    #[cold]
+    fn fixed_iova_error(&self, op: &'static str, at: u64, len: u64) -> Option<Error> {
+        let ranges = self.iova_ranges().ok()?;
+        let obj = || format!("{} {}", self.object(), range(at, len));
+        if at % ranges.alignment != 0 || len % ranges.alignment != 0 {
+            return Some(
+                Error::new(ErrorKind::Alignment, op, obj())
+                    .errno(Errno::EINVAL)
+                    .detail(format!(
+                        "IOVA and length must be multiples of {:#x}",
+                        ranges.alignment
+                    )),
+            );
+        }
+        if !ranges.contains(at, len) {
+            return Some(
+                Error::new(ErrorKind::OutOfRange, op, obj())
+                    .errno(Errno::EINVAL)
+                    .detail(format!("outside the usable IOVA ranges {ranges}")),
+            );
+        }
+        None
     }
 
     /// # Safety
@@ -443,7 +478,14 @@ impl Ioas {
                 mapped.insert(got, len);
                 Ok(got)
             }
-            Err(MapFail::Sys(op, e)) => Err(self.map_error(op, at.unwrap_or(0), len, e, &mapped)),
+            Err(MapFail::Sys(op, e)) => {
+                if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
+                    if let Some(err) = self.fixed_iova_error(op, at, len) {
+                        return Err(err);
+                    }
+                }
+                Err(self.map_error(op, at.unwrap_or(0), len, e, &mapped))
+            }
             Err(MapFail::Other(e)) => Err(e),
         }
     }
@@ -477,21 +519,7 @@ impl Ioas {
                 };
                 err.kind_(ErrorKind::Overlap).detail(detail)
             }
-            Errno::ENOMEM => {
-                let limit =
-                    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
-                        .map(|(soft, _)| {
-                            if soft == nix::sys::resource::RLIM_INFINITY {
-                                "unlimited".to_string()
-                            } else {
-                                format!("{soft} bytes")
-                            }
-                        })
-                        .unwrap_or_else(|_| "unknown".into());
-                err.kind_(ErrorKind::MemlockLimit)
-                    .detail(format!("pinning {len} bytes failed; RLIMIT_MEMLOCK is {limit}"))
-                    .hint("raise the memlock limit (ulimit -l, LimitMEMLOCK= in systemd, or CAP_IPC_LOCK)")
-            }
+            Errno::ENOMEM => crate::diagnose::pin_enomem(err, len),
             Errno::EINVAL => {
                 let align = self.iova_ranges().map(|r| r.alignment).unwrap_or(0);
                 err.kind_(ErrorKind::Alignment).detail(format!(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use iommufd::{Attached, Device, ErrorKind, Group, Ioas, Iommufd, Iova};
+use iommufd::{Attached, ErrorKind, Group, Ioas, Iommufd, Iova};
 use nix::errno::Errno;
 use support::Topology;
 
@@ -60,13 +60,10 @@ fn pair_dmas_through_one_ioas_and_replace_moves_both() {
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn kernel_enforces_one_ioas_and_one_iommufd_per_group() {
-    // Raw devices (Device::open_cdev skips the group check) to show what the
-    // kernel itself answers, which Group makes unrepresentable.
+    // Raw devices (past the group check) to show what the kernel itself
+    // answers, which Group makes unrepresentable.
     let t = Topology::discover();
-    let cdev = |bdf: &str| {
-        let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), bdf).unwrap();
-        Device::open_cdev(format!("/dev/vfio/devices/{n}")).unwrap()
-    };
+    let cdev = |bdf: &str| support::raw_member(bdf);
     let fd = Iommufd::open().unwrap();
     let other = Iommufd::open().unwrap();
     let d0 = cdev(&t.pair[0]).bind(&fd).unwrap();
@@ -111,8 +108,7 @@ fn nonviable_group_names_the_device_and_driver() {
     assert!(s.contains("driver_override"), "says how to fix it: {s}");
 
     // The kernel agrees: binding the edu alone gives EPERM, explained the same way.
-    let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), &t.nonviable_edu).unwrap();
-    let dev = Device::open_cdev(format!("/dev/vfio/devices/{n}")).unwrap();
+    let dev = support::raw_member(&t.nonviable_edu);
     let e = dev.bind(&Iommufd::open().unwrap()).unwrap_err();
     assert_eq!(e.error().raw_errno(), Some(Errno::EPERM));
     assert_eq!(e.error().kind(), ErrorKind::GroupNotViable, "{}", e.error());
@@ -131,11 +127,7 @@ fn failure_on_the_second_member_rolls_the_group_back() {
     let g = Group::open(t.pair_group).unwrap();
     assert_eq!(g.member_names()[1], t.pair[1].as_str());
     // Inject: the second member is already bound elsewhere (another open of its cdev).
-    let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), &t.pair[1]).unwrap();
-    let intruder = Device::open_cdev(format!("/dev/vfio/devices/{n}"))
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
+    let intruder = support::raw_member(&t.pair[1]).bind(&fd).unwrap();
     let e = g.bind(&fd).unwrap_err();
     let msg = e.error().to_string();
     assert!(

@@ -294,7 +294,16 @@ impl Space {
         iova: Option<u64>,
         access: Access,
     ) -> std::result::Result<u64, super::MapFail> {
-        let align = self.iova_ranges()?.alignment;
+        // Type1 checks a fixed IOVA only in containers attached by then; the
+        // mapping must already fit the ranges now, as on iommufd, where the
+        // kernel answers EINVAL (explained by the caller).
+        let ranges = self.iova_ranges()?;
+        let align = ranges.alignment;
+        if let Some(at) = iova {
+            if at % align != 0 || len % align != 0 || !ranges.contains(at, len) {
+                return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
+            }
+        }
         let va = va.as_ptr() as u64;
         let (read, write) = (access.read, access.write);
         let mut st = self.lock();

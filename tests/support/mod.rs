@@ -156,6 +156,23 @@ impl<'d> Edu<'d> {
     }
 }
 
+/// One member of a multi-device group as a lone `Device`, past the group
+/// check, to show what the kernel itself answers (which `Group` makes
+/// unrepresentable). Test-only.
+pub fn raw_member(bdf: &str) -> Device<iommufd::Unbound> {
+    let n = iommufd::sysfs::cdev_name(Path::new("/sys"), bdf).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/vfio/devices/{n}"))
+        .unwrap();
+    // SAFETY: deliberately outside the contract (the device shares its
+    // group): the callers only observe the kernel refusing a second iommufd,
+    // a second IOAS or a non-viable group, and never rely on this device's
+    // type to say where its DMA goes.
+    unsafe { Device::from_fd_unchecked(f.into()) }
+}
+
 /// A 4 KiB DMA buffer starting with `data`.
 pub fn buffer_with(data: &[u8]) -> iommufd::DmaBuffer {
     let mut b = iommufd::DmaBuffer::new(4096).unwrap();
