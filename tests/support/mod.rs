@@ -2,6 +2,8 @@
 //! driver for QEMU's `edu` device. Shared with `examples/demo.rs`.
 #![allow(dead_code)]
 
+pub mod fault;
+
 use iommufd::{Bound, Device, Mmio};
 use std::path::Path;
 use std::time::{Duration, Instant};

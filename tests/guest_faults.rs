@@ -1,0 +1,570 @@
+//! Kernel fault injection into every kernel-touching operation of the crate
+//! (`/proc/thread-self/fail-nth`, see `support/fault.rs`). For each: every
+//! injected failure hands the value back intact, the same operation then
+//! succeeds, and where a raw-ioctl twin exists, the crate's sweep finds at
+//! least as many injection points: a fault meant for the ioctl must land in
+//! it, not in work the crate does around it.
+//!
+//! Each test prints `fault: | op | raw points | crate points | absorbed | errnos |`.
+
+mod support;
+
+use iommufd::{Access, Attached, BlockDma, Device, DmaBuffer, Group, Ioas, Iommufd, Iova};
+use nix::errno::Errno;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use support::fault::{FailNth, Sweep};
+use support::{buffer_with, Edu, Topology};
+
+const MSG: &[u8] = b"fault injection: still working";
+
+// Raw ioctls, as a user without this crate would issue them.
+#[repr(C)]
+#[derive(Default)]
+struct RawMap {
+    size: u32,
+    flags: u32,
+    ioas_id: u32,
+    reserved: u32,
+    user_va: u64,
+    length: u64,
+    iova: u64,
+}
+#[repr(C)]
+#[derive(Default)]
+struct RawUnmap {
+    size: u32,
+    ioas_id: u32,
+    iova: u64,
+    length: u64,
+}
+#[repr(C)]
+#[derive(Default)]
+struct RawCopy {
+    size: u32,
+    flags: u32,
+    dst_ioas_id: u32,
+    src_ioas_id: u32,
+    length: u64,
+    dst_iova: u64,
+    src_iova: u64,
+}
+nix::ioctl_readwrite_bad!(raw_bind, nix::request_code_none!(b';', 118), [u32; 6]);
+nix::ioctl_readwrite_bad!(raw_attach, nix::request_code_none!(b';', 119), [u32; 4]);
+nix::ioctl_readwrite_bad!(raw_detach, nix::request_code_none!(b';', 120), [u32; 3]);
+nix::ioctl_readwrite_bad!(raw_destroy, nix::request_code_none!(b';', 0x80), [u32; 2]);
+nix::ioctl_readwrite_bad!(raw_alloc, nix::request_code_none!(b';', 0x81), [u32; 3]);
+nix::ioctl_readwrite_bad!(raw_copy, nix::request_code_none!(b';', 0x83), RawCopy);
+nix::ioctl_readwrite_bad!(raw_map, nix::request_code_none!(b';', 0x85), RawMap);
+nix::ioctl_readwrite_bad!(raw_unmap, nix::request_code_none!(b';', 0x86), RawUnmap);
+
+const RW: u32 = (1 << 1) | (1 << 2);
+const FIXED: u32 = 1;
+
+fn iommu_fd() -> OwnedFd {
+    open_rw("/dev/iommu")
+}
+
+fn open_rw(p: &str) -> OwnedFd {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap()
+        .into()
+}
+
+fn singleton_cdev() -> String {
+    let t = Topology::discover();
+    let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), &t.singleton).unwrap();
+    format!("/dev/vfio/devices/{n}")
+}
+
+fn ioctl_res(r: nix::Result<i32>) -> Result<(), Errno> {
+    r.map(drop)
+}
+
+fn raw_alloc_ioas(fd: &OwnedFd) -> Result<u32, Errno> {
+    let mut a = [12u32, 0, 0];
+    // SAFETY: a 12-byte iommu_ioas_alloc.
+    ioctl_res(unsafe { raw_alloc(fd.as_raw_fd(), &mut a) })?;
+    Ok(a[2])
+}
+
+fn raw_destroy_id(fd: &OwnedFd, id: u32) {
+    let mut d = [8u32, id];
+    // SAFETY: an 8-byte iommu_destroy.
+    unsafe { raw_destroy(fd.as_raw_fd(), &mut d) }.unwrap();
+}
+
+fn raw_bind_dev(dev: &OwnedFd, iommu: &OwnedFd) -> Result<(), Errno> {
+    let mut b = [24u32, 0, iommu.as_raw_fd() as u32, 0, 0, 0];
+    // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
+    ioctl_res(unsafe { raw_bind(dev.as_raw_fd(), &mut b) })
+}
+
+fn raw_attach_dev(dev: &OwnedFd, pt: u32) -> Result<(), Errno> {
+    let mut a = [16u32, 0, pt, 0];
+    // SAFETY: a 16-byte vfio_device_attach_iommufd_pt.
+    ioctl_res(unsafe { raw_attach(dev.as_raw_fd(), &mut a) })
+}
+
+fn raw_detach_dev(dev: &OwnedFd) {
+    let mut d = [12u32, 0, 0];
+    // SAFETY: a 12-byte vfio_device_detach_iommufd_pt.
+    unsafe { raw_detach(dev.as_raw_fd(), &mut d) }.unwrap();
+}
+
+fn raw_map_at(fd: &OwnedFd, ioas: u32, buf: &mut DmaBuffer, iova: u64) -> Result<(), Errno> {
+    let mut m = RawMap {
+        size: 40,
+        flags: RW | FIXED,
+        ioas_id: ioas,
+        user_va: buf.as_mut_slice().as_mut_ptr() as u64,
+        length: buf.len() as u64,
+        iova,
+        ..Default::default()
+    };
+    // SAFETY: `buf` outlives the mapping: every caller unmaps it before dropping `buf`.
+    ioctl_res(unsafe { raw_map(fd.as_raw_fd(), &mut m) })
+}
+
+fn raw_unmap_at(fd: &OwnedFd, ioas: u32, iova: u64, len: u64) -> Result<(), Errno> {
+    let mut u = RawUnmap {
+        size: 24,
+        ioas_id: ioas,
+        iova,
+        length: len,
+    };
+    // SAFETY: a pointer-free iommu_ioas_unmap.
+    ioctl_res(unsafe { raw_unmap(fd.as_raw_fd(), &mut u) })
+}
+
+/// A raw iommufd with one device bound and attached to `ioas`, for the raw
+/// sweeps that need pinning to happen (it only does with a domain attached).
+struct RawSetup {
+    iommu: OwnedFd,
+    _dev: OwnedFd,
+    ioas: u32,
+}
+
+impl RawSetup {
+    fn new() -> RawSetup {
+        let iommu = iommu_fd();
+        let dev = open_rw(&singleton_cdev());
+        raw_bind_dev(&dev, &iommu).unwrap();
+        let ioas = raw_alloc_ioas(&iommu).unwrap();
+        raw_attach_dev(&dev, ioas).unwrap();
+        RawSetup {
+            iommu,
+            _dev: dev,
+            ioas,
+        }
+    }
+}
+
+fn compare(raw: &Sweep, ours: &Sweep) {
+    println!("{}", ours.row(Some(raw)));
+    assert!(
+        ours.points() >= raw.points(),
+        "{}: the crate's sweep found {} injection points, the raw ioctl {}: a fault meant for the ioctl landed elsewhere",
+        ours.name,
+        ours.points(),
+        raw.points()
+    );
+}
+
+fn bound(fd: &Iommufd) -> Device<BlockDma> {
+    let mut dev = Device::open(&Topology::discover().singleton)
+        .unwrap()
+        .bind(fd)
+        .unwrap();
+    Edu::setup(&mut dev).unwrap();
+    dev
+}
+
+fn dma_works(dev: &Device<Attached<Ioas>>, ioas: &Ioas) {
+    let out = support::round_trip(dev, ioas, MSG, Iova::Fixed(0x100000), Iova::Fixed(0x200000));
+    assert_eq!(out, MSG, "DMA after the sweep");
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn alloc_ioas_under_injection() {
+    let f = FailNth::new();
+    let raw_fd = iommu_fd();
+    let raw = f.sweep(
+        "IOMMU_IOAS_ALLOC (alloc_ioas)",
+        &mut Some(()),
+        |()| raw_alloc_ioas(&raw_fd).map_err(|e| ((), Some(e))),
+        |id| raw_destroy_id(&raw_fd, id),
+        |_| {},
+    );
+    let fd = Iommufd::open().unwrap();
+    let ours = f.sweep(
+        "IOMMU_IOAS_ALLOC (alloc_ioas)",
+        &mut Some(()),
+        |()| fd.alloc_ioas().map_err(|e| ((), e.raw_errno())),
+        drop,
+        |_| {},
+    );
+    compare(&raw, &ours);
+    assert!(fd.alloc_ioas().is_ok());
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn bind_and_unbind_under_injection() {
+    let f = FailNth::new();
+    let path = singleton_cdev();
+    let iommu = iommu_fd();
+    let raw = f.sweep(
+        "VFIO_DEVICE_BIND_IOMMUFD (bind)",
+        &mut Some(open_rw(&path)),
+        |dev| match raw_bind_dev(&dev, &iommu) {
+            Ok(()) => Ok(dev),
+            Err(e) => Err((dev, Some(e))),
+        },
+        |dev| {
+            drop(dev);
+            open_rw(&path)
+        },
+        |_| {},
+    );
+    drop(iommu);
+
+    let fd = Iommufd::open().unwrap();
+    let dev = Device::open(&Topology::discover().singleton).unwrap();
+    let mut state = Some(dev);
+    let ours = f.sweep(
+        "VFIO_DEVICE_BIND_IOMMUFD (bind)",
+        &mut state,
+        |d| d.bind(&fd).map_err(split),
+        |d| d.unbind().unwrap(),
+        |d| assert!(format!("{d:?}").starts_with("Device<Unbound>")),
+    );
+    compare(&raw, &ours);
+
+    // unbind = close + reopen of the cdev: the reopen can fail, and then the
+    // device comes back bound and usable.
+    let mut state = Some(state.take().unwrap().bind(&fd).unwrap());
+    let ours = f.sweep(
+        "unbind (close + reopen)",
+        &mut state,
+        |d| d.unbind().map_err(split),
+        |d| d.bind(&fd).unwrap(),
+        |d| {
+            assert!(format!("{d:?}").starts_with("Device<BlockDma>"));
+            d.info().unwrap();
+        },
+    );
+    println!("{}", ours.row(None));
+    let mut dev = state.take().unwrap();
+    Edu::setup(&mut dev).unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    dma_works(&dev.attach(&ioas).unwrap(), &ioas);
+}
+
+fn split<T>(e: iommufd::TransitionError<T>) -> (T, Option<Errno>) {
+    let (v, e) = e.into_parts();
+    (v, e.raw_errno())
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn attach_replace_detach_under_injection() {
+    let f = FailNth::new();
+    // Raw attach, on a raw bound device.
+    let iommu = iommu_fd();
+    let dev = open_rw(&singleton_cdev());
+    raw_bind_dev(&dev, &iommu).unwrap();
+    let a = raw_alloc_ioas(&iommu).unwrap();
+    let b = raw_alloc_ioas(&iommu).unwrap();
+    let raw_attach_sweep = f.sweep(
+        "VFIO_DEVICE_ATTACH_IOMMUFD_PT (attach)",
+        &mut Some(()),
+        |()| raw_attach_dev(&dev, a).map_err(|e| ((), Some(e))),
+        |()| raw_detach_dev(&dev),
+        |_| {},
+    );
+    raw_attach_dev(&dev, a).unwrap();
+    let raw_replace = f.sweep(
+        "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
+        &mut Some(()),
+        |()| raw_attach_dev(&dev, b).map_err(|e| ((), Some(e))),
+        |()| raw_attach_dev(&dev, a).unwrap(),
+        |_| {},
+    );
+    drop((dev, iommu));
+
+    let fd = Iommufd::open().unwrap();
+    let ia = fd.alloc_ioas().unwrap();
+    let ib = fd.alloc_ioas().unwrap();
+    let mut state = Some(bound(&fd));
+    let ours = f.sweep(
+        "VFIO_DEVICE_ATTACH_IOMMUFD_PT (attach)",
+        &mut state,
+        |d| d.attach(&ia).map_err(split),
+        |d| d.detach().unwrap(),
+        |d| assert!(format!("{d:?}").starts_with("Device<BlockDma>")),
+    );
+    compare(&raw_attach_sweep, &ours);
+
+    let mut state = Some(state.take().unwrap().attach(&ia).unwrap());
+    let ours = f.sweep(
+        "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
+        &mut state,
+        |d| d.replace(&ib).map_err(split),
+        |d| d.replace(&ia).unwrap(),
+        |d| assert_eq!(d.ioas(), &ia, "still on the old IOAS"),
+    );
+    compare(&raw_replace, &ours);
+    dma_works(state.as_ref().unwrap(), &ia);
+
+    let ours = f.sweep(
+        "VFIO_DEVICE_DETACH_IOMMUFD_PT (detach)",
+        &mut state,
+        |d| d.detach().map_err(split),
+        |d| d.attach(&ia).unwrap(),
+        |d| assert_eq!(d.ioas(), &ia),
+    );
+    println!("{}", ours.row(None));
+    dma_works(state.as_ref().unwrap(), &ia);
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn map_unmap_copy_under_injection() {
+    const AT: u64 = 0x400000;
+    let f = FailNth::new();
+    let len = 2 << 20;
+
+    let raw = RawSetup::new();
+    let raw_map_sweep = f.sweep(
+        "IOMMU_IOAS_MAP (map)",
+        &mut Some(DmaBuffer::new(len).unwrap()),
+        |mut b| match raw_map_at(&raw.iommu, raw.ioas, &mut b, AT) {
+            Ok(()) => Ok(b),
+            Err(e) => Err((b, Some(e))),
+        },
+        |b| {
+            raw_unmap_at(&raw.iommu, raw.ioas, AT, len as u64).unwrap();
+            b
+        },
+        |_| {},
+    );
+    let mut held = DmaBuffer::new(len).unwrap();
+    raw_map_at(&raw.iommu, raw.ioas, &mut held, AT).unwrap();
+    let raw_unmap_sweep = f.sweep(
+        "IOMMU_IOAS_UNMAP (Mapping::unmap)",
+        &mut Some(()),
+        |()| raw_unmap_at(&raw.iommu, raw.ioas, AT, len as u64).map_err(|e| ((), Some(e))),
+        |()| raw_map_at(&raw.iommu, raw.ioas, &mut held, AT).unwrap(),
+        |_| {},
+    );
+    let other = raw_alloc_ioas(&raw.iommu).unwrap();
+    let raw_copy_sweep = f.sweep(
+        "IOMMU_IOAS_COPY (copy_from)",
+        &mut Some(()),
+        |()| {
+            let mut c = RawCopy {
+                size: 40,
+                flags: RW | FIXED,
+                dst_ioas_id: other,
+                src_ioas_id: raw.ioas,
+                length: len as u64,
+                dst_iova: AT,
+                src_iova: AT,
+            };
+            // SAFETY: a pointer-free iommu_ioas_copy.
+            ioctl_res(unsafe { raw_copy(raw.iommu.as_raw_fd(), &mut c) }).map_err(|e| ((), Some(e)))
+        },
+        |()| raw_unmap_at(&raw.iommu, other, AT, len as u64).unwrap(),
+        |_| {},
+    );
+    raw_unmap_at(&raw.iommu, raw.ioas, AT, len as u64).unwrap();
+    drop(held);
+    drop(raw);
+
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = bound(&fd).attach(&ioas).unwrap();
+    let mut state = Some(DmaBuffer::new(len).unwrap());
+    let ours = f.sweep(
+        "IOMMU_IOAS_MAP (map)",
+        &mut state,
+        |b| {
+            ioas.map(b, Iova::Fixed(AT), Access::READ_WRITE)
+                .map_err(split)
+        },
+        |m| m.unmap().unwrap(),
+        |b| assert_eq!(b.len(), len, "the buffer comes back"),
+    );
+    compare(&raw_map_sweep, &ours);
+    // Nothing stays mapped after the failures: the range is free.
+    assert!(ioas.unmap(AT, len as u64).is_err());
+
+    let mut state = Some(
+        ioas.map(state.take().unwrap(), Iova::Fixed(AT), Access::READ_WRITE)
+            .unwrap(),
+    );
+    let ours = f.sweep(
+        "IOMMU_IOAS_UNMAP (Mapping::unmap)",
+        &mut state,
+        |m| m.unmap().map_err(split),
+        |b| ioas.map(b, Iova::Fixed(AT), Access::READ_WRITE).unwrap(),
+        |m| assert_eq!(m.iova(), AT, "still mapped"),
+    );
+    compare(&raw_unmap_sweep, &ours);
+
+    let other = fd.alloc_ioas().unwrap();
+    let src = state.take().unwrap();
+    let ours = f.sweep(
+        "IOMMU_IOAS_COPY (copy_from)",
+        &mut Some(()),
+        |()| {
+            other
+                .copy_from(&src, Iova::Fixed(AT), Access::READ_WRITE)
+                .map_err(|e| ((), e.raw_errno()))
+        },
+        drop,
+        |_| {},
+    );
+    compare(&raw_copy_sweep, &ours);
+    assert_eq!(
+        src.copies(),
+        0,
+        "no copy leaked from a failed IOMMU_IOAS_COPY"
+    );
+    drop(src);
+    dma_works(&dev, &ioas);
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn map_file_allow_iovas_bar_and_irqs_under_injection() {
+    let f = FailNth::new();
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = bound(&fd).attach(&ioas).unwrap();
+
+    if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v != "6.12") {
+        let memfd =
+            nix::sys::memfd::memfd_create(c"dma", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&memfd, 1 << 20).unwrap();
+        let file = std::fs::File::from(memfd);
+        let ours = f.sweep(
+            "IOMMU_IOAS_MAP_FILE (map_file)",
+            &mut Some(()),
+            |()| {
+                ioas.map_file(&file, 0, 1 << 20, Iova::Fixed(0x800000), Access::READ_WRITE)
+                    .map_err(|e| ((), e.raw_errno()))
+            },
+            drop,
+            |_| {},
+        );
+        println!("{}", ours.row(None));
+        assert!(
+            ours.points() > 0,
+            "map_file pins pages: it must have injection points"
+        );
+    }
+
+    let ours = f.sweep(
+        "IOMMU_IOAS_ALLOW_IOVAS (allow_iovas)",
+        &mut Some(()),
+        |()| {
+            ioas.allow_iovas(&[iommufd::IovaRange {
+                start: 0,
+                last: 0x0fff_ffff,
+            }])
+            .map_err(|e| ((), e.raw_errno()))
+        },
+        |()| ioas.allow_iovas(&[]).unwrap(),
+        |_| {},
+    );
+    println!("{}", ours.row(None));
+
+    let efd = iommufd::EventFd::new().unwrap();
+    let ours = f.sweep(
+        "VFIO_DEVICE_SET_IRQS (set_irq_eventfds, MSI)",
+        &mut Some(()),
+        |()| {
+            dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[efd.as_fd()])
+                .map_err(|e| ((), e.raw_errno()))
+        },
+        |()| dev.disable_irqs(iommufd::pci::MSI_IRQ).unwrap(),
+        |_| {},
+    );
+    println!("{}", ours.row(None));
+    dma_works(&dev, &ioas);
+    drop(dev);
+
+    // map_bar: each attempt on a device whose BAR is not mapped yet.
+    let mut state = Some(
+        Device::open(&Topology::discover().singleton)
+            .unwrap()
+            .bind(&fd)
+            .unwrap(),
+    );
+    let ours = f.sweep(
+        "mmap BAR (map_bar)",
+        &mut state,
+        |mut d| match d.map_bar(0) {
+            Ok(()) => Ok(d),
+            Err(e) => {
+                let errno = e.raw_errno();
+                Err((d, errno))
+            }
+        },
+        |d| d.unbind().unwrap().bind(&fd).unwrap(),
+        |d| assert!(d.mmio(0).is_err(), "no half-mapped BAR"),
+    );
+    println!("{}", ours.row(None));
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn group_transitions_under_injection() {
+    let f = FailNth::new();
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let a = fd.alloc_ioas().unwrap();
+    let b = fd.alloc_ioas().unwrap();
+    let mut state = Some(Group::open(t.pair_group).unwrap());
+    let ours = f.sweep(
+        "group bind",
+        &mut state,
+        |g| g.bind(&fd).map_err(split),
+        |g| g.unbind().unwrap(),
+        |g| assert_eq!(g.len(), 2, "the group comes back whole"),
+    );
+    println!("{}", ours.row(None));
+    let mut state = Some(state.take().unwrap().bind(&fd).unwrap());
+    let ours = f.sweep(
+        "group attach",
+        &mut state,
+        |g| g.attach(&a).map_err(split),
+        |g| g.detach().unwrap(),
+        |g| assert_eq!(g.len(), 2),
+    );
+    println!("{}", ours.row(None));
+    let mut state = Some(state.take().unwrap().attach(&a).unwrap());
+    let ours = f.sweep(
+        "group replace",
+        &mut state,
+        |g| g.replace(&b).map_err(split),
+        |g| g.replace(&a).unwrap(),
+        |g| assert_eq!(g.ioas(), &a, "the whole group stays on the old IOAS"),
+    );
+    println!("{}", ours.row(None));
+    let ours = f.sweep(
+        "group detach",
+        &mut state,
+        |g| g.detach().map_err(split),
+        |g| g.attach(&a).unwrap(),
+        |g| assert_eq!(g.ioas(), &a),
+    );
+    println!("{}", ours.row(None));
+    let buf = a.map(buffer_with(MSG), Iova::Any, Access::READ).unwrap();
+    assert!(buf.iova() > 0);
+}
