@@ -211,14 +211,21 @@ fn alloc_ioas_under_injection() {
     assert!(fd.alloc_ioas().is_ok());
 }
 
+/// Bind and unbind are swept on an `mtty` mdev. On the edu (a PCI device) the
+/// first bind enables the device, and `pci_enable_device` evaluates the ACPI
+/// `_PRT` method: with an allocation failing in there, ACPICA oopses
+/// (`acpi_ut_update_object_reference`, seen on 7.3.4) and the guest hangs,
+/// through the raw ioctl just as through the crate. That is a kernel bug
+/// outside iommufd, so the sweep uses a device whose open does no ACPI work.
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn bind_and_unbind_under_injection() {
     let f = FailNth::new();
-    let path = singleton_cdev();
+    let mdev = support::Mtty::create();
+    let path = mdev.cdev();
     let iommu = iommu_fd();
     let raw = f.sweep(
-        "VFIO_DEVICE_BIND_IOMMUFD (bind)",
+        "VFIO_DEVICE_BIND_IOMMUFD (bind, mtty mdev)",
         &mut Some(open_rw(&path)),
         |dev| match raw_bind_dev(&dev, &iommu) {
             Ok(()) => Ok(dev),
@@ -233,10 +240,11 @@ fn bind_and_unbind_under_injection() {
     drop(iommu);
 
     let fd = Iommufd::open().unwrap();
-    let dev = Device::open(&Topology::discover().singleton).unwrap();
+    let dev = Device::open_cdev(&path).unwrap();
+    assert_eq!(dev.name(), mdev.uuid, "an mdev is named by its UUID");
     let mut state = Some(dev);
     let ours = f.sweep(
-        "VFIO_DEVICE_BIND_IOMMUFD (bind)",
+        "VFIO_DEVICE_BIND_IOMMUFD (bind, mtty mdev)",
         &mut state,
         |d| d.bind(&fd).map_err(split),
         |d| d.unbind().unwrap(),
@@ -248,7 +256,7 @@ fn bind_and_unbind_under_injection() {
     // device comes back bound and usable.
     let mut state = Some(state.take().unwrap().bind(&fd).unwrap());
     let ours = f.sweep(
-        "unbind (close + reopen)",
+        "unbind (close + reopen, mtty mdev)",
         &mut state,
         |d| d.unbind().map_err(split),
         |d| d.bind(&fd).unwrap(),
@@ -258,10 +266,12 @@ fn bind_and_unbind_under_injection() {
         },
     );
     println!("{}", ours.row(None));
-    let mut dev = state.take().unwrap();
-    Edu::setup(&mut dev).unwrap();
+    let dev = state.take().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    dma_works(&dev.attach(&ioas).unwrap(), &ioas);
+    let dev = dev.attach(&ioas).unwrap();
+    assert!(dev.info().unwrap().num_regions > 0);
+    drop(dev);
+    drop(mdev);
 }
 
 fn split<T>(e: iommufd::TransitionError<T>) -> (T, Option<Errno>) {

@@ -43,15 +43,21 @@ impl FailNth {
         nix::sys::uio::pwrite(&self.fd, n.to_string().as_bytes(), 0).expect("arm fail-nth");
     }
 
-    /// Whether the armed fault was injected; disarms.
+    /// Whether the armed fault was injected into the operation; disarms.
     fn fired(&self) -> bool {
         let mut b = [0u8; 16];
-        let k = nix::sys::uio::pread(&self.fd, &mut b, 0).expect("read fail-nth");
-        let left: u32 = std::str::from_utf8(&b[..k])
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        // This read copies to user space, itself a fault-injection point: if
+        // the fault was still pending it fires here (EFAULT), which means the
+        // operation did not take it.
+        let left: u32 = match nix::sys::uio::pread(&self.fd, &mut b, 0) {
+            Ok(k) => std::str::from_utf8(&b[..k])
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap(),
+            Err(Errno::EFAULT) => 1,
+            Err(e) => panic!("read fail-nth: {e}"),
+        };
         let _ = nix::sys::uio::pwrite(&self.fd, b"0", 0);
         left == 0
     }

@@ -175,6 +175,51 @@ pub fn raw_member(bdf: &str) -> Device<iommufd::Unbound> {
     unsafe { Device::from_fd_unchecked(f.into()) }
 }
 
+/// An instance of the kernel's `mtty` sample mdev (no PCI enable on first
+/// open), removed on drop.
+pub struct Mtty {
+    pub uuid: String,
+}
+
+impl Mtty {
+    pub fn create() -> Mtty {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let uuid = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            std::process::id(),
+            t.subsec_nanos() & 0xffff,
+            t.as_secs() & 0xfff,
+            (t.subsec_nanos() >> 16) & 0xfff,
+            t.as_nanos() & 0xffff_ffff_ffff
+        );
+        std::fs::write(
+            "/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create",
+            &uuid,
+        )
+        .expect("create an mtty mdev (CONFIG_SAMPLE_VFIO_MDEV_MTTY)");
+        Mtty { uuid }
+    }
+
+    /// Its VFIO device cdev, `/dev/vfio/devices/vfioN`.
+    pub fn cdev(&self) -> String {
+        let dir = format!("/sys/bus/mdev/devices/{}/vfio-dev", self.uuid);
+        let n = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .find_map(|e| e.file_name().into_string().ok())
+            .expect("mdev cdev");
+        format!("/dev/vfio/devices/{n}")
+    }
+}
+
+impl Drop for Mtty {
+    fn drop(&mut self) {
+        let _ = std::fs::write(format!("/sys/bus/mdev/devices/{}/remove", self.uuid), "1");
+    }
+}
+
 /// A 4 KiB DMA buffer starting with `data`.
 pub fn buffer_with(data: &[u8]) -> iommufd::DmaBuffer {
     let mut b = iommufd::DmaBuffer::new(4096).unwrap();
