@@ -540,15 +540,9 @@ fn group_transitions_under_injection() {
     let fd = Iommufd::open().unwrap();
     let a = fd.alloc_ioas().unwrap();
     let b = fd.alloc_ioas().unwrap();
+    // Group bind is not swept: each member's first bind enables the PCI
+    // device, where ACPI oopses under injection (see the bind test above).
     let mut state = Some(Group::open(t.pair_group).unwrap());
-    let ours = f.sweep(
-        "group bind",
-        &mut state,
-        |g| g.bind(&fd).map_err(split),
-        |g| g.unbind().unwrap(),
-        |g| assert_eq!(g.len(), 2, "the group comes back whole"),
-    );
-    println!("{}", ours.row(None));
     let mut state = Some(state.take().unwrap().bind(&fd).unwrap());
     let ours = f.sweep(
         "group attach",

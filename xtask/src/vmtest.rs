@@ -20,7 +20,7 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     let mut body = String::from("rc=0\n");
     for (name, exe) in &bins {
         body += &format!(
-            "echo \"guest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --color never {filter} || rc=1\n",
+            "echo \"guest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --show-output --color never {filter} || rc=1\n",
             ver = shell_quote(&o.kernel),
             exe = shell_quote(&exe.display().to_string()),
         );
