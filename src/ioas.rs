@@ -169,7 +169,13 @@ impl Ioas {
                 len as u64,
                 Pages::new(memory, ptr, len),
             )),
-            Err(e) => Err(TransitionError::new(memory, e)),
+            Err((e, false)) => Err(TransitionError::new(memory, e)),
+            Err((e, true)) => {
+                // The device may reach `memory`: it must never be freed or
+                // handed back. Only two kernel failures in a row get here.
+                std::mem::forget(memory);
+                panic!("{e}");
+            }
         }
     }
 
@@ -193,7 +199,12 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<RawMemory>> {
         // SAFETY: forwarded: the caller upholds this function's contract.
-        let iova = unsafe { self.map_region(va, len, iova, access) }?;
+        let iova = match unsafe { self.map_region(va, len, iova, access) } {
+            Ok(iova) => iova,
+            Err((e, false)) => return Err(e),
+            // The caller would free memory the device may reach.
+            Err((e, true)) => panic!("{e}"),
+        };
         Ok(Mapping::new(
             self.clone(),
             iova,
@@ -218,17 +229,21 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<()>> {
         let at = self.precheck(iova, len)?;
-        let got = self.mapped_by(at, len, || {
-            self.inner.space.map_file(
-                self.inner.iommufd.ctx(),
-                self.inner.id,
-                file.as_fd(),
-                start,
-                len,
-                at,
-                access,
-            )
-        })?;
+        let got = self
+            .mapped_by(at, len, || {
+                self.inner.space.map_file(
+                    self.inner.iommufd.ctx(),
+                    self.inner.id,
+                    file.as_fd(),
+                    start,
+                    len,
+                    at,
+                    access,
+                )
+            })
+            // A file mapping's pages are the kernel's (it holds the file), so
+            // an orphan costs only an IOVA range, not soundness.
+            .map_err(|(e, _)| e)?;
         Ok(Mapping::new(
             self.clone(),
             got,
@@ -271,16 +286,24 @@ impl Ioas {
         // SAFETY: the returned mapping holds a `Shared` handle on the source's
         // pages, which keeps the memory at `src_va` alive and in place until
         // the copy is unmapped (and forever if that unmap fails).
-        let got = self.mapped_by(at, len, || unsafe {
-            self.inner.space.copy(
-                self.inner.iommufd.ctx(),
-                self.inner.id,
-                (&src.ioas.inner.space, src.ioas.inner.id, src.iova, src_va),
-                len,
-                at,
-                access,
-            )
-        })?;
+        let got = self
+            .mapped_by(at, len, || unsafe {
+                self.inner.space.copy(
+                    self.inner.iommufd.ctx(),
+                    self.inner.id,
+                    (&src.ioas.inner.space, src.ioas.inner.id, src.iova, src_va),
+                    len,
+                    at,
+                    access,
+                )
+            })
+            .map_err(|(e, orphan)| {
+                if orphan {
+                    // The orphaned copy may reach the source's memory: keep it forever.
+                    std::mem::forget(pages.clone());
+                }
+                e
+            })?;
         let shared = Shared(pages.clone());
         Ok(Mapping::new(
             self.clone(),
@@ -447,8 +470,8 @@ impl Ioas {
         len: usize,
         iova: Iova,
         access: Access,
-    ) -> Result<u64> {
-        let at = self.precheck(iova, len as u64)?;
+    ) -> std::result::Result<u64, (Error, bool)> {
+        let at = self.precheck(iova, len as u64).map_err(|e| (e, false))?;
         // SAFETY: forwarded from this function's contract.
         self.mapped_by(at, len as u64, || unsafe {
             self.inner.space.map(
@@ -466,27 +489,89 @@ impl Ioas {
     /// and records the new mapping in it. Holding the lock across the ioctl
     /// keeps [`unmap`](Self::unmap) from removing a range between our
     /// ioctl and our record of it.
+    ///
+    /// On `EFAULT` the kernel may have made the mapping and only failed to
+    /// copy the result back (it does not undo `IOMMU_IOAS_MAP`, `MAP_FILE` or
+    /// `COPY` then), so the range is unmapped again before the memory is
+    /// handed back: the fixed range, or, for a kernel-chosen IOVA, every gap
+    /// between this IOAS's live mappings. The `bool` is true when that
+    /// cleanup failed and the device may still reach the memory: the caller
+    /// must then never free it.
     fn mapped_by(
         &self,
         at: Option<u64>,
         len: u64,
         op: impl FnOnce() -> std::result::Result<u64, MapFail>,
-    ) -> Result<u64> {
+    ) -> std::result::Result<u64, (Error, bool)> {
         let mut mapped = crate::lock(&self.inner.mapped);
         match op() {
             Ok(got) => {
                 mapped.insert(got, len);
                 Ok(got)
             }
-            Err(MapFail::Sys(op, e)) => {
-                if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
-                    if let Some(err) = self.fixed_iova_error(op, at, len) {
-                        return Err(err);
-                    }
-                }
-                Err(self.map_error(op, at.unwrap_or(0), len, e, &mapped))
+            Err(MapFail::Sys(op, Errno::EFAULT)) => {
+                let orphan = !self.unmap_orphans(at, len, &mapped);
+                let mut err = self.map_error(op, at.unwrap_or(0), len, Errno::EFAULT, &mapped);
+                err = if orphan {
+                    err.append_detail("the kernel may have made the mapping, and unmapping it again failed: the memory is kept forever".into())
+                } else {
+                    err.append_detail(
+                        "whatever the kernel mapped before failing was unmapped again".into(),
+                    )
+                };
+                Err((err, orphan))
             }
-            Err(MapFail::Other(e)) => Err(e),
+            Err(MapFail::Sys(op, e)) => Err((self.map_fail_error(op, at, len, e, &mapped), false)),
+            Err(MapFail::Other(e)) => Err((e, false)),
+        }
+    }
+
+    /// Unmaps what a failed map call may have left: `[at, at + len)`, or
+    /// every range no live mapping holds. True when nothing can be left.
+    #[cold]
+    fn unmap_orphans(&self, at: Option<u64>, len: u64, mapped: &BTreeMap<u64, u64>) -> bool {
+        let unmap = |s: u64, l: u64| {
+            matches!(
+                self.inner
+                    .space
+                    .unmap(self.inner.iommufd.ctx(), self.inner.id, s, l),
+                Ok(_) | Err(Errno::ENOENT)
+            )
+        };
+        if let Some(at) = at {
+            return unmap(at, len);
+        }
+        let mut ok = true;
+        let mut next = 0u64;
+        for (&s, &l) in mapped {
+            if s > next {
+                ok &= unmap(next, s - next);
+            }
+            next = s.saturating_add(l);
+        }
+        match next {
+            0 => ok && unmap(0, u64::MAX), // the kernel's "everything"
+            u64::MAX => ok,
+            n => ok && unmap(n, u64::MAX - n + 1),
+        }
+    }
+
+    #[cold]
+    fn map_fail_error(
+        &self,
+        op: &'static str,
+        at: Option<u64>,
+        len: u64,
+        e: Errno,
+        mapped: &BTreeMap<u64, u64>,
+    ) -> Error {
+        {
+            if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
+                if let Some(err) = self.fixed_iova_error(op, at, len) {
+                    return err;
+                }
+            }
+            self.map_error(op, at.unwrap_or(0), len, e, mapped)
         }
     }
 

@@ -310,13 +310,37 @@ fn attach_replace_detach_under_injection() {
     let ia = fd.alloc_ioas().unwrap();
     let ib = fd.alloc_ioas().unwrap();
     let mut state = Some(bound(&fd));
+    // A page the device would write if it were attached after a failure.
+    let probe = ia
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(0x300000),
+            Access::WRITE,
+        )
+        .unwrap();
+    let src = ia
+        .map(buffer_with(MSG), Iova::Fixed(0x100000), Access::READ)
+        .unwrap();
     let ours = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (attach)",
         &mut state,
         |d| d.attach(&ia).map_err(split),
         |d| d.detach().unwrap(),
-        |d| assert!(format!("{d:?}").starts_with("Device<BlockDma>")),
+        |d| {
+            assert!(format!("{d:?}").starts_with("Device<BlockDma>"));
+            // Typed BlockDma after the failure: its DMA must really be blocked.
+            let edu = Edu::new(d);
+            edu.read_from_ram(0x100000, MSG.len() as u64);
+            edu.write_to_ram(0x300000, MSG.len() as u64);
+            let mut out = vec![0u8; MSG.len()];
+            probe.read_bytes(0, &mut out);
+            assert!(
+                out.iter().all(|&b| b == 0),
+                "a failed attach left DMA reaching the IOAS"
+            );
+        },
     );
+    drop((probe, src));
     compare(&raw_attach_sweep, &ours);
 
     let mut state = Some(state.take().unwrap().attach(&ia).unwrap());
@@ -354,7 +378,14 @@ fn map_unmap_copy_under_injection() {
         &mut Some(DmaBuffer::new(len).unwrap()),
         |mut b| match raw_map_at(&raw.iommu, raw.ioas, &mut b, AT) {
             Ok(()) => Ok(b),
-            Err(e) => Err((b, Some(e))),
+            Err(e) => {
+                // The kernel does not undo a map whose result it could not
+                // copy back (EFAULT): a careful raw caller unmaps it.
+                if e == Errno::EFAULT {
+                    let _ = raw_unmap_at(&raw.iommu, raw.ioas, AT, len as u64);
+                }
+                Err((b, Some(e)))
+            }
         },
         |b| {
             raw_unmap_at(&raw.iommu, raw.ioas, AT, len as u64).unwrap();
@@ -386,7 +417,12 @@ fn map_unmap_copy_under_injection() {
                 src_iova: AT,
             };
             // SAFETY: a pointer-free iommu_ioas_copy.
-            ioctl_res(unsafe { raw_copy(raw.iommu.as_raw_fd(), &mut c) }).map_err(|e| ((), Some(e)))
+            ioctl_res(unsafe { raw_copy(raw.iommu.as_raw_fd(), &mut c) }).map_err(|e| {
+                if e == Errno::EFAULT {
+                    let _ = raw_unmap_at(&raw.iommu, other, AT, len as u64);
+                }
+                ((), Some(e))
+            })
         },
         |()| raw_unmap_at(&raw.iommu, other, AT, len as u64).unwrap(),
         |_| {},
@@ -407,7 +443,13 @@ fn map_unmap_copy_under_injection() {
                 .map_err(split)
         },
         |m| m.unmap().unwrap(),
-        |b| assert_eq!(b.len(), len, "the buffer comes back"),
+        |b| {
+            assert_eq!(b.len(), len, "the buffer comes back");
+            // ... and nothing of it stays mapped (an EFAULT after the kernel
+            // mapped it is undone by the crate).
+            let e = ioas.unmap(AT, len as u64).unwrap_err();
+            assert_eq!(e.kind(), iommufd::ErrorKind::NotMapped, "{e}");
+        },
     );
     compare(&raw_map_sweep, &ours);
     // Nothing stays mapped after the failures: the range is free.
@@ -437,7 +479,14 @@ fn map_unmap_copy_under_injection() {
                 .map_err(|e| ((), e.raw_errno()))
         },
         drop,
-        |_| {},
+        |_| {
+            let e = other.unmap(AT, len as u64).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                iommufd::ErrorKind::NotMapped,
+                "no orphan copy: {e}"
+            );
+        },
     );
     compare(&raw_copy_sweep, &ours);
     assert_eq!(
