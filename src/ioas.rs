@@ -381,13 +381,26 @@ impl Ioas {
     }
 
     /// Unmaps a [`Mapping`]'s own range and forgets it.
+    ///
+    /// `EFAULT` means the kernel could not copy its answer back, possibly
+    /// after unmapping: the range is exactly one mapping of ours and nothing
+    /// can map there while the table is locked, so a second try tells which
+    /// (gone already: `ENOENT`).
     fn unmap_own(&self, iova: u64, len: u64) -> Result<()> {
         let mut mapped = crate::lock(&self.inner.mapped);
-        match self
-            .inner
-            .space
-            .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len)
-        {
+        let unmap = || {
+            self.inner
+                .space
+                .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len)
+        };
+        let result = match unmap() {
+            Err(Errno::EFAULT) => match unmap() {
+                Err(Errno::ENOENT) => Ok(len),
+                again => again,
+            },
+            first => first,
+        };
+        match result {
             Ok(_) => {
                 mapped.remove(&iova);
                 Ok(())

@@ -259,12 +259,16 @@ impl Bar {
                 .len(a.size as usize)
                 .map_raw(fd.as_raw_fd())
                 .map_err(|e| {
-                    Error::new(
+                    let err = Error::new(
                         ErrorKind::Kernel,
                         "mmap BAR",
                         format!("{name} region {}", info.index),
                     )
-                    .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size))
+                    .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size));
+                    match e.raw_os_error() {
+                        Some(n) => err.errno(nix::errno::Errno::from_raw(n)),
+                        None => err,
+                    }
                 })?;
             areas.push(MappedArea {
                 offset: a.offset,
