@@ -12,7 +12,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 mod sealed {
     pub trait Sealed {}
@@ -69,7 +69,14 @@ pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) attached: Option<(Ioas, u32)>,
     pub(crate) bound: Option<(Iommufd, u32)>,
+    /// Region info by index, queried once: it cannot change while the fd is
+    /// bound, and config-space accesses would otherwise pay an ioctl each.
+    regions: [OnceLock<RegionInfo>; CACHED_REGIONS],
 }
+
+/// vfio-pci has 9 regions (6 BARs, ROM, config, VGA); a few more for
+/// device-specific ones. Higher indexes are queried every time.
+const CACHED_REGIONS: usize = 12;
 
 impl Inner {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -156,6 +163,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         name,
         attached: None,
         bound: None,
+        regions: Default::default(),
     })
 }
 
@@ -489,7 +497,21 @@ impl<S: Bound> Device<S> {
     /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
     #[doc(alias = "VFIO_DEVICE_GET_REGION_INFO")]
     pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
-        region_info(self.inner.fd(), &self.inner.name, index)
+        self.cached_region(index).map(std::borrow::Cow::into_owned)
+    }
+
+    /// The region info of `index`, from the cache once it has been asked.
+    #[inline]
+    fn cached_region(&self, index: u32) -> Result<std::borrow::Cow<'_, RegionInfo>> {
+        use std::borrow::Cow;
+        let Some(slot) = self.inner.regions.get(index as usize) else {
+            return region_info(self.inner.fd(), &self.inner.name, index).map(Cow::Owned);
+        };
+        if let Some(info) = slot.get() {
+            return Ok(Cow::Borrowed(info));
+        }
+        let info = region_info(self.inner.fd(), &self.inner.name, index)?;
+        Ok(Cow::Borrowed(slot.get_or_init(|| info)))
     }
 
     /// mmaps BAR `index` (every mmap-able area of it) and keeps the mapping in
@@ -563,7 +585,7 @@ impl<S: Bound> Device<S> {
 
     /// Reads region `index` at `offset` with pread.
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let info = self.region_info(index)?;
+        let info = self.cached_region(index)?;
         self.check_region(&info, offset, buf.len(), "pread")?;
         let n = nix::sys::uio::pread(self.inner.fd(), buf, (info.offset + offset) as i64).map_err(
             |e| {
@@ -585,7 +607,7 @@ impl<S: Bound> Device<S> {
 
     /// Writes region `index` at `offset` with pwrite.
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
-        let info = self.region_info(index)?;
+        let info = self.cached_region(index)?;
         self.check_region(&info, offset, data.len(), "pwrite")?;
         let n = nix::sys::uio::pwrite(self.inner.fd(), data, (info.offset + offset) as i64)
             .map_err(|e| {

@@ -34,7 +34,11 @@ unsafe impl DmaMemory for MmapMut {
     }
 }
 
-/// A page-aligned, zeroed, anonymous buffer for DMA.
+/// The PMD size on x86-64 and arm64 with 4 KiB pages.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// A page-aligned, zeroed, anonymous buffer for DMA. Buffers of 2 MiB and
+/// more ask for transparent huge pages (`MADV_HUGEPAGE`).
 pub struct DmaBuffer {
     map: MmapMut,
 }
@@ -53,9 +57,14 @@ impl DmaBuffer {
         }
         let page = page_size();
         let len = len.div_ceil(page) * page;
-        Ok(DmaBuffer {
-            map: MmapOptions::new().len(len).map_anon()?,
-        })
+        let map = MmapOptions::new().len(len).map_anon()?;
+        if len >= HUGE_PAGE {
+            // Transparent huge pages even where THP is `madvise` only: the
+            // kernel then pins and maps 2 MiB at a time. Best effort: without
+            // THP the buffer works the same, only slower to map.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        Ok(DmaBuffer { map })
     }
 
     /// Length in bytes (a multiple of the page size).

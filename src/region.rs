@@ -332,27 +332,38 @@ impl<'d> Mmio<'d> {
             .map(|a| (a, (offset - a.offset) as usize))
     }
 
+    /// The bounds and alignment check of an `n`-byte access: `n` is a
+    /// constant power of two at every call site, so this inlines to a mask
+    /// and a compare; the error is built out of line, only on failure.
+    #[inline(always)]
     fn check(&self, offset: u64, n: u64, op: &'static str) -> Result<()> {
         let in_bounds = offset
             .checked_add(n)
             .is_some_and(|e| e <= self.bar.info.size);
-        if !in_bounds || offset % n != 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                op,
-                format!(
-                    "{} BAR{} offset {offset:#x}",
-                    self.name, self.bar.info.index
-                ),
-            )
-            .detail(format!(
-                "a {n}-byte access must be {n}-byte aligned and inside the {:#x}-byte BAR",
-                self.bar.info.size
-            )));
+        if !in_bounds || offset & (n - 1) != 0 {
+            return Err(self.bad_access(offset, n, op));
         }
         Ok(())
     }
 
+    #[cold]
+    #[inline(never)]
+    fn bad_access(&self, offset: u64, n: u64, op: &'static str) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            op,
+            format!(
+                "{} BAR{} offset {offset:#x}",
+                self.name, self.bar.info.index
+            ),
+        )
+        .detail(format!(
+            "a {n}-byte access must be {n}-byte aligned and inside the {:#x}-byte BAR",
+            self.bar.info.size
+        ))
+    }
+
+    #[inline(always)]
     fn read<const N: usize>(&self, offset: u64) -> Result<[u8; N]> {
         self.check(offset, N as u64, "MMIO read")?;
         let mut out = [0u8; N];
@@ -369,30 +380,38 @@ impl<'d> Mmio<'d> {
                     _ => out.copy_from_slice(&(p as *const u64).read_volatile().to_ne_bytes()),
                 }
             }
+            Ok(out)
         } else {
-            let n = nix::sys::uio::pread(self.fd, &mut out, (self.bar.info.offset + offset) as i64)
-                .map_err(|e| {
-                    Error::sys(
-                        "MMIO read (pread)",
-                        format!(
-                            "{} BAR{} offset {offset:#x}",
-                            self.name, self.bar.info.index
-                        ),
-                        e,
-                    )
-                })?;
-            if n != N {
-                return Err(Error::new(
-                    ErrorKind::Kernel,
+            self.read_slow(offset, out)
+        }
+    }
+
+    /// A read in a part of the BAR the kernel does not let us mmap.
+    #[inline(never)]
+    fn read_slow<const N: usize>(&self, offset: u64, mut out: [u8; N]) -> Result<[u8; N]> {
+        let n = nix::sys::uio::pread(self.fd, &mut out, (self.bar.info.offset + offset) as i64)
+            .map_err(|e| {
+                Error::sys(
                     "MMIO read (pread)",
-                    self.name.to_string(),
+                    format!(
+                        "{} BAR{} offset {offset:#x}",
+                        self.name, self.bar.info.index
+                    ),
+                    e,
                 )
-                .detail(format!("short read: {n} of {N}")));
-            }
+            })?;
+        if n != N {
+            return Err(Error::new(
+                ErrorKind::Kernel,
+                "MMIO read (pread)",
+                self.name.to_string(),
+            )
+            .detail(format!("short read: {n} of {N}")));
         }
         Ok(out)
     }
 
+    #[inline(always)]
     fn write<const N: usize>(&self, offset: u64, val: [u8; N]) -> Result<()> {
         self.check(offset, N as u64, "MMIO write")?;
         if let Some((a, rel)) = self.area(offset, N as u64) {
@@ -409,52 +428,67 @@ impl<'d> Mmio<'d> {
                         .write_volatile(u64::from_ne_bytes(val[..8].try_into().unwrap())),
                 }
             }
+            Ok(())
         } else {
-            nix::sys::uio::pwrite(self.fd, &val, (self.bar.info.offset + offset) as i64).map_err(
-                |e| {
-                    Error::sys(
-                        "MMIO write (pwrite)",
-                        format!(
-                            "{} BAR{} offset {offset:#x}",
-                            self.name, self.bar.info.index
-                        ),
-                        e,
-                    )
-                },
-            )?;
+            self.write_slow(offset, val)
         }
+    }
+
+    /// A write in a part of the BAR the kernel does not let us mmap.
+    #[inline(never)]
+    fn write_slow<const N: usize>(&self, offset: u64, val: [u8; N]) -> Result<()> {
+        nix::sys::uio::pwrite(self.fd, &val, (self.bar.info.offset + offset) as i64).map_err(
+            |e| {
+                Error::sys(
+                    "MMIO write (pwrite)",
+                    format!(
+                        "{} BAR{} offset {offset:#x}",
+                        self.name, self.bar.info.index
+                    ),
+                    e,
+                )
+            },
+        )?;
         Ok(())
     }
 
     /// Reads a byte.
+    #[inline]
     pub fn read8(&self, offset: u64) -> Result<u8> {
         self.read::<1>(offset).map(|b| b[0])
     }
     /// Reads a 16-bit register (native endian, as the CPU sees it).
+    #[inline]
     pub fn read16(&self, offset: u64) -> Result<u16> {
         self.read::<2>(offset).map(u16::from_ne_bytes)
     }
     /// Reads a 32-bit register.
+    #[inline]
     pub fn read32(&self, offset: u64) -> Result<u32> {
         self.read::<4>(offset).map(u32::from_ne_bytes)
     }
     /// Reads a 64-bit register.
+    #[inline]
     pub fn read64(&self, offset: u64) -> Result<u64> {
         self.read::<8>(offset).map(u64::from_ne_bytes)
     }
     /// Writes a byte.
+    #[inline]
     pub fn write8(&self, offset: u64, v: u8) -> Result<()> {
         self.write(offset, [v])
     }
     /// Writes a 16-bit register.
+    #[inline]
     pub fn write16(&self, offset: u64, v: u16) -> Result<()> {
         self.write(offset, v.to_ne_bytes())
     }
     /// Writes a 32-bit register.
+    #[inline]
     pub fn write32(&self, offset: u64, v: u32) -> Result<()> {
         self.write(offset, v.to_ne_bytes())
     }
     /// Writes a 64-bit register.
+    #[inline]
     pub fn write64(&self, offset: u64, v: u64) -> Result<()> {
         self.write(offset, v.to_ne_bytes())
     }
