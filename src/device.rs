@@ -246,8 +246,15 @@ impl Device<Unbound> {
     /// says about the device (a member of a multi-device group is refused).
     pub fn open_cdev(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let fd =
-            cdev::open_rw(path).map_err(|e| Error::sys("open", path.display().to_string(), e))?;
+        let fd = cdev::open_rw(path).map_err(|e| {
+            let err = Error::sys("open", path.display().to_string(), e);
+            if e == Errno::ENOENT {
+                err.kind_(ErrorKind::InvalidInput)
+                    .detail("no such file: VFIO device cdevs are /dev/vfio/devices/vfioN")
+            } else {
+                err
+            }
+        })?;
         let name = alone_in_group(&fd, &path.display().to_string())?;
         Ok(unbound(
             Link::Cdev {
@@ -695,11 +702,28 @@ impl<S: Bound> Device<S> {
 
 pub(crate) fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
     let bytes = sys::query_with_caps(32, |buf| sys::region_info(fd, index, buf)).map_err(|e| {
-        Error::sys(
+        let err = Error::sys(
             "VFIO_DEVICE_GET_REGION_INFO",
             format!("{name} region {index}"),
             e,
-        )
+        );
+        if e != Errno::EINVAL {
+            return err;
+        }
+        // Diagnosed only now that the kernel said no: how many regions are there?
+        let mut arg = vfio::vfio_device_info {
+            argsz: sys::argsz::<vfio::vfio_device_info>(),
+            ..Default::default()
+        };
+        match sys::ioctl(fd, sys::raw::vfio_device_get_info, &mut arg) {
+            Ok(_) if index >= arg.num_regions => {
+                err.kind_(ErrorKind::InvalidInput).detail(format!(
+                    "the device has regions 0 to {}",
+                    arg.num_regions.saturating_sub(1)
+                ))
+            }
+            _ => err,
+        }
     })?;
     RegionInfo::decode(&bytes).map_err(|e| {
         Error::new(

@@ -370,6 +370,12 @@ impl Ioas {
             e,
         );
         match (e, own) {
+            (Errno::EINVAL, false) if len == 0 => err
+                .kind_(ErrorKind::InvalidInput)
+                .detail("zero-length range"),
+            (Errno::EOVERFLOW, false) => err
+                .kind_(ErrorKind::OutOfRange)
+                .detail("the range wraps past the end of the 64-bit IOVA space"),
             (Errno::ENOENT, false) => err.kind_(ErrorKind::NotMapped).detail(
                 "the range must cover whole mappings: the kernel does not split a mapping, and left it intact",
             ),
@@ -452,13 +458,13 @@ impl Ioas {
     /// Why the kernel refused a fixed IOVA, told from the ranges it reports
     /// now: not aligned, or outside every usable range. `None` when neither.
     #[cold]
-    fn fixed_iova_error(&self, op: &'static str, at: u64, len: u64) -> Option<Error> {
+    fn fixed_iova_error(&self, op: &'static str, at: u64, len: u64, e: Errno) -> Option<Error> {
         let ranges = self.iova_ranges().ok()?;
         let obj = || format!("{} {}", self.object(), range(at, len));
         if at % ranges.alignment != 0 || len % ranges.alignment != 0 {
             return Some(
                 Error::new(ErrorKind::Alignment, op, obj())
-                    .errno(Errno::EINVAL)
+                    .errno(e)
                     .detail(format!(
                         "IOVA and length must be multiples of {:#x}",
                         ranges.alignment
@@ -468,7 +474,7 @@ impl Ioas {
         if !ranges.contains(at, len) {
             return Some(
                 Error::new(ErrorKind::OutOfRange, op, obj())
-                    .errno(Errno::EINVAL)
+                    .errno(e)
                     .detail(format!("outside the usable IOVA ranges {ranges}")),
             );
         }
@@ -580,7 +586,7 @@ impl Ioas {
     ) -> Error {
         {
             if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
-                if let Some(err) = self.fixed_iova_error(op, at, len) {
+                if let Some(err) = self.fixed_iova_error(op, at, len, e) {
                     return err;
                 }
             }
@@ -618,12 +624,18 @@ impl Ioas {
                 err.kind_(ErrorKind::Overlap).detail(detail)
             }
             Errno::ENOMEM => crate::diagnose::pin_enomem(err, len),
+            Errno::EINVAL if op == "IOMMU_IOAS_MAP_FILE" => err
+                .kind_(ErrorKind::InvalidInput)
+                .detail("the kernel cannot map this file range: IOMMU_IOAS_MAP_FILE takes a memfd, a shmem or hugetlbfs file or a dma-buf, with start and length page-aligned and inside the file"),
             Errno::EINVAL => {
                 let align = self.iova_ranges().map(|r| r.alignment).unwrap_or(0);
                 err.kind_(ErrorKind::Alignment).detail(format!(
                     "the kernel rejected the arguments; the IOAS requires IOVA, length and user address aligned to {align:#x}"
                 ))
             }
+            Errno::EOVERFLOW => err
+                .kind_(ErrorKind::OutOfRange)
+                .detail("the range wraps past the end of the 64-bit IOVA space"),
             Errno::ENOTTY | Errno::EOPNOTSUPP if op == "IOMMU_IOAS_MAP_FILE" => err
                 .kind_(ErrorKind::Unsupported)
                 .detail("this kernel has no IOMMU_IOAS_MAP_FILE (added in Linux 6.13)")

@@ -1,8 +1,9 @@
 //! Interrupts: `VFIO_DEVICE_GET_IRQ_INFO` and `VFIO_DEVICE_SET_IRQS`.
 
 use crate::device::{Bound, Device};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, vfio};
+use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// One IRQ index (`struct vfio_irq_info`).
@@ -46,11 +47,20 @@ impl<S: Bound> Device<S> {
             &mut arg,
         )
         .map_err(|e| {
-            Error::sys(
+            let err = Error::sys(
                 "VFIO_DEVICE_GET_IRQ_INFO",
                 format!("{} irq index {index}", self.name()),
                 e,
-            )
+            );
+            match (e, self.info()) {
+                (Errno::EINVAL, Ok(i)) if index >= i.num_irqs => {
+                    err.kind_(ErrorKind::InvalidInput).detail(format!(
+                        "the device has irq indexes 0 to {}",
+                        i.num_irqs.saturating_sub(1)
+                    ))
+                }
+                _ => err,
+            }
         })?;
         Ok(IrqInfo {
             index,
@@ -72,17 +82,43 @@ impl<S: Bound> Device<S> {
         buf.extend_from_slice(data);
         sys::set_irqs(self.device_fd(), &mut buf)
             .map(drop)
-            .map_err(|e| {
-                Error::sys(
-                    what,
-                    format!(
-                        "{} irq index {index} vectors {start}..{}",
-                        self.name(),
-                        start + count
-                    ),
-                    e,
-                )
-            })
+            .map_err(|e| self.set_irqs_error(what, index, flags, start, count, e))
+    }
+
+    /// Explains a refused `VFIO_DEVICE_SET_IRQS` from the index's info.
+    #[cold]
+    fn set_irqs_error(
+        &self,
+        what: &'static str,
+        index: u32,
+        flags: u32,
+        start: u32,
+        count: u32,
+        e: Errno,
+    ) -> Error {
+        let end = u64::from(start) + u64::from(count);
+        let err = Error::sys(
+            what,
+            format!("{} irq index {index} vectors {start}..{end}", self.name()),
+            e,
+        );
+        if e != Errno::EINVAL {
+            return err;
+        }
+        let bad = |d: String| err.clone().kind_(ErrorKind::InvalidInput).detail(d);
+        match self.irq_info(index) {
+            Err(ie) if ie.kind() == ErrorKind::InvalidInput => {
+                bad(ie.details().unwrap_or_default().to_string())
+            }
+            Ok(i) if end > u64::from(i.count) => bad(format!(
+                "irq index {index} has {} vector(s): 0..{}",
+                i.count, i.count
+            )),
+            Ok(i) if flags & vfio::VFIO_IRQ_SET_ACTION_MASK != 0 && !i.maskable() => {
+                bad(format!("irq index {index} cannot be masked"))
+            }
+            _ => err,
+        }
     }
 
     /// Routes vectors `start..start + fds.len()` of `index` to eventfds

@@ -5,7 +5,7 @@
 //! only after the kernel said no.
 
 use super::MapFail;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::iova::{Access, IovaRange, IovaRanges};
 use crate::sys::{self, vfio};
 use nix::errno::Errno;
@@ -136,9 +136,18 @@ pub(crate) fn allow_iovas(fd: BorrowedFd<'_>, id: u32, ranges: &[IovaRange]) -> 
             last: r.last,
         })
         .collect();
-    sys::allow_iovas(fd, id, &raw)
-        .map(drop)
-        .map_err(|e| Error::sys("IOMMU_IOAS_ALLOW_IOVAS", format!("IOAS {id}"), e))
+    sys::allow_iovas(fd, id, &raw).map(drop).map_err(|e| {
+        let err = Error::sys("IOMMU_IOAS_ALLOW_IOVAS", format!("IOAS {id}"), e);
+        match e {
+            Errno::EINVAL => err
+                .kind_(ErrorKind::InvalidInput)
+                .detail("the ranges must each have start <= last, be sorted and not overlap"),
+            Errno::EBUSY => err.detail(
+                "an existing mapping or a device's reserved region lies outside the new ranges",
+            ),
+            _ => err,
+        }
+    })
 }
 
 /// `IOMMU_OPTION(HUGE_PAGES)` on IOAS `id`.

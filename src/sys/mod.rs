@@ -140,6 +140,9 @@ pub fn ioctl<T: PlainArg>(fd: BorrowedFd<'_>, f: RawIoctl<T>, arg: &mut T) -> ni
     unsafe { f(fd.as_raw_fd(), arg) }
 }
 
+/// The most an info ioctl with a capability chain may ask for.
+pub const MAX_INFO_BYTES: usize = 1 << 20;
+
 /// Issues an info ioctl whose struct starts with `argsz` and may be followed
 /// by a capability chain: first with a buffer of `min_bytes`, then again with
 /// the size the kernel wrote back into `argsz`, until everything fits.
@@ -155,6 +158,11 @@ pub fn query_with_caps(
         let need = u32::from_ne_bytes([argsz[0], argsz[1], argsz[2], argsz[3]]) as usize;
         if need <= buf.len() * 8 {
             return Ok(buf.iter().flat_map(|w| w.to_ne_bytes()).collect());
+        }
+        if need > MAX_INFO_BYTES {
+            // No real capability chain is this long: refuse rather than
+            // follow a size that keeps growing.
+            return Err(nix::errno::Errno::E2BIG);
         }
         buf = vec![0u64; need.div_ceil(8)];
     }
