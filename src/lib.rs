@@ -143,6 +143,8 @@
 
 mod backend;
 mod diagnose;
+#[cfg(test)]
+mod fuzz;
 mod iova;
 mod sys;
 

@@ -505,7 +505,7 @@ impl fmt::Debug for Mmio<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn header(buf: &mut Vec<u8>, at: usize, id: u16, next: u32) {
@@ -532,7 +532,8 @@ mod tests {
     }
 
     /// A region info buffer with a sparse-mmap cap (2 areas), a type cap and MSI-X mappable.
-    fn crafted() -> Vec<u8> {
+    /// A region info with every capability this crate decodes, and one it does not.
+    pub(crate) fn crafted() -> Vec<u8> {
         let mut b = vec![0u8; 32];
         put32(&mut b, 0, 128);
         put32(&mut b, 4, FLAG_READ | FLAG_WRITE | FLAG_MMAP | FLAG_CAPS);

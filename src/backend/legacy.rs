@@ -504,7 +504,7 @@ fn type1_info(c: &Container) -> Result<Vec<u8>> {
 }
 
 /// Decodes `struct vfio_iommu_type1_info` and its IOVA-range capability.
-fn parse_type1_info(b: &[u8], page: u64) -> (Vec<(u64, u64)>, u64) {
+pub(crate) fn parse_type1_info(b: &[u8], page: u64) -> (Vec<(u64, u64)>, u64) {
     let u32_at = |o: usize| {
         b.get(o..o + 4)
             .map(|s| u32::from_ne_bytes(s.try_into().unwrap()))
@@ -552,11 +552,11 @@ fn parse_type1_info(b: &[u8], page: u64) -> (Vec<(u64, u64)>, u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::parse_type1_info;
 
-    #[test]
-    fn type1_info_with_iova_ranges() {
+    /// A type1 info with page sizes and an IOVA-range capability of two ranges.
+    pub(crate) fn crafted_type1_info() -> Vec<u8> {
         let mut b = vec![0u8; 24 + 16 + 32];
         let n = b.len() as u32;
         b[0..4].copy_from_slice(&n.to_ne_bytes());
@@ -569,6 +569,12 @@ mod tests {
         b[48..56].copy_from_slice(&0xfedf_ffffu64.to_ne_bytes());
         b[56..64].copy_from_slice(&0xfef0_0000u64.to_ne_bytes());
         b[64..72].copy_from_slice(&0xffff_ffff_ffffu64.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn type1_info_with_iova_ranges() {
+        let mut b = crafted_type1_info();
         let (r, a) = parse_type1_info(&b, 4096);
         assert_eq!(a, 0x1000);
         assert_eq!(r, vec![(0, 0xfedf_ffff), (0xfef0_0000, 0xffff_ffff_ffff)]);
