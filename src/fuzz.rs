@@ -29,8 +29,30 @@ impl Rng {
 }
 
 const INTERESTING: &[u32] = &[
-    0, 1, 2, 3, 4, 7, 8, 16, 23, 24, 31, 32, 33, 40, 64, 0x7f, 0x80, 0xff, 0x100, 0x1000,
-    0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff,
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    16,
+    23,
+    24,
+    31,
+    32,
+    33,
+    40,
+    64,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0x1000,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_fffe,
+    0xffff_ffff,
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
@@ -172,7 +194,10 @@ fn bdf_parser() {
 #[test]
 fn info_requery_loop() {
     // A kernel answer whose argsz keeps asking for more: bounded, never a hang.
-    let s = seeds("requery", vec![vec![32, 0, 0, 0], vec![0xff, 0xff, 0xff, 0xff]]);
+    let s = seeds(
+        "requery",
+        vec![vec![32, 0, 0, 0], vec![0xff, 0xff, 0xff, 0xff]],
+    );
     fuzz("requery", &s, |b| {
         let mut answers = b.chunks(4).map(|c| {
             let mut w = [0u8; 4];
