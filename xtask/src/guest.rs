@@ -150,6 +150,17 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
                 if let Some(code) = clean.trim().strip_prefix("VMT-EXIT ") {
                     out.exit = code.trim().parse().ok();
                 }
+                // The same freeze, seen from inside: the guest's timers stop
+                // firing and the kernel reports an RCU stall every minute or
+                // so, which would keep the console from going silent.
+                if clean.contains("rcu_preempt detected stalls")
+                    || clean.contains("timer wakeup didn't happen")
+                {
+                    eprintln!("xtask: the guest kernel reports its timers stalled; killing QEMU");
+                    out.stalled = true;
+                    let _ = child.kill();
+                    break;
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) if left > stall() => {
