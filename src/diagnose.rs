@@ -132,7 +132,7 @@ pub(crate) fn bind_error_in(sys: &Path, name: &str, e: Errno) -> Error {
                 ),
             }
         }
-        Errno::EBADF | Errno::EINVAL | Errno::ENOTTY => {
+        Errno::EBADF | Errno::EBADFD | Errno::EINVAL | Errno::ENOTTY => {
             Error::sys(OP, name, e).kind_(ErrorKind::InvalidInput).detail("the fd given as iommufd is not an open /dev/iommu")
         }
         Errno::EBUSY => Error::sys(OP, name, e).kind_(ErrorKind::PathConflict).detail(

@@ -100,13 +100,15 @@ pub fn device(sys: &Path, bdf: &str) -> Result<PciDevice> {
 /// The IOMMU group number of `bdf`.
 pub fn group_of(sys: &Path, bdf: &str) -> Result<u32> {
     validate_bdf(bdf)?;
-    link_name(&dev_dir(sys, bdf).join("iommu_group"))
-        .and_then(|g| g.parse().ok())
-        .ok_or_else(|| {
+    match link_name(&dev_dir(sys, bdf).join("iommu_group")).and_then(|g| g.parse().ok()) {
+        Some(g) => Ok(g),
+        // No such device at all is the likelier mistake: say that first.
+        None => Err(device(sys, bdf).err().unwrap_or_else(|| {
             Error::new(ErrorKind::InvalidInput, "look up IOMMU group", bdf)
                 .detail("the device has no iommu_group link")
                 .hint("boot with the IOMMU enabled (intel_iommu=on / amd_iommu=on) and check dmesg for DMAR/IOMMU errors")
-        })
+        })),
+    }
 }
 
 /// The members of IOMMU group `group`, sorted by BDF, with their drivers.
