@@ -246,7 +246,7 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
         "bind to an fd that is not /dev/iommu",
         Err(err),
         ErrorKind::InvalidInput,
-        Is(Errno::ENOTTY),
+        Is(Errno::EBADFD),
         &["not an open /dev/iommu"],
     );
     let fd = Iommufd::open().unwrap();
