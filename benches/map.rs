@@ -17,29 +17,7 @@ use std::hint::black_box;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-#[repr(C)]
-#[derive(Default)]
-struct RawMap {
-    size: u32,
-    flags: u32,
-    ioas_id: u32,
-    reserved: u32,
-    user_va: u64,
-    length: u64,
-    iova: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct RawUnmap {
-    size: u32,
-    ioas_id: u32,
-    iova: u64,
-    length: u64,
-}
-
-nix::ioctl_readwrite_bad!(raw_map, nix::request_code_none!(b';', 0x85), RawMap);
-nix::ioctl_readwrite_bad!(raw_unmap, nix::request_code_none!(b';', 0x86), RawUnmap);
+use support::raw::{raw_map, raw_unmap, RawMap, RawUnmap};
 
 const ROUNDS: usize = 9;
 

@@ -17,45 +17,13 @@ use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"fault injection: still working";
 
-// Raw ioctls, as a user without this crate would issue them.
-#[repr(C)]
-#[derive(Default)]
-struct RawMap {
-    size: u32,
-    flags: u32,
-    ioas_id: u32,
-    reserved: u32,
-    user_va: u64,
-    length: u64,
-    iova: u64,
-}
-#[repr(C)]
-#[derive(Default)]
-struct RawUnmap {
-    size: u32,
-    ioas_id: u32,
-    iova: u64,
-    length: u64,
-}
-#[repr(C)]
-#[derive(Default)]
-struct RawCopy {
-    size: u32,
-    flags: u32,
-    dst_ioas_id: u32,
-    src_ioas_id: u32,
-    length: u64,
-    dst_iova: u64,
-    src_iova: u64,
-}
+use support::raw::{raw_copy, raw_map, raw_unmap, RawCopy, RawMap, RawUnmap};
+
 nix::ioctl_readwrite_bad!(raw_bind, nix::request_code_none!(b';', 118), [u32; 6]);
 nix::ioctl_readwrite_bad!(raw_attach, nix::request_code_none!(b';', 119), [u32; 4]);
 nix::ioctl_readwrite_bad!(raw_detach, nix::request_code_none!(b';', 120), [u32; 3]);
 nix::ioctl_readwrite_bad!(raw_destroy, nix::request_code_none!(b';', 0x80), [u32; 2]);
 nix::ioctl_readwrite_bad!(raw_alloc, nix::request_code_none!(b';', 0x81), [u32; 3]);
-nix::ioctl_readwrite_bad!(raw_copy, nix::request_code_none!(b';', 0x83), RawCopy);
-nix::ioctl_readwrite_bad!(raw_map, nix::request_code_none!(b';', 0x85), RawMap);
-nix::ioctl_readwrite_bad!(raw_unmap, nix::request_code_none!(b';', 0x86), RawUnmap);
 
 const RW: u32 = (1 << 1) | (1 << 2);
 const FIXED: u32 = 1;

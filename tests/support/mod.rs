@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault;
+pub mod raw;
 
 use iommufd::{Bound, Device, Mmio};
 use std::path::Path;
