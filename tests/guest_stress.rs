@@ -60,6 +60,12 @@ fn object_exists(fd: &Iommufd, id: u32) -> bool {
     r != Err(Errno::ENOENT)
 }
 
+fn progress(what: &str, i: usize, of: usize) {
+    if (i + 1) % 1000 == 0 {
+        eprintln!("leak: {what}: {} of {of}", i + 1);
+    }
+}
+
 /// RSS may move by allocator noise; anything past this is growth.
 const RSS_SLACK_KB: u64 = 1024;
 
@@ -98,6 +104,9 @@ fn leak_free_over_many_cycles() {
                 "--nocapture",
             ])
             .env("IOMMUFD_LEAK_CHILD", "1")
+            // Progress on stderr reaches the console as it happens, so a
+            // long run is not taken for a frozen guest.
+            .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap();
         for l in String::from_utf8_lossy(&out.stdout).lines() {
@@ -155,8 +164,9 @@ fn leak_free_over_many_cycles() {
         cycle(i == 0);
     }
     let before = held();
-    for _ in 0..cycles {
+    for i in 0..cycles {
         cycle(false);
+        progress("full cycles", i, cycles);
     }
     assert_no_growth(&format!("{cycles} full cycles"), before, held());
 
@@ -189,8 +199,9 @@ fn leak_free_over_many_cycles() {
         fail();
     }
     let before = held();
-    for _ in 0..cycles {
+    for i in 0..cycles {
         fail();
+        progress("failed transitions", i, cycles);
     }
     assert_no_growth(&format!("{cycles} × 3 failed transitions"), before, held());
     drop(first);
