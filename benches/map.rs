@@ -151,6 +151,8 @@ fn main() {
     map_rows(&raw, &ioas, 2 << 20, "2 MiB (DmaBuffer, THP)", 100);
     map_rows(&raw, &ioas, 64 << 20, "64 MiB (DmaBuffer, THP)", 5);
 
+    memory_kinds(&ioas);
+
     // Unmap cost with K live mappings beside the one being mapped and unmapped.
     for k in [1usize, 1024, 4096] {
         let bufs: Vec<DmaBuffer> = (0..k).map(|_| DmaBuffer::new(4096).unwrap()).collect();
@@ -218,6 +220,73 @@ fn main() {
             black_box(mmio.read32(0).unwrap());
         },
     );
+}
+
+/// Map + unmap of 64 MiB and 512 MiB through the crate, by kind of memory,
+/// with THP set to `madvise` (as many distributions ship it): `DmaBuffer`
+/// (asks for THP), plain 4 KiB pages, and hugetlbfs (`HugeBuffer`, mapped
+/// with `IOMMU_IOAS_MAP_FILE`). The ratio column is each kind against
+/// 4 KiB pages: below 1 is faster.
+fn memory_kinds(ioas: &Ioas) {
+    const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+    let thp_before = std::fs::read_to_string(THP).unwrap_or_default();
+    let _ = std::fs::write(THP, "madvise");
+    for (len, iters) in [(64usize << 20, 3u32), (512 << 20, 1)] {
+        let mib = len >> 20;
+        let _ = std::fs::write("/proc/sys/vm/nr_hugepages", (len / (2 << 20)).to_string());
+        let mut small = memmap2::MmapOptions::new().len(len).map_anon().unwrap();
+        let _ = small.advise(memmap2::Advice::NoHugePage);
+        small.iter_mut().step_by(4096).for_each(|b| *b = 1);
+        let mut small = Some(small);
+        let mut thp = DmaBuffer::new(len).unwrap();
+        thp.as_mut_slice()
+            .iter_mut()
+            .step_by(4096)
+            .for_each(|b| *b = 1);
+        let mut thp = Some(thp);
+        let mut map_small = || {
+            let m = ioas
+                .map(small.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                .unwrap();
+            small = Some(m.unmap().unwrap());
+        };
+        row(
+            &format!("{mib} MiB: DmaBuffer (THP) vs 4 KiB pages"),
+            iters,
+            &mut map_small,
+            || {
+                let m = ioas
+                    .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                    .unwrap();
+                thp = Some(m.unmap().unwrap());
+            },
+        );
+        match iommufd::HugeBuffer::new(len) {
+            Ok(h) => {
+                let mut huge = Some(h);
+                row(
+                    &format!("{mib} MiB: HugeBuffer (hugetlbfs, map_huge) vs 4 KiB pages"),
+                    iters,
+                    &mut map_small,
+                    || {
+                        let m = ioas
+                            .map_huge(huge.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                            .unwrap();
+                        huge = Some(m.unmap().unwrap());
+                    },
+                );
+            }
+            Err(e) => println!("bench: | {mib} MiB: HugeBuffer | skipped: {e} |"),
+        }
+    }
+    let _ = std::fs::write("/proc/sys/vm/nr_hugepages", "0");
+    if let Some(mode) = thp_before
+        .split('[')
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+    {
+        let _ = std::fs::write(THP, mode);
+    }
 }
 
 /// A duplicate of the bound device fd the crate holds for `bdf` (found in

@@ -103,6 +103,120 @@ unsafe impl DmaMemory for DmaBuffer {
     }
 }
 
+/// DMA memory backed by huge pages: a `memfd` on hugetlbfs (`MFD_HUGETLB`),
+/// mapped shared and populated, 2 MiB-aligned.
+///
+/// [`Ioas::map_huge`](crate::Ioas::map_huge) maps it with
+/// `IOMMU_IOAS_MAP_FILE` where the kernel has it (6.13+), which pins by file
+/// offset in 2 MiB steps, and by address otherwise; it is also [`DmaMemory`]
+/// for [`Ioas::map`](crate::Ioas::map). The file stays private to the buffer.
+pub struct HugeBuffer {
+    map: MmapMut,
+    file: std::fs::File,
+}
+
+impl HugeBuffer {
+    /// Allocates `len` bytes, rounded up to whole 2 MiB huge pages, from the
+    /// pool reserved in `/proc/sys/vm/nr_hugepages`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::OutOfMemory`](crate::ErrorKind::OutOfMemory) when the pool
+    /// has too few free huge pages, naming `/proc/sys/vm/nr_hugepages` and
+    /// how many are needed; [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// without hugetlbfs; `InvalidInput` for a zero length.
+    pub fn new(len: usize) -> crate::Result<Self> {
+        use crate::error::{Error, ErrorKind};
+        use nix::errno::Errno;
+        if len == 0 {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "HugeBuffer::new", "0 bytes")
+                    .detail("zero-length DMA buffer"),
+            );
+        }
+        let len = len.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+        let what = || format!("{} MiB of 2 MiB huge pages", len >> 20);
+        let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_HUGETLB;
+        let fd = nix::sys::memfd::memfd_create(c"iommufd-huge", flags).map_err(|e| {
+            let err = Error::sys("memfd_create(MFD_HUGETLB)", what(), e);
+            if e == Errno::EINVAL {
+                err.kind_(ErrorKind::Unsupported)
+                    .detail("this kernel has no hugetlbfs (CONFIG_HUGETLBFS)")
+            } else {
+                err
+            }
+        })?;
+        let file = std::fs::File::from(fd);
+        let too_few = |e: Errno| {
+            let need = len / HUGE_PAGE;
+            let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+            let free = read("/proc/meminfo")
+                .lines()
+                .find_map(|l| l.strip_prefix("HugePages_Free:"))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| "?".into());
+            let total = read("/proc/sys/vm/nr_hugepages").trim().to_string();
+            Error::sys("mmap(hugetlbfs)", what(), e)
+                .kind_(ErrorKind::OutOfMemory)
+                .detail(format!(
+                    "{need} free 2 MiB huge pages are needed; the pool has {total}, {free} of them free"
+                ))
+                .hint(format!(
+                    "reserve more: echo {} > /proc/sys/vm/nr_hugepages (or hugepages= on the kernel command line)",
+                    total.parse::<usize>().unwrap_or(0) + need
+                ))
+        };
+        nix::unistd::ftruncate(&file, len as i64).map_err(|e| {
+            if e == Errno::EINVAL || e == Errno::ENOMEM {
+                too_few(e)
+            } else {
+                Error::sys("ftruncate(hugetlbfs)", what(), e)
+            }
+        })?;
+        // SAFETY: the memfd is this buffer's alone (never handed out, so no
+        // one else can map, write or truncate it), and the mapping lives
+        // exactly as long as `file`.
+        let map = unsafe { MmapOptions::new().len(len).populate().map_mut(&file) }
+            .map_err(|e| too_few(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        Ok(HugeBuffer { map, file })
+    }
+
+    /// Length in bytes (a multiple of 2 MiB).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Never true.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The bytes, for the CPU while no device can reach them.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+
+    pub(crate) fn file(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+}
+
+impl fmt::Debug for HugeBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HugeBuffer")
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+// SAFETY: the buffer owns its shared mapping of a private memfd until
+// dropped; moving it does not move the pages, and no one else can truncate
+// or remap the file.
+unsafe impl DmaMemory for HugeBuffer {
+    fn dma_region(&mut self) -> (NonNull<u8>, usize) {
+        self.map.dma_region()
+    }
+}
+
 /// The memory of a mapping made with the unsafe
 /// [`Ioas::map_user_va`](crate::Ioas::map_user_va): the caller answers for it.
 #[derive(Debug)]

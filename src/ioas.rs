@@ -1,7 +1,8 @@
 //! I/O address spaces (`IOMMU_IOAS_*`) and the mappings in them.
 
+use crate::backend::Backend;
 use crate::backend::{MapFail, Space};
-use crate::dma::{DmaMemory, RawMemory};
+use crate::dma::{DmaMemory, HugeBuffer, RawMemory};
 use crate::error::{range, Error, ErrorKind, Result, TransitionError};
 use crate::iommufd::Iommufd;
 use crate::sys;
@@ -14,6 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
+
+/// Set once `IOMMU_IOAS_MAP_FILE` answered that this kernel lacks it.
+static NO_MAP_FILE: AtomicBool = AtomicBool::new(false);
 
 pub(crate) struct IoasInner {
     iommufd: Iommufd,
@@ -173,6 +177,63 @@ impl Ioas {
             Err((e, true)) => {
                 // The device may reach `memory`: it must never be freed or
                 // handed back. Only two kernel failures in a row get here.
+                std::mem::forget(memory);
+                panic!("{e}");
+            }
+        }
+    }
+
+    /// Maps a [`HugeBuffer`] for DMA: with `IOMMU_IOAS_MAP_FILE` (pinned by
+    /// file offset, 2 MiB at a time) where the kernel has it, and like
+    /// [`map`](Self::map) by address where it does not (before 6.13, or on
+    /// the legacy path). The mapping owns the buffer, as with `map`.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map); the buffer is handed back.
+    #[doc(alias = "IOMMU_IOAS_MAP_FILE")]
+    pub fn map_huge(
+        &self,
+        mut memory: HugeBuffer,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<HugeBuffer>, TransitionError<HugeBuffer>> {
+        if self.inner.iommufd.backend() == Backend::LegacyContainer
+            || NO_MAP_FILE.load(Ordering::Relaxed)
+        {
+            return self.map(memory, iova, access);
+        }
+        let (ptr, len) = memory.dma_region();
+        let at = match self.precheck(iova, len as u64) {
+            Ok(at) => at,
+            Err(e) => return Err(TransitionError::new(memory, e)),
+        };
+        let file = memory.file();
+        let got = self.mapped_by(at, len as u64, || {
+            self.inner.space.map_file(
+                self.inner.iommufd.ctx(),
+                self.inner.id,
+                file,
+                0,
+                len as u64,
+                at,
+                access,
+            )
+        });
+        match got {
+            Ok(iova) => Ok(Mapping::new(
+                self.clone(),
+                iova,
+                len as u64,
+                Pages::new(memory, ptr, len),
+            )),
+            Err((e, false)) if e.kind() == ErrorKind::Unsupported => {
+                // The kernel has no MAP_FILE; it will not grow one while we run.
+                NO_MAP_FILE.store(true, Ordering::Relaxed);
+                self.map(memory, iova, access)
+            }
+            Err((e, false)) => Err(TransitionError::new(memory, e)),
+            Err((e, true)) => {
+                // The device may reach the pages: never free or hand them back.
                 std::mem::forget(memory);
                 panic!("{e}");
             }

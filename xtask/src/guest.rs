@@ -84,7 +84,7 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         "-machine",
         &format!("q35,accel={},kernel-irqchip=split", o.accel),
     ])
-    .args(["-cpu", cpu, "-smp", "2", "-m", "2G"])
+    .args(["-cpu", cpu, "-smp", "2", "-m", &o.mem])
     .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
     .args(["-nographic", "-no-reboot", "-nic", "none", "-vga", "none"])
     .arg("-kernel")

@@ -35,7 +35,11 @@ fn main() -> ExitCode {
         }),
         Some("vmtest") => Opts::parse(&args[1..]).and_then(|o| vmtest(&o)),
         Some("demo") => Opts::parse(&args[1..]).and_then(|o| demo(&o)),
-        Some("bench") => Opts::parse(&args[1..]).and_then(|o| bench(&o)),
+        // Benches map 512 MiB three ways at once (THP, 4 KiB pages, hugetlbfs).
+        Some("bench") => Opts::parse(&args[1..]).and_then(|mut o| {
+            o.mem = "4G".into();
+            bench(&o)
+        }),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -65,6 +69,8 @@ pub(crate) struct Opts {
     pub(crate) accel: String,
     pub(crate) timeout: u64,
     pub(crate) filter: Option<String>,
+    /// Guest memory (`-m`).
+    pub(crate) mem: String,
 }
 
 impl Opts {
@@ -74,6 +80,7 @@ impl Opts {
             accel: "tcg".into(),
             timeout: 1200,
             filter: None,
+            mem: "2G".into(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
