@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::{cdev_of, open_rw};
+
 use iommufd::{Access, Device, DmaBuffer, Error, ErrorKind, Group, Iommufd, Iova, IovaRange};
 use nix::errno::Errno;
 use std::fmt::Debug;
@@ -85,20 +87,6 @@ impl Catalogue {
         );
         assert!(self.cases >= at_least, "only {} cases", self.cases);
     }
-}
-
-fn open_rw(p: &str) -> OwnedFd {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap()
-        .into()
-}
-
-fn cdev_of(bdf: &str) -> String {
-    let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), bdf).unwrap();
-    format!("/dev/vfio/devices/{n}")
 }
 
 /// A PCI device alone in its IOMMU group and not on vfio-pci.

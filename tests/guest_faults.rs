@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::{cdev_of, open_rw};
+
 use iommufd::{Access, Attached, BlockDma, Device, DmaBuffer, Group, Ioas, Iommufd, Iova};
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -32,19 +34,8 @@ fn iommu_fd() -> OwnedFd {
     open_rw("/dev/iommu")
 }
 
-fn open_rw(p: &str) -> OwnedFd {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap()
-        .into()
-}
-
 fn singleton_cdev() -> String {
-    let t = Topology::discover();
-    let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), &t.singleton).unwrap();
-    format!("/dev/vfio/devices/{n}")
+    cdev_of(&Topology::discover().singleton)
 }
 
 fn ioctl_res(r: nix::Result<i32>) -> Result<(), Errno> {

@@ -5,26 +5,14 @@
 
 mod support;
 
+use support::{cdev_of, open_rw};
+
 use iommufd::{Access, Device, DmaBuffer, ErrorKind, Iommufd, Iova};
 use nix::errno::Errno;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"soundness: bytes through the IOMMU";
-
-fn cdev_of(bdf: &str) -> std::path::PathBuf {
-    let name = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), bdf).unwrap();
-    std::path::Path::new("/dev/vfio/devices").join(name)
-}
-
-fn open_rw(path: &std::path::Path) -> OwnedFd {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
-        .into()
-}
 
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]

@@ -159,21 +159,32 @@ impl<'d> Edu<'d> {
     }
 }
 
+/// Opens `path` read-write, as a VMM's privileged helper would.
+pub fn open_rw(path: impl AsRef<Path>) -> std::os::fd::OwnedFd {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+        .into()
+}
+
+/// The VFIO device cdev path of `bdf`.
+pub fn cdev_of(bdf: &str) -> String {
+    let n = iommufd::sysfs::cdev_name(Path::new("/sys"), bdf).unwrap();
+    format!("/dev/vfio/devices/{n}")
+}
+
 /// One member of a multi-device group as a lone `Device`, past the group
 /// check, to show what the kernel itself answers (which `Group` makes
 /// unrepresentable). Test-only.
 pub fn raw_member(bdf: &str) -> Device<iommufd::Unbound> {
-    let n = iommufd::sysfs::cdev_name(Path::new("/sys"), bdf).unwrap();
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/vfio/devices/{n}"))
-        .unwrap();
+    let f = open_rw(cdev_of(bdf));
     // SAFETY: deliberately outside the contract (the device shares its
     // group): the callers only observe the kernel refusing a second iommufd,
     // a second IOAS or a non-viable group, and never rely on this device's
     // type to say where its DMA goes.
-    unsafe { Device::from_fd_unchecked(f.into()) }
+    unsafe { Device::from_fd_unchecked(f) }
 }
 
 /// An instance of the kernel's `mtty` sample mdev (no PCI enable on first
