@@ -198,7 +198,7 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
     );
     c.case(
         "from_fd of a group member",
-        Device::from_fd(open_rw(&cdev_of(&t.pair[1]))).map_err(Error::from),
+        Device::from_fd(open_rw(cdev_of(&t.pair[1]))).map_err(Error::from),
         ErrorKind::MultiDeviceGroup,
         Crate,
         &[&t.pair[1]],

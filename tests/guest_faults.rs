@@ -109,7 +109,7 @@ struct RawSetup {
 impl RawSetup {
     fn new() -> RawSetup {
         let iommu = iommu_fd();
-        let dev = open_rw(&singleton_cdev());
+        let dev = open_rw(singleton_cdev());
         raw_bind_dev(&dev, &iommu).unwrap();
         let ioas = raw_alloc_ioas(&iommu).unwrap();
         raw_attach_dev(&dev, ioas).unwrap();
@@ -244,7 +244,7 @@ fn attach_replace_detach_under_injection() {
     let f = FailNth::new();
     // Raw attach, on a raw bound device.
     let iommu = iommu_fd();
-    let dev = open_rw(&singleton_cdev());
+    let dev = open_rw(singleton_cdev());
     raw_bind_dev(&dev, &iommu).unwrap();
     let a = raw_alloc_ioas(&iommu).unwrap();
     let b = raw_alloc_ioas(&iommu).unwrap();

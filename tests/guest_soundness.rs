@@ -33,7 +33,7 @@ fn group_members_cannot_become_devices_alone_through_any_constructor() {
             "{e}"
         );
 
-        let e = Device::from_fd(open_rw(&cdev_of(bdf))).unwrap_err();
+        let e = Device::from_fd(open_rw(cdev_of(bdf))).unwrap_err();
         assert_eq!(
             e.error().kind(),
             ErrorKind::MultiDeviceGroup,
