@@ -99,9 +99,12 @@ impl Raw<'_> {
 /// Map + unmap of `len` bytes, fixed and kernel-chosen, raw and crate, on
 /// the same IOAS with the device attached.
 fn map_rows(raw_ioas: &Raw<'_>, ioas: &Ioas, len: usize, label: &str, iters: u32) {
-    let mut raw_buf = DmaBuffer::new(len).unwrap();
-    let va = raw_buf.as_mut_slice().as_mut_ptr() as u64;
-    let mut slot = Some(DmaBuffer::new(len).unwrap());
+    // Both sides map the same pages: the raw side maps the buffer's address
+    // while the crate does not hold it mapped (where the pages come from,
+    // THP or not, matters more than anything the crate does).
+    let mut buf = DmaBuffer::new(len).unwrap();
+    let va = buf.as_mut_slice().as_mut_ptr() as u64;
+    let mut slot = Some(buf);
     for (kind, at) in [("fixed", Some(0x4000_0000u64)), ("kernel-chosen", None)] {
         let mut ours = || {
             let iova = at.map_or(Iova::Any, Iova::Fixed);
@@ -165,9 +168,9 @@ fn main() {
             .iter_mut()
             .map(|b| raw.map(b.as_mut_slice().as_mut_ptr() as u64, 4096, None))
             .collect();
-        let mut raw_buf = DmaBuffer::new(4096).unwrap();
-        let va = raw_buf.as_mut_slice().as_mut_ptr() as u64;
-        let mut slot = Some(DmaBuffer::new(4096).unwrap());
+        let mut buf = DmaBuffer::new(4096).unwrap();
+        let va = buf.as_mut_slice().as_mut_ptr() as u64;
+        let mut slot = Some(buf);
         row(
             &format!("map+unmap 4 KiB with {k} live mappings"),
             500,
