@@ -246,8 +246,12 @@ impl Ioas {
     /// # Safety
     /// `[va, va + len)` must be mapped memory of this process, and must stay
     /// mapped, in place, and not be used by Rust code in any way that assumes
-    /// no one else writes it, until the returned [`Mapping`] is dropped or
-    /// unmapped: the device may read and write it at any time until then.
+    /// no one else writes it, until the returned [`Mapping`] *and every IOAS
+    /// copy made from it* ([`copy_from`](Self::copy_from), which shares the
+    /// pages) are dropped or unmapped: the device may read and write it at any
+    /// time until then. ([`Mapping::copies`] tells whether copies remain; the
+    /// source's [`unmap`](Mapping::unmap) refuses while they do, and its drop
+    /// does not wait for them.)
     ///
     /// # Errors
     /// As [`map`](Self::map).
