@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// devices bind to.
 ///
 /// `Iommufd` is a cheap handle: clones share one file descriptor, and the fd is
-/// closed when the last handle (including the ones held by [`Ioas`] values and
+/// closed when the last handle (including the ones held by [`Ioas`](crate::Ioas) values and
 /// bound devices) is dropped. Two `Iommufd` values compare equal only if they
 /// are clones of one another; IOAS ids are only meaningful within one iommufd,
 /// so the crate refuses to attach a device to an IOAS of another iommufd.

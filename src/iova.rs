@@ -53,7 +53,7 @@ impl fmt::Display for IovaRanges {
 pub enum Iova {
     /// Exactly at this IOVA (`IOMMU_IOAS_MAP_FIXED_IOVA`).
     Fixed(u64),
-    /// Wherever the kernel finds room; [`Mapping::iova`] tells where.
+    /// Wherever the kernel finds room; [`Mapping::iova`](crate::Mapping::iova) tells where.
     Any,
 }
 
