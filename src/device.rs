@@ -148,8 +148,8 @@ fn multi_device_group(
 fn alone_in_group(fd: &OwnedFd, what: &str) -> Result<String> {
     let sys = Path::new("/sys");
     let (name, group) = sysfs::cdev_device(sys, fd.as_fd(), what)?;
-    let members = sysfs::group_members(sys, group)?;
-    if members.len() > 1 {
+    if sysfs::group_size(sys, group)? > 1 {
+        let members = sysfs::group_members(sys, group)?;
         return Err(multi_device_group(&name, group, &members, Backend::Iommufd));
     }
     Ok(name)
@@ -196,8 +196,8 @@ impl Device<Unbound> {
 
     pub(crate) fn open_in(sys: &Path, dev: &Path, bdf: &str, backend: Backend) -> Result<Self> {
         let group = sysfs::group_of(sys, bdf)?;
-        let members = sysfs::group_members(sys, group)?;
-        if members.len() > 1 {
+        if sysfs::group_size(sys, group)? > 1 {
+            let members = sysfs::group_members(sys, group)?;
             return Err(multi_device_group(bdf, group, &members, backend));
         }
         match backend {

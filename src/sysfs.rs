@@ -132,6 +132,16 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
     Ok(out)
 }
 
+/// How many devices IOMMU group `group` has (one directory read, no driver
+/// look-ups: for the check before opening a device alone).
+pub(crate) fn group_size(sys: &Path, group: u32) -> Result<usize> {
+    let dir = sys.join(format!("kernel/iommu_groups/{group}/devices"));
+    match std::fs::read_dir(&dir) {
+        Ok(rd) => Ok(rd.count()),
+        Err(_) => group_members(sys, group).map(|m| m.len()),
+    }
+}
+
 /// Every IOMMU group on the host, ascending.
 pub fn groups(sys: &Path) -> Result<Vec<u32>> {
     let dir = sys.join("kernel/iommu_groups");
@@ -225,7 +235,7 @@ pub(crate) fn cdev_device(
 
 /// The VFIO device cdev name (`vfioN`) of `bdf`, or why there is none.
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
-    device(sys, bdf)?;
+    validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
     let name = std::fs::read_dir(&dir).ok().and_then(|rd| {
         rd.flatten()
@@ -235,6 +245,7 @@ pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     if let Some(n) = name {
         return Ok(n);
     }
+    // Why not, asked only now: no such device, another driver, or no cdev.
     require_vfio_pci(sys, bdf)?;
     Err(Error::new(ErrorKind::NoDeviceCdev, "open VFIO device", bdf)
         .detail(format!("{} is missing", dir.display()))

@@ -48,8 +48,18 @@ pub enum Backend {
 }
 
 /// The path the kernel offers: iommufd + cdev when both are there, else legacy.
+///
+/// Once both nodes have been seen the answer is kept: they do not go away
+/// while the modules that made them are in use. "Legacy" is asked again each
+/// time, since `vfio` or `iommufd` may be loaded later.
 pub fn detect() -> Backend {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CDEV_SEEN: AtomicBool = AtomicBool::new(false);
+    if CDEV_SEEN.load(Ordering::Relaxed) {
+        return Backend::Iommufd;
+    }
     if Path::new("/dev/iommu").exists() && Path::new("/dev/vfio/devices").exists() {
+        CDEV_SEEN.store(true, Ordering::Relaxed);
         Backend::Iommufd
     } else {
         Backend::LegacyContainer
