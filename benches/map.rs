@@ -209,6 +209,16 @@ fn main() {
         },
     );
 
+    // Device::open (sysfs group check, then the cdev) against opening the cdev.
+    let bdf = support::Topology::discover().singleton;
+    let cdev = support::cdev_of(&bdf);
+    row(
+        "Device::open + close (a second open of a bound device)",
+        200,
+        || drop(support::open_rw(&cdev)),
+        || drop(Device::open(&bdf).unwrap()),
+    );
+
     // Mmio::read32 against a volatile load from the same mapping.
     let mmio = dev.mmio(0).unwrap();
     let p = mmio.host_address(0).unwrap() as *const u32;
