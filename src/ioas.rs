@@ -83,6 +83,11 @@ impl Ioas {
         format!("IOAS {}", self.inner.id)
     }
 
+    /// "IOAS n IOVA [start, last]", the object of an error about a range.
+    fn range_object(&self, iova: u64, len: u64) -> String {
+        format!("{} {}", self.object(), range(iova, len))
+    }
+
     /// The IOVA ranges this IOAS can map now, and the required alignment
     /// (`IOMMU_IOAS_IOVA_RANGES`; re-queried on `EMSGSIZE`).
     ///
@@ -391,14 +396,11 @@ impl Ioas {
     /// it intact.
     #[doc(alias = "IOMMU_IOAS_UNMAP")]
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
-        let end = iova.saturating_add(len);
         // Held across the ioctl: no Mapping can take the range in between.
         let mapped = crate::lock(&self.inner.mapped);
-        if let Some((&s, &l)) = mapped.range(..end).next_back() {
-            if s.saturating_add(l) > iova {
-                let cut = s < iova || s.saturating_add(l) > end;
-                return Err(self.live_mapping_in_the_way(iova, len, s, l, cut));
-            }
+        if let Some((s, l)) = live_overlap(&mapped, iova, len) {
+            let cut = s < iova || s.saturating_add(l) > iova.saturating_add(len);
+            return Err(self.live_mapping_in_the_way(iova, len, s, l, cut));
         }
         self.inner
             .space
@@ -408,7 +410,7 @@ impl Ioas {
 
     #[cold]
     fn live_mapping_in_the_way(&self, iova: u64, len: u64, s: u64, l: u64, cut: bool) -> Error {
-        let obj = format!("{} {}", self.object(), range(iova, len));
+        let obj = self.range_object(iova, len);
         if cut {
             Error::new(ErrorKind::NotMapped, "IOMMU_IOAS_UNMAP", obj)
                 .errno(Errno::ENOENT)
@@ -429,11 +431,7 @@ impl Ioas {
 
     #[cold]
     fn unmap_error(&self, iova: u64, len: u64, e: Errno, own: bool) -> Error {
-        let err = Error::sys(
-            "IOMMU_IOAS_UNMAP",
-            format!("{} {}", self.object(), range(iova, len)),
-            e,
-        );
+        let err = Error::sys("IOMMU_IOAS_UNMAP", self.range_object(iova, len), e);
         match (e, own) {
             (Errno::EINVAL, false) if len == 0 => err
                 .kind_(ErrorKind::InvalidInput)
@@ -511,7 +509,7 @@ impl Ioas {
         Err(Error::new(
             ErrorKind::OutOfRange,
             "IOMMU_IOAS_MAP",
-            format!("{} {}", self.object(), range(at, len)),
+            self.range_object(at, len),
         )
         .errno(Errno::EINVAL)
         .detail(format!(
@@ -525,7 +523,7 @@ impl Ioas {
     #[cold]
     fn fixed_iova_error(&self, op: &'static str, at: u64, len: u64, e: Errno) -> Option<Error> {
         let ranges = self.iova_ranges().ok()?;
-        let obj = || format!("{} {}", self.object(), range(at, len));
+        let obj = || self.range_object(at, len);
         if at % ranges.alignment != 0 || len % ranges.alignment != 0 {
             return Some(
                 Error::new(ErrorKind::Alignment, op, obj())
@@ -649,14 +647,12 @@ impl Ioas {
         e: Errno,
         mapped: &BTreeMap<u64, u64>,
     ) -> Error {
-        {
-            if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
-                if let Some(err) = self.fixed_iova_error(op, at, len, e) {
-                    return err;
-                }
+        if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
+            if let Some(err) = self.fixed_iova_error(op, at, len, e) {
+                return err;
             }
-            self.map_error(op, at.unwrap_or(0), len, e, mapped)
         }
+        self.map_error(op, at.unwrap_or(0), len, e, mapped)
     }
 
     pub(crate) fn space(&self) -> &Space {
@@ -672,18 +668,11 @@ impl Ioas {
         e: Errno,
         mapped: &BTreeMap<u64, u64>,
     ) -> Error {
-        let err = Error::sys(op, format!("{} {}", self.object(), range(iova, len)), e);
+        let err = Error::sys(op, self.range_object(iova, len), e);
         match e {
             Errno::EEXIST => {
-                let end = iova.saturating_add(len);
-                // Live mappings never overlap one another, so the last one
-                // starting below `end` is the only one that can reach `iova`.
-                let hit = mapped
-                    .range(..end)
-                    .next_back()
-                    .filter(|(&s, &l)| s.saturating_add(l) > iova);
-                let detail = match hit {
-                    Some((&s, &l)) => format!("overlaps the existing mapping {}", range(s, l)),
+                let detail = match live_overlap(mapped, iova, len) {
+                    Some((s, l)) => format!("overlaps the existing mapping {}", range(s, l)),
                     None => "overlaps an existing mapping or a reserved region".to_string(),
                 };
                 err.kind_(ErrorKind::Overlap).detail(detail)
@@ -713,6 +702,18 @@ impl Ioas {
             _ => err,
         }
     }
+}
+
+/// The live mapping that overlaps `[iova, iova + len)`, if any. Live
+/// mappings never overlap one another, so the last one starting below the
+/// end of the range is the only one that can reach into it: O(log n).
+fn live_overlap(mapped: &BTreeMap<u64, u64>, iova: u64, len: u64) -> Option<(u64, u64)> {
+    let end = iova.saturating_add(len);
+    mapped
+        .range(..end)
+        .next_back()
+        .filter(|(&s, &l)| s.saturating_add(l) > iova)
+        .map(|(&s, &l)| (s, l))
 }
 
 impl Iommufd {
@@ -854,7 +855,7 @@ impl<M> Mapping<M> {
             let e = Error::new(
                 ErrorKind::Busy,
                 "IOMMU_IOAS_UNMAP",
-                format!("{} {}", self.ioas.object(), range(self.iova, self.len)),
+                self.ioas.range_object(self.iova, self.len),
             )
             .errno(Errno::EBUSY)
             .detail(format!(
