@@ -21,9 +21,7 @@ fn singleton() -> Device<Unbound> {
 
 /// Bound, BAR0 mapped, bus master on.
 fn bound(fd: &Iommufd) -> Device<BlockDma> {
-    let mut dev = singleton().bind(fd).expect("bind");
-    Edu::setup(&mut dev).expect("edu setup");
-    dev
+    support::bound_singleton(fd)
 }
 
 /// Round trip RAM(src) -> edu -> RAM(dst) and return what landed in dst.

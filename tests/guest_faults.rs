@@ -11,7 +11,7 @@ mod support;
 
 use support::{cdev_of, open_rw};
 
-use iommufd::{Access, Attached, BlockDma, Device, DmaBuffer, Group, Ioas, Iommufd, Iova};
+use iommufd::{Access, Attached, Device, DmaBuffer, Group, Ioas, Iommufd, Iova};
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use support::fault::{FailNth, Sweep};
@@ -130,15 +130,6 @@ fn compare(raw: &Sweep, ours: &Sweep) {
         ours.points(),
         raw.points()
     );
-}
-
-fn bound(fd: &Iommufd) -> Device<BlockDma> {
-    let mut dev = Device::open(&Topology::discover().singleton)
-        .unwrap()
-        .bind(fd)
-        .unwrap();
-    Edu::setup(&mut dev).unwrap();
-    dev
 }
 
 fn dma_works(dev: &Device<Attached<Ioas>>, ioas: &Ioas) {
@@ -268,7 +259,7 @@ fn attach_replace_detach_under_injection() {
     let fd = Iommufd::open().unwrap();
     let ia = fd.alloc_ioas().unwrap();
     let ib = fd.alloc_ioas().unwrap();
-    let mut state = Some(bound(&fd));
+    let mut state = Some(support::bound_singleton(&fd));
     // A page the device would write if it were attached after a failure.
     let probe = ia
         .map(
@@ -400,7 +391,7 @@ fn map_unmap_copy_under_injection() {
 
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let dev = bound(&fd).attach(&ioas).unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
     let mut state = Some(DmaBuffer::new(len).unwrap());
     let ours = f.sweep(
         "IOMMU_IOAS_MAP (map)",
@@ -481,7 +472,7 @@ fn map_file_allow_iovas_bar_and_irqs_under_injection() {
     let f = FailNth::new();
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let dev = bound(&fd).attach(&ioas).unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
 
     if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v != "6.12") {
         let memfd =

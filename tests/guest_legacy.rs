@@ -44,12 +44,7 @@ fn legacy_automatic_selection_round_trip() {
     assert_eq!(fd.backend(), expect);
     assert_eq!(iommufd::detect_backend(), expect);
     let ioas = fd.alloc_ioas().unwrap();
-    let mut dev = Device::open(&Topology::discover().singleton)
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
-    Edu::setup(&mut dev).unwrap();
-    let dev = dev.attach(&ioas).unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
     assert_eq!(round_trip(&dev, &ioas), MSG);
     let dev = dev.detach().unwrap().unbind().unwrap();
     // And again after unbind: nothing was left behind.

@@ -5,8 +5,8 @@
 
 mod support;
 
-use iommufd::{Access, Device, DmaBuffer, ErrorKind, HugeBuffer, Iommufd, Iova};
-use support::{Edu, Topology};
+use iommufd::{Access, DmaBuffer, ErrorKind, HugeBuffer, Iommufd, Iova};
+use support::Edu;
 
 const MSG: &[u8] = b"huge pages: bytes through the IOMMU";
 const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
@@ -77,12 +77,7 @@ fn huge_buffers_map_and_carry_dma_and_say_when_none_are_reserved() {
     std::fs::write(POOL, "4").unwrap();
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let mut dev = Device::open(&Topology::discover().singleton)
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
-    Edu::setup(&mut dev).unwrap();
-    let dev = dev.attach(&ioas).unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
     let mut src = HugeBuffer::new(1).unwrap();
     assert_eq!(src.len(), 2 << 20, "rounded up to one huge page");
     src.as_mut_slice()[..MSG.len()].copy_from_slice(MSG);

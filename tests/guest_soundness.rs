@@ -68,12 +68,7 @@ fn attached_singleton(
     fd: &Iommufd,
     ioas: &iommufd::Ioas,
 ) -> Device<iommufd::Attached<iommufd::Ioas>> {
-    let mut dev = Device::open(&Topology::discover().singleton)
-        .unwrap()
-        .bind(fd)
-        .unwrap();
-    Edu::setup(&mut dev).unwrap();
-    dev.attach(ioas).unwrap()
+    support::bound_singleton(fd).attach(ioas).unwrap()
 }
 
 #[test]

@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use support::{Edu, Topology, EDU_ID};
+use support::{Topology, EDU_ID};
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -247,12 +247,7 @@ fn mmio_reads_on_threads_while_another_maps() {
     let iters = knob("IOMMUFD_STRESS_ITERS", 2000);
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let mut dev = Device::open(&Topology::discover().singleton)
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
-    Edu::setup(&mut dev).unwrap();
-    let dev = dev.attach(&ioas).unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     std::thread::scope(|s| {
         let mut readers = Vec::new();

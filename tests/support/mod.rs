@@ -232,6 +232,16 @@ impl Drop for Mtty {
     }
 }
 
+/// The singleton edu bound to `fd`, BAR0 mapped and bus master on.
+pub fn bound_singleton(fd: &iommufd::Iommufd) -> Device<iommufd::BlockDma> {
+    let mut dev = Device::open(&Topology::discover().singleton)
+        .expect("open the singleton edu")
+        .bind(fd)
+        .expect("bind the singleton edu");
+    Edu::setup(&mut dev).expect("edu setup");
+    dev
+}
+
 /// A 4 KiB DMA buffer starting with `data`.
 pub fn buffer_with(data: &[u8]) -> iommufd::DmaBuffer {
     let mut b = iommufd::DmaBuffer::new(4096).unwrap();
