@@ -1,79 +1,49 @@
-//! The crate against raw ioctls, in the same guest boot: map + unmap at
-//! several sizes with fixed and kernel-chosen IOVAs, unmap with many live
-//! mappings, `config_read` and `Mmio::read32`. Each row runs both sides in
-//! interleaved rounds (A B, then B A, ...) after a warm-up, and prints the
-//! median time per operation of each side, and the median and min–max of the
-//! per-round ratio. Under TCG only the ratios mean anything. Asserts nothing
-//! about time.
+//! The crate against raw ioctls and against rust-vmm's `iommufd-ioctls` and
+//! `vfio-ioctls`, in the same guest boot: bring-up of 1, 4 and 16 devices,
+//! IOAS allocation, map + unmap at several sizes with fixed and kernel-chosen
+//! IOVAs, kinds of DMA memory, unmap with many live mappings, device open,
+//! open + bind + attach, `config_read` and `Mmio::read32`. Every row runs its
+//! sides interleaved (see `harness.rs`). Under TCG only the ratios mean
+//! anything. Asserts nothing about time.
 //!
-//! Needs the guest (a device attached, so pages are really pinned and the
-//! IOMMU page table really written): `cargo xtask bench`.
+//! Needs the bench guest (devices attached, so pages are really pinned and
+//! the IOMMU page table really written; 16 extra singleton edus; 4 GiB):
+//! `cargo xtask bench`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod harness;
+
+use harness::{header, row, untimed, Side};
 use iommufd::{Access, Device, DmaBuffer, Ioas, Iommufd, Iova, Mapping};
 use std::hint::black_box;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use support::raw::{raw_map, raw_unmap, RawMap, RawUnmap};
+use iommufd_ioctls::IommuFd;
+use support::raw::{
+    raw_alloc, raw_attach, raw_bind, raw_destroy, raw_map, raw_region_info, raw_unmap, RawMap,
+    RawUnmap,
+};
+use vfio_ioctls::{VfioDevice, VfioIommufd, VfioOps};
 
-const ROUNDS: usize = 9;
+const RW: u32 = 0b110;
+const FIXED: u32 = 1;
 
-/// Nanoseconds per call of `f`, over `iters` calls.
-fn batch(iters: u32, f: &mut impl FnMut()) -> f64 {
-    let t = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    t.elapsed().as_nanos() as f64 / f64::from(iters)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Runs `raw` and `ours` in interleaved rounds and prints one table row.
-fn row(name: &str, iters: u32, mut raw: impl FnMut(), mut ours: impl FnMut()) {
-    batch(iters.div_ceil(10), &mut raw);
-    batch(iters.div_ceil(10), &mut ours);
-    let (mut r, mut o, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (a, b) = if round % 2 == 0 {
-            let a = batch(iters, &mut raw);
-            (a, batch(iters, &mut ours))
-        } else {
-            let b = batch(iters, &mut ours);
-            (batch(iters, &mut raw), b)
-        };
-        r.push(a);
-        o.push(b);
-        ratio.push(b / a);
-    }
-    let (lo, hi) = ratio
-        .iter()
-        .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
-    println!(
-        "bench: | {name} | {:.0} ns | {:.0} ns | {:.3} | {lo:.3}–{hi:.3} |",
-        median(&mut r),
-        median(&mut o),
-        median(&mut ratio),
-    );
-}
-
+/// Raw iommufd calls on one fd, as a user without any crate writes them.
 struct Raw<'a> {
     fd: BorrowedFd<'a>,
-    ioas: u32,
 }
 
 impl Raw<'_> {
-    fn map(&self, va: u64, len: u64, iova: Option<u64>) -> u64 {
+    fn map(&self, ioas: u32, va: u64, len: u64, iova: Option<u64>) -> u64 {
         let mut m = RawMap {
             size: 40,
-            flags: 0b110 | u32::from(iova.is_some()),
-            ioas_id: self.ioas,
+            flags: RW | if iova.is_some() { FIXED } else { 0 },
+            ioas_id: ioas,
             user_va: va,
             length: len,
             iova: iova.unwrap_or(0),
@@ -84,28 +54,243 @@ impl Raw<'_> {
         m.iova
     }
 
-    fn unmap(&self, iova: u64, len: u64) {
+    fn unmap(&self, ioas: u32, iova: u64, len: u64) {
         let mut u = RawUnmap {
             size: 24,
-            ioas_id: self.ioas,
+            ioas_id: ioas,
             iova,
             length: len,
         };
-        // SAFETY: plain struct, no pointers.
+        // SAFETY: a 24-byte iommu_ioas_unmap, no pointers.
         unsafe { raw_unmap(self.fd.as_raw_fd(), &mut u) }.unwrap();
+    }
+
+    fn alloc(&self) -> u32 {
+        let mut a = [12u32, 0, 0];
+        // SAFETY: a 12-byte iommu_ioas_alloc.
+        unsafe { raw_alloc(self.fd.as_raw_fd(), &mut a) }.unwrap();
+        a[2]
+    }
+
+    fn destroy(&self, id: u32) {
+        let mut d = [8u32, id];
+        // SAFETY: an 8-byte iommu_destroy.
+        unsafe { raw_destroy(self.fd.as_raw_fd(), &mut d) }.unwrap();
+    }
+
+    /// Opens the cdev of `bdf` (found in sysfs, as any user starting from a
+    /// BDF must), binds it to this iommufd and attaches it to `ioas`.
+    fn device(&self, bdf: &str, ioas: u32) -> OwnedFd {
+        let dev = raw_open(bdf);
+        let mut b = [24u32, 0, self.fd.as_raw_fd() as u32, 0, 0, 0];
+        // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
+        unsafe { raw_bind(dev.as_raw_fd(), &mut b) }.unwrap();
+        let mut a = [16u32, 0, ioas, 0];
+        // SAFETY: a 16-byte vfio_device_attach_iommufd_pt.
+        unsafe { raw_attach(dev.as_raw_fd(), &mut a) }.unwrap();
+        dev
     }
 }
 
-/// Map + unmap of `len` bytes, fixed and kernel-chosen, raw and crate, on
-/// the same IOAS with the device attached.
-fn map_rows(raw_ioas: &Raw<'_>, ioas: &Ioas, len: usize, label: &str, iters: u32) {
-    // Both sides map the same pages: the raw side maps the buffer's address
+/// The cdev of `bdf` opened from its BDF: list `vfio-dev/`, open the node.
+fn raw_open(bdf: &str) -> OwnedFd {
+    let dir = Path::new("/sys/bus/pci/devices").join(bdf).join("vfio-dev");
+    let name = std::fs::read_dir(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    support::open_rw(Path::new("/dev/vfio/devices").join(name))
+}
+
+/// BAR0 of a bound device fd, mapped (`VFIO_DEVICE_GET_REGION_INFO`, mmap).
+fn raw_bar0(dev: BorrowedFd<'_>) -> (*mut u32, usize) {
+    let mut info = [32u32, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: a 32-byte vfio_region_info; argsz leaves no room for capabilities.
+    unsafe { raw_region_info(dev.as_raw_fd(), &mut info) }.unwrap();
+    let size = u64::from(info[4]) | u64::from(info[5]) << 32;
+    let offset = u64::from(info[6]) | u64::from(info[7]) << 32;
+    bar_mmap(dev, offset, size as usize)
+}
+
+fn bar_mmap(dev: BorrowedFd<'_>, offset: u64, size: usize) -> (*mut u32, usize) {
+    use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+    // SAFETY: a fresh shared mapping of the device's BAR; nothing else is at
+    // the address the kernel picks.
+    let p = unsafe {
+        mmap(
+            None,
+            NonZeroUsize::new(size).unwrap(),
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            dev,
+            offset as i64,
+        )
+    }
+    .unwrap();
+    (p.as_ptr().cast(), size)
+}
+
+fn munmap((p, size): (*mut u32, usize)) {
+    // SAFETY: `p` came from `bar_mmap` with this size and is not used again.
+    unsafe { nix::sys::mman::munmap(std::ptr::NonNull::new(p).unwrap().cast(), size) }.unwrap();
+}
+
+fn read_bar((p, _): (*mut u32, usize)) -> u32 {
+    // SAFETY: `p` is offset 0 of a live BAR mapping.
+    unsafe { p.read_volatile() }
+}
+
+fn sysfs_path(bdf: &str) -> PathBuf {
+    Path::new("/sys/bus/pci/devices").join(bdf)
+}
+
+/// The peers' handles: `iommufd-ioctls` on a duplicate of the crate's
+/// iommufd (so it maps into the crate's IOAS), and `vfio-ioctls` with its
+/// own iommufd, IOAS and device (it cannot share an IOAS it did not create).
+struct Peers {
+    ioctls: IommuFd,
+    vfio: Arc<VfioIommufd>,
+    _vfio_dev: VfioDevice,
+}
+
+fn main() {
+    if !Path::new("/dev/iommu").exists() {
+        println!(
+            "bench map: skipped, no /dev/iommu here; run it in the guest with `cargo xtask bench`"
+        );
+        return;
+    }
+    let topo = support::Topology::discover();
+    let singles = &topo.singletons;
+    println!("bench: {} singleton edus", singles.len());
+    header();
+
+    // Bring-up first, while no device is bound.
+    let mut big = DmaBuffer::new(256 << 20).unwrap();
+    big.as_mut_slice()
+        .iter_mut()
+        .step_by(4096)
+        .for_each(|b| *b = 1);
+    let mut big = Some(big);
+    for n in [1usize, 4, 16] {
+        if singles.len() < n {
+            println!("bench: | bring-up of {n} devices | skipped: {} singleton edus (the bench guest has 17) |", singles.len());
+            continue;
+        }
+        bring_up(&singles[..n], &mut big);
+    }
+    drop(big);
+
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut dev = Device::open(&singles[0]).unwrap().bind(&fd).unwrap();
+    dev.map_bar(0).unwrap();
+    let dev = dev.attach(&ioas).unwrap();
+    // One device, one IOAS: raw, crate and iommufd-ioctls all map into it
+    // (through the crate's iommufd), so all pin and write the same IOMMU
+    // page table.
+    let raw = Raw {
+        fd: fd.iommufd_fd().unwrap(),
+    };
+    let peers = singles.get(1).map(|bdf| {
+        let vfio =
+            Arc::new(VfioIommufd::new(Arc::new(IommuFd::new().unwrap()), None, None).unwrap());
+        let ops: Arc<dyn VfioOps> = vfio.clone();
+        let vfio_dev = VfioDevice::new(&sysfs_path(bdf), ops, true).unwrap();
+        Peers {
+            ioctls: IommuFd::new_from_fd(raw.fd.try_clone_to_owned().unwrap().into()),
+            vfio,
+            _vfio_dev: vfio_dev,
+        }
+    });
+
+    alloc_row(&raw, &fd, peers.as_ref());
+    map_rows(&raw, &ioas, peers.as_ref(), 4 << 10, "4 KiB", 1000);
+    map_rows(&raw, &ioas, peers.as_ref(), 64 << 10, "64 KiB", 500);
+    map_rows(
+        &raw,
+        &ioas,
+        peers.as_ref(),
+        2 << 20,
+        "2 MiB (DmaBuffer, THP)",
+        100,
+    );
+    map_rows(
+        &raw,
+        &ioas,
+        peers.as_ref(),
+        64 << 20,
+        "64 MiB (DmaBuffer, THP)",
+        5,
+    );
+    map_rows(
+        &raw,
+        &ioas,
+        peers.as_ref(),
+        512 << 20,
+        "512 MiB (DmaBuffer, THP)",
+        1,
+    );
+    memory_kinds(&ioas);
+    live_rows(&raw, &ioas);
+    device_rows(&fd, &dev, singles, peers.as_ref());
+}
+
+/// IOAS allocation + destruction.
+fn alloc_row(raw: &Raw<'_>, fd: &Iommufd, peers: Option<&Peers>) {
+    let mut r = || raw.destroy(raw.alloc());
+    let mut c = || drop(black_box(fd.alloc_ioas().unwrap()));
+    let mut sides: Vec<Side<'_>> = vec![("raw", &mut r), ("crate", &mut c)];
+    let mut io;
+    let mut vf;
+    if let Some(p) = peers {
+        // The peers own their `IommuFd` by `Arc`; one made here and kept.
+        let shared = Arc::new(IommuFd::new_from_fd(
+            raw.fd.try_clone_to_owned().unwrap().into(),
+        ));
+        let vfio_fd = p.vfio.iommufd().clone();
+        io = move || {
+            drop(black_box(
+                iommufd_ioctls::IommufdIoas::new(shared.clone()).unwrap(),
+            ))
+        };
+        vf = move || {
+            drop(black_box(
+                VfioIommufd::new(vfio_fd.clone(), None, None).unwrap(),
+            ))
+        };
+        sides.push(("iommufd-ioctls", &mut io));
+        sides.push(("vfio-ioctls", &mut vf));
+    }
+    row("IOAS alloc + destroy", 500, &mut sides);
+}
+
+/// Map + unmap of `len` bytes, fixed and kernel-chosen: raw and crate on the
+/// same IOAS, iommufd-ioctls on it too, vfio-ioctls on its own (fixed only:
+/// neither peer reports a kernel-chosen IOVA).
+fn map_rows(
+    raw: &Raw<'_>,
+    ioas: &Ioas,
+    peers: Option<&Peers>,
+    len: usize,
+    label: &str,
+    iters: u32,
+) {
+    // Every side maps the same pages: the others map the buffer's address
     // while the crate does not hold it mapped (where the pages come from,
-    // THP or not, matters more than anything the crate does).
+    // THP or not, matters more than anything a wrapper does).
     let mut buf = DmaBuffer::new(len).unwrap();
+    buf.as_mut_slice()
+        .iter_mut()
+        .step_by(4096)
+        .for_each(|b| *b = 1);
     let va = buf.as_mut_slice().as_mut_ptr() as u64;
     let mut slot = Some(buf);
-    for (kind, at) in [("fixed", Some(0x4000_0000u64)), ("kernel-chosen", None)] {
+    const AT: u64 = 0x4000_0000;
+    let id = ioas.id();
+    for (kind, at) in [("fixed", Some(AT)), ("kernel-chosen", None)] {
         let mut ours = || {
             let iova = at.map_or(Iova::Any, Iova::Fixed);
             let m = ioas
@@ -114,49 +299,53 @@ fn map_rows(raw_ioas: &Raw<'_>, ioas: &Ioas, len: usize, label: &str, iters: u32
             black_box(m.iova());
             slot = Some(m.unmap().unwrap());
         };
+        let mut r = || {
+            let iova = raw.map(id, va, len as u64, at);
+            raw.unmap(id, iova, len as u64);
+        };
+        let mut sides: Vec<Side<'_>> = vec![("raw", &mut r), ("crate", &mut ours)];
+        let mut io;
+        let mut vf;
+        if let (Some(p), Some(at)) = (peers, at) {
+            io = move || {
+                let m = iommufd_bindings::iommufd::iommu_ioas_map {
+                    size: 40,
+                    flags: RW | FIXED,
+                    ioas_id: id,
+                    user_va: va,
+                    length: len as u64,
+                    iova: at,
+                    ..Default::default()
+                };
+                p.ioctls.map_iommu_ioas(&m).unwrap();
+                let mut u = iommufd_bindings::iommufd::iommu_ioas_unmap {
+                    size: 24,
+                    ioas_id: id,
+                    iova: at,
+                    length: len as u64,
+                };
+                p.ioctls.unmap_iommu_ioas(&mut u).unwrap();
+            };
+            vf = move || {
+                // SAFETY: the buffer outlives the mapping, unmapped right away;
+                // no reference to it is live while it is mapped.
+                unsafe { p.vfio.vfio_dma_map(at, len, va as *mut u8) }.unwrap();
+                p.vfio.vfio_dma_unmap(at, len).unwrap();
+            };
+            sides.push(("iommufd-ioctls", &mut io));
+            sides.push(("vfio-ioctls", &mut vf));
+        }
         row(
             &format!("map+unmap {label}, {kind} IOVA"),
             iters,
-            || {
-                let iova = raw_ioas.map(va, len as u64, at);
-                raw_ioas.unmap(iova, len as u64);
-            },
-            &mut ours,
+            &mut sides,
         );
     }
 }
 
-fn main() {
-    if !std::path::Path::new("/dev/iommu").exists() {
-        println!(
-            "bench map: skipped, no /dev/iommu here; run it in the guest with `cargo xtask bench`"
-        );
-        return;
-    }
-    let fd = Iommufd::open().unwrap();
-    let ioas = fd.alloc_ioas().unwrap();
-    let mut dev = Device::open(&support::Topology::discover().singleton)
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
-    dev.map_bar(0).unwrap();
-    let dev = dev.attach(&ioas).unwrap();
-    // One device, one IOAS: both sides map into it (the raw side through the
-    // crate's iommufd fd), so both pin and write the same IOMMU page table.
-    let raw = Raw {
-        fd: fd.iommufd_fd().unwrap(),
-        ioas: ioas.id(),
-    };
-    println!("bench: | operation | raw | crate | crate/raw (median) | min–max |");
-    println!("bench: |---|---|---|---|---|");
-    map_rows(&raw, &ioas, 4 << 10, "4 KiB", 1000);
-    map_rows(&raw, &ioas, 64 << 10, "64 KiB", 500);
-    map_rows(&raw, &ioas, 2 << 20, "2 MiB (DmaBuffer, THP)", 100);
-    map_rows(&raw, &ioas, 64 << 20, "64 MiB (DmaBuffer, THP)", 5);
-
-    memory_kinds(&ioas);
-
-    // Unmap cost with K live mappings beside the one being mapped and unmapped.
+/// Map + unmap of 4 KiB with K live mappings beside it.
+fn live_rows(raw: &Raw<'_>, ioas: &Ioas) {
+    let id = ioas.id();
     for k in [1usize, 1024, 4096] {
         let bufs: Vec<DmaBuffer> = (0..k).map(|_| DmaBuffer::new(4096).unwrap()).collect();
         let mut raw_bufs: Vec<DmaBuffer> = (0..k).map(|_| DmaBuffer::new(4096).unwrap()).collect();
@@ -166,80 +355,222 @@ fn main() {
             .collect();
         let raw_live: Vec<u64> = raw_bufs
             .iter_mut()
-            .map(|b| raw.map(b.as_mut_slice().as_mut_ptr() as u64, 4096, None))
+            .map(|b| raw.map(id, b.as_mut_slice().as_mut_ptr() as u64, 4096, None))
             .collect();
         let mut buf = DmaBuffer::new(4096).unwrap();
         let va = buf.as_mut_slice().as_mut_ptr() as u64;
         let mut slot = Some(buf);
+        let mut r = || {
+            let iova = raw.map(id, va, 4096, None);
+            raw.unmap(id, iova, 4096);
+        };
+        let mut c = || {
+            let m = ioas
+                .map(slot.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                .unwrap();
+            slot = Some(m.unmap().unwrap());
+        };
         row(
             &format!("map+unmap 4 KiB with {k} live mappings"),
             500,
-            || {
-                let iova = raw.map(va, 4096, None);
-                raw.unmap(iova, 4096);
-            },
-            || {
-                let m = ioas
-                    .map(slot.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                    .unwrap();
-                slot = Some(m.unmap().unwrap());
-            },
+            &mut [("raw", &mut r), ("crate", &mut c)],
         );
         for iova in raw_live {
-            raw.unmap(iova, 4096);
+            raw.unmap(id, iova, 4096);
         }
         drop(live);
+    }
+}
+
+/// Device rows: open, open + bind + attach, config_read, Mmio::read32.
+fn device_rows(
+    fd: &Iommufd,
+    dev: &Device<iommufd::Attached<Ioas>>,
+    singles: &[String],
+    peers: Option<&Peers>,
+) {
+    let bdf = &singles[0];
+    let path = sysfs_path(bdf);
+    let mut r = || drop(black_box(raw_open(bdf)));
+    let mut c = || drop(black_box(Device::open(bdf).unwrap()));
+    let mut v = || drop(black_box(VfioDevice::open_cdev(&path).unwrap()));
+    row(
+        "Device::open + close (from a BDF; the device is bound elsewhere)",
+        200,
+        &mut [("raw", &mut r), ("crate", &mut c), ("vfio-ioctls", &mut v)],
+    );
+
+    // Open + bind + attach of a device nobody holds, each side into an empty
+    // IOAS of its own, then close (the close is off the clock).
+    if let Some(free) = singles.get(2) {
+        let raw = Raw {
+            fd: fd.iommufd_fd().unwrap(),
+        };
+        let raw_ioas = raw.alloc();
+        let ioas = fd.alloc_ioas().unwrap();
+        let vfio: Arc<dyn VfioOps> =
+            Arc::new(VfioIommufd::new(Arc::new(IommuFd::new().unwrap()), None, None).unwrap());
+        let path = sysfs_path(free);
+        let mut r = || {
+            let d = raw.device(free, raw_ioas);
+            untimed(|| drop(d));
+        };
+        let mut c = || {
+            let d = Device::open(free)
+                .unwrap()
+                .bind(fd)
+                .unwrap()
+                .attach(&ioas)
+                .unwrap();
+            untimed(|| drop(d));
+        };
+        let mut v = || {
+            let d = VfioDevice::new(&path, vfio.clone(), true).unwrap();
+            untimed(|| drop(d));
+        };
+        row(
+            "open + bind + attach (empty IOAS)",
+            20,
+            &mut [("raw", &mut r), ("crate", &mut c), ("vfio-ioctls", &mut v)],
+        );
+        raw.destroy(raw_ioas);
     }
 
     // config_read: pread on the config region, raw (offset asked once) and crate.
     let info = dev.region_info(iommufd::pci::CONFIG).unwrap();
-    let dev_fd = dev_fd_of(&support::Topology::discover().singleton);
+    let dev_fd = dev_fd_of(bdf);
     let mut b = [0u8; 4];
     let mut c = [0u8; 4];
-    row(
-        "config_read 4 bytes",
-        5000,
-        || {
-            nix::sys::uio::pread(&dev_fd, &mut b, info.offset as i64).unwrap();
-            black_box(&b);
-        },
-        || {
-            dev.config_read(0, &mut c).unwrap();
-            black_box(&c);
-        },
-    );
-
-    // Device::open (sysfs group check, then the cdev) against opening the cdev.
-    let bdf = support::Topology::discover().singleton;
-    let cdev = support::cdev_of(&bdf);
-    row(
-        "Device::open + close (a second open of a bound device)",
-        200,
-        || drop(support::open_rw(&cdev)),
-        || drop(Device::open(&bdf).unwrap()),
-    );
+    let mut vb = [0u8; 4];
+    let mut r = || {
+        nix::sys::uio::pread(&dev_fd, &mut b, info.offset as i64).unwrap();
+        black_box(&b);
+    };
+    let mut ours = || {
+        dev.config_read(0, &mut c).unwrap();
+        black_box(&c);
+    };
+    let mut v;
+    let mut sides: Vec<Side<'_>> = vec![("raw", &mut r), ("crate", &mut ours)];
+    if let Some(p) = peers {
+        v = || {
+            p._vfio_dev.region_read(iommufd::pci::CONFIG, &mut vb, 0);
+            black_box(&vb);
+        };
+        sides.push(("vfio-ioctls", &mut v));
+    }
+    row("config_read 4 bytes", 5000, &mut sides);
 
     // Mmio::read32 against a volatile load from the same mapping.
     let mmio = dev.mmio(0).unwrap();
     let p = mmio.host_address(0).unwrap() as *const u32;
+    let mut r = || {
+        // SAFETY: `p` is BAR0 offset 0 of the live mapping `mmio` borrows.
+        black_box(unsafe { p.read_volatile() });
+    };
+    let mut c = || {
+        black_box(mmio.read32(0).unwrap());
+    };
     row(
         "Mmio::read32",
         20000,
-        || {
-            // SAFETY: `p` is BAR0 offset 0 of the live mapping `mmio` borrows.
-            black_box(unsafe { p.read_volatile() });
-        },
-        || {
-            black_box(mmio.read32(0).unwrap());
-        },
+        &mut [("raw", &mut r), ("crate", &mut c)],
+    );
+}
+
+/// Bring-up of `bdfs`: open /dev/iommu, allocate an IOAS, open, bind and
+/// attach every device, map 256 MiB, map each BAR0 and read it once.
+/// Teardown runs off the clock. `big` is the 256 MiB every side maps.
+fn bring_up(bdfs: &[String], big: &mut Option<DmaBuffer>) {
+    const LEN: usize = 256 << 20;
+    let va = big.as_mut().unwrap().as_mut_slice().as_mut_ptr();
+    let mut r = || {
+        let iommu = support::open_rw("/dev/iommu");
+        let raw = Raw { fd: iommu.as_fd() };
+        let ioas = raw.alloc();
+        let devs: Vec<OwnedFd> = bdfs.iter().map(|b| raw.device(b, ioas)).collect();
+        raw.map(ioas, va as u64, LEN as u64, Some(0));
+        let bars: Vec<_> = devs.iter().map(|d| raw_bar0(d.as_fd())).collect();
+        for b in &bars {
+            black_box(read_bar(*b));
+        }
+        untimed(|| {
+            bars.into_iter().for_each(munmap);
+            drop(devs);
+            raw.unmap(ioas, 0, LEN as u64);
+            raw.destroy(ioas);
+        });
+    };
+    let mut c = || {
+        let fd = Iommufd::open().unwrap();
+        let ioas = fd.alloc_ioas().unwrap();
+        let mut devs: Vec<_> = bdfs
+            .iter()
+            .map(|b| {
+                Device::open(b)
+                    .unwrap()
+                    .bind(&fd)
+                    .unwrap()
+                    .attach(&ioas)
+                    .unwrap()
+            })
+            .collect();
+        let m = ioas
+            .map(big.take().unwrap(), Iova::Fixed(0), Access::READ_WRITE)
+            .unwrap();
+        for d in &mut devs {
+            d.map_bar(0).unwrap();
+            black_box(d.mmio(0).unwrap().read32(0).unwrap());
+        }
+        untimed(|| {
+            drop(devs);
+            *big = Some(m.unmap().unwrap());
+        });
+    };
+    let mut v = || {
+        let vfio =
+            Arc::new(VfioIommufd::new(Arc::new(IommuFd::new().unwrap()), None, None).unwrap());
+        let ops: Arc<dyn VfioOps> = vfio.clone();
+        let devs: Vec<VfioDevice> = bdfs
+            .iter()
+            .map(|b| VfioDevice::new(&sysfs_path(b), ops.clone(), true).unwrap())
+            .collect();
+        // SAFETY: the buffer outlives the mapping (unmapped below); no
+        // reference to it is live while it is mapped.
+        unsafe { vfio.vfio_dma_map(0, LEN, va) }.unwrap();
+        let bars: Vec<_> = devs
+            .iter()
+            .map(|d| {
+                // SAFETY: the fd is the live VfioDevice's, borrowed for the mmap.
+                let fd = unsafe { BorrowedFd::borrow_raw(d.as_raw_fd()) };
+                bar_mmap(fd, d.get_region_offset(0), d.get_region_size(0) as usize)
+            })
+            .collect();
+        for b in &bars {
+            black_box(read_bar(*b));
+        }
+        untimed(|| {
+            bars.into_iter().for_each(munmap);
+            vfio.vfio_dma_unmap(0, LEN).unwrap();
+            drop(devs);
+        });
+    };
+    let n = bdfs.len();
+    row(
+        &format!(
+            "bring-up of {n} device{}: open, bind, attach, map 256 MiB, map BAR0, read",
+            if n == 1 { "" } else { "s" }
+        ),
+        1,
+        &mut [("raw", &mut r), ("crate", &mut c), ("vfio-ioctls", &mut v)],
     );
 }
 
 /// Map + unmap of 64 MiB and 512 MiB through the crate, by kind of memory,
 /// with THP set to `madvise` (as many distributions ship it): `DmaBuffer`
 /// (asks for THP), plain 4 KiB pages, and hugetlbfs (`HugeBuffer`, mapped
-/// with `IOMMU_IOAS_MAP_FILE`). The ratio column is each kind against
-/// 4 KiB pages: below 1 is faster.
+/// with `IOMMU_IOAS_MAP_FILE`). The "raw" column is 4 KiB pages, the
+/// "crate" column the kind: a ratio below 1 is faster.
 fn memory_kinds(ioas: &Ioas) {
     const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
     let thp_before = std::fs::read_to_string(THP).unwrap_or_default();
@@ -263,30 +594,30 @@ fn memory_kinds(ioas: &Ioas) {
                 .unwrap();
             small = Some(m.unmap().unwrap());
         };
+        let mut map_thp = || {
+            let m = ioas
+                .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                .unwrap();
+            thp = Some(m.unmap().unwrap());
+        };
         row(
-            &format!("{mib} MiB: DmaBuffer (THP) vs 4 KiB pages"),
+            &format!("{mib} MiB: DmaBuffer (THP) against 4 KiB pages"),
             iters,
-            &mut map_small,
-            || {
-                let m = ioas
-                    .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                    .unwrap();
-                thp = Some(m.unmap().unwrap());
-            },
+            &mut [("raw", &mut map_small), ("crate", &mut map_thp)],
         );
         match iommufd::HugeBuffer::new(len) {
             Ok(h) => {
                 let mut huge = Some(h);
+                let mut map_huge = || {
+                    let m = ioas
+                        .map_huge(huge.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                        .unwrap();
+                    huge = Some(m.unmap().unwrap());
+                };
                 row(
-                    &format!("{mib} MiB: HugeBuffer (hugetlbfs, map_huge) vs 4 KiB pages"),
+                    &format!("{mib} MiB: HugeBuffer (hugetlbfs, map_huge) against 4 KiB pages"),
                     iters,
-                    &mut map_small,
-                    || {
-                        let m = ioas
-                            .map_huge(huge.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                            .unwrap();
-                        huge = Some(m.unmap().unwrap());
-                    },
+                    &mut [("raw", &mut map_small), ("crate", &mut map_huge)],
                 );
             }
             Err(e) => println!("bench: | {mib} MiB: HugeBuffer | skipped: {e} |"),
@@ -305,8 +636,8 @@ fn memory_kinds(ioas: &Ioas) {
 /// A duplicate of the bound device fd the crate holds for `bdf` (found in
 /// `/proc/self/fd`), for the raw side's `pread`.
 fn dev_fd_of(bdf: &str) -> OwnedFd {
-    let n = iommufd::sysfs::cdev_name(std::path::Path::new("/sys"), bdf).unwrap();
-    let cdev = std::path::Path::new("/dev/vfio/devices").join(n);
+    let n = iommufd::sysfs::cdev_name(Path::new("/sys"), bdf).unwrap();
+    let cdev = Path::new("/dev/vfio/devices").join(n);
     for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         if std::fs::read_link(e.path()).is_ok_and(|t| t == cdev) {
             let raw: i32 = e.file_name().to_str().unwrap().parse().unwrap();

@@ -19,13 +19,10 @@ use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"fault injection: still working";
 
-use support::raw::{raw_copy, raw_map, raw_unmap, RawCopy, RawMap, RawUnmap};
-
-nix::ioctl_readwrite_bad!(raw_bind, nix::request_code_none!(b';', 118), [u32; 6]);
-nix::ioctl_readwrite_bad!(raw_attach, nix::request_code_none!(b';', 119), [u32; 4]);
-nix::ioctl_readwrite_bad!(raw_detach, nix::request_code_none!(b';', 120), [u32; 3]);
-nix::ioctl_readwrite_bad!(raw_destroy, nix::request_code_none!(b';', 0x80), [u32; 2]);
-nix::ioctl_readwrite_bad!(raw_alloc, nix::request_code_none!(b';', 0x81), [u32; 3]);
+use support::raw::{
+    raw_alloc, raw_attach, raw_bind, raw_copy, raw_destroy, raw_detach, raw_map, raw_unmap,
+    RawCopy, RawMap, RawUnmap,
+};
 
 const RW: u32 = (1 << 1) | (1 << 2);
 const FIXED: u32 = 1;

@@ -33,6 +33,8 @@ const DMA_TO_RAM: u64 = 2;
 pub struct Topology {
     /// An edu alone in its IOMMU group.
     pub singleton: String,
+    /// Every edu alone in its group (the bench topology adds 16 more).
+    pub singletons: Vec<String>,
     /// The group holding two edus (and their bridge), and the two edus.
     pub pair_group: u32,
     pub pair: [String; 2],
@@ -56,7 +58,7 @@ fn is_edu(bdf: &str) -> bool {
 
 impl Topology {
     pub fn discover() -> Topology {
-        let mut singleton = None;
+        let mut singletons = Vec::new();
         let mut pair = None;
         let mut nonviable = None;
         for g in iommufd::sysfs::groups(Path::new("/sys")).expect("IOMMU groups") {
@@ -67,7 +69,7 @@ impl Topology {
                 .map(|d| d.bdf.clone())
                 .collect();
             match edus.len() {
-                1 if m.len() == 1 => singleton = Some(edus[0].clone()),
+                1 if m.len() == 1 => singletons.push(edus[0].clone()),
                 2 => pair = Some((g, [edus[0].clone(), edus[1].clone()])),
                 1 => {
                     if let Some(other) = m.iter().find(|d| !d.is_dma_safe()) {
@@ -80,8 +82,10 @@ impl Topology {
         let (pair_group, pair) = pair.expect("no group with two edus (pair)");
         let (nonviable_group, nonviable_edu, nonviable_other) =
             nonviable.expect("no non-viable group");
+        singletons.sort();
         Topology {
-            singleton: singleton.expect("no singleton edu"),
+            singleton: singletons.first().expect("no singleton edu").clone(),
+            singletons,
             pair_group,
             pair,
             nonviable_group,

@@ -7,7 +7,7 @@ use crate::{Opts, Result};
 
 pub(crate) fn bench(o: &Opts) -> Result<bool> {
     let kernel = find_or_build_kernel(&o.kernel)?;
-    let bins = cargo_build(&["bench", "--no-run", "--benches"], |v| {
+    let bins = cargo_build(&["bench", "--no-run", "-p", "iommufd-bench"], |v| {
         v["target"]["kind"][0] == "bench"
     })?;
     if bins.is_empty() {

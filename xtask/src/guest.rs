@@ -1,7 +1,7 @@
 //! Booting the guest: QEMU, the console, stall detection, libtest counts.
 
 use crate::host::{apt_install, have};
-use crate::topology::{BIND_EDUS, TOPOLOGY};
+use crate::topology::{extra_edus, BIND_EDUS, TOPOLOGY};
 use crate::{root, Opts, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -96,6 +96,7 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
     ])
     .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
     .args(TOPOLOGY)
+    .args(extra_edus(o.extra_edus))
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());

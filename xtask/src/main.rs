@@ -35,9 +35,11 @@ fn main() -> ExitCode {
         }),
         Some("vmtest") => Opts::parse(&args[1..]).and_then(|o| vmtest(&o)),
         Some("demo") => Opts::parse(&args[1..]).and_then(|o| demo(&o)),
-        // Benches map 512 MiB three ways at once (THP, 4 KiB pages, hugetlbfs).
+        // Benches map 512 MiB three ways at once (THP, 4 KiB pages, hugetlbfs)
+        // and bring up 16 devices at once.
         Some("bench") => Opts::parse(&args[1..]).and_then(|mut o| {
             o.mem = "4G".into();
+            o.extra_edus = BENCH_EDUS;
             bench(&o)
         }),
         _ => {
@@ -71,7 +73,12 @@ pub(crate) struct Opts {
     pub(crate) filter: Option<String>,
     /// Guest memory (`-m`).
     pub(crate) mem: String,
+    /// Singleton edus added to the topology (the bench's bring-up rows).
+    pub(crate) extra_edus: usize,
 }
+
+/// Extra singleton edus in the bench guest: bring-up of 1, 4 and 16 devices.
+const BENCH_EDUS: usize = 16;
 
 impl Opts {
     fn parse(args: &[String]) -> Result<Opts> {
@@ -81,6 +88,7 @@ impl Opts {
             timeout: 1200,
             filter: None,
             mem: "2G".into(),
+            extra_edus: 0,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {

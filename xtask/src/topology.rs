@@ -22,6 +22,15 @@ pub(crate) const TOPOLOGY: &[&str] = &[
     "virtio-rng-pci,bus=nonviable,addr=2",
 ];
 
+/// `n` more edus, each alone on the root bus (so each is its own IOMMU
+/// group): the bench guest's bring-up rows. `vmtest` adds none, so it stays
+/// fast.
+pub(crate) fn extra_edus(n: usize) -> Vec<String> {
+    (0..n)
+        .flat_map(|i| ["-device".to_string(), format!("edu,id=bench{i}")])
+        .collect()
+}
+
 /// Shell run inside the guest before the job: every edu goes to vfio-pci
 /// (driver_override + drivers_probe), the way an operator would do it.
 pub(crate) const BIND_EDUS: &str = r#"
