@@ -195,6 +195,13 @@ impl Device<Unbound> {
     }
 
     pub(crate) fn open_in(sys: &Path, dev: &Path, bdf: &str, backend: Backend) -> Result<Self> {
+        // The cdev path needs no group number when the device is alone in
+        // its group: count the group's members through the device's own
+        // link. Anything else (no group, several members, legacy) takes the
+        // long way, which also says why.
+        if backend == Backend::Iommufd && sysfs::alone_in_group(sys, bdf) {
+            return Self::open_member(sys, dev, bdf);
+        }
         let group = sysfs::group_of(sys, bdf)?;
         if sysfs::group_size(sys, group)? > 1 {
             let members = sysfs::group_members(sys, group)?;

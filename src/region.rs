@@ -246,8 +246,21 @@ pub(crate) struct MappedArea {
 /// A BAR's mappings, owned by the device (see [`Device::map_bar`](crate::Device::map_bar)).
 pub(crate) struct Bar {
     pub(crate) info: RegionInfo,
+    /// The base of the one mapping that covers the whole BAR, or null when
+    /// the BAR has holes (sparse areas): the MMIO hot path needs nothing else.
+    whole: Whole,
     areas: Vec<MappedArea>,
 }
+
+/// The start of `areas[0].map` when that mapping covers `[0, info.size)`.
+struct Whole(*mut u8);
+
+// SAFETY: the pointer is the base of a mapping the same `Bar` owns (an
+// `MmapRaw`, itself Send + Sync); it is only read, and only used for
+// volatile accesses to device memory, which no Rust allocation aliases.
+unsafe impl Send for Whole {}
+// SAFETY: as above; `&Whole` gives nothing but the address.
+unsafe impl Sync for Whole {}
 
 impl Bar {
     /// mmaps every mmap-able area of `info` from the device fd.
@@ -275,7 +288,19 @@ impl Bar {
                 map,
             });
         }
-        Ok(Bar { info, areas })
+        Ok(Bar::new(info, areas))
+    }
+
+    fn new(info: RegionInfo, areas: Vec<MappedArea>) -> Bar {
+        let whole = match areas.as_slice() {
+            [a] if a.offset == 0 && a.map.len() as u64 >= info.size => a.map.as_mut_ptr(),
+            _ => std::ptr::null_mut(),
+        };
+        Bar {
+            info,
+            whole: Whole(whole),
+            areas,
+        }
     }
 }
 
@@ -363,33 +388,41 @@ impl<'d> Mmio<'d> {
         ))
     }
 
+    /// A read of one register: the check, then, when one mapping covers the
+    /// whole BAR (the common case), one volatile load; `tests/codegen.rs`
+    /// checks that `read32` compiles to that and nothing more.
     #[inline(always)]
-    fn read<const N: usize>(&self, offset: u64) -> Result<[u8; N]> {
-        self.check(offset, N as u64, "MMIO read")?;
-        let mut out = [0u8; N];
-        if let Some((a, rel)) = self.area(offset, N as u64) {
-            let p = a.map.as_ptr().wrapping_add(rel);
-            // SAFETY: `p` is inside the live mapping (`area` checked the range),
-            // naturally aligned for N (offset % N == 0 and the mapping is page
-            // aligned), and the mapping lives as long as the device borrow.
-            unsafe {
-                match N {
-                    1 => out.copy_from_slice(&p.read_volatile().to_ne_bytes()),
-                    2 => out.copy_from_slice(&(p as *const u16).read_volatile().to_ne_bytes()),
-                    4 => out.copy_from_slice(&(p as *const u32).read_volatile().to_ne_bytes()),
-                    _ => out.copy_from_slice(&(p as *const u64).read_volatile().to_ne_bytes()),
-                }
-            }
-            Ok(out)
-        } else {
-            self.read_slow(offset, out)
+    fn read<T: Reg>(&self, offset: u64) -> Result<T> {
+        self.check(offset, T::N, "MMIO read")?;
+        let base = self.bar.whole.0;
+        if base.is_null() {
+            return self.read_areas(offset);
+        }
+        // SAFETY: `check` put `[offset, offset + N)` inside the BAR, which the
+        // mapping at `base` covers whole; that is naturally aligned for T
+        // (offset % N == 0, the mapping is page aligned); the mapping lives
+        // as long as the device this view borrows.
+        Ok(unsafe { base.add(offset as usize).cast::<T>().read_volatile() })
+    }
+
+    /// A read in a BAR with holes: the mapped area holding it, else `pread`.
+    /// `#[cold]` only to keep it off the whole-BAR path's layout.
+    #[cold]
+    #[inline(never)]
+    fn read_areas<T: Reg>(&self, offset: u64) -> Result<T> {
+        match self.area(offset, T::N) {
+            // SAFETY: `p` is inside the live mapping (`area` checked the
+            // range), naturally aligned for T, and lives as long as the borrow.
+            Some((a, rel)) => Ok(unsafe { a.map.as_ptr().add(rel).cast::<T>().read_volatile() }),
+            None => self.read_slow(offset),
         }
     }
 
     /// A read in a part of the BAR the kernel does not let us mmap.
-    #[inline(never)]
-    fn read_slow<const N: usize>(&self, offset: u64, mut out: [u8; N]) -> Result<[u8; N]> {
-        let n = nix::sys::uio::pread(self.fd, &mut out, (self.bar.info.offset + offset) as i64)
+    fn read_slow<T: Reg>(&self, offset: u64) -> Result<T> {
+        let mut out = [0u8; 8];
+        let out = &mut out[..T::N as usize];
+        let n = nix::sys::uio::pread(self.fd, out, (self.bar.info.offset + offset) as i64)
             .map_err(|e| {
                 Error::sys(
                     "MMIO read (pread)",
@@ -400,44 +433,49 @@ impl<'d> Mmio<'d> {
                     e,
                 )
             })?;
-        if n != N {
+        if n != out.len() {
             return Err(Error::new(
                 ErrorKind::Kernel,
                 "MMIO read (pread)",
                 self.name.to_string(),
             )
-            .detail(format!("short read: {n} of {N}")));
+            .detail(format!("short read: {n} of {}", T::N)));
         }
-        Ok(out)
+        Ok(T::from_ne(out))
     }
 
     #[inline(always)]
-    fn write<const N: usize>(&self, offset: u64, val: [u8; N]) -> Result<()> {
-        self.check(offset, N as u64, "MMIO write")?;
-        if let Some((a, rel)) = self.area(offset, N as u64) {
-            let p = a.map.as_mut_ptr().wrapping_add(rel);
-            // SAFETY: as in `read`: in bounds, aligned, and the mapping is live.
-            unsafe {
-                match N {
-                    1 => p.write_volatile(val[0]),
-                    2 => (p as *mut u16)
-                        .write_volatile(u16::from_ne_bytes(val[..2].try_into().unwrap())),
-                    4 => (p as *mut u32)
-                        .write_volatile(u32::from_ne_bytes(val[..4].try_into().unwrap())),
-                    _ => (p as *mut u64)
-                        .write_volatile(u64::from_ne_bytes(val[..8].try_into().unwrap())),
-                }
+    fn write<T: Reg>(&self, offset: u64, val: T) -> Result<()> {
+        self.check(offset, T::N, "MMIO write")?;
+        let base = self.bar.whole.0;
+        if base.is_null() {
+            return self.write_areas(offset, val);
+        }
+        // SAFETY: as in `read`: in bounds, aligned, and the mapping is live.
+        unsafe { base.add(offset as usize).cast::<T>().write_volatile(val) };
+        Ok(())
+    }
+
+    /// A write in a BAR with holes: the mapped area holding it, else `pwrite`.
+    #[cold]
+    #[inline(never)]
+    fn write_areas<T: Reg>(&self, offset: u64, val: T) -> Result<()> {
+        match self.area(offset, T::N) {
+            Some((a, rel)) => {
+                // SAFETY: as in `read_areas`.
+                unsafe { a.map.as_mut_ptr().add(rel).cast::<T>().write_volatile(val) };
+                Ok(())
             }
-            Ok(())
-        } else {
-            self.write_slow(offset, val)
+            None => self.write_slow(offset, val),
         }
     }
 
     /// A write in a part of the BAR the kernel does not let us mmap.
-    #[inline(never)]
-    fn write_slow<const N: usize>(&self, offset: u64, val: [u8; N]) -> Result<()> {
-        nix::sys::uio::pwrite(self.fd, &val, (self.bar.info.offset + offset) as i64).map_err(
+    fn write_slow<T: Reg>(&self, offset: u64, val: T) -> Result<()> {
+        let mut bytes = [0u8; 8];
+        let bytes = &mut bytes[..T::N as usize];
+        val.to_ne(bytes);
+        nix::sys::uio::pwrite(self.fd, bytes, (self.bar.info.offset + offset) as i64).map_err(
             |e| {
                 Error::sys(
                     "MMIO write (pwrite)",
@@ -455,44 +493,67 @@ impl<'d> Mmio<'d> {
     /// Reads a byte.
     #[inline]
     pub fn read8(&self, offset: u64) -> Result<u8> {
-        self.read::<1>(offset).map(|b| b[0])
+        self.read(offset)
     }
     /// Reads a 16-bit register (native endian, as the CPU sees it).
     #[inline]
     pub fn read16(&self, offset: u64) -> Result<u16> {
-        self.read::<2>(offset).map(u16::from_ne_bytes)
+        self.read(offset)
     }
     /// Reads a 32-bit register.
     #[inline]
     pub fn read32(&self, offset: u64) -> Result<u32> {
-        self.read::<4>(offset).map(u32::from_ne_bytes)
+        self.read(offset)
     }
     /// Reads a 64-bit register.
     #[inline]
     pub fn read64(&self, offset: u64) -> Result<u64> {
-        self.read::<8>(offset).map(u64::from_ne_bytes)
+        self.read(offset)
     }
     /// Writes a byte.
     #[inline]
     pub fn write8(&self, offset: u64, v: u8) -> Result<()> {
-        self.write(offset, [v])
+        self.write(offset, v)
     }
     /// Writes a 16-bit register.
     #[inline]
     pub fn write16(&self, offset: u64, v: u16) -> Result<()> {
-        self.write(offset, v.to_ne_bytes())
+        self.write(offset, v)
     }
     /// Writes a 32-bit register.
     #[inline]
     pub fn write32(&self, offset: u64, v: u32) -> Result<()> {
-        self.write(offset, v.to_ne_bytes())
+        self.write(offset, v)
     }
     /// Writes a 64-bit register.
     #[inline]
     pub fn write64(&self, offset: u64, v: u64) -> Result<()> {
-        self.write(offset, v.to_ne_bytes())
+        self.write(offset, v)
     }
 }
+
+/// A register width: u8, u16, u32 or u64 (plain integers, any bit pattern
+/// valid), accessed with one volatile load or store.
+trait Reg: Copy {
+    const N: u64;
+    fn from_ne(b: &[u8]) -> Self;
+    fn to_ne(self, b: &mut [u8]);
+}
+
+macro_rules! reg {
+    ($($t:ty),*) => {$(
+        impl Reg for $t {
+            const N: u64 = std::mem::size_of::<$t>() as u64;
+            fn from_ne(b: &[u8]) -> Self {
+                <$t>::from_ne_bytes(b.try_into().expect("N bytes"))
+            }
+            fn to_ne(self, b: &mut [u8]) {
+                b.copy_from_slice(&self.to_ne_bytes())
+            }
+        }
+    )*};
+}
+reg!(u8, u16, u32, u64);
 
 impl fmt::Debug for Mmio<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -668,10 +729,7 @@ pub(crate) mod tests {
             offset: 0,
             caps: Vec::new(),
         };
-        let bar = Bar {
-            info,
-            areas: vec![MappedArea { offset: 0, map }],
-        };
+        let bar = Bar::new(info, vec![MappedArea { offset: 0, map }]);
         let stdin = std::io::stdin();
         let mmio = Mmio::new(std::os::fd::AsFd::as_fd(&stdin), &bar, "test");
         assert!(mmio.host_address(0).is_some());
@@ -683,5 +741,48 @@ pub(crate) mod tests {
         mmio.write32(8, 0x1234_5678).unwrap();
         assert_eq!(mmio.read32(8).unwrap(), 0x1234_5678);
         assert!(mmio.read32(2).is_err(), "misaligned");
+    }
+
+    /// A BAR with a hole (only its second page mmapped): accesses in the
+    /// mapped page go to the mapping, accesses in the hole to pread/pwrite on
+    /// the fd, and both see the same bytes.
+    #[test]
+    fn a_bar_with_a_hole_reads_through_the_fd() {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("iommufd-bar-{}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let bytes: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&bytes).unwrap();
+        let map = MmapOptions::new()
+            .offset(4096)
+            .len(4096)
+            .map_raw(std::os::fd::AsRawFd::as_raw_fd(&f))
+            .unwrap();
+        let info = RegionInfo {
+            index: 0,
+            flags: FLAG_READ | FLAG_WRITE | FLAG_MMAP,
+            size: 8192,
+            offset: 0,
+            caps: Vec::new(),
+        };
+        let bar = Bar::new(info, vec![MappedArea { offset: 4096, map }]);
+        assert!(bar.whole.0.is_null(), "a BAR with a hole has no whole mapping");
+        let mmio = Mmio::new(std::os::fd::AsFd::as_fd(&f), &bar, "test");
+        let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert_eq!(mmio.read32(8).unwrap(), word(8), "hole: pread");
+        assert_eq!(mmio.read32(4096 + 8).unwrap(), word(4096 + 8), "mapped area");
+        assert_eq!(mmio.host_address(8), None);
+        mmio.write32(16, 0xdead_beef).unwrap();
+        assert_eq!(mmio.read32(16).unwrap(), 0xdead_beef);
+        mmio.write64(4096 + 16, 0x0123_4567_89ab_cdef).unwrap();
+        assert_eq!(mmio.read64(4096 + 16).unwrap(), 0x0123_4567_89ab_cdef);
+        assert!(mmio.read32(8192).is_err());
     }
 }

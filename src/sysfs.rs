@@ -134,6 +134,16 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
 
 /// How many devices IOMMU group `group` has (one directory read, no driver
 /// look-ups: for the check before opening a device alone).
+/// True when sysfs lists `bdf` as the only member of its IOMMU group
+/// (`<device>/iommu_group/devices` has one entry). False when it has more,
+/// or cannot be read: the caller then asks [`group_of`] and [`group_size`],
+/// which say why.
+pub(crate) fn alone_in_group(sys: &Path, bdf: &str) -> bool {
+    validate_bdf(bdf).is_ok()
+        && std::fs::read_dir(dev_dir(sys, bdf).join("iommu_group/devices"))
+            .is_ok_and(|rd| rd.take(2).count() == 1)
+}
+
 pub(crate) fn group_size(sys: &Path, group: u32) -> Result<usize> {
     let dir = sys.join(format!("kernel/iommu_groups/{group}/devices"));
     match std::fs::read_dir(&dir) {
