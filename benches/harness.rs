@@ -25,12 +25,12 @@ pub fn untimed<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// Rounds per row: `IOMMUFD_BENCH_ROUNDS`, default 15.
+/// Rounds per row: `IOMMUFD_BENCH_ROUNDS`, default 21.
 fn rounds() -> usize {
     std::env::var("IOMMUFD_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(15)
+        .unwrap_or(21)
 }
 
 /// Nanoseconds per call of `f` over `iters` calls, less what ran [`untimed`].
@@ -72,6 +72,10 @@ pub fn header() {
 /// Times every side of `sides` (one of them "crate") in interleaved rounds
 /// and prints one table row; sides absent from `sides` print "—".
 pub fn row(name: &str, iters: u32, sides: &mut [Side<'_>]) {
+    // `IOMMUFD_BENCH_ONLY=text`: only the rows whose name contains it.
+    if std::env::var("IOMMUFD_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     let n = sides.len();
     for (_, f) in sides.iter_mut() {
         batch(iters.div_ceil(10).max(1), *f);

@@ -156,6 +156,10 @@ struct Peers {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--count") {
+        return count_mode(&args[2], &args[3], args[4].parse().unwrap());
+    }
     if !Path::new("/dev/iommu").exists() {
         println!(
             "bench map: skipped, no /dev/iommu here; run it in the guest with `cargo xtask bench`"
@@ -236,6 +240,83 @@ fn main() {
     memory_kinds(&ioas);
     live_rows(&raw, &ioas);
     device_rows(&fd, &dev, singles, peers.as_ref());
+    instruction_counts();
+}
+
+/// Under callgrind: the user-space instructions the crate adds to a map +
+/// unmap, against the raw ioctls. Deterministic where the timings are not
+/// (TCG and a shared host): the same binary and inputs give the same count.
+/// Each side runs `n` and `2n` times and the difference is divided by `n`, so
+/// start-up and set-up cancel out.
+fn instruction_counts() {
+    let ok = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("bench: | user-space instructions per map+unmap | skipped: no valgrind |");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let count = |side: &str, kind: &str, n: u32| -> u64 {
+        let out = format!("/run/callgrind.{side}.{kind}.{n}");
+        let st = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "-q"])
+            .arg(format!("--callgrind-out-file={out}"))
+            .arg(&exe)
+            .args(["--count", side, kind, &n.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "callgrind run failed");
+        let text = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        text.lines()
+            .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("callgrind summary")
+    };
+    const N: u32 = 200;
+    for kind in ["fixed", "any"] {
+        let per =
+            |side: &str| (count(side, kind, 2 * N) - count(side, kind, N)) as f64 / f64::from(N);
+        let (raw, ours) = (per("raw"), per("crate"));
+        println!(
+            "bench: | user-space instructions per 4 KiB map+unmap, {kind} IOVA (callgrind) | {raw:.0} | {ours:.0} | +{:.0} |",
+            ours - raw
+        );
+    }
+}
+
+/// The body of one callgrind run: the same set-up on both sides, then `n`
+/// map+unmap cycles through the crate or through raw ioctls. No device is
+/// attached: the kernel's work differs, but callgrind counts user space only.
+fn count_mode(side: &str, kind: &str, n: u32) {
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut buf = DmaBuffer::new(4096).unwrap();
+    let va = buf.as_mut_slice().as_mut_ptr() as u64;
+    let at = (kind == "fixed").then_some(0x4000_0000u64);
+    let raw = Raw {
+        fd: fd.iommufd_fd().unwrap(),
+    };
+    let id = ioas.id();
+    let mut slot = Some(buf);
+    for _ in 0..n {
+        if side == "raw" {
+            let iova = raw.map(id, va, 4096, at);
+            raw.unmap(id, iova, 4096);
+        } else {
+            let m = ioas
+                .map(
+                    slot.take().unwrap(),
+                    at.map_or(Iova::Any, Iova::Fixed),
+                    Access::READ_WRITE,
+                )
+                .unwrap();
+            black_box(m.iova());
+            slot = Some(m.unmap().unwrap());
+        }
+    }
 }
 
 /// IOAS allocation + destruction.
@@ -588,39 +669,48 @@ fn memory_kinds(ioas: &Ioas) {
             .step_by(4096)
             .for_each(|b| *b = 1);
         let mut thp = Some(thp);
-        let mut map_small = || {
-            let m = ioas
-                .map(small.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                .unwrap();
-            small = Some(m.unmap().unwrap());
+        let mut huge = match iommufd::HugeBuffer::new(len) {
+            Ok(h) => Some(Some(h)),
+            Err(e) => {
+                println!("bench: | {mib} MiB: HugeBuffer | skipped: {e} |");
+                None
+            }
         };
-        let mut map_thp = || {
-            let m = ioas
-                .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                .unwrap();
-            thp = Some(m.unmap().unwrap());
-        };
-        row(
-            &format!("{mib} MiB: DmaBuffer (THP) against 4 KiB pages"),
-            iters,
-            &mut [("raw", &mut map_small), ("crate", &mut map_thp)],
-        );
-        match iommufd::HugeBuffer::new(len) {
-            Ok(h) => {
-                let mut huge = Some(h);
+        // Each kind twice: map only (the unmap off the clock), and map+unmap.
+        for whole in [false, true] {
+            let what = if whole { "map+unmap" } else { "map" };
+            let mut map_small = || {
+                let m = ioas
+                    .map(small.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                    .unwrap();
+                small = Some(unmap_maybe_untimed(m, whole));
+            };
+            let mut map_thp = || {
+                let m = ioas
+                    .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                    .unwrap();
+                thp = Some(unmap_maybe_untimed(m, whole));
+            };
+            row(
+                &format!("{mib} MiB {what}: DmaBuffer (THP) against 4 KiB pages"),
+                iters,
+                &mut [("raw", &mut map_small), ("crate", &mut map_thp)],
+            );
+            if let Some(h) = huge.as_mut() {
                 let mut map_huge = || {
                     let m = ioas
-                        .map_huge(huge.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                        .map_huge(h.take().unwrap(), Iova::Any, Access::READ_WRITE)
                         .unwrap();
-                    huge = Some(m.unmap().unwrap());
+                    *h = Some(unmap_maybe_untimed(m, whole));
                 };
                 row(
-                    &format!("{mib} MiB: HugeBuffer (hugetlbfs, map_huge) against 4 KiB pages"),
+                    &format!(
+                        "{mib} MiB {what}: HugeBuffer (hugetlbfs, map_huge) against 4 KiB pages"
+                    ),
                     iters,
                     &mut [("raw", &mut map_small), ("crate", &mut map_huge)],
                 );
             }
-            Err(e) => println!("bench: | {mib} MiB: HugeBuffer | skipped: {e} |"),
         }
     }
     let _ = std::fs::write("/proc/sys/vm/nr_hugepages", "0");
@@ -630,6 +720,15 @@ fn memory_kinds(ioas: &Ioas) {
         .and_then(|s| s.split(']').next())
     {
         let _ = std::fs::write(THP, mode);
+    }
+}
+
+/// Unmaps `m`, on the clock when `timed`, and hands the memory back.
+fn unmap_maybe_untimed<M>(m: Mapping<M>, timed: bool) -> M {
+    if timed {
+        m.unmap().unwrap()
+    } else {
+        untimed(|| m.unmap().unwrap())
     }
 }
 

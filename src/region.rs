@@ -773,11 +773,18 @@ pub(crate) mod tests {
             caps: Vec::new(),
         };
         let bar = Bar::new(info, vec![MappedArea { offset: 4096, map }]);
-        assert!(bar.whole.0.is_null(), "a BAR with a hole has no whole mapping");
+        assert!(
+            bar.whole.0.is_null(),
+            "a BAR with a hole has no whole mapping"
+        );
         let mmio = Mmio::new(std::os::fd::AsFd::as_fd(&f), &bar, "test");
         let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
         assert_eq!(mmio.read32(8).unwrap(), word(8), "hole: pread");
-        assert_eq!(mmio.read32(4096 + 8).unwrap(), word(4096 + 8), "mapped area");
+        assert_eq!(
+            mmio.read32(4096 + 8).unwrap(),
+            word(4096 + 8),
+            "mapped area"
+        );
         assert_eq!(mmio.host_address(8), None);
         mmio.write32(16, 0xdead_beef).unwrap();
         assert_eq!(mmio.read32(16).unwrap(), 0xdead_beef);

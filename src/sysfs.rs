@@ -139,9 +139,66 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
 /// or cannot be read: the caller then asks [`group_of`] and [`group_size`],
 /// which say why.
 pub(crate) fn alone_in_group(sys: &Path, bdf: &str) -> bool {
-    validate_bdf(bdf).is_ok()
-        && std::fs::read_dir(dev_dir(sys, bdf).join("iommu_group/devices"))
-            .is_ok_and(|rd| rd.take(2).count() == 1)
+    if validate_bdf(bdf).is_err() {
+        return false;
+    }
+    let mut n = 0;
+    small_dir(&dev_dir(sys, bdf).join("iommu_group/devices"), |_| n += 1).is_some() && n == 1
+}
+
+/// Calls `each` with the name of every entry of `dir` but `.` and `..`;
+/// `None` when `dir` cannot be opened or read.
+///
+/// For the few-entry sysfs directories `Device::open` reads on every call:
+/// `openat`, `getdents64`, `close`, where `std::fs::read_dir` also asks
+/// `fstat` and a second, empty `getdents64`. One call is enough when the
+/// kernel left more room in the buffer than any one entry takes: sysfs
+/// (kernfs), like tmpfs and ext4, stops filling the buffer only at the end
+/// of the directory or when the next entry does not fit.
+fn small_dir(dir: &Path, mut each: impl FnMut(&[u8])) -> Option<()> {
+    use std::os::fd::AsRawFd;
+    // A `linux_dirent64` is 19 bytes of header, a name of up to 255 bytes and
+    // its NUL, padded to 8 bytes: at most 280.
+    const MAX_ENTRY: usize = 280;
+    let fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 2048];
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes of writes for the whole
+        // call, and `fd` is an open directory that outlives it.
+        let n = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_getdents64,
+                fd.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        if n == 0 {
+            return Some(());
+        }
+        let mut at = 0;
+        while at + 19 <= n {
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            if reclen < 19 || at + reclen > n {
+                return None;
+            }
+            let name = &buf[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                each(name);
+            }
+            at += reclen;
+        }
+        if buf.len() - n >= MAX_ENTRY {
+            return Some(());
+        }
+    }
 }
 
 pub(crate) fn group_size(sys: &Path, group: u32) -> Result<usize> {
@@ -247,10 +304,11 @@ pub(crate) fn cdev_device(
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
-    let name = std::fs::read_dir(&dir).ok().and_then(|rd| {
-        rd.flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .find(|n| n.starts_with("vfio"))
+    let mut name = None;
+    small_dir(&dir, |n| {
+        if name.is_none() && n.starts_with(b"vfio") {
+            name = std::str::from_utf8(n).ok().map(str::to_string);
+        }
     });
     if let Some(n) = name {
         return Ok(n);
@@ -266,6 +324,32 @@ pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
 pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// `small_dir` sees every entry, whether they fit in one `getdents64`
+    /// or need several, and nothing but them.
+    #[test]
+    fn small_dir_lists_every_entry() {
+        let root = std::env::temp_dir().join(format!("iommufd-smalldir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for n in [0usize, 1, 2, 300] {
+            let dir = root.join(n.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut want: Vec<String> = (0..n).map(|i| format!("{i:0>40}")).collect();
+            for w in &want {
+                std::fs::write(dir.join(w), b"").unwrap();
+            }
+            let mut got = Vec::new();
+            small_dir(&dir, |name| {
+                got.push(String::from_utf8(name.to_vec()).unwrap())
+            })
+            .unwrap();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{n} entries");
+        }
+        assert!(small_dir(&root.join("missing"), |_| ()).is_none());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     /// A fake sysfs: `devs` are (bdf, group, driver, vfio cdev).
     pub(crate) fn fake_sysfs(

@@ -14,7 +14,13 @@ fn assembly() -> String {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen");
     let out = Command::new(env!("CARGO"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["rustc", "--offline", "--release", "--example", "mmio_codegen"])
+        .args([
+            "rustc",
+            "--offline",
+            "--release",
+            "--example",
+            "mmio_codegen",
+        ])
         .arg("--target-dir")
         .arg(&target)
         .args(["--", "--emit", "asm", "-C", "codegen-units=1"])
@@ -129,7 +135,11 @@ fn listing(path: &[Insn]) -> String {
 }
 
 fn common_checks(sym: &str, path: &[Insn]) {
-    println!("{sym} hot path ({} instructions):\n{}", path.len(), listing(path));
+    println!(
+        "{sym} hot path ({} instructions):\n{}",
+        path.len(),
+        listing(path)
+    );
     for i in path {
         assert!(
             !i.op.starts_with("call") && !i.op.contains("div"),
@@ -182,12 +192,7 @@ fn mmio_write32_is_a_bounds_check_and_one_store() {
         .iter()
         .filter(|i| i.op.starts_with("mov") && i.args.len() == 2 && Insn::is_mem(&i.args[1]))
         .collect();
-    assert_eq!(
-        stores.len(),
-        1,
-        "one store expected:\n{}",
-        listing(&path)
-    );
+    assert_eq!(stores.len(), 1, "one store expected:\n{}", listing(&path));
     assert_eq!(stores[0].op, "movl", "a 32-bit store: {}", stores[0].text);
     assert!(
         !stores[0].args[0].starts_with('$'),

@@ -84,7 +84,7 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         "-machine",
         &format!("q35,accel={},kernel-irqchip=split", o.accel),
     ])
-    .args(["-cpu", cpu, "-smp", "2", "-m", &o.mem])
+    .args(["-cpu", cpu, "-smp", &o.smp.to_string(), "-m", &o.mem])
     .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
     .args(["-nographic", "-no-reboot", "-nic", "none", "-vga", "none"])
     .arg("-kernel")
@@ -220,7 +220,12 @@ pub(crate) fn write_job(name: &str, body: &str) -> Result<PathBuf> {
 }
 
 /// Host environment variables forwarded into the guest job.
-const KNOBS: &[&str] = &["IOMMUFD_LEAK_CYCLES", "IOMMUFD_STRESS_ITERS"];
+const KNOBS: &[&str] = &[
+    "IOMMUFD_LEAK_CYCLES",
+    "IOMMUFD_STRESS_ITERS",
+    "IOMMUFD_BENCH_ROUNDS",
+    "IOMMUFD_BENCH_ONLY",
+];
 
 pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

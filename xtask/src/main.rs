@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         Some("bench") => Opts::parse(&args[1..]).and_then(|mut o| {
             o.mem = "4G".into();
             o.extra_edus = BENCH_EDUS;
+            // The benches are single-threaded: one vCPU leaves the host's
+            // second core to QEMU's I/O thread instead of a second vCPU
+            // competing with it.
+            o.smp = 1;
             bench(&o)
         }),
         _ => {
@@ -75,6 +79,8 @@ pub(crate) struct Opts {
     pub(crate) mem: String,
     /// Singleton edus added to the topology (the bench's bring-up rows).
     pub(crate) extra_edus: usize,
+    /// Guest CPUs (`-smp`).
+    pub(crate) smp: u32,
 }
 
 /// Extra singleton edus in the bench guest: bring-up of 1, 4 and 16 devices.
@@ -89,6 +95,7 @@ impl Opts {
             filter: None,
             mem: "2G".into(),
             extra_edus: 0,
+            smp: 2,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
