@@ -160,6 +160,10 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--count") {
         return count_mode(&args[2], &args[3], args[4].parse().unwrap());
     }
+    if std::env::var_os("IOMMUFD_BENCH_ANNOTATE").is_some() {
+        // Only the instruction counts, each run's hottest functions printed.
+        return instruction_counts();
+    }
     if !Path::new("/dev/iommu").exists() {
         println!(
             "bench map: skipped, no /dev/iommu here; run it in the guest with `cargo xtask bench`"
@@ -268,6 +272,16 @@ fn instruction_counts() {
             .status()
             .unwrap();
         assert!(st.success(), "callgrind run failed");
+        if std::env::var_os("IOMMUFD_BENCH_ANNOTATE").is_some() && n > N {
+            let a = std::process::Command::new("callgrind_annotate")
+                .args(["--threshold=100", "--inclusive=no"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            for l in String::from_utf8_lossy(&a.stdout).lines().take(60) {
+                println!("annotate {side} {kind}: {l}");
+            }
+        }
         let text = std::fs::read_to_string(&out).unwrap();
         let _ = std::fs::remove_file(&out);
         text.lines()
