@@ -6,8 +6,8 @@ use crate::dma::{DmaMemory, HugeBuffer, RawMemory};
 use crate::error::{range, Error, ErrorKind, Result, TransitionError};
 use crate::iommufd::Iommufd;
 use crate::sys;
+use crate::table::Table;
 use nix::errno::Errno;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
@@ -23,7 +23,7 @@ pub(crate) struct IoasInner {
     iommufd: Iommufd,
     id: u32,
     /// Ranges mapped through this crate, `iova -> len`, to name the overlap on EEXIST.
-    mapped: Mutex<BTreeMap<u64, u64>>,
+    mapped: Mutex<Table>,
     /// The kernel side: an iommufd object, or the legacy path's mappings and containers.
     space: Space,
     /// The allow-list set with `allow_iovas` (the kernel does not report it).
@@ -61,7 +61,7 @@ impl Ioas {
             inner: Arc::new(IoasInner {
                 iommufd: iommufd.clone(),
                 id,
-                mapped: Mutex::new(BTreeMap::new()),
+                mapped: Mutex::new(Table::new()),
                 space,
                 allowed: Mutex::new(Vec::new()),
                 allow_set: AtomicBool::new(false),
@@ -471,7 +471,7 @@ impl Ioas {
         };
         match result {
             Ok(_) => {
-                mapped.remove(&iova);
+                mapped.remove(iova);
                 Ok(())
             }
             Err(e) => Err(self.unmap_error(iova, len, e, true)),
@@ -611,7 +611,7 @@ impl Ioas {
     /// Unmaps what a failed map call may have left: `[at, at + len)`, or
     /// every range no live mapping holds. True when nothing can be left.
     #[cold]
-    fn unmap_orphans(&self, at: Option<u64>, len: u64, mapped: &BTreeMap<u64, u64>) -> bool {
+    fn unmap_orphans(&self, at: Option<u64>, len: u64, mapped: &Table) -> bool {
         let unmap = |s: u64, l: u64| {
             matches!(
                 self.inner
@@ -625,7 +625,7 @@ impl Ioas {
         }
         let mut ok = true;
         let mut next = 0u64;
-        for (&s, &l) in mapped {
+        for (s, l) in mapped.entries() {
             if s > next {
                 ok &= unmap(next, s - next);
             }
@@ -645,7 +645,7 @@ impl Ioas {
         at: Option<u64>,
         len: u64,
         e: Errno,
-        mapped: &BTreeMap<u64, u64>,
+        mapped: &Table,
     ) -> Error {
         if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
             if let Some(err) = self.fixed_iova_error(op, at, len, e) {
@@ -660,14 +660,7 @@ impl Ioas {
     }
 
     #[cold]
-    fn map_error(
-        &self,
-        op: &'static str,
-        iova: u64,
-        len: u64,
-        e: Errno,
-        mapped: &BTreeMap<u64, u64>,
-    ) -> Error {
+    fn map_error(&self, op: &'static str, iova: u64, len: u64, e: Errno, mapped: &Table) -> Error {
         let err = Error::sys(op, self.range_object(iova, len), e);
         match e {
             Errno::EEXIST => {
@@ -707,13 +700,11 @@ impl Ioas {
 /// The live mapping that overlaps `[iova, iova + len)`, if any. Live
 /// mappings never overlap one another, so the last one starting below the
 /// end of the range is the only one that can reach into it: O(log n).
-fn live_overlap(mapped: &BTreeMap<u64, u64>, iova: u64, len: u64) -> Option<(u64, u64)> {
+fn live_overlap(mapped: &Table, iova: u64, len: u64) -> Option<(u64, u64)> {
     let end = iova.saturating_add(len);
     mapped
-        .range(..end)
-        .next_back()
-        .filter(|(&s, &l)| s.saturating_add(l) > iova)
-        .map(|(&s, &l)| (s, l))
+        .last_before(end)
+        .filter(|&(s, l)| s.saturating_add(l) > iova)
 }
 
 impl Iommufd {

@@ -147,6 +147,7 @@ mod diagnose;
 mod fuzz;
 mod iova;
 mod sys;
+mod table;
 
 pub mod device;
 pub mod dma;
