@@ -12,7 +12,7 @@ use std::fmt;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
 
@@ -167,16 +167,18 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<M>, TransitionError<M>> {
         let (ptr, len) = memory.dma_region();
-        // SAFETY: `memory` moves into the returned Mapping's shared `Pages`,
-        // which are freed only after every mapping of them is unmapped, and
-        // leaked if an unmap fails; `DmaMemory` promises the region stays valid
-        // and in place for as long as `memory` lives.
+        // SAFETY: `memory` moves into the returned Mapping, which frees it
+        // only after its unmap and that of every IOAS copy of it (see
+        // `Keep`), and leaks it if an unmap fails; `DmaMemory` promises the
+        // region stays valid and in place for as long as `memory` lives.
         match unsafe { self.map_region(ptr, len, iova, access) } {
             Ok(iova) => Ok(Mapping::new(
                 self.clone(),
                 iova,
                 len as u64,
-                Pages::new(memory, ptr, len),
+                memory,
+                ptr,
+                len,
             )),
             Err((e, false)) => Err(TransitionError::new(memory, e)),
             Err((e, true)) => {
@@ -229,7 +231,9 @@ impl Ioas {
                 self.clone(),
                 iova,
                 len as u64,
-                Pages::new(memory, ptr, len),
+                memory,
+                ptr,
+                len,
             )),
             Err((e, false)) if e.kind() == ErrorKind::Unsupported => {
                 // The kernel has no MAP_FILE; it will not grow one while we run.
@@ -279,7 +283,9 @@ impl Ioas {
             self.clone(),
             iova,
             len as u64,
-            Pages::new(RawMemory { _private: () }, va, len),
+            RawMemory { _private: () },
+            va,
+            len,
         ))
     }
 
@@ -318,7 +324,9 @@ impl Ioas {
             self.clone(),
             got,
             len,
-            Pages::new((), NonNull::dangling(), 0),
+            (),
+            NonNull::dangling(),
+            0,
         ))
     }
 
@@ -351,10 +359,10 @@ impl Ioas {
                 ),
             );
         }
-        let pages = src.pages();
-        let src_va = (pages.va_len > 0).then_some(pages.ptr);
-        // SAFETY: the returned mapping holds a `Shared` handle on the source's
-        // pages, which keeps the memory at `src_va` alive and in place until
+        let src_va = (src.va_len > 0).then_some(src.ptr);
+        let keep = src.keep.get_or_init(|| Arc::new(Keep(Mutex::new(None))));
+        // SAFETY: the returned mapping holds a `Shared` share of the source's
+        // `Keep`, which keeps the memory at `src_va` alive and in place until
         // the copy is unmapped (and forever if that unmap fails).
         let got = self
             .mapped_by(at, len, || unsafe {
@@ -370,16 +378,17 @@ impl Ioas {
             .map_err(|(e, orphan)| {
                 if orphan {
                     // The orphaned copy may reach the source's memory: keep it forever.
-                    std::mem::forget(pages.clone());
+                    std::mem::forget(keep.clone());
                 }
                 e
             })?;
-        let shared = Shared(pages.clone());
         Ok(Mapping::new(
             self.clone(),
             got,
             len,
-            Pages::new(shared, pages.ptr, pages.va_len),
+            Shared(keep.clone()),
+            src.ptr,
+            src.va_len,
         ))
     }
 
@@ -728,43 +737,16 @@ impl PartialEq for Ioas {
 }
 impl Eq for Ioas {}
 
-/// The memory behind a mapping: its owner `M`, and where the process sees it.
-///
-/// Held in an `Arc` by the mapping and by every IOAS copy of it, so the memory
-/// is freed only when all of them are unmapped; a mapping whose unmap fails
-/// leaks its share instead. No code ever takes `&M` or `&mut M` out of it
-/// while it is shared: [`Mapping::unmap`] gives `M` back only from the last share.
-struct Pages<M> {
-    memory: M,
-    ptr: NonNull<u8>,
-    /// Bytes of process memory at `ptr`: 0 for a file mapping, which has none.
-    va_len: usize,
-}
-
-// SAFETY: `ptr` points into memory that `memory` owns (or, for `RawMemory`,
-// that the caller of the unsafe `map_user_va` answers for); sending `Pages`
-// sends that ownership, which is sound when `M` may be sent.
-unsafe impl<M: Send> Send for Pages<M> {}
-// SAFETY: through `&Pages` the crate only ever uses `ptr`, for volatile copies
-// whose exclusion rules are those of `Mapping` (see the crate's soundness
-// section); it never hands out `&M`. The last share may drop `M` on any
-// thread, which `M: Send` allows.
-unsafe impl<M: Send> Sync for Pages<M> {}
-
-impl<M> Pages<M> {
-    fn new(memory: M, ptr: NonNull<u8>, va_len: usize) -> Arc<Self> {
-        Arc::new(Pages {
-            memory,
-            ptr,
-            va_len,
-        })
-    }
-}
+/// Where the memory of a mapping goes when IOAS copies outlive it. Made by
+/// the first [`Ioas::copy_from`] of a mapping; the mapping and each copy hold
+/// a share. A mapping dropped while copies still map its pages moves its
+/// memory in here, and the last share frees it. No code ever takes `&M` out.
+struct Keep<M>(Mutex<Option<M>>);
 
 /// The memory of an IOAS copy ([`Ioas::copy_from`]): a share of the source
 /// mapping's memory, which keeps it alive while the copy maps it. It gives no
 /// access to the memory; read and write through the source mapping.
-pub struct Shared<M>(Arc<Pages<M>>);
+pub struct Shared<M>(Arc<Keep<M>>);
 
 impl<M> fmt::Debug for Shared<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -792,22 +774,39 @@ pub struct Mapping<M> {
     ioas: Ioas,
     iova: u64,
     len: u64,
-    /// `None` only once `unmap` or `drop` took it.
-    pages: Option<Arc<Pages<M>>>,
+    /// Where the process sees the memory.
+    ptr: NonNull<u8>,
+    /// Bytes of process memory at `ptr`: 0 for a file mapping, which has none.
+    va_len: usize,
+    /// The memory, in place (no allocation per mapping); `None` only once
+    /// `unmap` or `drop` took it.
+    memory: Option<M>,
+    /// Made by the first IOAS copy of this mapping (see [`Keep`]).
+    keep: OnceLock<Arc<Keep<M>>>,
 }
 
+// SAFETY: `ptr` points into memory that `memory` owns (or, for `RawMemory`,
+// that the caller of the unsafe `map_user_va` answers for, or into a source
+// mapping's memory that `memory: Shared` keeps alive); sending the mapping
+// sends that ownership, which is sound when `M` may be sent.
+unsafe impl<M: Send> Send for Mapping<M> {}
+// SAFETY: through `&Mapping` the crate only ever uses `ptr`, for volatile
+// copies whose exclusion rules are in the crate's soundness section (reads
+// through `&self`, writes through `&mut self`, copies have no CPU view), and
+// `keep`, whose `Mutex` needs only `M: Send`; it never hands out `&M`.
+unsafe impl<M: Send> Sync for Mapping<M> {}
+
 impl<M> Mapping<M> {
-    fn new(ioas: Ioas, iova: u64, len: u64, pages: Arc<Pages<M>>) -> Self {
+    fn new(ioas: Ioas, iova: u64, len: u64, memory: M, ptr: NonNull<u8>, va_len: usize) -> Self {
         Mapping {
             ioas,
             iova,
             len,
-            pages: Some(pages),
+            ptr,
+            va_len,
+            memory: Some(memory),
+            keep: OnceLock::new(),
         }
-    }
-
-    fn pages(&self) -> &Arc<Pages<M>> {
-        self.pages.as_ref().expect("a live mapping holds its pages")
     }
 
     /// The IOVA the device uses.
@@ -832,7 +831,7 @@ impl<M> Mapping<M> {
 
     /// How many IOAS copies ([`Ioas::copy_from`]) share this memory now.
     pub fn copies(&self) -> usize {
-        Arc::strong_count(self.pages()) - 1
+        self.keep.get().map_or(0, |k| Arc::strong_count(k) - 1)
     }
 
     /// Unmaps and hands the memory back.
@@ -842,7 +841,14 @@ impl<M> Mapping<M> {
     /// map the same pages ([`ErrorKind::Busy`]: unmap them first), or when the
     /// kernel refuses (only if the range was removed outside this crate).
     pub fn unmap(mut self) -> Result<M, TransitionError<Self>> {
-        if self.copies() > 0 {
+        // `Arc::get_mut` (not a count) so that the copies' unmaps, done
+        // before they dropped their shares, happen before we hand memory out.
+        // We own `self`: no new copy can be made of it meanwhile.
+        let shared = self
+            .keep
+            .get_mut()
+            .is_some_and(|k| Arc::get_mut(k).is_none());
+        if shared {
             let e = Error::new(
                 ErrorKind::Busy,
                 "IOMMU_IOAS_UNMAP",
@@ -860,12 +866,7 @@ impl<M> Mapping<M> {
         if let Err(e) = self.ioas.unmap_own(self.iova, self.len) {
             return Err(TransitionError::new(self, e));
         }
-        let pages = self.pages.take().expect("a live mapping holds its pages");
-        // We own `self` by value, so no `&self` exists from which a copy could
-        // have been made since the count above: this is the last share.
-        let pages =
-            Arc::into_inner(pages).expect("no copy can appear while unmap owns the mapping");
-        Ok(pages.memory)
+        Ok(self.memory.take().expect("a live mapping holds its memory"))
     }
 }
 
@@ -898,24 +899,29 @@ impl<M: DmaMemory> Mapping<M> {
     }
 
     fn cpu(&self, offset: usize, n: usize) -> *mut u8 {
-        let pages = self.pages();
         assert!(
-            offset.checked_add(n).is_some_and(|end| end <= pages.va_len),
+            offset.checked_add(n).is_some_and(|end| end <= self.va_len),
             "access [{offset:#x}, +{n:#x}) outside the {:#x}-byte CPU view of {}",
-            pages.va_len,
+            self.va_len,
             range(self.iova, self.len)
         );
-        pages.ptr.as_ptr().wrapping_add(offset)
+        self.ptr.as_ptr().wrapping_add(offset)
     }
 }
 
 impl<M> Drop for Mapping<M> {
     fn drop(&mut self) {
-        if let Some(pages) = self.pages.take() {
-            if self.ioas.unmap_own(self.iova, self.len).is_err() {
-                // The device may still reach the pages: never free them.
-                std::mem::forget(pages);
-            }
+        let Some(memory) = self.memory.take() else {
+            return;
+        };
+        if self.ioas.unmap_own(self.iova, self.len).is_err() {
+            // The device may still reach the pages: never free them.
+            std::mem::forget(memory);
+            return;
+        }
+        if let Some(keep) = self.keep.take() {
+            // Copies may still map these pages: the last share frees them.
+            *crate::lock(&keep.0) = Some(memory);
         }
     }
 }

@@ -60,8 +60,8 @@
 //! crate makes that a matter of ownership, never of a destructor running:
 //!
 //! - [`Ioas::map`] takes the memory *by value* ([`DmaMemory`] is implemented
-//!   for owners only, never for `&mut T`). The [`Mapping`] keeps it in a shared
-//!   `Pages` box that nothing borrows from; the CPU reaches the bytes only by
+//!   for owners only, never for `&mut T`). The [`Mapping`] owns it and never
+//!   lends it out (no `&M`, no `&mut M`); the CPU reaches the bytes only by
 //!   volatile copies ([`Mapping::read_bytes`] with `&self`,
 //!   [`Mapping::write_bytes`] with `&mut self`), and [`Mapping::unmap`] hands
 //!   the memory back only after the kernel unmapped it.
@@ -73,8 +73,10 @@
 //!   `MAP_DMA` by address at attach, which is why a leaked *borrow* would have
 //!   been fatal).
 //! - An IOAS copy ([`Ioas::copy_from`]) holds a share of the source's memory
-//!   ([`Shared`]), so the memory lives until the source and every copy are
-//!   gone; the source's `unmap` refuses to hand it back while copies map it,
+//!   ([`Shared`]): a source dropped while copies live moves its memory into
+//!   the shared slot, and the last share frees it, so the memory lives until
+//!   the source and every copy are gone; the source's `unmap` refuses to hand
+//!   it back while copies map it,
 //!   and copies have no CPU view, so two threads can never write the same
 //!   bytes through two mappings.
 //! - A mapping unmaps only its own range: [`Ioas::unmap`] refuses any range
