@@ -290,12 +290,17 @@ fn instruction_counts() {
             .expect("callgrind summary")
     };
     const N: u32 = 200;
-    for kind in ["fixed", "any"] {
+    for (kind, what) in [
+        ("fixed", "4 KiB map+unmap, fixed IOVA"),
+        ("any", "4 KiB map+unmap, kernel-chosen IOVA"),
+        ("config", "config_read of 4 bytes"),
+        ("read32", "Mmio::read32"),
+    ] {
         let per =
             |side: &str| (count(side, kind, 2 * N) - count(side, kind, N)) as f64 / f64::from(N);
         let (raw, ours) = (per("raw"), per("crate"));
         println!(
-            "bench: | user-space instructions per 4 KiB map+unmap, {kind} IOVA (callgrind) | {raw:.0} | {ours:.0} | +{:.0} |",
+            "bench: | user-space instructions per {what} (callgrind) | {raw:.0} | {ours:.0} | +{:.0} |",
             ours - raw
         );
     }
@@ -305,6 +310,9 @@ fn instruction_counts() {
 /// map+unmap cycles through the crate or through raw ioctls. No device is
 /// attached: the kernel's work differs, but callgrind counts user space only.
 fn count_mode(side: &str, kind: &str, n: u32) {
+    if kind == "config" || kind == "read32" {
+        return count_device(side, kind, n);
+    }
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let mut buf = DmaBuffer::new(4096).unwrap();
@@ -330,6 +338,35 @@ fn count_mode(side: &str, kind: &str, n: u32) {
             black_box(m.iova());
             slot = Some(m.unmap().unwrap());
         }
+    }
+}
+
+/// As `count_mode`, for the device rows: the last singleton edu (no other
+/// row holds it by then) bound, BAR0 mapped, then `n` config reads or BAR
+/// reads, through the crate or raw (`pread` on the same fd, a volatile load
+/// from the same mapping).
+fn count_device(side: &str, kind: &str, n: u32) {
+    let topo = support::Topology::discover();
+    let bdf = topo.singletons.last().unwrap();
+    let fd = Iommufd::open().unwrap();
+    let mut dev = Device::open(bdf).unwrap().bind(&fd).unwrap();
+    dev.map_bar(0).unwrap();
+    let info = dev.region_info(iommufd::pci::CONFIG).unwrap();
+    let dev_fd = dev_fd_of(bdf);
+    let mmio = dev.mmio(0).unwrap();
+    let p = mmio.host_address(0).unwrap() as *const u32;
+    let mut b = [0u8; 4];
+    for _ in 0..n {
+        match (kind, side) {
+            ("config", "raw") => {
+                nix::sys::uio::pread(&dev_fd, &mut b, info.offset as i64).unwrap();
+            }
+            ("config", _) => dev.config_read(0, &mut b).unwrap(),
+            // SAFETY: `p` is BAR0 offset 0 of the live mapping `mmio` borrows.
+            (_, "raw") => b = unsafe { p.read_volatile() }.to_ne_bytes(),
+            _ => b = mmio.read32(0).unwrap().to_ne_bytes(),
+        }
+        black_box(&b);
     }
 }
 

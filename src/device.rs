@@ -640,6 +640,7 @@ impl<S: Bound> Device<S> {
         Ok(())
     }
 
+    #[inline]
     fn check_region(
         &self,
         info: &RegionInfo,
@@ -650,19 +651,31 @@ impl<S: Bound> Device<S> {
         if offset.checked_add(n as u64).is_some_and(|e| e <= info.size) {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::InvalidInput,
-                op,
-                format!(
-                    "{} region {} offset {offset:#x}",
-                    self.inner.name, info.index
-                ),
-            )
-            .detail(format!(
-                "{n} bytes do not fit in the {:#x}-byte region",
-                info.size
-            )))
+            Err(self.region_range_error(info, offset, n, op))
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn region_range_error(
+        &self,
+        info: &RegionInfo,
+        offset: u64,
+        n: usize,
+        op: &'static str,
+    ) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            op,
+            format!(
+                "{} region {} offset {offset:#x}",
+                self.inner.name, info.index
+            ),
+        )
+        .detail(format!(
+            "{n} bytes do not fit in the {:#x}-byte region",
+            info.size
+        ))
     }
 
     /// Resets the device (`VFIO_DEVICE_RESET`).
