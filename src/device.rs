@@ -515,7 +515,6 @@ impl<S: Bound> Device<S> {
     }
 
     /// The region info of `index`, from the cache once it has been asked.
-    #[inline]
     fn cached_region(&self, index: u32) -> Result<std::borrow::Cow<'_, RegionInfo>> {
         use std::borrow::Cow;
         let Some(slot) = self.inner.regions.get(index as usize) else {
@@ -526,6 +525,28 @@ impl<S: Bound> Device<S> {
         }
         let info = region_info(self.inner.fd(), &self.inner.name, index)?;
         Ok(Cow::Borrowed(slot.get_or_init(|| info)))
+    }
+
+    /// Where region `index` lies in the device fd, and its size: a cache
+    /// lookup once asked, so a region read or write is one `pread`/`pwrite`.
+    #[inline]
+    fn region_span(&self, index: u32) -> Result<(u64, u64)> {
+        match self
+            .inner
+            .regions
+            .get(index as usize)
+            .and_then(OnceLock::get)
+        {
+            Some(info) => Ok((info.offset, info.size)),
+            None => self.region_span_slow(index),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn region_span_slow(&self, index: u32) -> Result<(u64, u64)> {
+        let info = self.cached_region(index)?;
+        Ok((info.offset, info.size))
     }
 
     /// mmaps BAR `index` (every mmap-able area of it) and keeps the mapping in
@@ -599,17 +620,15 @@ impl<S: Bound> Device<S> {
 
     /// Reads region `index` at `offset` with pread.
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let info = self.cached_region(index)?;
-        self.check_region(&info, offset, buf.len(), "pread")?;
-        let n = nix::sys::uio::pread(self.inner.fd(), buf, (info.offset + offset) as i64).map_err(
-            |e| {
-                Error::sys(
-                    "pread",
-                    format!("{} region {index} offset {offset:#x}", self.inner.name),
-                    e,
-                )
-            },
-        )?;
+        let (at, size) = self.region_span(index)?;
+        self.check_region(index, size, offset, buf.len(), "pread")?;
+        let n = nix::sys::uio::pread(self.inner.fd(), buf, (at + offset) as i64).map_err(|e| {
+            Error::sys(
+                "pread",
+                format!("{} region {index} offset {offset:#x}", self.inner.name),
+                e,
+            )
+        })?;
         if n != buf.len() {
             return Err(
                 Error::new(ErrorKind::Kernel, "pread", self.inner.name.clone())
@@ -621,10 +640,10 @@ impl<S: Bound> Device<S> {
 
     /// Writes region `index` at `offset` with pwrite.
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
-        let info = self.cached_region(index)?;
-        self.check_region(&info, offset, data.len(), "pwrite")?;
-        let n = nix::sys::uio::pwrite(self.inner.fd(), data, (info.offset + offset) as i64)
-            .map_err(|e| {
+        let (at, size) = self.region_span(index)?;
+        self.check_region(index, size, offset, data.len(), "pwrite")?;
+        let n =
+            nix::sys::uio::pwrite(self.inner.fd(), data, (at + offset) as i64).map_err(|e| {
                 Error::sys(
                     "pwrite",
                     format!("{} region {index} offset {offset:#x}", self.inner.name),
@@ -643,15 +662,16 @@ impl<S: Bound> Device<S> {
     #[inline]
     fn check_region(
         &self,
-        info: &RegionInfo,
+        index: u32,
+        size: u64,
         offset: u64,
         n: usize,
         op: &'static str,
     ) -> Result<()> {
-        if offset.checked_add(n as u64).is_some_and(|e| e <= info.size) {
+        if offset.checked_add(n as u64).is_some_and(|e| e <= size) {
             Ok(())
         } else {
-            Err(self.region_range_error(info, offset, n, op))
+            Err(self.region_range_error(index, size, offset, n, op))
         }
     }
 
@@ -659,7 +679,8 @@ impl<S: Bound> Device<S> {
     #[inline(never)]
     fn region_range_error(
         &self,
-        info: &RegionInfo,
+        index: u32,
+        size: u64,
         offset: u64,
         n: usize,
         op: &'static str,
@@ -667,15 +688,9 @@ impl<S: Bound> Device<S> {
         Error::new(
             ErrorKind::InvalidInput,
             op,
-            format!(
-                "{} region {} offset {offset:#x}",
-                self.inner.name, info.index
-            ),
+            format!("{} region {index} offset {offset:#x}", self.inner.name),
         )
-        .detail(format!(
-            "{n} bytes do not fit in the {:#x}-byte region",
-            info.size
-        ))
+        .detail(format!("{n} bytes do not fit in the {size:#x}-byte region"))
     }
 
     /// Resets the device (`VFIO_DEVICE_RESET`).
