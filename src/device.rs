@@ -622,41 +622,43 @@ impl<S: Bound> Device<S> {
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, buf.len(), "pread")?;
-        let n = nix::sys::uio::pread(self.inner.fd(), buf, (at + offset) as i64).map_err(|e| {
-            Error::sys(
-                "pread",
-                format!("{} region {index} offset {offset:#x}", self.inner.name),
-                e,
-            )
-        })?;
-        if n != buf.len() {
-            return Err(
-                Error::new(ErrorKind::Kernel, "pread", self.inner.name.clone())
-                    .detail(format!("short read: {n} of {}", buf.len())),
-            );
+        match nix::sys::uio::pread(self.inner.fd(), buf, (at + offset) as i64) {
+            Ok(n) if n == buf.len() => Ok(()),
+            r => Err(self.region_io_error("pread", index, offset, buf.len(), r)),
         }
-        Ok(())
     }
 
     /// Writes region `index` at `offset` with pwrite.
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, data.len(), "pwrite")?;
-        let n =
-            nix::sys::uio::pwrite(self.inner.fd(), data, (at + offset) as i64).map_err(|e| {
-                Error::sys(
-                    "pwrite",
-                    format!("{} region {index} offset {offset:#x}", self.inner.name),
-                    e,
-                )
-            })?;
-        if n != data.len() {
-            return Err(
-                Error::new(ErrorKind::Kernel, "pwrite", self.inner.name.clone())
-                    .detail(format!("short write: {n} of {}", data.len())),
-            );
+        match nix::sys::uio::pwrite(self.inner.fd(), data, (at + offset) as i64) {
+            Ok(n) if n == data.len() => Ok(()),
+            r => Err(self.region_io_error("pwrite", index, offset, data.len(), r)),
         }
-        Ok(())
+    }
+
+    /// The error of a region `pread`/`pwrite` that failed (`Err`) or moved
+    /// fewer than `want` bytes (`Ok(n)`).
+    #[cold]
+    #[inline(never)]
+    fn region_io_error(
+        &self,
+        op: &'static str,
+        index: u32,
+        offset: u64,
+        want: usize,
+        r: nix::Result<usize>,
+    ) -> Error {
+        match r {
+            Err(e) => Error::sys(
+                op,
+                format!("{} region {index} offset {offset:#x}", self.inner.name),
+                e,
+            ),
+            Ok(n) => Error::new(ErrorKind::Kernel, op, self.inner.name.clone())
+                .detail(format!("short {op}: {n} of {want} bytes")),
+        }
     }
 
     #[inline]
