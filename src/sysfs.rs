@@ -150,16 +150,13 @@ pub(crate) fn alone_in_group(sys: &Path, bdf: &str) -> bool {
 /// `None` when `dir` cannot be opened or read.
 ///
 /// For the few-entry sysfs directories `Device::open` reads on every call:
-/// `openat`, `getdents64`, `close`, where `std::fs::read_dir` also asks
-/// `fstat` and a second, empty `getdents64`. One call is enough when the
-/// kernel left more room in the buffer than any one entry takes: sysfs
-/// (kernfs), like tmpfs and ext4, stops filling the buffer only at the end
-/// of the directory or when the next entry does not fit.
+/// `openat`, `getdents64` until it returns 0, `close` (`std::fs::read_dir`
+/// also asks `fstat`). The listing is read to its end even when one call
+/// seems to hold it all: the kernel also stops filling the buffer early
+/// when a signal is pending, and a group member missed that way would let
+/// a shared device pass for a lone one.
 fn small_dir(dir: &Path, mut each: impl FnMut(&[u8])) -> Option<()> {
     use std::os::fd::AsRawFd;
-    // A `linux_dirent64` is 19 bytes of header, a name of up to 255 bytes and
-    // its NUL, padded to 8 bytes: at most 280.
-    const MAX_ENTRY: usize = 280;
     let fd = nix::fcntl::open(
         dir,
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -194,9 +191,6 @@ fn small_dir(dir: &Path, mut each: impl FnMut(&[u8])) -> Option<()> {
                 each(name);
             }
             at += reclen;
-        }
-        if buf.len() - n >= MAX_ENTRY {
-            return Some(());
         }
     }
 }
