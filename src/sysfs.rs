@@ -143,19 +143,24 @@ pub(crate) fn alone_in_group(sys: &Path, bdf: &str) -> bool {
         return false;
     }
     let mut n = 0;
-    small_dir(&dev_dir(sys, bdf).join("iommu_group/devices"), |_| n += 1).is_some() && n == 1
+    let count = |_: &[u8]| {
+        n += 1;
+        true
+    };
+    small_dir(&dev_dir(sys, bdf).join("iommu_group/devices"), count).is_some() && n == 1
 }
 
-/// Calls `each` with the name of every entry of `dir` but `.` and `..`;
-/// `None` when `dir` cannot be opened or read.
+/// Calls `each` with the name of every entry of `dir` but `.` and `..`,
+/// until it returns false; `None` when `dir` cannot be opened or read.
 ///
 /// For the few-entry sysfs directories `Device::open` reads on every call:
 /// `openat`, `getdents64` until it returns 0, `close` (`std::fs::read_dir`
 /// also asks `fstat`). The listing is read to its end even when one call
 /// seems to hold it all: the kernel also stops filling the buffer early
 /// when a signal is pending, and a group member missed that way would let
-/// a shared device pass for a lone one.
-fn small_dir(dir: &Path, mut each: impl FnMut(&[u8])) -> Option<()> {
+/// a shared device pass for a lone one. A caller looking for one entry stops
+/// at it (`each` returns false), which no early stop can get wrong.
+fn small_dir(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<()> {
     use std::os::fd::AsRawFd;
     let fd = nix::fcntl::open(
         dir,
@@ -187,8 +192,8 @@ fn small_dir(dir: &Path, mut each: impl FnMut(&[u8])) -> Option<()> {
             }
             let name = &buf[at + 19..at + reclen];
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                each(name);
+            if name != b"." && name != b".." && !each(name) {
+                return Some(());
             }
             at += reclen;
         }
@@ -299,10 +304,12 @@ pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
     let mut name = None;
+    // The device has one `vfioN` there: stop at it (one `getdents64`).
     small_dir(&dir, |n| {
-        if name.is_none() && n.starts_with(b"vfio") {
+        if n.starts_with(b"vfio") {
             name = std::str::from_utf8(n).ok().map(str::to_string);
         }
+        name.is_none()
     });
     if let Some(n) = name {
         return Ok(n);
@@ -334,14 +341,23 @@ pub(crate) mod tests {
             }
             let mut got = Vec::new();
             small_dir(&dir, |name| {
-                got.push(String::from_utf8(name.to_vec()).unwrap())
+                got.push(String::from_utf8(name.to_vec()).unwrap());
+                true
             })
             .unwrap();
             got.sort();
             want.sort();
             assert_eq!(got, want, "{n} entries");
         }
-        assert!(small_dir(&root.join("missing"), |_| ()).is_none());
+        // Stopping at an entry stops the listing there.
+        let mut seen = 0;
+        small_dir(&root.join("300"), |_| {
+            seen += 1;
+            seen < 5
+        })
+        .unwrap();
+        assert_eq!(seen, 5);
+        assert!(small_dir(&root.join("missing"), |_| true).is_none());
         let _ = std::fs::remove_dir_all(&root);
     }
 
