@@ -167,11 +167,27 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<M>, TransitionError<M>> {
         let (ptr, len) = memory.dma_region();
-        // SAFETY: `memory` moves into the returned Mapping, which frees it
+        // SAFETY: `memory` moves into the returned Mapping (`owning`), which frees it
         // only after its unmap and that of every IOAS copy of it (see
         // `Keep`), and leaks it if an unmap fails; `DmaMemory` promises the
         // region stays valid and in place for as long as `memory` lives.
-        match unsafe { self.map_region(ptr, len, iova, access) } {
+        let got = unsafe { self.map_region(ptr, len, iova, access) };
+        self.owning(got, memory, ptr, len)
+    }
+
+    /// The end of a map of owned memory: the mapping that now owns it, or
+    /// the memory handed back with the error. When the kernel may have left
+    /// it mapped (an orphan the cleanup could not remove, only two kernel
+    /// failures in a row), it is never freed or handed back: leaked, then
+    /// a panic.
+    fn owning<M>(
+        &self,
+        got: std::result::Result<u64, (Error, bool)>,
+        memory: M,
+        ptr: NonNull<u8>,
+        len: usize,
+    ) -> Result<Mapping<M>, TransitionError<M>> {
+        match got {
             Ok(iova) => Ok(Mapping::new(
                 self.clone(),
                 iova,
@@ -182,8 +198,6 @@ impl Ioas {
             )),
             Err((e, false)) => Err(TransitionError::new(memory, e)),
             Err((e, true)) => {
-                // The device may reach `memory`: it must never be freed or
-                // handed back. Only two kernel failures in a row get here.
                 std::mem::forget(memory);
                 panic!("{e}");
             }
@@ -227,25 +241,12 @@ impl Ioas {
             )
         });
         match got {
-            Ok(iova) => Ok(Mapping::new(
-                self.clone(),
-                iova,
-                len as u64,
-                memory,
-                ptr,
-                len,
-            )),
             Err((e, false)) if e.kind() == ErrorKind::Unsupported => {
                 // The kernel has no MAP_FILE; it will not grow one while we run.
                 NO_MAP_FILE.store(true, Ordering::Relaxed);
                 self.map(memory, iova, access)
             }
-            Err((e, false)) => Err(TransitionError::new(memory, e)),
-            Err((e, true)) => {
-                // The device may reach the pages: never free or hand them back.
-                std::mem::forget(memory);
-                panic!("{e}");
-            }
+            got => self.owning(got, memory, ptr, len),
         }
     }
 
