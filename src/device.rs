@@ -145,7 +145,8 @@ fn multi_device_group(
 
 /// The name (BDF, or mdev UUID) of the device behind cdev `fd`, if sysfs says
 /// it is alone in its IOMMU group.
-fn alone_in_group(fd: &OwnedFd, what: &str) -> Result<String> {
+/// `what` names the fd in errors, and is only called for one.
+fn lone_device_name(fd: &OwnedFd, what: &dyn Fn() -> String) -> Result<String> {
     let sys = Path::new("/sys");
     let (name, group) = sysfs::cdev_device(sys, fd.as_fd(), what)?;
     if sysfs::group_size(sys, group)? > 1 {
@@ -262,7 +263,7 @@ impl Device<Unbound> {
                 err
             }
         })?;
-        let name = alone_in_group(&fd, &path.display().to_string())?;
+        let name = lone_device_name(&fd, &|| path.display().to_string())?;
         Ok(unbound(
             Link::Cdev {
                 fd,
@@ -287,8 +288,7 @@ impl Device<Unbound> {
     /// [`ErrorKind::MultiDeviceGroup`] for a member of a multi-device group.
     /// A process without sysfs can use [`from_fd_unchecked`](Self::from_fd_unchecked).
     pub fn from_fd(fd: OwnedFd) -> std::result::Result<Self, TransitionError<OwnedFd>> {
-        let what = format!("device fd {}", fd.as_raw_fd());
-        match alone_in_group(&fd, &what) {
+        match lone_device_name(&fd, &|| format!("device fd {}", fd.as_raw_fd())) {
             Ok(name) => Ok(unbound(Link::Cdev { fd, path: None }, name)),
             Err(e) => Err(TransitionError::new(fd, e)),
         }
@@ -305,9 +305,9 @@ impl Device<Unbound> {
     /// reach that page table.
     pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Self {
         // Named from sysfs when it is there (errors read better), unchecked.
-        let what = format!("device fd {}", fd.as_raw_fd());
-        let name =
-            sysfs::cdev_device(Path::new("/sys"), fd.as_fd(), &what).map_or(what, |(name, _)| name);
+        let what = || format!("device fd {}", fd.as_raw_fd());
+        let name = sysfs::cdev_device(Path::new("/sys"), fd.as_fd(), &what)
+            .map_or_else(|_| what(), |(name, _)| name);
         unbound(Link::Cdev { fd, path: None }, name)
     }
 

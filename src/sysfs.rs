@@ -132,22 +132,23 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
     Ok(out)
 }
 
-/// How many devices IOMMU group `group` has (one directory read, no driver
-/// look-ups: for the check before opening a device alone).
 /// True when sysfs lists `bdf` as the only member of its IOMMU group
 /// (`<device>/iommu_group/devices` has one entry). False when it has more,
 /// or cannot be read: the caller then asks [`group_of`] and [`group_size`],
 /// which say why.
 pub(crate) fn alone_in_group(sys: &Path, bdf: &str) -> bool {
-    if validate_bdf(bdf).is_err() {
-        return false;
-    }
+    validate_bdf(bdf).is_ok() && entries(&dev_dir(sys, bdf).join("iommu_group/devices")) == Some(1)
+}
+
+/// How many entries the directory `dir` has, read to its end; `None` when
+/// it cannot be read.
+fn entries(dir: &Path) -> Option<usize> {
     let mut n = 0;
-    let count = |_: &[u8]| {
+    small_dir(dir, |_| {
         n += 1;
         true
-    };
-    small_dir(&dev_dir(sys, bdf).join("iommu_group/devices"), count).is_some() && n == 1
+    })?;
+    Some(n)
 }
 
 /// Calls `each` with the name of every entry of `dir` but `.` and `..`,
@@ -200,11 +201,13 @@ fn small_dir(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<()> {
     }
 }
 
+/// How many devices IOMMU group `group` has (one directory read, no driver
+/// look-ups: for the check before opening a device alone).
 pub(crate) fn group_size(sys: &Path, group: u32) -> Result<usize> {
-    let dir = sys.join(format!("kernel/iommu_groups/{group}/devices"));
-    match std::fs::read_dir(&dir) {
-        Ok(rd) => Ok(rd.count()),
-        Err(_) => group_members(sys, group).map(|m| m.len()),
+    match entries(&sys.join(format!("kernel/iommu_groups/{group}/devices"))) {
+        Some(n) => Ok(n),
+        // Why it cannot be read, from the listing that says so.
+        None => group_members(sys, group).map(|m| m.len()),
     }
 }
 
@@ -244,23 +247,20 @@ pub fn require_vfio_pci(sys: &Path, bdf: &str) -> Result<PciDevice> {
 }
 
 /// The device behind an open VFIO device cdev, as sysfs tells it: its name
-/// (a BDF, or an mdev's UUID) and its IOMMU group. `what` names the fd in errors.
+/// (a BDF, or an mdev's UUID) and its IOMMU group. `what` names the fd in
+/// errors, and is only called for one.
 pub(crate) fn cdev_device(
     sys: &Path,
     fd: std::os::fd::BorrowedFd<'_>,
-    what: &str,
+    what: &dyn Fn() -> String,
 ) -> Result<(String, u32)> {
     let not_cdev = |why: String| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            "identify VFIO device",
-            what.to_string(),
-        )
-        .detail(why)
-        .hint("pass an fd of /dev/vfio/devices/vfioN (the VFIO device cdev)")
+        Error::new(ErrorKind::InvalidInput, "identify VFIO device", what())
+            .detail(why)
+            .hint("pass an fd of /dev/vfio/devices/vfioN (the VFIO device cdev)")
     };
     let st = nix::sys::stat::fstat(fd)
-        .map_err(|e| Error::sys("fstat", what.to_string(), e).kind_(ErrorKind::InvalidInput))?;
+        .map_err(|e| Error::sys("fstat", what(), e).kind_(ErrorKind::InvalidInput))?;
     if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFCHR {
         return Err(not_cdev("not a character device".into()));
     }
