@@ -24,10 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iommufd_ioctls::IommuFd;
-use support::raw::{
-    raw_alloc, raw_attach, raw_bind, raw_destroy, raw_map, raw_region_info, raw_unmap, RawMap,
-    RawUnmap,
-};
+use support::raw::{self, raw_map, raw_region_info, raw_unmap, RawMap, RawUnmap};
 use vfio_ioctls::{VfioDevice, VfioIommufd, VfioOps};
 
 const RW: u32 = 0b110;
@@ -66,28 +63,19 @@ impl Raw<'_> {
     }
 
     fn alloc(&self) -> u32 {
-        let mut a = [12u32, 0, 0];
-        // SAFETY: a 12-byte iommu_ioas_alloc.
-        unsafe { raw_alloc(self.fd.as_raw_fd(), &mut a) }.unwrap();
-        a[2]
+        raw::alloc_ioas(self.fd).unwrap()
     }
 
     fn destroy(&self, id: u32) {
-        let mut d = [8u32, id];
-        // SAFETY: an 8-byte iommu_destroy.
-        unsafe { raw_destroy(self.fd.as_raw_fd(), &mut d) }.unwrap();
+        raw::destroy(self.fd, id).unwrap();
     }
 
     /// Opens the cdev of `bdf` (found in sysfs, as any user starting from a
     /// BDF must), binds it to this iommufd and attaches it to `ioas`.
     fn device(&self, bdf: &str, ioas: u32) -> OwnedFd {
         let dev = raw_open(bdf);
-        let mut b = [24u32, 0, self.fd.as_raw_fd() as u32, 0, 0, 0];
-        // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
-        unsafe { raw_bind(dev.as_raw_fd(), &mut b) }.unwrap();
-        let mut a = [16u32, 0, ioas, 0];
-        // SAFETY: a 16-byte vfio_device_attach_iommufd_pt.
-        unsafe { raw_attach(dev.as_raw_fd(), &mut a) }.unwrap();
+        raw::bind(&dev, self.fd).unwrap();
+        raw::attach(&dev, ioas).unwrap();
         dev
     }
 }

@@ -19,10 +19,7 @@ use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"fault injection: still working";
 
-use support::raw::{
-    raw_alloc, raw_attach, raw_bind, raw_copy, raw_destroy, raw_detach, raw_map, raw_unmap,
-    RawCopy, RawMap, RawUnmap,
-};
+use support::raw::{self, raw_copy, raw_map, raw_unmap, RawCopy, RawMap, RawUnmap};
 
 const RW: u32 = (1 << 1) | (1 << 2);
 const FIXED: u32 = 1;
@@ -37,37 +34,6 @@ fn singleton_cdev() -> String {
 
 fn ioctl_res(r: nix::Result<i32>) -> Result<(), Errno> {
     r.map(drop)
-}
-
-fn raw_alloc_ioas(fd: &OwnedFd) -> Result<u32, Errno> {
-    let mut a = [12u32, 0, 0];
-    // SAFETY: a 12-byte iommu_ioas_alloc.
-    ioctl_res(unsafe { raw_alloc(fd.as_raw_fd(), &mut a) })?;
-    Ok(a[2])
-}
-
-fn raw_destroy_id(fd: &OwnedFd, id: u32) {
-    let mut d = [8u32, id];
-    // SAFETY: an 8-byte iommu_destroy.
-    unsafe { raw_destroy(fd.as_raw_fd(), &mut d) }.unwrap();
-}
-
-fn raw_bind_dev(dev: &OwnedFd, iommu: &OwnedFd) -> Result<(), Errno> {
-    let mut b = [24u32, 0, iommu.as_raw_fd() as u32, 0, 0, 0];
-    // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
-    ioctl_res(unsafe { raw_bind(dev.as_raw_fd(), &mut b) })
-}
-
-fn raw_attach_dev(dev: &OwnedFd, pt: u32) -> Result<(), Errno> {
-    let mut a = [16u32, 0, pt, 0];
-    // SAFETY: a 16-byte vfio_device_attach_iommufd_pt.
-    ioctl_res(unsafe { raw_attach(dev.as_raw_fd(), &mut a) })
-}
-
-fn raw_detach_dev(dev: &OwnedFd) {
-    let mut d = [12u32, 0, 0];
-    // SAFETY: a 12-byte vfio_device_detach_iommufd_pt.
-    unsafe { raw_detach(dev.as_raw_fd(), &mut d) }.unwrap();
 }
 
 fn raw_map_at(fd: &OwnedFd, ioas: u32, buf: &mut DmaBuffer, iova: u64) -> Result<(), Errno> {
@@ -107,9 +73,9 @@ impl RawSetup {
     fn new() -> RawSetup {
         let iommu = iommu_fd();
         let dev = open_rw(singleton_cdev());
-        raw_bind_dev(&dev, &iommu).unwrap();
-        let ioas = raw_alloc_ioas(&iommu).unwrap();
-        raw_attach_dev(&dev, ioas).unwrap();
+        raw::bind(&dev, &iommu).unwrap();
+        let ioas = raw::alloc_ioas(&iommu).unwrap();
+        raw::attach(&dev, ioas).unwrap();
         RawSetup {
             iommu,
             _dev: dev,
@@ -142,8 +108,8 @@ fn alloc_ioas_under_injection() {
     let raw = f.sweep(
         "IOMMU_IOAS_ALLOC (alloc_ioas)",
         &mut Some(()),
-        |()| raw_alloc_ioas(&raw_fd).map_err(|e| ((), Some(e))),
-        |id| raw_destroy_id(&raw_fd, id),
+        |()| raw::alloc_ioas(&raw_fd).map_err(|e| ((), Some(e))),
+        |id| raw::destroy(&raw_fd, id).unwrap(),
         |_| {},
     );
     let fd = Iommufd::open().unwrap();
@@ -174,7 +140,7 @@ fn bind_and_unbind_under_injection() {
     let raw = f.sweep(
         "VFIO_DEVICE_BIND_IOMMUFD (bind, mtty mdev)",
         &mut Some(open_rw(&path)),
-        |dev| match raw_bind_dev(&dev, &iommu) {
+        |dev| match raw::bind(&dev, &iommu) {
             Ok(()) => Ok(dev),
             Err(e) => Err((dev, Some(e))),
         },
@@ -233,22 +199,22 @@ fn attach_replace_detach_under_injection() {
     // Raw attach, on a raw bound device.
     let iommu = iommu_fd();
     let dev = open_rw(singleton_cdev());
-    raw_bind_dev(&dev, &iommu).unwrap();
-    let a = raw_alloc_ioas(&iommu).unwrap();
-    let b = raw_alloc_ioas(&iommu).unwrap();
+    raw::bind(&dev, &iommu).unwrap();
+    let a = raw::alloc_ioas(&iommu).unwrap();
+    let b = raw::alloc_ioas(&iommu).unwrap();
     let raw_attach_sweep = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (attach)",
         &mut Some(()),
-        |()| raw_attach_dev(&dev, a).map_err(|e| ((), Some(e))),
-        |()| raw_detach_dev(&dev),
+        |()| raw::attach(&dev, a).map_err(|e| ((), Some(e))),
+        |()| raw::detach(&dev).unwrap(),
         |_| {},
     );
-    raw_attach_dev(&dev, a).unwrap();
+    raw::attach(&dev, a).unwrap();
     let raw_replace = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
         &mut Some(()),
-        |()| raw_attach_dev(&dev, b).map_err(|e| ((), Some(e))),
-        |()| raw_attach_dev(&dev, a).unwrap(),
+        |()| raw::attach(&dev, b).map_err(|e| ((), Some(e))),
+        |()| raw::attach(&dev, a).unwrap(),
         |_| {},
     );
     drop((dev, iommu));
@@ -357,7 +323,7 @@ fn map_unmap_copy_under_injection() {
         |()| raw_map_at(&raw.iommu, raw.ioas, &mut held, AT).unwrap(),
         |_| {},
     );
-    let other = raw_alloc_ioas(&raw.iommu).unwrap();
+    let other = raw::alloc_ioas(&raw.iommu).unwrap();
     let raw_copy_sweep = f.sweep(
         "IOMMU_IOAS_COPY (copy_from)",
         &mut Some(()),

@@ -1,6 +1,9 @@
 //! Raw iommufd ioctls, as a user without this crate would issue them: the
 //! baselines of the fault-injection sweeps and the benches.
 
+use nix::errno::Errno;
+use std::os::fd::{AsFd, AsRawFd};
+
 /// `struct iommu_ioas_map`.
 #[repr(C)]
 #[derive(Default)]
@@ -52,3 +55,39 @@ nix::ioctl_readwrite_bad!(
     nix::request_code_none!(b';', 108),
     [u32; 8]
 );
+
+/// `IOMMU_IOAS_ALLOC`: a new, empty IOAS.
+pub fn alloc_ioas(iommu: impl AsFd) -> Result<u32, Errno> {
+    let mut a = [12u32, 0, 0];
+    // SAFETY: a 12-byte iommu_ioas_alloc.
+    unsafe { raw_alloc(iommu.as_fd().as_raw_fd(), &mut a) }?;
+    Ok(a[2])
+}
+
+/// `IOMMU_DESTROY` of object `id`.
+pub fn destroy(iommu: impl AsFd, id: u32) -> Result<(), Errno> {
+    let mut d = [8u32, id];
+    // SAFETY: an 8-byte iommu_destroy.
+    unsafe { raw_destroy(iommu.as_fd().as_raw_fd(), &mut d) }.map(drop)
+}
+
+/// `VFIO_DEVICE_BIND_IOMMUFD` of device cdev `dev` to `iommu`.
+pub fn bind(dev: impl AsFd, iommu: impl AsFd) -> Result<(), Errno> {
+    let mut b = [24u32, 0, iommu.as_fd().as_raw_fd() as u32, 0, 0, 0];
+    // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
+    unsafe { raw_bind(dev.as_fd().as_raw_fd(), &mut b) }.map(drop)
+}
+
+/// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` of `dev` to page table `pt`.
+pub fn attach(dev: impl AsFd, pt: u32) -> Result<(), Errno> {
+    let mut a = [16u32, 0, pt, 0];
+    // SAFETY: a 16-byte vfio_device_attach_iommufd_pt.
+    unsafe { raw_attach(dev.as_fd().as_raw_fd(), &mut a) }.map(drop)
+}
+
+/// `VFIO_DEVICE_DETACH_IOMMUFD_PT` of `dev`.
+pub fn detach(dev: impl AsFd) -> Result<(), Errno> {
+    let mut d = [12u32, 0, 0];
+    // SAFETY: a 12-byte vfio_device_detach_iommufd_pt.
+    unsafe { raw_detach(dev.as_fd().as_raw_fd(), &mut d) }.map(drop)
+}
