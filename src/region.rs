@@ -569,6 +569,19 @@ impl fmt::Debug for Mmio<'_> {
 pub(crate) mod tests {
     use super::*;
 
+    /// A read-write BAR 0 of `size` bytes at fd offset 0, with `map` its one
+    /// mmapped area, at `area` within the BAR.
+    fn test_bar(size: u64, area: u64, map: MmapRaw) -> Bar {
+        let info = RegionInfo {
+            index: 0,
+            flags: FLAG_READ | FLAG_WRITE | FLAG_MMAP,
+            size,
+            offset: 0,
+            caps: Vec::new(),
+        };
+        Bar::new(info, vec![MappedArea { offset: area, map }])
+    }
+
     fn header(buf: &mut Vec<u8>, at: usize, id: u16, next: u32) {
         if buf.len() < at + 8 {
             buf.resize(at + 8, 0);
@@ -722,14 +735,7 @@ pub(crate) mod tests {
     #[test]
     fn offsets_near_the_top_of_u64_do_not_overflow() {
         let map = MmapOptions::new().len(4096).map_anon().unwrap().into();
-        let info = RegionInfo {
-            index: 0,
-            flags: FLAG_READ | FLAG_WRITE | FLAG_MMAP,
-            size: 4096,
-            offset: 0,
-            caps: Vec::new(),
-        };
-        let bar = Bar::new(info, vec![MappedArea { offset: 0, map }]);
+        let bar = test_bar(4096, 0, map);
         let stdin = std::io::stdin();
         let mmio = Mmio::new(std::os::fd::AsFd::as_fd(&stdin), &bar, "test");
         assert!(mmio.host_address(0).is_some());
@@ -765,14 +771,7 @@ pub(crate) mod tests {
             .len(4096)
             .map_raw(std::os::fd::AsRawFd::as_raw_fd(&f))
             .unwrap();
-        let info = RegionInfo {
-            index: 0,
-            flags: FLAG_READ | FLAG_WRITE | FLAG_MMAP,
-            size: 8192,
-            offset: 0,
-            caps: Vec::new(),
-        };
-        let bar = Bar::new(info, vec![MappedArea { offset: 4096, map }]);
+        let bar = test_bar(8192, 4096, map);
         assert!(
             bar.whole.0.is_null(),
             "a BAR with a hole has no whole mapping"
