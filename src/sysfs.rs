@@ -155,13 +155,29 @@ fn entries(dir: &Path) -> Option<usize> {
 /// until it returns false; `None` when `dir` cannot be opened or read.
 ///
 /// For the few-entry sysfs directories `Device::open` reads on every call:
-/// `openat`, `getdents64` until it returns 0, `close` (`std::fs::read_dir`
-/// also asks `fstat`). The listing is read to its end even when one call
-/// seems to hold it all: the kernel also stops filling the buffer early
-/// when a signal is pending, and a group member missed that way would let
-/// a shared device pass for a lone one. A caller looking for one entry stops
-/// at it (`each` returns false), which no early stop can get wrong.
-fn small_dir(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<()> {
+/// `openat`, `getdents64`, `close` (`std::fs::read_dir` also asks `fstat`).
+///
+/// A short buffer does not mean the end: the kernel also stops filling it
+/// when a signal is pending, and a group member missed that way would let a
+/// shared device pass for a lone one. So the listing ends only where the
+/// kernel says so: `getdents64` returns 0, or, on sysfs, the last entry's
+/// `d_off` is [`KERNFS_END`], which kernfs sets only once it has emitted the
+/// last child (that saves the second call). A caller looking for one entry
+/// stops at it (`each` returns false), which no early stop can get wrong.
+fn small_dir(dir: &Path, each: impl FnMut(&[u8]) -> bool) -> Option<()> {
+    small_dir_calls(dir, each).map(drop)
+}
+
+/// The directory position kernfs (sysfs) reports after its last entry:
+/// `kernfs_fop_readdir` sets `ctx->pos = INT_MAX` when it has emitted every
+/// child, and `kernfs_name_hash` keeps every child's position below it, so
+/// a stop part-way (buffer full, signal pending) reports a smaller one.
+/// Elsewhere it is either the same end marker (ext4's 32-bit htree) or
+/// never reached (tmpfs counts entries), and the listing reads on to 0.
+const KERNFS_END: i64 = i32::MAX as i64;
+
+/// [`small_dir`], returning how many `getdents64` calls it made.
+fn small_dir_calls(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<usize> {
     use std::os::fd::AsRawFd;
     let fd = nix::fcntl::open(
         dir,
@@ -170,7 +186,9 @@ fn small_dir(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<()> {
     )
     .ok()?;
     let mut buf = [0u8; 2048];
+    let mut calls = 0;
     loop {
+        calls += 1;
         // SAFETY: `buf` is valid for `buf.len()` bytes of writes for the whole
         // call, and `fd` is an open directory that outlives it.
         let n = unsafe {
@@ -183,9 +201,11 @@ fn small_dir(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<()> {
         };
         let n = usize::try_from(n).ok()?;
         if n == 0 {
-            return Some(());
+            return Some(calls);
         }
+        // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
         let mut at = 0;
+        let mut last_off = 0;
         while at + 19 <= n {
             let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
             if reclen < 19 || at + reclen > n {
@@ -194,9 +214,14 @@ fn small_dir(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<()> {
             let name = &buf[at + 19..at + reclen];
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." && !each(name) {
-                return Some(());
+                return Some(calls);
             }
+            let off: [u8; 8] = buf[at + 8..at + 16].try_into().expect("8 bytes");
+            last_off = i64::from_ne_bytes(off);
             at += reclen;
+        }
+        if last_off == KERNFS_END {
+            return Some(calls);
         }
     }
 }
@@ -359,6 +384,37 @@ pub(crate) mod tests {
         assert_eq!(seen, 5);
         assert!(small_dir(&root.join("missing"), |_| true).is_none());
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// On sysfs one `getdents64` is enough when it holds the whole
+    /// directory (kernfs marks the end), and the entries are the same as
+    /// `read_dir`'s. (`small_dir_lists_every_entry` covers listings that
+    /// need several calls.) Skipped where /sys is not mounted.
+    #[test]
+    fn small_dir_stops_at_the_kernfs_end_marker() {
+        let sys = Path::new("/sys/kernel");
+        if std::fs::read_dir(sys).is_err() {
+            eprintln!("skipped: no /sys/kernel here");
+            return;
+        }
+        let mut got = Vec::new();
+        let calls = small_dir_calls(sys, |n| {
+            got.push(String::from_utf8(n.to_vec()).unwrap());
+            true
+        })
+        .unwrap();
+        let mut want: Vec<String> = std::fs::read_dir(sys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(
+            got.iter().map(|n| n.len() + 24).sum::<usize>() < 2048,
+            "/sys/kernel no longer fits one call: pick a smaller directory"
+        );
+        assert_eq!(calls, 1, "kernfs's end marker was not seen");
     }
 
     /// A fake sysfs: `devs` are (bdf, group, driver, vfio cdev).
