@@ -465,6 +465,7 @@ impl Ioas {
     /// after unmapping: the range is exactly one mapping of ours and nothing
     /// can map there while the table is locked, so a second try tells which
     /// (gone already: `ENOENT`).
+    #[inline]
     fn unmap_own(&self, iova: u64, len: u64) -> Result<()> {
         let mut mapped = crate::lock(&self.inner.mapped);
         let unmap = || {
@@ -556,6 +557,7 @@ impl Ioas {
 
     /// # Safety
     /// As [`map_user_va`](Self::map_user_va).
+    #[inline]
     unsafe fn map_region(
         &self,
         va: NonNull<u8>,
@@ -601,9 +603,25 @@ impl Ioas {
                 mapped.insert(got, len);
                 Ok(got)
             }
-            Err(MapFail::Sys(op, Errno::EFAULT)) => {
-                let orphan = !self.unmap_orphans(at, len, &mapped);
-                let mut err = self.map_error(op, at.unwrap_or(0), len, Errno::EFAULT, &mapped);
+            Err(fail) => Err(self.map_failed(fail, at, len, &mapped)),
+        }
+    }
+
+    /// The error of a failed map-family call, after the cleanup `EFAULT`
+    /// needs (see [`mapped_by`](Self::mapped_by)); called with the table locked.
+    #[cold]
+    #[inline(never)]
+    fn map_failed(
+        &self,
+        fail: MapFail,
+        at: Option<u64>,
+        len: u64,
+        mapped: &Table,
+    ) -> (Error, bool) {
+        match fail {
+            MapFail::Sys(op, Errno::EFAULT) => {
+                let orphan = !self.unmap_orphans(at, len, mapped);
+                let mut err = self.map_error(op, at.unwrap_or(0), len, Errno::EFAULT, mapped);
                 err = if orphan {
                     err.append_detail("the kernel may have made the mapping, and unmapping it again failed: the memory is kept forever".into())
                 } else {
@@ -611,10 +629,10 @@ impl Ioas {
                         "whatever the kernel mapped before failing was unmapped again".into(),
                     )
                 };
-                Err((err, orphan))
+                (err, orphan)
             }
-            Err(MapFail::Sys(op, e)) => Err((self.map_fail_error(op, at, len, e, &mapped), false)),
-            Err(MapFail::Other(e)) => Err((e, false)),
+            MapFail::Sys(op, e) => (self.map_fail_error(op, at, len, e, mapped), false),
+            MapFail::Other(e) => (e, false),
         }
     }
 
@@ -850,18 +868,7 @@ impl<M> Mapping<M> {
             .get_mut()
             .is_some_and(|k| Arc::get_mut(k).is_none());
         if shared {
-            let e = Error::new(
-                ErrorKind::Busy,
-                "IOMMU_IOAS_UNMAP",
-                self.ioas.range_object(self.iova, self.len),
-            )
-            .errno(Errno::EBUSY)
-            .detail(format!(
-                "{} IOAS cop{} (IOMMU_IOAS_COPY) still map these pages, so the memory cannot be handed back",
-                self.copies(),
-                if self.copies() == 1 { "y" } else { "ies" }
-            ))
-            .hint("drop or unmap the copies first");
+            let e = self.copies_in_the_way();
             return Err(TransitionError::new(self, e));
         }
         if let Err(e) = self.ioas.unmap_own(self.iova, self.len) {
@@ -877,6 +884,24 @@ impl<M> Mapping<M> {
         // the remaining fields own nothing (`memory` is `None` now).
         drop(unsafe { (std::ptr::read(&this.ioas), std::ptr::read(&this.keep)) });
         Ok(memory.expect("a live mapping holds its memory"))
+    }
+}
+
+impl<M> Mapping<M> {
+    #[cold]
+    fn copies_in_the_way(&self) -> Error {
+        let n = self.copies();
+        Error::new(
+            ErrorKind::Busy,
+            "IOMMU_IOAS_UNMAP",
+            self.ioas.range_object(self.iova, self.len),
+        )
+        .errno(Errno::EBUSY)
+        .detail(format!(
+            "{n} IOAS cop{} (IOMMU_IOAS_COPY) still map these pages, so the memory cannot be handed back",
+            if n == 1 { "y" } else { "ies" }
+        ))
+        .hint("drop or unmap the copies first")
     }
 }
 

@@ -30,6 +30,11 @@ impl Table {
     #[inline]
     pub(crate) fn insert(&mut self, iova: u64, len: u64) {
         match self {
+            // Above every entry (the first mapping, or IOVAs handed out in
+            // rising order): no search, no move.
+            Table::Small(v) if v.last().is_none_or(|l| l.0 < iova) && v.len() < SMALL => {
+                v.push((iova, len))
+            }
             Table::Small(v) => match v.binary_search_by_key(&iova, |e| e.0) {
                 Ok(i) => v[i].1 = len,
                 Err(i) if v.len() < SMALL => v.insert(i, (iova, len)),

@@ -85,6 +85,13 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         &format!("q35,accel={},kernel-irqchip=split", o.accel),
     ])
     .args(["-cpu", cpu, "-smp", &o.smp.to_string(), "-m", &o.mem])
+    // One guest instruction is one virtual nanosecond, and idle time is
+    // skipped: the guest's clock no longer sees the host's load.
+    .args(if o.icount {
+        &["-icount", "shift=0,sleep=off"][..]
+    } else {
+        &[]
+    })
     .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
     .args(["-nographic", "-no-reboot", "-nic", "none", "-vga", "none"])
     .arg("-kernel")
@@ -101,9 +108,10 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     eprintln!(
-        "xtask: booting {} ({}, timeout {}s)",
+        "xtask: booting {} ({}{}, timeout {}s)",
         kernel.display(),
         o.accel,
+        if o.icount { ", icount" } else { "" },
         o.timeout
     );
     let mut child = cmd

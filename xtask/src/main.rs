@@ -61,12 +61,16 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <kernel|vmtest|demo|bench> [--kernel 7.3|6.12|6.1|PATH] [--accel tcg|kvm] [--timeout SECS] [FILTER]
+const USAGE: &str = "usage: cargo xtask <kernel|vmtest|demo|bench> [--kernel 7.3|6.12|6.1|PATH] [--accel tcg|kvm] [--icount] [--timeout SECS] [FILTER]
 
   kernel   find or build the guest kernel and print its path
   vmtest   run every `guest_*` test target inside the guest
   demo     run examples/demo.rs inside the guest
   bench    run benches/ inside the guest (ratios against raw ioctls)
+
+  --icount  TCG with a guest clock that counts guest instructions (1 ns
+            each) instead of host time: timings then repeat from run to
+            run whatever else the host is doing (for `bench`)
 
 environment: IOMMUFD_TEST_KERNEL (a bzImage to use), IOMMUFD_SHARED (default ../shared)";
 
@@ -81,6 +85,8 @@ pub(crate) struct Opts {
     pub(crate) extra_edus: usize,
     /// Guest CPUs (`-smp`).
     pub(crate) smp: u32,
+    /// TCG with `-icount`: the guest's clock counts guest instructions.
+    pub(crate) icount: bool,
 }
 
 /// Extra singleton edus in the bench guest: bring-up of 1, 4 and 16 devices.
@@ -96,6 +102,7 @@ impl Opts {
             mem: "2G".into(),
             extra_edus: 0,
             smp: 2,
+            icount: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -103,6 +110,7 @@ impl Opts {
             match a.as_str() {
                 "--kernel" => o.kernel = val("--kernel")?,
                 "--accel" => o.accel = val("--accel")?,
+                "--icount" => o.icount = true,
                 "--timeout" => {
                     o.timeout = val("--timeout")?
                         .parse()
@@ -114,6 +122,9 @@ impl Opts {
         }
         if o.accel != "tcg" && o.accel != "kvm" {
             return Err(format!("--accel must be tcg or kvm, not {:?}", o.accel));
+        }
+        if o.icount && o.accel != "tcg" {
+            return Err("--icount needs --accel tcg".into());
         }
         Ok(o)
     }
