@@ -53,6 +53,13 @@ fn median(v: &[f64]) -> f64 {
 /// Prints the table's header: each side's time, and after the crate's,
 /// the crate against each other side.
 pub fn header() {
+    if std::env::var("IOMMUFD_BENCH_CLOCK").is_ok_and(|c| c == "icount") {
+        println!(
+            "bench: clock: QEMU -icount shift=0: 1 ns in this table is one guest instruction (kernel and user), so rows repeat exactly from run to run"
+        );
+    } else {
+        println!("bench: clock: the guest's, under TCG on a shared host: ratios, not absolute times; look at the spread");
+    }
     let mut h = String::from("bench: | operation |");
     let mut rule = String::from("bench: |---|");
     for s in SIDES {

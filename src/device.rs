@@ -79,6 +79,7 @@ pub(crate) struct Inner {
 const CACHED_REGIONS: usize = 12;
 
 impl Inner {
+    #[inline]
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.link.fd().expect("a bound or cdev device has an fd")
     }

@@ -465,7 +465,7 @@ impl Ioas {
     /// after unmapping: the range is exactly one mapping of ours and nothing
     /// can map there while the table is locked, so a second try tells which
     /// (gone already: `ENOENT`).
-    #[inline]
+    #[inline(always)]
     fn unmap_own(&self, iova: u64, len: u64) -> Result<()> {
         let mut mapped = crate::lock(&self.inner.mapped);
         let unmap = || {
@@ -557,7 +557,6 @@ impl Ioas {
 
     /// # Safety
     /// As [`map_user_va`](Self::map_user_va).
-    #[inline]
     unsafe fn map_region(
         &self,
         va: NonNull<u8>,

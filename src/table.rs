@@ -31,10 +31,17 @@ impl Table {
     pub(crate) fn insert(&mut self, iova: u64, len: u64) {
         match self {
             // Above every entry (the first mapping, or IOVAs handed out in
-            // rising order): no search, no move.
-            Table::Small(v) if v.last().is_none_or(|l| l.0 < iova) && v.len() < SMALL => {
+            // rising order) and room left: no search, no move, no call.
+            Table::Small(v) if v.len() < v.capacity() && v.last().is_none_or(|l| l.0 < iova) => {
                 v.push((iova, len))
             }
+            _ => self.insert_slow(iova, len),
+        }
+    }
+
+    #[inline(never)]
+    fn insert_slow(&mut self, iova: u64, len: u64) {
+        match self {
             Table::Small(v) => match v.binary_search_by_key(&iova, |e| e.0) {
                 Ok(i) => v[i].1 = len,
                 Err(i) if v.len() < SMALL => v.insert(i, (iova, len)),

@@ -176,6 +176,7 @@ fn where_flags(fixed: Option<u64>) -> (u64, u32) {
 ///
 /// # Safety
 /// `[va, va + len)` must stay mapped memory of this process until unmapped.
+#[inline]
 pub(crate) unsafe fn map(
     fd: BorrowedFd<'_>,
     id: u32,
@@ -255,6 +256,7 @@ pub(crate) fn copy(
 }
 
 /// `IOMMU_IOAS_UNMAP`; returns the bytes unmapped.
+#[inline]
 pub(crate) fn unmap(
     fd: BorrowedFd<'_>,
     id: u32,

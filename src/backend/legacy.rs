@@ -78,6 +78,7 @@ impl Link {
         Link::new(self.group.clone())
     }
 
+    #[inline]
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.bound.as_ref().map(|(fd, _)| fd.as_fd())
     }

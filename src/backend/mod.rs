@@ -82,6 +82,7 @@ impl Ctx {
         }
     }
 
+    #[inline]
     pub(crate) fn iommufd_fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Ctx::Cdev(fd) => Some(fd.as_fd()),
@@ -90,6 +91,7 @@ impl Ctx {
     }
 
     /// The `/dev/iommu` fd behind a cdev [`Space`]: they are made together.
+    #[inline]
     fn fd(&self) -> BorrowedFd<'_> {
         self.iommufd_fd()
             .expect("a cdev IOAS lives in a /dev/iommu context")
@@ -170,6 +172,7 @@ impl Space {
     /// # Safety
     /// `[va, va + len)` must stay mapped memory of this process until the
     /// returned IOVA is unmapped.
+    #[inline]
     pub(crate) unsafe fn map(
         &self,
         ctx: &Ctx,
@@ -243,6 +246,7 @@ impl Space {
     }
 
     /// Unmaps exactly whole mappings in `[iova, iova + len)`; returns the bytes unmapped.
+    #[inline]
     pub(crate) fn unmap(
         &self,
         ctx: &Ctx,
@@ -275,6 +279,7 @@ fn path_conflict(name: &str, detail: &'static str, hint: &'static str) -> Error 
 impl Link {
     /// The device fd; `None` only for an unbound legacy device, whose fd
     /// comes from its group at bind.
+    #[inline]
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Link::Cdev { fd, .. } => Some(fd.as_fd()),

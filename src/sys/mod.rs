@@ -36,7 +36,7 @@ macro_rules! vfio_ioctls {
         pub mod raw {
             use super::*;
             $(
-                nix::ioctl_readwrite_bad!($name, nix::request_code_none!(VFIO_TYPE, $nr), $ty);
+                nix::ioctl_readwrite_bad!(#[inline] $name, nix::request_code_none!(VFIO_TYPE, $nr), $ty);
             )*
             nix::ioctl_write_int_bad!(vfio_check_extension, nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 1));
             nix::ioctl_write_int_bad!(vfio_set_iommu, nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 2));

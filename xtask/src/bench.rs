@@ -14,6 +14,10 @@ pub(crate) fn bench(o: &Opts) -> Result<bool> {
         return Err("no benches were built".into());
     }
     let mut body = String::from("rc=0\n");
+    if o.icount {
+        // The bench prints which clock its table is in.
+        body += "export IOMMUFD_BENCH_CLOCK=icount\n";
+    }
     for (name, exe) in &bins {
         body += &format!(
             "echo \"bench: {name}\"\n{} || rc=1\n",
