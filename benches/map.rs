@@ -24,11 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iommufd_ioctls::IommuFd;
-use support::raw::{self, raw_map, raw_region_info, raw_unmap, RawMap, RawUnmap};
+use support::raw::{self, FIXED, RW};
 use vfio_ioctls::{VfioDevice, VfioIommufd, VfioOps};
-
-const RW: u32 = 0b110;
-const FIXED: u32 = 1;
 
 /// Raw iommufd calls on one fd, as a user without any crate writes them.
 struct Raw<'a> {
@@ -37,29 +34,12 @@ struct Raw<'a> {
 
 impl Raw<'_> {
     fn map(&self, ioas: u32, va: u64, len: u64, iova: Option<u64>) -> u64 {
-        let mut m = RawMap {
-            size: 40,
-            flags: RW | if iova.is_some() { FIXED } else { 0 },
-            ioas_id: ioas,
-            user_va: va,
-            length: len,
-            iova: iova.unwrap_or(0),
-            ..Default::default()
-        };
         // SAFETY: every caller keeps the memory at `va` alive until it unmaps.
-        unsafe { raw_map(self.fd.as_raw_fd(), &mut m) }.unwrap();
-        m.iova
+        unsafe { raw::map(self.fd, ioas, va, len, iova) }.unwrap()
     }
 
     fn unmap(&self, ioas: u32, iova: u64, len: u64) {
-        let mut u = RawUnmap {
-            size: 24,
-            ioas_id: ioas,
-            iova,
-            length: len,
-        };
-        // SAFETY: a 24-byte iommu_ioas_unmap, no pointers.
-        unsafe { raw_unmap(self.fd.as_raw_fd(), &mut u) }.unwrap();
+        raw::unmap(self.fd, ioas, iova, len).unwrap();
     }
 
     fn alloc(&self) -> u32 {
@@ -94,11 +74,7 @@ fn raw_open(bdf: &str) -> OwnedFd {
 
 /// BAR0 of a bound device fd, mapped (`VFIO_DEVICE_GET_REGION_INFO`, mmap).
 fn raw_bar0(dev: BorrowedFd<'_>) -> (*mut u32, usize) {
-    let mut info = [32u32, 0, 0, 0, 0, 0, 0, 0];
-    // SAFETY: a 32-byte vfio_region_info; argsz leaves no room for capabilities.
-    unsafe { raw_region_info(dev.as_raw_fd(), &mut info) }.unwrap();
-    let size = u64::from(info[4]) | u64::from(info[5]) << 32;
-    let offset = u64::from(info[6]) | u64::from(info[7]) << 32;
+    let (size, offset) = raw::region(dev, 0).unwrap();
     bar_mmap(dev, offset, size as usize)
 }
 

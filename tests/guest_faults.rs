@@ -19,10 +19,7 @@ use support::{buffer_with, Edu, Topology};
 
 const MSG: &[u8] = b"fault injection: still working";
 
-use support::raw::{self, raw_copy, raw_map, raw_unmap, RawCopy, RawMap, RawUnmap};
-
-const RW: u32 = (1 << 1) | (1 << 2);
-const FIXED: u32 = 1;
+use support::raw::{self, raw_copy, RawCopy, FIXED, RW};
 
 fn iommu_fd() -> OwnedFd {
     open_rw("/dev/iommu")
@@ -32,33 +29,14 @@ fn singleton_cdev() -> String {
     cdev_of(&Topology::discover().singleton)
 }
 
-fn ioctl_res(r: nix::Result<i32>) -> Result<(), Errno> {
-    r.map(drop)
-}
-
 fn raw_map_at(fd: &OwnedFd, ioas: u32, buf: &mut DmaBuffer, iova: u64) -> Result<(), Errno> {
-    let mut m = RawMap {
-        size: 40,
-        flags: RW | FIXED,
-        ioas_id: ioas,
-        user_va: buf.as_mut_slice().as_mut_ptr() as u64,
-        length: buf.len() as u64,
-        iova,
-        ..Default::default()
-    };
+    let va = buf.as_mut_slice().as_mut_ptr() as u64;
     // SAFETY: `buf` outlives the mapping: every caller unmaps it before dropping `buf`.
-    ioctl_res(unsafe { raw_map(fd.as_raw_fd(), &mut m) })
+    unsafe { raw::map(fd, ioas, va, buf.len() as u64, Some(iova)) }.map(drop)
 }
 
 fn raw_unmap_at(fd: &OwnedFd, ioas: u32, iova: u64, len: u64) -> Result<(), Errno> {
-    let mut u = RawUnmap {
-        size: 24,
-        ioas_id: ioas,
-        iova,
-        length: len,
-    };
-    // SAFETY: a pointer-free iommu_ioas_unmap.
-    ioctl_res(unsafe { raw_unmap(fd.as_raw_fd(), &mut u) })
+    raw::unmap(fd, ioas, iova, len).map(drop)
 }
 
 /// A raw iommufd with one device bound and attached to `ioas`, for the raw
@@ -338,12 +316,14 @@ fn map_unmap_copy_under_injection() {
                 src_iova: AT,
             };
             // SAFETY: a pointer-free iommu_ioas_copy.
-            ioctl_res(unsafe { raw_copy(raw.iommu.as_raw_fd(), &mut c) }).map_err(|e| {
-                if e == Errno::EFAULT {
-                    let _ = raw_unmap_at(&raw.iommu, other, AT, len as u64);
-                }
-                ((), Some(e))
-            })
+            unsafe { raw_copy(raw.iommu.as_raw_fd(), &mut c) }
+                .map(drop)
+                .map_err(|e| {
+                    if e == Errno::EFAULT {
+                        let _ = raw_unmap_at(&raw.iommu, other, AT, len as u64);
+                    }
+                    ((), Some(e))
+                })
         },
         |()| raw_unmap_at(&raw.iommu, other, AT, len as u64).unwrap(),
         |_| {},

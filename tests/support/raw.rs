@@ -64,6 +64,63 @@ pub fn alloc_ioas(iommu: impl AsFd) -> Result<u32, Errno> {
     Ok(a[2])
 }
 
+/// `IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE`.
+pub const RW: u32 = 0b110;
+/// `IOMMU_IOAS_MAP_FIXED_IOVA`.
+pub const FIXED: u32 = 1;
+
+/// `IOMMU_IOAS_MAP` of `[va, va + len)`, read-write, at `iova` or (`None`)
+/// where the kernel picks; returns the IOVA.
+///
+/// # Safety
+/// The memory at `va` must stay allocated until the range is unmapped.
+#[inline]
+pub unsafe fn map(
+    iommu: impl AsFd,
+    ioas: u32,
+    va: u64,
+    len: u64,
+    iova: Option<u64>,
+) -> Result<u64, Errno> {
+    let mut m = RawMap {
+        size: 40,
+        flags: RW | if iova.is_some() { FIXED } else { 0 },
+        ioas_id: ioas,
+        user_va: va,
+        length: len,
+        iova: iova.unwrap_or(0),
+        ..Default::default()
+    };
+    // SAFETY: a 40-byte iommu_ioas_map; the caller keeps `va` alive.
+    unsafe { raw_map(iommu.as_fd().as_raw_fd(), &mut m) }?;
+    Ok(m.iova)
+}
+
+/// `IOMMU_IOAS_UNMAP` of `[iova, iova + len)`; returns the bytes unmapped.
+#[inline]
+pub fn unmap(iommu: impl AsFd, ioas: u32, iova: u64, len: u64) -> Result<u64, Errno> {
+    let mut u = RawUnmap {
+        size: 24,
+        ioas_id: ioas,
+        iova,
+        length: len,
+    };
+    // SAFETY: a 24-byte iommu_ioas_unmap, no pointers.
+    unsafe { raw_unmap(iommu.as_fd().as_raw_fd(), &mut u) }?;
+    Ok(u.length)
+}
+
+/// `VFIO_DEVICE_GET_REGION_INFO` of region `index` of a bound device:
+/// (size, offset in the device fd).
+pub fn region(dev: impl AsFd, index: u32) -> Result<(u64, u64), Errno> {
+    let mut info = [32u32, 0, index, 0, 0, 0, 0, 0];
+    // SAFETY: a 32-byte vfio_region_info; argsz leaves no room for capabilities.
+    unsafe { raw_region_info(dev.as_fd().as_raw_fd(), &mut info) }?;
+    let size = u64::from(info[4]) | u64::from(info[5]) << 32;
+    let offset = u64::from(info[6]) | u64::from(info[7]) << 32;
+    Ok((size, offset))
+}
+
 /// `IOMMU_DESTROY` of object `id`.
 pub fn destroy(iommu: impl AsFd, id: u32) -> Result<(), Errno> {
     let mut d = [8u32, id];

@@ -2,11 +2,18 @@
 
 use crate::cargo::cargo_build;
 use crate::guest::{boot_guest, shell_quote, write_job};
+use crate::host::{apt_install, have};
 use crate::kernel::find_or_build_kernel;
 use crate::{Opts, Result};
 
 pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     let kernel = find_or_build_kernel(&o.kernel)?;
+    // `guest_overhead` counts instructions and syscalls under valgrind, which
+    // the guest runs from the host's root.
+    if !have("valgrind") {
+        eprintln!("xtask: valgrind not found; installing it");
+        apt_install(&["valgrind"], None)?;
+    }
     let bins = cargo_build(&["test", "--no-run", "--tests"], |v| {
         v["target"]["kind"][0] == "test"
             && v["target"]["name"]
