@@ -53,23 +53,11 @@ impl Raw<'_> {
     /// Opens the cdev of `bdf` (found in sysfs, as any user starting from a
     /// BDF must), binds it to this iommufd and attaches it to `ioas`.
     fn device(&self, bdf: &str, ioas: u32) -> OwnedFd {
-        let dev = raw_open(bdf);
+        let dev = raw::open_device(bdf);
         raw::bind(&dev, self.fd).unwrap();
         raw::attach(&dev, ioas).unwrap();
         dev
     }
-}
-
-/// The cdev of `bdf` opened from its BDF: list `vfio-dev/`, open the node.
-fn raw_open(bdf: &str) -> OwnedFd {
-    let dir = Path::new("/sys/bus/pci/devices").join(bdf).join("vfio-dev");
-    let name = std::fs::read_dir(dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name();
-    support::open_rw(Path::new("/dev/vfio/devices").join(name))
 }
 
 /// BAR0 of a bound device fd, mapped (`VFIO_DEVICE_GET_REGION_INFO`, mmap).
@@ -487,7 +475,7 @@ fn device_rows(
 ) {
     let bdf = &singles[0];
     let path = sysfs_path(bdf);
-    let mut r = || drop(black_box(raw_open(bdf)));
+    let mut r = || drop(black_box(raw::open_device(bdf)));
     let mut c = || drop(black_box(Device::open(bdf).unwrap()));
     let mut v = || drop(black_box(VfioDevice::open_cdev(&path).unwrap()));
     row(

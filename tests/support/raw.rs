@@ -121,6 +121,21 @@ pub fn region(dev: impl AsFd, index: u32) -> Result<(u64, u64), Errno> {
     Ok((size, offset))
 }
 
+/// Opens the VFIO cdev of `bdf` as any caller starting from a BDF must:
+/// the `vfioN` name from `vfio-dev/` in sysfs, then `/dev/vfio/devices/vfioN`.
+pub fn open_device(bdf: &str) -> std::os::fd::OwnedFd {
+    let dir = std::path::Path::new("/sys/bus/pci/devices")
+        .join(bdf)
+        .join("vfio-dev");
+    let name = std::fs::read_dir(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    super::open_rw(std::path::Path::new("/dev/vfio/devices").join(name))
+}
+
 /// `IOMMU_DESTROY` of object `id`.
 pub fn destroy(iommu: impl AsFd, id: u32) -> Result<(), Errno> {
     let mut d = [8u32, id];
