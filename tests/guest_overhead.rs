@@ -27,7 +27,6 @@ mod support;
 use iommufd::{Access, Device, DmaBuffer, Ioas, Iommufd, Iova};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::Command;
 use support::{raw, Topology};
 
@@ -165,7 +164,7 @@ fn body(raw: bool) {
     let bdf = Topology::discover().singleton;
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let fence = || drop(nix::unistd::getppid());
+    let fence = || drop(std::os::unix::process::parent_id());
     let mut buf = Some(DmaBuffer::new(4096).unwrap());
     for at in [Some(0x4000_0000u64), None] {
         fence();
