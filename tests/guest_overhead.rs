@@ -118,12 +118,16 @@ fn count(side: &str) -> BTreeMap<&'static str, (Calls, u64)> {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // `SYSCALL[pid,tid](nr) sys_name ( args ...`; the kinds run in
-    // `BUDGETS` order, each fenced by two `getppid`s.
+    // `SYSCALL[pid,tid](nr) sys_name ( args ...`, and for some a second
+    // line, `SYSCALL[pid,tid](nr) ... [async] --> Success(..)`; the kinds
+    // run in `BUDGETS` order, each fenced by two `getppid`s.
     let mut fenced: Vec<Calls> = Vec::new();
     let mut inside = false;
     for l in log.lines().filter(|l| l.starts_with("SYSCALL[")) {
         let name = l.split_whitespace().nth(1).unwrap_or("?");
+        if !name.starts_with("sys_") {
+            continue;
+        }
         if name.starts_with("sys_getppid") {
             inside = !inside;
             if inside {
@@ -164,7 +168,9 @@ fn body(raw: bool) {
     let bdf = Topology::discover().singleton;
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let fence = || drop(std::os::unix::process::parent_id());
+    let fence = || {
+        std::os::unix::process::parent_id();
+    };
     let mut buf = Some(DmaBuffer::new(4096).unwrap());
     for at in [Some(0x4000_0000u64), None] {
         fence();
@@ -180,7 +186,9 @@ fn body(raw: bool) {
         raw::bind(&dev, fd.iommufd_fd().unwrap()).unwrap();
         let (_, config) = raw::region(&dev, iommufd::pci::CONFIG).unwrap();
         fence();
-        measure_config(|b| drop(nix::sys::uio::pread(&dev, b, config as i64).unwrap()));
+        measure_config(|b| {
+            nix::sys::uio::pread(&dev, b, config as i64).unwrap();
+        });
         fence();
         fence();
         measure_attach(|| {
