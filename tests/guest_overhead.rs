@@ -169,7 +169,7 @@ fn body(raw: bool) {
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let fence = || {
-        std::os::unix::process::parent_id();
+        let _ = std::os::unix::process::parent_id();
     };
     let mut buf = Some(DmaBuffer::new(4096).unwrap());
     for at in [Some(0x4000_0000u64), None] {
