@@ -201,8 +201,15 @@ impl Device<Unbound> {
         // its group: count the group's members through the device's own
         // link. Anything else (no group, several members, legacy) takes the
         // long way, which also says why.
-        if backend == Backend::Iommufd && sysfs::alone_in_group(sys, bdf) {
-            return Self::open_member(sys, dev, bdf);
+        if backend == Backend::Iommufd {
+            if let Some(dir) = sysfs::DeviceDir::open(sys, bdf) {
+                if dir.alone_in_group() {
+                    if let Some(name) = dir.cdev_name() {
+                        return Self::open_cdev_named(dev, bdf, &name);
+                    }
+                    // No cdev: `open_member` below says why.
+                }
+            }
         }
         let group = sysfs::group_of(sys, bdf)?;
         if sysfs::group_size(sys, group)? > 1 {
@@ -228,8 +235,12 @@ impl Device<Unbound> {
 
     /// Opens one device without the single-device-group check (for `Group`).
     pub(crate) fn open_member(sys: &Path, dev: &Path, bdf: &str) -> Result<Self> {
-        let name = sysfs::cdev_name(sys, bdf)?;
-        let path = dev.join("vfio/devices").join(&name);
+        Self::open_cdev_named(dev, bdf, &sysfs::cdev_name(sys, bdf)?)
+    }
+
+    /// Opens `bdf`'s cdev `/dev/vfio/devices/<name>`.
+    fn open_cdev_named(dev: &Path, bdf: &str, name: &str) -> Result<Self> {
+        let path = dev.join("vfio/devices").join(name);
         let fd = cdev::open_rw(&path).map_err(|e| {
             let err = Error::sys("open", format!("{bdf} ({})", path.display()), e);
             if e == Errno::ENOENT {

@@ -4,6 +4,9 @@
 //! against a directory tree built in a temporary directory.
 
 use crate::error::{Error, ErrorKind, Result};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Drivers that leave DMA to the device's owner, so a group member on one of
@@ -136,8 +139,58 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
 /// (`<device>/iommu_group/devices` has one entry). False when it has more,
 /// or cannot be read: the caller then asks [`group_of`] and [`group_size`],
 /// which say why.
-pub(crate) fn alone_in_group(sys: &Path, bdf: &str) -> bool {
-    validate_bdf(bdf).is_ok() && entries(&dev_dir(sys, bdf).join("iommu_group/devices")) == Some(1)
+/// A PCI device's sysfs directory, opened once (`O_PATH`) for the two
+/// lookups `Device::open` makes on every call: the kernel then walks
+/// `/sys/bus/pci/devices/<bdf>` and resolves its symlink once, not once per
+/// lookup (each walk through a sysfs symlink costs the kernel thousands of
+/// instructions).
+pub(crate) struct DeviceDir(OwnedFd);
+
+impl DeviceDir {
+    /// `None` when `bdf` is not a BDF or has no directory.
+    pub(crate) fn open(sys: &Path, bdf: &str) -> Option<DeviceDir> {
+        validate_bdf(bdf).ok()?;
+        nix::fcntl::open(
+            &dev_dir(sys, bdf),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .map(DeviceDir)
+    }
+
+    /// Whether the device is the only member of its IOMMU group, counted
+    /// through its own `iommu_group/devices` link (read to its end).
+    pub(crate) fn alone_in_group(&self) -> bool {
+        let mut n = 0;
+        let read = small_dir_calls(
+            Some(self.0.as_fd()),
+            Path::new("iommu_group/devices"),
+            |_| {
+                n += 1;
+                true
+            },
+        );
+        read.is_some() && n == 1
+    }
+
+    /// The device's VFIO cdev name (`vfioN`), if it has one.
+    pub(crate) fn cdev_name(&self) -> Option<String> {
+        cdev_entry(Some(self.0.as_fd()), Path::new("vfio-dev"))
+    }
+}
+
+/// The `vfioN` entry of a `vfio-dev` directory: the device has one, so the
+/// listing stops at it (one `getdents64`).
+fn cdev_entry(at: Option<BorrowedFd<'_>>, dir: &Path) -> Option<String> {
+    let mut name = None;
+    small_dir_calls(at, dir, |n| {
+        if n.starts_with(b"vfio") {
+            name = std::str::from_utf8(n).ok().map(str::to_string);
+        }
+        name.is_none()
+    });
+    name
 }
 
 /// How many entries the directory `dir` has, read to its end; `None` when
@@ -165,7 +218,7 @@ fn entries(dir: &Path) -> Option<usize> {
 /// last child (that saves the second call). A caller looking for one entry
 /// stops at it (`each` returns false), which no early stop can get wrong.
 fn small_dir(dir: &Path, each: impl FnMut(&[u8]) -> bool) -> Option<()> {
-    small_dir_calls(dir, each).map(drop)
+    small_dir_calls(None, dir, each).map(drop)
 }
 
 /// The directory position kernfs (sysfs) reports after its last entry:
@@ -176,13 +229,18 @@ fn small_dir(dir: &Path, each: impl FnMut(&[u8]) -> bool) -> Option<()> {
 /// never reached (tmpfs counts entries), and the listing reads on to 0.
 const KERNFS_END: i64 = i32::MAX as i64;
 
-/// [`small_dir`], returning how many `getdents64` calls it made.
-fn small_dir_calls(dir: &Path, mut each: impl FnMut(&[u8]) -> bool) -> Option<usize> {
-    use std::os::fd::AsRawFd;
-    let fd = nix::fcntl::open(
+/// [`small_dir`] of `dir` relative to `at` (or the working directory),
+/// returning how many `getdents64` calls it made.
+fn small_dir_calls(
+    at: Option<BorrowedFd<'_>>,
+    dir: &Path,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> Option<usize> {
+    let fd = nix::fcntl::openat(
+        at.unwrap_or(nix::fcntl::AT_FDCWD),
         dir,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
     )
     .ok()?;
     let mut buf = [0u8; 2048];
@@ -328,15 +386,7 @@ pub(crate) fn cdev_device(
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
-    let mut name = None;
-    // The device has one `vfioN` there: stop at it (one `getdents64`).
-    small_dir(&dir, |n| {
-        if n.starts_with(b"vfio") {
-            name = std::str::from_utf8(n).ok().map(str::to_string);
-        }
-        name.is_none()
-    });
-    if let Some(n) = name {
+    if let Some(n) = cdev_entry(None, &dir) {
         return Ok(n);
     }
     // Why not, asked only now: no such device, another driver, or no cdev.
@@ -398,7 +448,7 @@ pub(crate) mod tests {
             return;
         }
         let mut got = Vec::new();
-        let calls = small_dir_calls(sys, |n| {
+        let calls = small_dir_calls(None, sys, |n| {
             got.push(String::from_utf8(n.to_vec()).unwrap());
             true
         })
