@@ -198,16 +198,14 @@ impl Device<Unbound> {
 
     pub(crate) fn open_in(sys: &Path, dev: &Path, bdf: &str, backend: Backend) -> Result<Self> {
         // The cdev path needs no group number when the device is alone in
-        // its group: count the group's members through the device's own
-        // link. Anything else (no group, several members, legacy) takes the
-        // long way, which also says why.
+        // its group: from the device's `vfio-dev` directory, list the cdev
+        // name and count the group's members through `../iommu_group`.
+        // Anything else (no cdev, no group, several members, legacy) takes
+        // the long way, which also says why.
         if backend == Backend::Iommufd {
-            if let Some(dir) = sysfs::DeviceDir::open(sys, bdf) {
-                if dir.alone_in_group() {
-                    if let Some(name) = dir.cdev_name() {
-                        return Self::open_cdev_named(dev, bdf, &name);
-                    }
-                    // No cdev: `open_member` below says why.
+            if let Some(dir) = sysfs::CdevDir::open(sys, bdf) {
+                if let (Some(name), true) = (dir.cdev_name(), dir.alone_in_group()) {
+                    return Self::open_cdev_named(dev, bdf, &name);
                 }
             }
         }

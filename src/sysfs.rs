@@ -139,24 +139,28 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
 /// (`<device>/iommu_group/devices` has one entry). False when it has more,
 /// or cannot be read: the caller then asks [`group_of`] and [`group_size`],
 /// which say why.
-/// A PCI device's sysfs directory, opened once (`O_PATH`) for the two
-/// lookups `Device::open` makes on every call: the kernel then walks
-/// `/sys/bus/pci/devices/<bdf>` and resolves its symlink once, not once per
-/// lookup (each walk through a sysfs symlink costs the kernel thousands of
-/// instructions).
-pub(crate) struct DeviceDir(OwnedFd);
+/// A PCI device's `vfio-dev` directory in sysfs, open, for the two
+/// lookups `Device::open` makes on every call: the cdev name, listed from
+/// it, and the IOMMU group, reached relative to it (`../iommu_group`). The
+/// kernel then walks `/sys/bus/pci/devices/<bdf>` and resolves its symlink
+/// once, not once per lookup: each walk through a sysfs symlink costs the
+/// kernel thousands of instructions.
+pub(crate) struct CdevDir(OwnedFd);
 
-impl DeviceDir {
-    /// `None` when `bdf` is not a BDF or has no directory.
-    pub(crate) fn open(sys: &Path, bdf: &str) -> Option<DeviceDir> {
+impl CdevDir {
+    /// `None` when `bdf` is not a BDF, or has no `vfio-dev` (not bound to
+    /// vfio-pci, or a kernel without the cdev).
+    pub(crate) fn open(sys: &Path, bdf: &str) -> Option<CdevDir> {
         validate_bdf(bdf).ok()?;
-        nix::fcntl::open(
-            &dev_dir(sys, bdf),
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-        .map(DeviceDir)
+        open_dir(None, &dev_dir(sys, bdf).join("vfio-dev")).map(CdevDir)
+    }
+
+    /// The device's VFIO cdev name (`vfioN`): the directory holds that one
+    /// entry, so the listing stops at it (one `getdents64`).
+    pub(crate) fn cdev_name(&self) -> Option<String> {
+        let mut name = None;
+        list(self.0.as_fd(), |n| vfio_entry(n, &mut name));
+        name
     }
 
     /// Whether the device is the only member of its IOMMU group, counted
@@ -165,7 +169,7 @@ impl DeviceDir {
         let mut n = 0;
         let read = small_dir_calls(
             Some(self.0.as_fd()),
-            Path::new("iommu_group/devices"),
+            Path::new("../iommu_group/devices"),
             |_| {
                 n += 1;
                 true
@@ -173,24 +177,14 @@ impl DeviceDir {
         );
         read.is_some() && n == 1
     }
-
-    /// The device's VFIO cdev name (`vfioN`), if it has one.
-    pub(crate) fn cdev_name(&self) -> Option<String> {
-        cdev_entry(Some(self.0.as_fd()), Path::new("vfio-dev"))
-    }
 }
 
-/// The `vfioN` entry of a `vfio-dev` directory: the device has one, so the
-/// listing stops at it (one `getdents64`).
-fn cdev_entry(at: Option<BorrowedFd<'_>>, dir: &Path) -> Option<String> {
-    let mut name = None;
-    small_dir_calls(at, dir, |n| {
-        if n.starts_with(b"vfio") {
-            name = std::str::from_utf8(n).ok().map(str::to_string);
-        }
-        name.is_none()
-    });
-    name
+/// Keeps the first `vfioN` entry; false (stop) once it has one.
+fn vfio_entry(n: &[u8], name: &mut Option<String>) -> bool {
+    if n.starts_with(b"vfio") {
+        *name = std::str::from_utf8(n).ok().map(str::to_string);
+    }
+    name.is_none()
 }
 
 /// How many entries the directory `dir` has, read to its end; `None` when
@@ -234,15 +228,24 @@ const KERNFS_END: i64 = i32::MAX as i64;
 fn small_dir_calls(
     at: Option<BorrowedFd<'_>>,
     dir: &Path,
-    mut each: impl FnMut(&[u8]) -> bool,
+    each: impl FnMut(&[u8]) -> bool,
 ) -> Option<usize> {
-    let fd = nix::fcntl::openat(
+    let fd = open_dir(at, dir)?;
+    list(fd.as_fd(), each)
+}
+
+fn open_dir(at: Option<BorrowedFd<'_>>, dir: &Path) -> Option<OwnedFd> {
+    nix::fcntl::openat(
         at.unwrap_or(nix::fcntl::AT_FDCWD),
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .ok()?;
+    .ok()
+}
+
+/// The listing of [`small_dir_calls`], on a directory already open.
+fn list(fd: BorrowedFd<'_>, mut each: impl FnMut(&[u8]) -> bool) -> Option<usize> {
     let mut buf = [0u8; 2048];
     let mut calls = 0;
     loop {
@@ -386,7 +389,9 @@ pub(crate) fn cdev_device(
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");
-    if let Some(n) = cdev_entry(None, &dir) {
+    let mut name = None;
+    small_dir(&dir, |n| vfio_entry(n, &mut name));
+    if let Some(n) = name {
         return Ok(n);
     }
     // Why not, asked only now: no such device, another driver, or no cdev.
