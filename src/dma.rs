@@ -26,6 +26,7 @@ pub unsafe trait DmaMemory {
 
 // SAFETY: an `MmapMut` owns its mapping until dropped; moving it does not move the pages.
 unsafe impl DmaMemory for MmapMut {
+    #[inline]
     fn dma_region(&mut self) -> (NonNull<u8>, usize) {
         (
             NonNull::new(self.as_mut_ptr()).expect("mmap is never at address 0"),
@@ -98,6 +99,7 @@ impl fmt::Debug for DmaBuffer {
 
 // SAFETY: the buffer owns its anonymous mapping until dropped; moving it does not move the pages.
 unsafe impl DmaMemory for DmaBuffer {
+    #[inline]
     fn dma_region(&mut self) -> (NonNull<u8>, usize) {
         self.map.dma_region()
     }
@@ -212,6 +214,7 @@ impl fmt::Debug for HugeBuffer {
 // dropped; moving it does not move the pages, and no one else can truncate
 // or remap the file.
 unsafe impl DmaMemory for HugeBuffer {
+    #[inline]
     fn dma_region(&mut self) -> (NonNull<u8>, usize) {
         self.map.dma_region()
     }

@@ -557,6 +557,7 @@ impl Ioas {
 
     /// # Safety
     /// As [`map_user_va`](Self::map_user_va).
+    #[inline(always)]
     unsafe fn map_region(
         &self,
         va: NonNull<u8>,
@@ -590,6 +591,7 @@ impl Ioas {
     /// between this IOAS's live mappings. The `bool` is true when that
     /// cleanup failed and the device may still reach the memory: the caller
     /// must then never free it.
+    #[inline(always)]
     fn mapped_by(
         &self,
         at: Option<u64>,
