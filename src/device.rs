@@ -619,16 +619,19 @@ impl<S: Bound> Device<S> {
     }
 
     /// Reads PCI config space at `offset` (pread on the config region).
+    #[inline]
     pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.region_read(pci::CONFIG, offset, buf)
     }
 
     /// Writes PCI config space at `offset` (pwrite on the config region).
+    #[inline]
     pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.region_write(pci::CONFIG, offset, data)
     }
 
     /// Reads region `index` at `offset` with pread.
+    #[inline]
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, buf.len(), "pread")?;
@@ -639,6 +642,7 @@ impl<S: Bound> Device<S> {
     }
 
     /// Writes region `index` at `offset` with pwrite.
+    #[inline]
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, data.len(), "pwrite")?;
