@@ -233,7 +233,6 @@ const KNOBS: &[&str] = &[
     "IOMMUFD_STRESS_ITERS",
     "IOMMUFD_BENCH_ROUNDS",
     "IOMMUFD_BENCH_ONLY",
-    "IOMMUFD_BENCH_ANNOTATE",
 ];
 
 pub(crate) fn shell_quote(s: &str) -> String {
