@@ -96,6 +96,42 @@ pub unsafe fn map(
     Ok(m.iova)
 }
 
+/// `struct iommu_ioas_map_file`.
+#[repr(C)]
+#[derive(Default)]
+pub struct RawMapFile {
+    pub size: u32,
+    pub flags: u32,
+    pub ioas_id: u32,
+    pub fd: i32,
+    pub start: u64,
+    pub length: u64,
+    pub iova: u64,
+}
+
+nix::ioctl_readwrite_bad!(
+    raw_map_file,
+    nix::request_code_none!(b';', 0x8f),
+    RawMapFile
+);
+
+/// `IOMMU_IOAS_MAP_FILE` of `[0, len)` of `file` (a memfd), read-write,
+/// where the kernel picks; returns the IOVA. The kernel holds the file.
+pub fn map_file(iommu: impl AsFd, ioas: u32, file: impl AsFd, len: u64) -> Result<u64, Errno> {
+    let mut m = RawMapFile {
+        size: 40,
+        flags: RW,
+        ioas_id: ioas,
+        fd: file.as_fd().as_raw_fd(),
+        length: len,
+        ..Default::default()
+    };
+    // SAFETY: a 40-byte iommu_ioas_map_file; the kernel pins the file's
+    // pages itself, no user address is involved.
+    unsafe { raw_map_file(iommu.as_fd().as_raw_fd(), &mut m) }?;
+    Ok(m.iova)
+}
+
 /// `IOMMU_IOAS_UNMAP` of `[iova, iova + len)`; returns the bytes unmapped.
 #[inline]
 pub fn unmap(iommu: impl AsFd, ioas: u32, iova: u64, len: u64) -> Result<u64, Errno> {
