@@ -16,7 +16,7 @@ mod support;
 mod harness;
 
 use harness::{header, row, untimed, Side};
-use iommufd::{Access, Device, DmaBuffer, Ioas, Iommufd, Iova, Mapping};
+use iommufd::{Access, Device, DmaBuffer, DmaMemory, Ioas, Iommufd, Iova, Mapping};
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -309,24 +309,9 @@ fn live_rows(raw: &Raw<'_>, ioas: &Ioas) {
             .iter_mut()
             .map(|b| raw.map(id, b.as_mut_slice().as_mut_ptr() as u64, 4096, None))
             .collect();
-        let mut buf = DmaBuffer::new(4096).unwrap();
-        let va = buf.as_mut_slice().as_mut_ptr() as u64;
-        let mut slot = Some(buf);
-        let mut r = || {
-            let iova = raw.map(id, va, 4096, None);
-            raw.unmap(id, iova, 4096);
-        };
-        let mut c = || {
-            let m = ioas
-                .map(slot.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                .unwrap();
-            slot = Some(m.unmap().unwrap());
-        };
-        row(
-            &format!("map+unmap 4 KiB with {k} live mappings"),
-            500,
-            &mut [("raw", &mut r), ("crate", &mut c)],
-        );
+        let mut slot = Some(DmaBuffer::new(4096).unwrap());
+        let label = format!("map+unmap 4 KiB with {k} live mappings");
+        kind_against_raw(ioas, &label, 500, &mut slot);
         for iova in raw_live {
             raw.unmap(id, iova, 4096);
         }
@@ -536,40 +521,10 @@ fn kinds_against_raw(
     let len = mib << 20;
     let fd = ioas.iommufd().iommufd_fd().unwrap();
     let id = ioas.id();
-    let raw_at = |va: u64| {
-        move || {
-            // SAFETY: the buffer outlives the row; the crate's side does not
-            // hold it mapped while this side runs.
-            let iova = unsafe { raw::map(fd, id, va, len as u64, None) }.unwrap();
-            raw::unmap(fd, id, iova, len as u64).unwrap();
-        }
-    };
-    let small_va = small.as_mut().unwrap().as_mut_ptr() as u64;
-    let mut r = raw_at(small_va);
-    let mut c = || {
-        let m = ioas
-            .map(small.take().unwrap(), Iova::Any, Access::READ_WRITE)
-            .unwrap();
-        *small = Some(m.unmap().unwrap());
-    };
-    row(
-        &format!("map+unmap {mib} MiB, 4 KiB pages (MmapMut)"),
-        iters,
-        &mut [("raw", &mut r), ("crate", &mut c)],
-    );
-    let thp_va = thp.as_mut().unwrap().as_mut_slice().as_mut_ptr() as u64;
-    let mut r = raw_at(thp_va);
-    let mut c = || {
-        let m = ioas
-            .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
-            .unwrap();
-        *thp = Some(m.unmap().unwrap());
-    };
-    row(
-        &format!("map+unmap {mib} MiB, DmaBuffer (THP)"),
-        iters,
-        &mut [("raw", &mut r), ("crate", &mut c)],
-    );
+    let label = format!("map+unmap {mib} MiB, 4 KiB pages (MmapMut)");
+    kind_against_raw(ioas, &label, iters, small);
+    let label = format!("map+unmap {mib} MiB, DmaBuffer (THP)");
+    kind_against_raw(ioas, &label, iters, thp);
     // hugetlbfs: the crate's `map_huge` against a raw IOMMU_IOAS_MAP_FILE of a
     // hugetlb memfd of its own (kernels with MAP_FILE only).
     let (Ok(huge), Ok(memfd)) = (iommufd::HugeBuffer::new(len), hugetlb_memfd(len)) else {
@@ -599,6 +554,31 @@ fn kinds_against_raw(
         iters,
         &mut [("raw", &mut r), ("crate", &mut c)],
     );
+}
+
+/// One row: the memory in `slot` mapped and unmapped through the crate,
+/// against raw ioctls on the same memory.
+fn kind_against_raw<M: DmaMemory>(ioas: &Ioas, label: &str, iters: u32, slot: &mut Option<M>) {
+    let (fd, id) = (ioas.iommufd().iommufd_fd().unwrap(), ioas.id());
+    let (va, len) = slot.as_mut().unwrap().dma_region();
+    let (va, len) = (va.as_ptr() as u64, len as u64);
+    let mut r = || {
+        // SAFETY: `slot` holds the memory past the row; the crate's side
+        // does not hold it mapped while this side runs.
+        let iova = unsafe { raw::map(fd, id, va, len, None) }.unwrap();
+        raw::unmap(fd, id, iova, len).unwrap();
+    };
+    let mut c = || crate_cycle(ioas, slot, true);
+    row(label, iters, &mut [("raw", &mut r), ("crate", &mut c)]);
+}
+
+/// One map of the memory in `slot` through the crate, and its unmap, timed
+/// or off the clock; the memory goes back into `slot`.
+fn crate_cycle<M: DmaMemory>(ioas: &Ioas, slot: &mut Option<M>, timed_unmap: bool) {
+    let m = ioas
+        .map(slot.take().unwrap(), Iova::Any, Access::READ_WRITE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    *slot = Some(unmap_maybe_untimed(m, timed_unmap));
 }
 
 /// A hugetlbfs memfd of `len` bytes, every page faulted in.
@@ -643,18 +623,8 @@ fn memory_kinds(ioas: &Ioas) {
         // Each kind twice: map only (the unmap off the clock), and map+unmap.
         for whole in [false, true] {
             let what = if whole { "map+unmap" } else { "map" };
-            let mut map_small = || {
-                let m = ioas
-                    .map(small.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                    .unwrap();
-                small = Some(unmap_maybe_untimed(m, whole));
-            };
-            let mut map_thp = || {
-                let m = ioas
-                    .map(thp.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                    .unwrap();
-                thp = Some(unmap_maybe_untimed(m, whole));
-            };
+            let mut map_small = || crate_cycle(ioas, &mut small, whole);
+            let mut map_thp = || crate_cycle(ioas, &mut thp, whole);
             row(
                 &format!("{mib} MiB {what}: DmaBuffer (THP) against 4 KiB pages"),
                 iters,
