@@ -602,6 +602,7 @@ fn memory_kinds(ioas: &Ioas) {
         let mib = len >> 20;
         // Twice the buffer: the crate's HugeBuffer, and the raw side's memfd.
         let _ = std::fs::write("/proc/sys/vm/nr_hugepages", (len / (1 << 20)).to_string());
+        eprintln!("bench: ... memory kinds: {mib} MiB");
         let mut small = memmap2::MmapOptions::new().len(len).map_anon().unwrap();
         let _ = small.advise(memmap2::Advice::NoHugePage);
         small.iter_mut().step_by(4096).for_each(|b| *b = 1);
@@ -612,7 +613,12 @@ fn memory_kinds(ioas: &Ioas) {
             .step_by(4096)
             .for_each(|b| *b = 1);
         let mut thp = Some(thp);
+        // Setting up hundreds of MiB prints nothing for a while, longer
+        // than the harness's 90 s watchdog when every row here is filtered
+        // out (`IOMMUFD_BENCH_ONLY`) on the -icount clock.
+        eprintln!("bench: ... memory kinds: {mib} MiB buffers touched");
         kinds_against_raw(ioas, mib, iters, &mut small, &mut thp);
+        eprintln!("bench: ... memory kinds: {mib} MiB, crate against raw done");
         let mut huge = match iommufd::HugeBuffer::new(len) {
             Ok(h) => Some(Some(h)),
             Err(e) => {
