@@ -886,9 +886,8 @@ impl<M> Mapping<M> {
         drop(unsafe { (std::ptr::read(&this.ioas), std::ptr::read(&this.keep)) });
         Ok(memory.expect("a live mapping holds its memory"))
     }
-}
 
-impl<M> Mapping<M> {
+    /// The `Busy` error of an unmap while IOAS copies still map the pages.
     #[cold]
     fn copies_in_the_way(&self) -> Error {
         let n = self.copies();

@@ -135,10 +135,6 @@ pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
     Ok(out)
 }
 
-/// True when sysfs lists `bdf` as the only member of its IOMMU group
-/// (`<device>/iommu_group/devices` has one entry). False when it has more,
-/// or cannot be read: the caller then asks [`group_of`] and [`group_size`],
-/// which say why.
 /// A PCI device's `vfio-dev` directory in sysfs, open, for the two
 /// lookups `Device::open` makes on every call: the cdev name, listed from
 /// it, and the IOMMU group, reached relative to it (`../iommu_group`). The
@@ -164,18 +160,11 @@ impl CdevDir {
     }
 
     /// Whether the device is the only member of its IOMMU group, counted
-    /// through its own `iommu_group/devices` link (read to its end).
+    /// through its own `iommu_group/devices` link (read to its end). False
+    /// when it has more, or cannot be read: the caller then asks
+    /// [`group_of`] and [`group_size`], which say why.
     pub(crate) fn alone_in_group(&self) -> bool {
-        let mut n = 0;
-        let read = small_dir_calls(
-            Some(self.0.as_fd()),
-            Path::new("../iommu_group/devices"),
-            |_| {
-                n += 1;
-                true
-            },
-        );
-        read.is_some() && n == 1
+        entries(Some(self.0.as_fd()), Path::new("../iommu_group/devices")) == Some(1)
     }
 }
 
@@ -187,11 +176,11 @@ fn vfio_entry(n: &[u8], name: &mut Option<String>) -> bool {
     name.is_none()
 }
 
-/// How many entries the directory `dir` has, read to its end; `None` when
-/// it cannot be read.
-fn entries(dir: &Path) -> Option<usize> {
+/// How many entries the directory `dir` (relative to `at`, or the working
+/// directory) has, read to its end; `None` when it cannot be read.
+fn entries(at: Option<BorrowedFd<'_>>, dir: &Path) -> Option<usize> {
     let mut n = 0;
-    small_dir(dir, |_| {
+    small_dir_calls(at, dir, |_| {
         n += 1;
         true
     })?;
@@ -290,7 +279,10 @@ fn list(fd: BorrowedFd<'_>, mut each: impl FnMut(&[u8]) -> bool) -> Option<usize
 /// How many devices IOMMU group `group` has (one directory read, no driver
 /// look-ups: for the check before opening a device alone).
 pub(crate) fn group_size(sys: &Path, group: u32) -> Result<usize> {
-    match entries(&sys.join(format!("kernel/iommu_groups/{group}/devices"))) {
+    match entries(
+        None,
+        &sys.join(format!("kernel/iommu_groups/{group}/devices")),
+    ) {
         Some(n) => Ok(n),
         // Why it cannot be read, from the listing that says so.
         None => group_members(sys, group).map(|m| m.len()),

@@ -31,8 +31,11 @@ impl Table {
     pub(crate) fn insert(&mut self, iova: u64, len: u64) {
         match self {
             // Above every entry (the first mapping, or IOVAs handed out in
-            // rising order) and room left: no search, no move, no call.
-            Table::Small(v) if v.len() < v.capacity() && v.last().is_none_or(|l| l.0 < iova) => {
+            // rising order), under `SMALL` and room left: no search, no
+            // move, no call.
+            Table::Small(v)
+                if v.len() < SMALL.min(v.capacity()) && v.last().is_none_or(|l| l.0 < iova) =>
+            {
                 v.push((iova, len))
             }
             _ => self.insert_slow(iova, len),
