@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     /// Region info by index, queried once: it cannot change while the fd is
     /// bound, and config-space accesses would otherwise pay an ioctl each.
     regions: [OnceLock<RegionInfo>; CACHED_REGIONS],
+    /// Whether config writes turned memory decoding off (see [`crate::decoding`]).
+    pub(crate) decoding: crate::decoding::Decoding,
 }
 
 /// vfio-pci has 9 regions (6 BARs, ROM, config, VGA); a few more for
@@ -166,6 +168,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         attached: None,
         bound: None,
         regions: Default::default(),
+        decoding: Default::default(),
     })
 }
 
@@ -287,6 +290,13 @@ impl Device<Unbound> {
     /// Such a device cannot be [`unbind`](Device::unbind)-ed (there is no path
     /// to reopen), only closed.
     ///
+    /// The kernel binds an open *file*, not an fd: a duplicate of `fd` that
+    /// the caller keeps (`dup`, `SCM_RIGHTS`, a fork) shares the binding,
+    /// which lasts until the last fd of the file is closed, whatever
+    /// [`close`](Device::close) does to this one. Meanwhile the device cannot
+    /// be bound through another open (its `bind` fails with `EINVAL`,
+    /// reported as [`ErrorKind::Busy`]). Give the crate the only copy.
+    ///
     /// The fd's device is looked up in sysfs (`/sys/dev/char/MAJ:MIN`), and
     /// must be alone in its IOMMU group, as for [`open`](Self::open): a member
     /// of a larger group bound on its own would be typed `BlockDma` while a
@@ -329,7 +339,9 @@ impl Device<Unbound> {
     /// The device comes back unbound. `EPERM` is explained: a group member on a
     /// driver that does its own DMA ([`ErrorKind::GroupNotViable`], naming it),
     /// or no interrupt remapping ([`ErrorKind::NoInterruptRemapping`]).
-    /// `EBADF`/`EINVAL`/`ENOTTY` mean the fd is not an iommufd.
+    /// `EBADF`/`EBADFD` mean the fd is not an iommufd; `EINVAL`
+    /// ([`ErrorKind::Busy`]) that the device is bound through another open
+    /// file of its cdev (see [`from_fd`](Self::from_fd)).
     #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
     pub fn bind(
         self,
@@ -583,6 +595,9 @@ impl<S: Bound> Device<S> {
         {
             return Ok(());
         }
+        if let Some(why) = self.inner.decoding.off() {
+            return Err(crate::decoding::decoding_off(&self.inner.name, index, why));
+        }
         let info = self.region_info(index)?;
         if info.size == 0 || !info.mmappable() {
             return Err(Error::new(
@@ -602,6 +617,18 @@ impl<S: Bound> Device<S> {
         }
         self.inner.bars[index as usize] = Some(bar);
         Ok(())
+    }
+
+    /// Unmaps BAR `index`, mapped with [`map_bar`](Self::map_bar); false when
+    /// it was not mapped. No [`Mmio`] view can be alive (they borrow the
+    /// device). Needed before a config write that turns memory decoding off
+    /// (see [`config_write`](Self::config_write)).
+    pub fn unmap_bar(&mut self, index: u32) -> bool {
+        self.inner
+            .bars
+            .get_mut(index as usize)
+            .and_then(Option::take)
+            .is_some()
     }
 
     /// A view of BAR `index`, mapped earlier with [`map_bar`](Self::map_bar).
@@ -625,6 +652,16 @@ impl<S: Bound> Device<S> {
     }
 
     /// Writes PCI config space at `offset` (pwrite on the config region).
+    ///
+    /// A write that would turn memory decoding off while a BAR is mapped is
+    /// refused ([`ErrorKind::Busy`]): clearing the memory-space bit of the
+    /// command register, or putting the device into D3hot through its power
+    /// management capability. vfio-pci revokes BAR mappings while decoding
+    /// is off, so the next [`Mmio`] access would kill the process with
+    /// `SIGBUS`. [`unmap_bar`](Self::unmap_bar) first; while decoding is off,
+    /// [`map_bar`](Self::map_bar) refuses, and [`region_read`](Self::region_read)
+    /// of a BAR fails with `EIO` instead of faulting. See the [crate
+    /// docs](crate#mmio-and-memory-decoding).
     #[inline]
     pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.region_write(pci::CONFIG, offset, data)
@@ -641,11 +678,21 @@ impl<S: Bound> Device<S> {
         }
     }
 
-    /// Writes region `index` at `offset` with pwrite.
+    /// Writes region `index` at `offset` with pwrite. Config space writes
+    /// are checked as in [`config_write`](Self::config_write).
     #[inline]
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, data.len(), "pwrite")?;
+        if index == pci::CONFIG && crate::decoding::may_touch(offset, data.len()) {
+            return self.guarded_config_write(at, offset, data);
+        }
+        self.pwrite_at(index, at, offset, data)
+    }
+
+    /// The `pwrite` of a region write whose checks are done.
+    #[inline]
+    pub(crate) fn pwrite_at(&self, index: u32, at: u64, offset: u64, data: &[u8]) -> Result<()> {
         match nix::sys::uio::pwrite(self.inner.fd(), data, (at + offset) as i64) {
             Ok(n) if n == data.len() => Ok(()),
             r => Err(self.region_io_error("pwrite", index, offset, data.len(), r)),
@@ -743,7 +790,9 @@ impl<S: Bound> Device<S> {
         }
     }
 
-    /// Closes the device: BARs unmapped, fd closed (the kernel detaches and unbinds).
+    /// Closes the device: BARs unmapped, fd closed (the kernel detaches and
+    /// unbinds once no other fd of the same open file remains: see
+    /// [`Device::from_fd`]).
     pub fn close(self) {}
 
     pub(crate) fn device_fd(&self) -> BorrowedFd<'_> {

@@ -132,9 +132,16 @@ pub(crate) fn bind_error_in(sys: &Path, name: &str, e: Errno) -> Error {
                 ),
             }
         }
-        Errno::EBADF | Errno::EBADFD | Errno::EINVAL | Errno::ENOTTY => {
+        // `iommufd_ctx_from_fd` answers EBADF for a closed fd and EBADFD for
+        // a file that is not /dev/iommu; a valid iommufd gets EINVAL only
+        // when the device is already open through another file (the cdev
+        // path allows one bound file per device).
+        Errno::EBADF | Errno::EBADFD | Errno::ENOTTY => {
             Error::sys(OP, name, e).kind_(ErrorKind::InvalidInput).detail("the fd given as iommufd is not an open /dev/iommu")
         }
+        Errno::EINVAL => Error::sys(OP, name, e).kind_(ErrorKind::Busy).detail(
+            "the device is already bound through another open file of its cdev: a duplicate of an fd given to Device::from_fd that is still open, or another process",
+        ).hint("close every other fd of that open file (the kernel keeps the binding until the last one closes), then bind again"),
         Errno::EBUSY => Error::sys(OP, name, e).kind_(ErrorKind::PathConflict).detail(
             "the device or its group is already in use: bound to another iommufd, or its group is open through the legacy /dev/vfio/<group> path",
         ),

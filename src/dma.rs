@@ -38,6 +38,20 @@ unsafe impl DmaMemory for MmapMut {
 /// The PMD size on x86-64 and arm64 with 4 KiB pages.
 const HUGE_PAGE: usize = 2 << 20;
 
+/// `len` rounded up to a multiple of `unit`, if that fits a mapping
+/// (`isize::MAX` bytes at most, as for any Rust allocation).
+fn round_up(len: usize, unit: usize) -> Option<usize> {
+    len.checked_next_multiple_of(unit)
+        .filter(|&l| isize::try_from(l).is_ok())
+}
+
+fn too_long(len: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("a DMA buffer of {len:#x} bytes does not fit the address space"),
+    )
+}
+
 /// A page-aligned, zeroed, anonymous buffer for DMA. Buffers of 2 MiB and
 /// more ask for transparent huge pages (`MADV_HUGEPAGE`).
 pub struct DmaBuffer {
@@ -56,8 +70,7 @@ impl DmaBuffer {
                 "zero-length DMA buffer",
             ));
         }
-        let page = page_size();
-        let len = len.div_ceil(page) * page;
+        let len = round_up(len, page_size()).ok_or_else(|| too_long(len))?;
         let map = MmapOptions::new().len(len).map_anon()?;
         if len >= HUGE_PAGE {
             // Transparent huge pages even where THP is `madvise` only: the
@@ -135,7 +148,14 @@ impl HugeBuffer {
                     .detail("zero-length DMA buffer"),
             );
         }
-        let len = len.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+        let Some(len) = round_up(len, HUGE_PAGE) else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "HugeBuffer::new",
+                format!("{len:#x} bytes"),
+            )
+            .detail("rounded up to 2 MiB huge pages, the length does not fit the address space"));
+        };
         let what = || format!("{} MiB of 2 MiB huge pages", len >> 20);
         let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_HUGETLB;
         let fd = nix::sys::memfd::memfd_create(c"iommufd-huge", flags).map_err(|e| {
@@ -167,6 +187,7 @@ impl HugeBuffer {
                     total.parse::<usize>().unwrap_or(0) + need
                 ))
         };
+        // `round_up` kept `len` at most `isize::MAX`: it fits an `i64`.
         nix::unistd::ftruncate(&file, len as i64).map_err(|e| {
             if e == Errno::EINVAL || e == Errno::ENOMEM {
                 too_few(e)
@@ -293,6 +314,29 @@ pub(crate) unsafe fn copy_to_dma(data: &[u8], dst: *mut u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lengths a caller controls never overflow the rounding: too large is
+    /// an error, never a panic or a smaller buffer.
+    #[test]
+    fn buffer_lengths_near_the_top_are_refused() {
+        for len in [
+            usize::MAX,
+            usize::MAX - 4095,
+            isize::MAX as usize,
+            isize::MAX as usize + 1,
+        ] {
+            let e = DmaBuffer::new(len).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{len:#x}: {e}");
+            let e = HugeBuffer::new(len).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{len:#x}: {e}");
+            assert!(e.to_string().contains("does not fit"), "{e}");
+        }
+        assert_eq!(round_up(1, 4096), Some(4096));
+        assert_eq!(round_up(4096, 4096), Some(4096));
+        assert_eq!(round_up(isize::MAX as usize - 4094, 4096), None);
+        // Large but representable: the kernel says no (ENOMEM), not a panic.
+        assert!(DmaBuffer::new(1 << 62).is_err());
+    }
 
     /// Every offset and length around the word boundaries copies exactly.
     #[test]

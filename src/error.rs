@@ -40,6 +40,9 @@ pub enum ErrorKind {
     PathConflict,
     /// This kernel, or this path (legacy container), lacks the operation.
     Unsupported,
+    /// A name (a cdev path) that once reached this device now reaches
+    /// another: a symlink retargeted, a node renamed, a `vfioN` reused.
+    DeviceChanged,
     /// The argument is invalid for another reason.
     InvalidInput,
     /// The kernel refused the operation for a reason this crate does not classify.
@@ -255,11 +258,29 @@ impl<T> From<TransitionError<T>> for std::io::Error {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Formats an IOVA range `[iova, iova + len)` as the kernel's inclusive `[start, last]`.
+/// Formats an IOVA range `[iova, iova + len)` as the kernel's inclusive
+/// `[start, last]`; one that is empty or wraps past 2^64 as what was asked.
 pub(crate) fn range(iova: u64, len: u64) -> String {
-    format!(
-        "IOVA [{:#x}, {:#x}]",
-        iova,
-        iova.wrapping_add(len).wrapping_sub(1)
-    )
+    match len.checked_sub(1).map(|l| iova.checked_add(l)) {
+        Some(Some(last)) => format!("IOVA [{iova:#x}, {last:#x}]"),
+        Some(None) => format!("IOVA {iova:#x} + {len:#x} bytes (past 2^64)"),
+        None => format!("IOVA {iova:#x} + 0 bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges_print_what_was_asked() {
+        assert_eq!(super::range(0x1000, 0x1000), "IOVA [0x1000, 0x1fff]");
+        assert_eq!(
+            super::range(0xffff_ffff_ffff_f000, 0x1000),
+            "IOVA [0xfffffffffffff000, 0xffffffffffffffff]"
+        );
+        assert_eq!(
+            super::range(0xffff_ffff_ffff_f000, 0x2000),
+            "IOVA 0xfffffffffffff000 + 0x2000 bytes (past 2^64)"
+        );
+        assert_eq!(super::range(0x1000, 0), "IOVA 0x1000 + 0 bytes");
+    }
 }

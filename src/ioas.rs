@@ -1,6 +1,5 @@
 //! I/O address spaces (`IOMMU_IOAS_*`) and the mappings in them.
 
-use crate::backend::Backend;
 use crate::backend::{MapFail, Space};
 use crate::dma::{DmaMemory, HugeBuffer, RawMemory};
 use crate::error::{range, Error, ErrorKind, Result, TransitionError};
@@ -15,9 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
-
-/// Set once `IOMMU_IOAS_MAP_FILE` answered that this kernel lacks it.
-static NO_MAP_FILE: AtomicBool = AtomicBool::new(false);
 
 pub(crate) struct IoasInner {
     iommufd: Iommufd,
@@ -218,9 +214,7 @@ impl Ioas {
         iova: Iova,
         access: Access,
     ) -> Result<Mapping<HugeBuffer>, TransitionError<HugeBuffer>> {
-        if self.inner.iommufd.backend() == Backend::LegacyContainer
-            || NO_MAP_FILE.load(Ordering::Relaxed)
-        {
+        if !self.inner.space.maps_files() {
             return self.map(memory, iova, access);
         }
         let (ptr, len) = memory.dma_region();
@@ -229,7 +223,7 @@ impl Ioas {
             Err(e) => return Err(TransitionError::new(memory, e)),
         };
         let file = memory.file();
-        let got = self.mapped_by(at, len as u64, || {
+        let got = self.mapped_by(at, len as u64, access, || {
             self.inner.space.map_file(
                 self.inner.iommufd.ctx(),
                 self.inner.id,
@@ -241,11 +235,8 @@ impl Ioas {
             )
         });
         match got {
-            Err((e, false)) if e.kind() == ErrorKind::Unsupported => {
-                // The kernel has no MAP_FILE; it will not grow one while we run.
-                NO_MAP_FILE.store(true, Ordering::Relaxed);
-                self.map(memory, iova, access)
-            }
+            // No MAP_FILE on this kernel, or on this path: map by address.
+            Err((e, false)) if e.kind() == ErrorKind::Unsupported => self.map(memory, iova, access),
             got => self.owning(got, memory, ptr, len),
         }
     }
@@ -295,7 +286,12 @@ impl Ioas {
     /// own reference to the file, so the mapping does not borrow it.
     ///
     /// # Errors
-    /// As [`map`](Self::map); `EOPNOTSUPP`/`ENOTTY` on kernels before 6.13.
+    /// As [`map`](Self::map); [`ErrorKind::Unsupported`] on kernels before
+    /// 6.13 and on the legacy path. Checked first, since the kernel pins a
+    /// file's pages only once a device is attached and would fail far from
+    /// the cause: `file` must be a regular file (a memfd, a shmem or
+    /// hugetlbfs file) or a dma-buf, and `[start, start + len)` must lie
+    /// inside it ([`ErrorKind::InvalidInput`]).
     #[doc(alias = "IOMMU_IOAS_MAP_FILE")]
     pub fn map_file(
         &self,
@@ -306,8 +302,9 @@ impl Ioas {
         access: Access,
     ) -> Result<Mapping<()>> {
         let at = self.precheck(iova, len)?;
+        self.check_file(file.as_fd(), start, len)?;
         let got = self
-            .mapped_by(at, len, || {
+            .mapped_by(at, len, access, || {
                 self.inner.space.map_file(
                     self.inner.iommufd.ctx(),
                     self.inner.id,
@@ -366,7 +363,7 @@ impl Ioas {
         // `Keep`, which keeps the memory at `src_va` alive and in place until
         // the copy is unmapped (and forever if that unmap fails).
         let got = self
-            .mapped_by(at, len, || unsafe {
+            .mapped_by(at, len, access, || unsafe {
                 self.inner.space.copy(
                     self.inner.iommufd.ctx(),
                     self.inner.id,
@@ -449,8 +446,9 @@ impl Ioas {
             (Errno::EOVERFLOW, false) => err
                 .kind_(ErrorKind::OutOfRange)
                 .detail("the range wraps past the end of the 64-bit IOVA space"),
+            // `unmap` checked that no live Mapping is in the range.
             (Errno::ENOENT, false) => err.kind_(ErrorKind::NotMapped).detail(
-                "the range must cover whole mappings: the kernel does not split a mapping, and left it intact",
+                "nothing is mapped there: no mapping of this crate is in the range, and the kernel found none wholly inside it (a mapping made outside this crate that the range cuts is left intact too: the kernel never splits one)",
             ),
             (Errno::ENOENT, true) => err.kind_(ErrorKind::NotMapped).detail(
                 "this Mapping's range is no longer in the IOAS: something outside this crate unmapped it (a raw IOMMU_IOAS_UNMAP on the iommufd fd)",
@@ -487,6 +485,37 @@ impl Ioas {
             }
             Err(e) => Err(self.unmap_error(iova, len, e, true)),
         }
+    }
+
+    /// What `IOMMU_IOAS_MAP_FILE` can map: a regular file (memfd, shmem,
+    /// hugetlbfs) or a dma-buf (an anonymous inode, no file type), with the
+    /// range inside it. One `fstat`: `map_file` is not a hot path.
+    fn check_file(&self, file: std::os::fd::BorrowedFd<'_>, start: u64, len: u64) -> Result<()> {
+        use nix::libc::{S_IFMT, S_IFREG};
+        let st = nix::sys::stat::fstat(file).map_err(|e| {
+            Error::sys("IOMMU_IOAS_MAP_FILE", self.object(), e)
+                .kind_(ErrorKind::InvalidInput)
+                .detail("the file descriptor cannot be inspected (fstat failed)")
+        })?;
+        let kind = st.st_mode & S_IFMT;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        let why = if kind != S_IFREG && kind != 0 {
+            format!(
+                "the fd is not a memfd, a regular file or a dma-buf (file type {:#o})",
+                kind
+            )
+        } else if start.checked_add(len).is_none_or(|end| end > size) {
+            format!(
+                "the range [{start:#x}, +{len:#x}) is not inside the {size:#x}-byte file; the kernel would fail only when a device attaches and the pages are pinned"
+            )
+        } else {
+            return Ok(());
+        };
+        Err(
+            Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_MAP_FILE", self.object())
+                .detail(why)
+                .hint("map a memfd (memfd_create + ftruncate to its size) or a dma-buf, with start + length inside it"),
+        )
     }
 
     /// The checks before a map ioctl that the kernel cannot make: a zero
@@ -533,9 +562,16 @@ impl Ioas {
     /// now: not aligned, or outside every usable range. `None` when neither.
     #[cold]
     fn fixed_iova_error(&self, op: &'static str, at: u64, len: u64, e: Errno) -> Option<Error> {
-        let ranges = self.iova_ranges().ok()?;
         let obj = || self.range_object(at, len);
-        if at % ranges.alignment != 0 || len % ranges.alignment != 0 {
+        if at.checked_add(len.saturating_sub(1)).is_none() {
+            return Some(
+                Error::new(ErrorKind::OutOfRange, op, obj())
+                    .errno(e)
+                    .detail("the range runs past the end of the 64-bit IOVA space"),
+            );
+        }
+        let ranges = self.iova_ranges().ok()?;
+        if at % ranges.alignment.max(1) != 0 || len % ranges.alignment.max(1) != 0 {
             return Some(
                 Error::new(ErrorKind::Alignment, op, obj())
                     .errno(e)
@@ -567,7 +603,7 @@ impl Ioas {
     ) -> std::result::Result<u64, (Error, bool)> {
         let at = self.precheck(iova, len as u64).map_err(|e| (e, false))?;
         // SAFETY: forwarded from this function's contract.
-        self.mapped_by(at, len as u64, || unsafe {
+        self.mapped_by(at, len as u64, access, || unsafe {
             self.inner.space.map(
                 self.inner.iommufd.ctx(),
                 self.inner.id,
@@ -596,6 +632,7 @@ impl Ioas {
         &self,
         at: Option<u64>,
         len: u64,
+        access: Access,
         op: impl FnOnce() -> std::result::Result<u64, MapFail>,
     ) -> std::result::Result<u64, (Error, bool)> {
         let mut mapped = crate::lock(&self.inner.mapped);
@@ -604,7 +641,7 @@ impl Ioas {
                 mapped.insert(got, len);
                 Ok(got)
             }
-            Err(fail) => Err(self.map_failed(fail, at, len, &mapped)),
+            Err(fail) => Err(self.map_failed(fail, at, len, access, &mapped)),
         }
     }
 
@@ -617,6 +654,7 @@ impl Ioas {
         fail: MapFail,
         at: Option<u64>,
         len: u64,
+        access: Access,
         mapped: &Table,
     ) -> (Error, bool) {
         match fail {
@@ -632,7 +670,7 @@ impl Ioas {
                 };
                 (err, orphan)
             }
-            MapFail::Sys(op, e) => (self.map_fail_error(op, at, len, e, mapped), false),
+            MapFail::Sys(op, e) => (self.map_fail_error(op, at, len, access, e, mapped), false),
             MapFail::Other(e) => (e, false),
         }
     }
@@ -673,9 +711,15 @@ impl Ioas {
         op: &'static str,
         at: Option<u64>,
         len: u64,
+        access: Access,
         e: Errno,
         mapped: &Table,
     ) -> Error {
+        if e == Errno::EINVAL && !access.read && !access.write {
+            return Error::sys(op, self.range_object(at.unwrap_or(0), len), e)
+                .kind_(ErrorKind::InvalidInput)
+                .detail("the mapping gives the device no access: use Access::READ, Access::WRITE or Access::READ_WRITE");
+        }
         if let (Some(at), Errno::EINVAL | Errno::EOVERFLOW) = (at, e) {
             if let Some(err) = self.fixed_iova_error(op, at, len, e) {
                 return err;
@@ -703,12 +747,14 @@ impl Ioas {
             Errno::EINVAL if op == "IOMMU_IOAS_MAP_FILE" => err
                 .kind_(ErrorKind::InvalidInput)
                 .detail("the kernel cannot map this file range: IOMMU_IOAS_MAP_FILE takes a memfd, a shmem or hugetlbfs file or a dma-buf, with start and length page-aligned and inside the file"),
-            Errno::EINVAL => {
-                let align = self.iova_ranges().map(|r| r.alignment).unwrap_or(0);
-                err.kind_(ErrorKind::Alignment).detail(format!(
-                    "the kernel rejected the arguments; the IOAS requires IOVA, length and user address aligned to {align:#x}"
-                ))
-            }
+            Errno::EINVAL => match self.iova_ranges().map(|r| r.alignment) {
+                Ok(align) if align > 1 && (iova % align != 0 || len % align != 0) => {
+                    err.kind_(ErrorKind::Alignment).detail(format!(
+                        "the IOAS requires IOVA and length aligned to {align:#x}"
+                    ))
+                }
+                _ => err.detail("the kernel rejected the arguments (IOVA, length, user address or flags)"),
+            },
             Errno::EOVERFLOW => err
                 .kind_(ErrorKind::OutOfRange)
                 .detail("the range wraps past the end of the 64-bit IOVA space"),

@@ -117,6 +117,29 @@
 //! it is unmapped by `unbind`/`close` before the fd is closed. Views
 //! ([`Device::mmio`]) are short borrows taken again after each transition.
 //!
+//! # MMIO and memory decoding
+//!
+//! vfio-pci lets the CPU reach a mapped BAR only while the device decodes
+//! memory: the memory-space bit of its command register is set and it is
+//! not in D3hot. Otherwise it revokes the mapping, and the next access
+//! raises `SIGBUS`, which no `Result` can catch. Both are config-space
+//! writes, and every config write goes through the device, so
+//! [`Device::config_write`] refuses one that would turn decoding off while a
+//! BAR is mapped ([`ErrorKind::Busy`], naming the BARs), and
+//! [`Device::map_bar`] refuses while a write left it off. To turn decoding
+//! off, [`Device::unmap_bar`] first (it needs `&mut`, so no [`Mmio`] view
+//! is alive); [`Device::region_read`] of a BAR then fails with `EIO`, an
+//! error, not a signal.
+//!
+//! The other command bits cannot fault the process: I/O space is never
+//! mmapped (I/O BARs go through `pread`/`pwrite`, which fail with an
+//! error), and bus mastering only lets the device issue DMA, which the
+//! IOMMU confines to the IOAS the device's type names. A reset
+//! ([`Device::reset`]) restores the command register, so decoding stays as
+//! it was. What the crate cannot see: a write to the device's config space
+//! through sysfs (`/sys/bus/pci/devices/*/config`, root only), and, for an
+//! SR-IOV VF, its PF's VF memory-enable bit, which the PF's owner controls.
+//!
 //! # Groups, and kernels without iommufd
 //!
 //! The kernel isolates DMA per IOMMU group. A device alone in its group is a
@@ -159,6 +182,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod decoding;
 mod diagnose;
 #[cfg(test)]
 mod fuzz;

@@ -51,12 +51,30 @@ pub(crate) fn attach(dev: BorrowedFd<'_>, pt: u32, name: &str) -> Result<u32> {
                 format!("{name} -> IOAS {pt}"),
                 e,
             );
-            Err(if e == Errno::EINVAL {
-                err.detail("another device of this IOMMU group may be attached to a different IOAS; devices of one group must share one")
-            } else {
-                err
-            })
+            Err(attach_error(err, name, e))
         }
+    }
+}
+
+/// Explains a refused attach, asked only now that the kernel said no.
+#[cold]
+fn attach_error(err: Error, name: &str, e: Errno) -> Error {
+    let sys = Path::new("/sys");
+    match e {
+        Errno::EINVAL => {
+            let shared = crate::sysfs::group_of(sys, name)
+                .and_then(|g| crate::sysfs::group_size(sys, g))
+                .is_ok_and(|n| n > 1);
+            if shared {
+                err.detail("another device of this IOMMU group is attached to a different IOAS; devices of one group must share one")
+            } else {
+                err.detail("the kernel refused this page table for the device")
+            }
+        }
+        Errno::EADDRINUSE => err.kind_(ErrorKind::Overlap).detail(
+            "a mapping of the IOAS overlaps a region the device's IOMMU reserves (such as the MSI window 0xfee00000-0xfeefffff on x86)",
+        ).hint("unmap it, or keep mappings inside the IOVA ranges the IOAS reports with the device attached"),
+        _ => err,
     }
 }
 
@@ -71,10 +89,65 @@ pub(crate) fn detach(dev: BorrowedFd<'_>, name: &str) -> Result<()> {
         .map_err(|e| Error::sys("VFIO_DEVICE_DETACH_IOMMUFD_PT", name.to_string(), e))
 }
 
-/// Opens the cdev at `path` again: a new, unbound fd.
-pub(crate) fn reopen(path: &Path, name: &str) -> Result<OwnedFd> {
-    open_rw(path)
-        .map_err(|e| Error::sys("unbind (reopen)", format!("{name} ({})", path.display()), e))
+/// Opens the cdev at `path` again for the device behind `bound`: a new,
+/// unbound fd of the same device, or an error.
+///
+/// A path is a name, and a name can change what it points at between the
+/// open and the reopen: a symlink retargeted, a `/dev` node renamed, a
+/// `vfioN` freed by a hot-unplug and reused by another device. So the new
+/// fd must be a character device with the same device number (`st_rdev`)
+/// as `bound`. That number identifies the device for as long as `bound` is
+/// open: the kernel frees a VFIO device's minor (and its `vfioN` name) only
+/// once the device's last open file is gone, and `bound` is one of them
+/// until the caller drops it, after this check.
+pub(crate) fn reopen(path: &Path, bound: BorrowedFd<'_>, name: &str) -> Result<OwnedFd> {
+    const OP: &str = "unbind (reopen)";
+    let fd =
+        open_rw(path).map_err(|e| Error::sys(OP, format!("{name} ({})", path.display()), e))?;
+    let rdev = |fd: BorrowedFd<'_>| {
+        nix::sys::stat::fstat(fd)
+            .ok()
+            .filter(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFCHR)
+            .map(|st| st.st_rdev)
+    };
+    let (want, got) = (rdev(bound), rdev(std::os::fd::AsFd::as_fd(&fd)));
+    if want.is_some() && want == got {
+        return Ok(fd);
+    }
+    Err(another_device(path, name, want, got, fd))
+}
+
+/// The error of a reopen that reached another device than the one bound.
+#[cold]
+fn another_device(
+    path: &Path,
+    name: &str,
+    want: Option<u64>,
+    got: Option<u64>,
+    fd: OwnedFd,
+) -> Error {
+    use nix::sys::stat::{major, minor};
+    let num = |d: Option<u64>| {
+        d.map_or("not a character device".to_string(), |d| {
+            format!("{}:{}", major(d), minor(d))
+        })
+    };
+    let what = crate::sysfs::cdev_device(Path::new("/sys"), std::os::fd::AsFd::as_fd(&fd), &|| {
+        path.display().to_string()
+    })
+    .map_or_else(|_| "something else".to_string(), |(n, _)| n);
+    drop(fd);
+    Error::new(
+        ErrorKind::DeviceChanged,
+        "unbind (reopen)",
+        format!("{name} ({})", path.display()),
+    )
+    .detail(format!(
+        "the path now reaches another device ({what}, character device {}) than the one bound ({}): it was retargeted or renumbered since the open; the device stays bound",
+        num(got),
+        num(want)
+    ))
+    .hint("close() the device and open it again by its PCI address (Device::open), which finds its current cdev through sysfs")
 }
 
 /// `IOMMU_IOAS_ALLOC`.
@@ -203,6 +276,16 @@ pub(crate) unsafe fn map(
     }
 }
 
+/// Set once `IOMMU_IOAS_MAP_FILE` answered that this kernel lacks it
+/// (`ENOTTY`, before 6.13): it will not grow one while we run.
+static NO_MAP_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this kernel may have `IOMMU_IOAS_MAP_FILE` (it has not said no).
+#[inline]
+pub(crate) fn maps_files() -> bool {
+    !NO_MAP_FILE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `IOMMU_IOAS_MAP_FILE`.
 pub(crate) fn map_file(
     fd: BorrowedFd<'_>,
@@ -213,6 +296,10 @@ pub(crate) fn map_file(
     fixed: Option<u64>,
     access: Access,
 ) -> std::result::Result<u64, MapFail> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if NO_MAP_FILE.load(Relaxed) {
+        return Err(MapFail::Sys("IOMMU_IOAS_MAP_FILE", Errno::ENOTTY));
+    }
     let (iova, flag) = where_flags(fixed);
     let mut arg = sys::IommuIoasMapFile {
         size: sys::argsz::<sys::IommuIoasMapFile>(),
@@ -225,7 +312,12 @@ pub(crate) fn map_file(
     };
     match sys::ioctl(fd, sys::raw::iommu_ioas_map_file, &mut arg) {
         Ok(_) => Ok(arg.iova),
-        Err(e) => Err(MapFail::Sys("IOMMU_IOAS_MAP_FILE", e)),
+        Err(e) => {
+            if e == Errno::ENOTTY {
+                NO_MAP_FILE.store(true, Relaxed);
+            }
+            Err(MapFail::Sys("IOMMU_IOAS_MAP_FILE", e))
+        }
     }
 }
 

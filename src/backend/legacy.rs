@@ -238,8 +238,33 @@ pub(crate) fn bind(g: &Arc<LegacyGroup>, bdf: &str) -> Result<(OwnedFd, Arc<Cont
 #[derive(Clone, Copy)]
 struct Map {
     va: u64,
+    /// Never 0, and `iova + len - 1` never wraps (checked at map).
     len: u64,
     flags: u32,
+}
+
+impl Map {
+    /// The last IOVA of this mapping, made at `iova`. A mapping may end at
+    /// 2^64 exactly, so ends are compared inclusive: `iova + len` may not fit.
+    fn last(&self, iova: u64) -> u64 {
+        iova + (self.len - 1)
+    }
+}
+
+/// The lowest `align`-aligned IOVA from page 1 up with `len` bytes free
+/// between `maps` (devices with small DMA masks want low IOVAs); `None`
+/// when the space above the last mapping runs out before 2^64.
+fn first_fit(maps: &BTreeMap<u64, Map>, len: u64, align: u64) -> Option<u64> {
+    let align = align.max(1);
+    let mut at = align.max(4096);
+    for (&s, m) in maps {
+        if at.checked_add(len).is_some_and(|end| end <= s) {
+            break;
+        }
+        let after = m.last(s).checked_add(1)?.checked_next_multiple_of(align)?;
+        at = at.max(after);
+    }
+    at.checked_add(len - 1).map(|_| at)
 }
 
 #[derive(Default)]
@@ -298,6 +323,10 @@ impl Space {
         // Type1 checks a fixed IOVA only in containers attached by then; the
         // mapping must already fit the ranges now, as on iommufd, where the
         // kernel answers EINVAL (explained by the caller).
+        if !access.read && !access.write {
+            // Type1 answers EINVAL too, but only once a container is attached.
+            return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
+        }
         let ranges = self.iova_ranges()?;
         let align = ranges.alignment;
         if let Some(at) = iova {
@@ -310,23 +339,14 @@ impl Space {
         let mut st = self.lock();
         let iova = match iova {
             Some(i) => i,
-            None => {
-                // First fit above page 0 (devices with small DMA masks want low IOVAs).
-                let mut at = align.max(4096);
-                for (&s, m) in st.maps.iter() {
-                    if at + len <= s {
-                        break;
-                    }
-                    at = at.max((s + m.len).next_multiple_of(align.max(1)));
-                }
-                at
-            }
+            None => match first_fit(&st.maps, len, align) {
+                Some(at) if ranges.contains(at, len) => at,
+                _ => return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::ENOSPC)),
+            },
         };
-        if st
-            .maps
-            .iter()
-            .any(|(&s, m)| s < iova + len && iova < s + m.len)
-        {
+        // In range (checked above, or by `first_fit`): `iova + len - 1` fits.
+        let last = iova + (len - 1);
+        if st.maps.iter().any(|(&s, m)| s <= last && iova <= m.last(s)) {
             return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EEXIST));
         }
         let flags = (if read {
@@ -354,15 +374,21 @@ impl Space {
     /// Unmaps exactly whole mappings covering `[iova, iova + len)`; `ENOENT`
     /// when the range would split one or covers none (as iommufd does).
     pub(crate) fn unmap(&self, iova: u64, len: u64) -> std::result::Result<u64, Errno> {
+        // As iommufd: `(0, u64::MAX)` is everything; an empty range is
+        // invalid; one that runs past 2^64 overflows.
+        let last = match (iova, len) {
+            (0, u64::MAX) => u64::MAX,
+            (_, 0) => return Err(Errno::EINVAL),
+            _ => iova.checked_add(len - 1).ok_or(Errno::EOVERFLOW)?,
+        };
         let mut st = self.lock();
-        let end = iova.saturating_add(len);
         let hit: Vec<(u64, Map)> = st
             .maps
             .iter()
-            .filter(|(&s, m)| s < end && iova < s + m.len)
+            .filter(|(&s, m)| s <= last && iova <= m.last(s))
             .map(|(&s, m)| (s, *m))
             .collect();
-        if hit.is_empty() || hit.iter().any(|(s, m)| *s < iova || s + m.len > end) {
+        if hit.is_empty() || hit.iter().any(|(s, m)| *s < iova || m.last(*s) > last) {
             return Err(Errno::ENOENT);
         }
         // A mapping leaves the list only once no container maps it, so its
@@ -375,7 +401,7 @@ impl Space {
                 dma_unmap(c, s, m.len)?;
             }
             st.maps.remove(&s);
-            total += m.len;
+            total = u64::saturating_add(total, m.len);
         }
         Ok(total)
     }
@@ -578,6 +604,29 @@ pub(crate) mod tests {
         b[56..64].copy_from_slice(&0xfef0_0000u64.to_ne_bytes());
         b[64..72].copy_from_slice(&0xffff_ffff_ffffu64.to_ne_bytes());
         b
+    }
+
+    /// First fit never overflows, and finds room between and after mappings.
+    #[test]
+    fn first_fit_near_the_top() {
+        use super::{first_fit, Map};
+        let m = |len| Map {
+            va: 0,
+            len,
+            flags: 0,
+        };
+        let mut maps = std::collections::BTreeMap::new();
+        assert_eq!(first_fit(&maps, 0x1000, 0x1000), Some(0x1000));
+        maps.insert(0x1000, m(0x1000));
+        assert_eq!(first_fit(&maps, 0x1000, 0x1000), Some(0x2000));
+        maps.insert(0x3000, m(0x1000));
+        assert_eq!(first_fit(&maps, 0x1000, 0x1000), Some(0x2000));
+        assert_eq!(first_fit(&maps, 0x2000, 0x1000), Some(0x4000));
+        // A mapping that ends at 2^64 leaves no room after it.
+        maps.insert(0xffff_ffff_ffff_f000, m(0x1000));
+        assert_eq!(first_fit(&maps, u64::MAX - 0x5000, 0x1000), Some(0x4000));
+        assert_eq!(first_fit(&maps, u64::MAX - 0x3000, 0x1000), None);
+        assert_eq!(first_fit(&maps, 0x1000, 0x1000), Some(0x2000));
     }
 
     #[test]

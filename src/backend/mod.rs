@@ -190,6 +190,16 @@ impl Space {
         }
     }
 
+    /// Whether [`map_file`](Self::map_file) can work: not on the legacy
+    /// path, nor once the kernel said it lacks `IOMMU_IOAS_MAP_FILE`.
+    #[inline]
+    pub(crate) fn maps_files(&self) -> bool {
+        match self {
+            Space::Cdev => cdev::maps_files(),
+            Space::Legacy(_) => false,
+        }
+    }
+
     /// Maps `len` bytes of `file` from `start` (`IOMMU_IOAS_MAP_FILE`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn map_file(
@@ -339,8 +349,8 @@ impl Link {
     /// kept for the next bind. `self` is untouched; dropping it then unbinds.
     pub(crate) fn reopen(&self, name: &str) -> Result<Link> {
         match self {
-            Link::Cdev { path: Some(p), .. } => Ok(Link::Cdev {
-                fd: cdev::reopen(p, name)?,
+            Link::Cdev { path: Some(p), fd } => Ok(Link::Cdev {
+                fd: cdev::reopen(p, fd.as_fd(), name)?,
                 path: Some(p.clone()),
             }),
             Link::Cdev { path: None, .. } => Err(Error::new(
