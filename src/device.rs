@@ -1,7 +1,7 @@
 //! `Device<S>`: a VFIO device whose security context is its type.
 
 use crate::backend::{self, cdev, legacy, Backend, Link};
-use crate::error::{Error, ErrorKind, Result, TransitionError};
+use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::region::{pci, Bar, Mmio, RegionInfo};
@@ -416,23 +416,92 @@ impl Device<Attached<Ioas>> {
     /// between, but never reaches memory of either IOAS that it should not.
     ///
     /// # Errors
-    /// The device comes back still attached to its current IOAS.
+    /// The device comes back where the kernel left it, as a [`Fallback`]:
+    /// almost always [`Fallback::Kept`], still attached to its current IOAS.
+    /// A failure in the middle of the kernel's switch (an allocation, or
+    /// copying the answer back) can leave the device reaching nothing while
+    /// the kernel still counts it on the old IOAS, so after such a failure
+    /// the crate detaches the device and attaches it to the old IOAS again.
+    /// If that attach fails too, the device is blocked and comes back as
+    /// [`Fallback::Blocked`]; if even the detach fails, it is closed
+    /// ([`Fallback::Closed`]). The error says which happened.
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
-    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
-        let moved = same_iommufd(&self.inner, ioas).and_then(|()| {
-            self.inner.link.replace(
-                &self.inner.name,
-                self.ioas().space(),
-                (ioas.id(), ioas.space()),
-            )
-        });
+    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Replaced>> {
+        match self.replace_once(ioas) {
+            Ok(d) => Ok(d),
+            Err((d, e, false)) => Err(TransitionError::new(Fallback::Kept(d), e)),
+            Err((d, e, true)) => {
+                let old = d.ioas().clone();
+                let (back, e) = d.reattach(&old, e);
+                Err(TransitionError::new(back, e))
+            }
+        }
+    }
+
+    /// One replace, no recovery: on error the device, the error, and
+    /// whether its attachment to the old IOAS may be lost.
+    pub(crate) fn replace_once(
+        self,
+        ioas: &Ioas,
+    ) -> std::result::Result<Self, (Self, Error, bool)> {
+        let moved = same_iommufd(&self.inner, ioas)
+            .map_err(|e| (e, false))
+            .and_then(|()| {
+                self.inner.link.replace(
+                    &self.inner.name,
+                    self.ioas().space(),
+                    (ioas.id(), ioas.space()),
+                )
+            });
         match moved {
             Ok(pt) => {
                 let mut inner = self.inner;
                 inner.attached = Some((ioas.clone(), pt));
                 Ok(make(inner))
             }
-            Err(e) => self.fail(e),
+            Err((e, lost)) => Err((self, e, lost)),
+        }
+    }
+
+    /// Makes the device's attachment true again after a failure that may
+    /// have lost it: detach (a known state, blocked), then attach to `ioas`
+    /// (twice, for a transient shortage). Returns where the device is, and
+    /// `e` saying so.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn reattach(self, ioas: &Ioas, e: Error) -> (Replaced, Error) {
+        let id = ioas.id();
+        let blocked = match self.detach() {
+            Ok(b) => b,
+            Err(de) => {
+                let (dev, de) = de.into_parts();
+                drop(dev);
+                return (Fallback::Closed, e.append_detail(format!(
+                    "the old attachment may be lost, and detaching to re-establish it failed too ({de}): the device was closed"
+                )));
+            }
+        };
+        let blocked = match blocked.attach(ioas) {
+            Ok(d) => {
+                return (
+                    Fallback::Kept(d),
+                    e.append_detail(format!(
+                        "the device was detached and attached to IOAS {id} again, where it is now"
+                    )),
+                )
+            }
+            Err(ae) => ae.into_inner(),
+        };
+        match blocked.attach(ioas) {
+            Ok(d) => (Fallback::Kept(d), e.append_detail(format!(
+                "the device was detached and attached to IOAS {id} again (at the second try), where it is now"
+            ))),
+            Err(ae) => {
+                let (b, ae) = ae.into_parts();
+                (Fallback::Blocked(b), e.append_detail(format!(
+                    "the old attachment may be lost, and attaching to IOAS {id} again failed ({ae}): the device is blocked (BlockDma)"
+                )))
+            }
         }
     }
 
@@ -474,6 +543,9 @@ impl Device<Attached<Ioas>> {
             .1
     }
 }
+
+/// What a failed [`Device::replace`] hands back (see [`Fallback`]).
+pub type Replaced = Fallback<Device<Attached<Ioas>>, Device<BlockDma>>;
 
 /// Device information (`struct vfio_device_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

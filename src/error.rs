@@ -233,7 +233,7 @@ impl<T: fmt::Debug> fmt::Debug for TransitionError<T> {
 
 impl<T> fmt::Display for TransitionError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (the value was handed back unchanged)", self.error)
+        write!(f, "{} (the value was handed back)", self.error)
     }
 }
 
@@ -252,6 +252,43 @@ impl<T> From<TransitionError<T>> for Error {
 impl<T> From<TransitionError<T>> for std::io::Error {
     fn from(e: TransitionError<T>) -> Self {
         e.error.into()
+    }
+}
+
+/// Where a failed transition left a value whose old state the kernel may
+/// have lost on the way (a failed [`replace`](crate::Device::replace)).
+///
+/// The crate re-establishes the old state (detach, then attach to the old
+/// IOAS again) before it hands the value back, and hands back what is true:
+/// the old state when that worked (`Kept`, the usual case), the blocking
+/// state when the kernel could not attach it again (`Blocked`), and nothing
+/// when it could not even detach (`Closed`: the fds were closed, which
+/// returns the devices to the kernel).
+#[derive(Debug)]
+pub enum Fallback<A, B> {
+    /// In its old state: still, or again, attached to the old IOAS.
+    Kept(A),
+    /// Blocked: the old attachment was lost and could not be made again.
+    Blocked(B),
+    /// Closed: the kernel refused the way back, so nothing is handed back.
+    Closed,
+}
+
+impl<A, B> Fallback<A, B> {
+    /// The value in its old state, if it is there.
+    pub fn kept(self) -> Option<A> {
+        match self {
+            Fallback::Kept(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The value in the blocking state, if it fell back there.
+    pub fn blocked(self) -> Option<B> {
+        match self {
+            Fallback::Blocked(b) => Some(b),
+            _ => None,
+        }
     }
 }
 

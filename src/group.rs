@@ -47,7 +47,7 @@
 
 use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
 use crate::diagnose;
-use crate::error::{Error, ErrorKind, Result, TransitionError};
+use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::sysfs::{self, PciDevice};
@@ -287,15 +287,105 @@ impl Group<Attached<Ioas>> {
     /// Moves the whole group to `ioas` (each member's replace is atomic).
     ///
     /// # Errors
-    /// If member k fails, members 1..k are moved back to the current IOAS.
-    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Self>> {
+    /// If member k fails, members 1..k are moved back to the current IOAS,
+    /// and the group comes back as [`Fallback::Kept`]. When a failure may
+    /// have lost the group's attachment (see [`Device::replace`]), or moving
+    /// a member back fails, every member is detached and the group attached
+    /// to the current IOAS again: the group comes back `Kept` there, or
+    /// [`Fallback::Blocked`] if that attach fails; a member that cannot even
+    /// be detached is closed, and named in the error.
+    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<GroupReplaced>> {
         let old = self.ioas().clone();
-        move_all(
-            self.number,
-            self.members,
-            |d| d.replace(ioas),
-            |d| d.replace(&old),
-        )
+        let number = self.number;
+        let n = self.members.len();
+        let mut done = Vec::with_capacity(n);
+        let mut rest = self.members.into_iter();
+        while let Some(d) = rest.next() {
+            let (failed, err, mut lost) = match d.replace_once(ioas) {
+                Ok(d) => {
+                    done.push(d);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let k = done.len();
+            let mut back = Vec::with_capacity(n);
+            for d in done {
+                match d.replace_once(&old) {
+                    Ok(d) => back.push(d),
+                    // Left on `ioas` (or worse): only the whole group's
+                    // re-establishment makes the types true again.
+                    Err((d, _, _)) => {
+                        lost = true;
+                        back.push(d);
+                    }
+                }
+            }
+            back.push(failed);
+            back.extend(rest);
+            let g = group(number, back);
+            let err = g.member_error(k, err);
+            if !lost {
+                let err =
+                    err.append_detail(format!("the {k} member(s) already moved were moved back"));
+                return Err(TransitionError::new(Fallback::Kept(g), err));
+            }
+            let (back, err) = g.reattach(&old, err);
+            return Err(TransitionError::new(back, err));
+        }
+        Ok(group(number, done))
+    }
+
+    /// As [`Device::replace`]'s re-establishment, for the whole group: every
+    /// member detached (a known state), then all attached to `ioas`, all or
+    /// none.
+    #[cold]
+    #[inline(never)]
+    fn reattach(self, ioas: &Ioas, e: Error) -> (GroupReplaced, Error) {
+        let (number, id) = (self.number, ioas.id());
+        let mut blocked = Vec::with_capacity(self.members.len());
+        let mut closed = Vec::new();
+        for d in self.members {
+            match d.detach() {
+                Ok(b) => blocked.push(b),
+                Err(de) => {
+                    // Dropped here: its fd closes, which detaches it.
+                    let (d, de) = de.into_parts();
+                    closed.push(format!("{} ({de})", d.name()));
+                }
+            }
+        }
+        let closed = if closed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; closed, since they could not be detached: {}",
+                closed.join(", ")
+            )
+        };
+        if blocked.is_empty() {
+            return (
+                Fallback::Closed,
+                e.append_detail(format!("the old attachment may be lost and no member could be detached to re-establish it{closed}")),
+            );
+        }
+        match move_all(number, blocked, |d| d.attach(ioas), |d| d.detach()) {
+            Ok(g) => (
+                Fallback::Kept(g),
+                e.append_detail(format!(
+                    "the group was detached and attached to IOAS {id} again, where it is now{closed}"
+                )),
+            ),
+            Err(ae) => {
+                let (g, ae) = ae.into_parts();
+                (
+                    Fallback::Blocked(g),
+                    e.append_detail(format!(
+                        "the old attachment may be lost, and attaching the group to IOAS {id} again failed ({ae}): the group is blocked (BlockDma){closed}"
+                    )),
+                )
+            }
+        }
     }
 
     /// Detaches the whole group: back to the blocking domain.
@@ -315,6 +405,9 @@ impl Group<Attached<Ioas>> {
         self.members[0].ioas()
     }
 }
+
+/// What a failed [`Group::replace`] hands back (see [`Fallback`]).
+pub type GroupReplaced = Fallback<Group<Attached<Ioas>>, Group<BlockDma>>;
 
 impl<S: Bound> Group<S> {
     /// Member `i` (in BDF order), for MMIO, config space and IRQs. Only a

@@ -208,10 +208,12 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub use backend::{detect as detect_backend, Backend};
-pub use device::{AnyDevice, Attached, BlockDma, Bound, Device, DeviceInfo, State, Unbound};
+pub use device::{
+    AnyDevice, Attached, BlockDma, Bound, Device, DeviceInfo, Replaced, State, Unbound,
+};
 pub use dma::{DmaBuffer, DmaMemory, HugeBuffer, RawMemory};
-pub use error::{Error, ErrorKind, Result, TransitionError};
-pub use group::Group;
+pub use error::{Error, ErrorKind, Fallback, Result, TransitionError};
+pub use group::{Group, GroupReplaced};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};

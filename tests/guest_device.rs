@@ -306,7 +306,10 @@ fn failed_transitions_hand_the_device_back_working() {
     let dev = dev.attach(&ioas).unwrap();
     // replace to the foreign IOAS fails and leaves the device attached where it was.
     let e = dev.replace(&foreign).unwrap_err();
-    let dev = e.into_inner();
+    let dev = e
+        .into_inner()
+        .kept()
+        .expect("refused before the ioctl: kept");
     assert_eq!(dev.ioas(), &ioas);
     assert_eq!(round_trip(&dev, &ioas), MSG, "DMA after failed replace");
 }

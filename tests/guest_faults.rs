@@ -170,48 +170,201 @@ fn split<T>(e: iommufd::TransitionError<T>) -> (T, Option<Errno>) {
     (v, e.raw_errno())
 }
 
+/// IOVAs of the DMA checks: `SRC` and `DST` mapped in the IOAS the device
+/// is typed on, `ELSEWHERE` mapped only in the other one.
+const SRC: u64 = 0x100000;
+const DST: u64 = 0x200000;
+const ELSEWHERE: u64 = 0x300000;
+
+/// What one DMA check found: did the device reach its IOAS, and did it
+/// reach the other one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reach {
+    own: bool,
+    other: bool,
+}
+
+/// The edu of `dev` copies `SRC` to `DST` and to `ELSEWHERE`; `dst` and
+/// `probe` are where those land if they can (cleared afterwards).
+fn reach(
+    read_from_ram: impl Fn(u64, u64),
+    write_to_ram: impl Fn(u64, u64),
+    dst: &mut iommufd::Mapping<DmaBuffer>,
+    probe: &mut iommufd::Mapping<DmaBuffer>,
+) -> Reach {
+    let n = MSG.len() as u64;
+    read_from_ram(SRC, n);
+    write_to_ram(DST, n);
+    write_to_ram(ELSEWHERE, n);
+    let mut got = vec![0u8; MSG.len()];
+    dst.read_bytes(0, &mut got);
+    let own = got == MSG;
+    probe.read_bytes(0, &mut got);
+    let other = got.iter().any(|&b| b != 0);
+    let zero = vec![0u8; MSG.len()];
+    dst.write_bytes(0, &zero);
+    probe.write_bytes(0, &zero);
+    Reach { own, other }
+}
+
+/// Per-sweep count of the DMA checks after injected failures, for the
+/// table: how many found the device exactly where its type says.
+#[derive(Default)]
+struct Checks {
+    done: usize,
+    true_: usize,
+}
+
+impl Checks {
+    fn record(&mut self, ok: bool) {
+        self.done += 1;
+        self.true_ += usize::from(ok);
+    }
+    fn cell(&self) -> String {
+        format!("{}/{}", self.true_, self.done)
+    }
+}
+
+/// IOAS `ours` with `SRC` (holding `MSG`) and `DST`, and `other` with a
+/// probe page at `ELSEWHERE`: a device on `ours` reaches `DST` and never
+/// the probe.
+fn dma_targets(
+    ours: &Ioas,
+    other: &Ioas,
+) -> (
+    iommufd::Mapping<DmaBuffer>,
+    iommufd::Mapping<DmaBuffer>,
+    iommufd::Mapping<DmaBuffer>,
+) {
+    let src = ours
+        .map(buffer_with(MSG), Iova::Fixed(SRC), Access::READ)
+        .unwrap();
+    let dst = ours
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(DST),
+            Access::WRITE,
+        )
+        .unwrap();
+    let probe = other
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(ELSEWHERE),
+            Access::WRITE,
+        )
+        .unwrap();
+    (src, dst, probe)
+}
+
+/// Raw buffers mapped by raw ioctls, for the raw twin's DMA check.
+struct RawTargets {
+    src: DmaBuffer,
+    dst: DmaBuffer,
+    probe: DmaBuffer,
+}
+
+impl RawTargets {
+    /// `SRC` and `DST` in raw IOAS `ours`, the probe in `other`.
+    fn map(iommu: &OwnedFd, ours: u32, other: u32) -> RawTargets {
+        let mut t = RawTargets {
+            src: buffer_with(MSG),
+            dst: DmaBuffer::new(4096).unwrap(),
+            probe: DmaBuffer::new(4096).unwrap(),
+        };
+        raw_map_at(iommu, ours, &mut t.src, SRC).unwrap();
+        raw_map_at(iommu, ours, &mut t.dst, DST).unwrap();
+        raw_map_at(iommu, other, &mut t.probe, ELSEWHERE).unwrap();
+        t
+    }
+
+    fn reach(&mut self, edu: &support::RawEdu) -> Reach {
+        let n = MSG.len() as u64;
+        edu.read_from_ram(SRC, n);
+        edu.write_to_ram(DST, n);
+        edu.write_to_ram(ELSEWHERE, n);
+        let peek = |b: &DmaBuffer| -> Vec<u8> {
+            // SAFETY: in bounds of the buffer; a volatile read of memory the
+            // device may write (the DMA above has completed).
+            (0..MSG.len())
+                .map(|i| unsafe { b.as_slice().as_ptr().add(i).read_volatile() })
+                .collect()
+        };
+        let r = Reach {
+            own: peek(&self.dst) == MSG,
+            other: peek(&self.probe).iter().any(|&b| b != 0),
+        };
+        self.dst.as_mut_slice()[..MSG.len()].fill(0);
+        self.probe.as_mut_slice()[..MSG.len()].fill(0);
+        r
+    }
+}
+
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn attach_replace_detach_under_injection() {
     let f = FailNth::new();
-    // Raw attach, on a raw bound device.
+    // Raw attach and replace, on a raw bound device, with the same DMA
+    // check after every failure: what the kernel itself leaves behind.
     let iommu = iommu_fd();
     let dev = open_rw(singleton_cdev());
     raw::bind(&dev, &iommu).unwrap();
     let a = raw::alloc_ioas(&iommu).unwrap();
     let b = raw::alloc_ioas(&iommu).unwrap();
+    let edu = support::RawEdu::new(&dev);
+    let mut targets = RawTargets::map(&iommu, a, b);
+    let mut raw_attach = Checks::default();
     let raw_attach_sweep = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (attach)",
         &mut Some(()),
         |()| raw::attach(&dev, a).map_err(|e| ((), Some(e))),
         |()| raw::detach(&dev).unwrap(),
-        |_| {},
+        |_| {
+            raw_attach.record(
+                targets.reach(&edu)
+                    == Reach {
+                        own: false,
+                        other: false,
+                    },
+            )
+        },
     );
     raw::attach(&dev, a).unwrap();
-    let raw_replace = f.sweep(
+    assert_eq!(
+        targets.reach(&edu),
+        Reach {
+            own: true,
+            other: false
+        }
+    );
+    let mut raw_replace = Checks::default();
+    let raw_replace_sweep = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
         &mut Some(()),
         |()| raw::attach(&dev, b).map_err(|e| ((), Some(e))),
         |()| raw::attach(&dev, a).unwrap(),
-        |_| {},
+        |_| {
+            raw_replace.record(
+                targets.reach(&edu)
+                    == Reach {
+                        own: true,
+                        other: false,
+                    },
+            )
+        },
     );
-    drop((dev, iommu));
+    // Leave the raw device working for what follows: detach, attach.
+    raw::detach(&dev).unwrap();
+    raw::attach(&dev, a).unwrap();
+    drop((edu, dev, iommu));
+    drop(targets);
 
     let fd = Iommufd::open().unwrap();
     let ia = fd.alloc_ioas().unwrap();
     let ib = fd.alloc_ioas().unwrap();
     let mut state = Some(support::bound_singleton(&fd));
-    // A page the device would write if it were attached after a failure.
-    let probe = ia
-        .map(
-            DmaBuffer::new(4096).unwrap(),
-            Iova::Fixed(0x300000),
-            Access::WRITE,
-        )
-        .unwrap();
-    let src = ia
-        .map(buffer_with(MSG), Iova::Fixed(0x100000), Access::READ)
-        .unwrap();
+    let (src, mut dst, mut probe) = dma_targets(&ia, &ib);
+    // Typed BlockDma after a failed attach: DMA reaches neither IOAS.
+    let mut attach = Checks::default();
     let ours = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (attach)",
         &mut state,
@@ -219,41 +372,105 @@ fn attach_replace_detach_under_injection() {
         |d| d.detach().unwrap(),
         |d| {
             assert!(format!("{d:?}").starts_with("Device<BlockDma>"));
-            // Typed BlockDma after the failure: its DMA must really be blocked.
             let edu = Edu::new(d);
-            edu.read_from_ram(0x100000, MSG.len() as u64);
-            edu.write_to_ram(0x300000, MSG.len() as u64);
-            let mut out = vec![0u8; MSG.len()];
-            probe.read_bytes(0, &mut out);
-            assert!(
-                out.iter().all(|&b| b == 0),
-                "a failed attach left DMA reaching the IOAS"
+            let r = reach(
+                |i, n| edu.read_from_ram(i, n),
+                |i, n| edu.write_to_ram(i, n),
+                &mut dst,
+                &mut probe,
+            );
+            attach.record(
+                r == Reach {
+                    own: false,
+                    other: false,
+                },
+            );
+            assert_eq!(
+                r,
+                Reach {
+                    own: false,
+                    other: false
+                },
+                "a failed attach left DMA reaching an IOAS"
             );
         },
     );
-    drop((probe, src));
     compare(&raw_attach_sweep, &ours);
+    println!("{}", check_row(&ours, &attach, Some(&raw_attach)));
 
+    // Typed on `ia` after a failed replace or detach: DMA reaches `ia`, and
+    // never `ib`. The crate re-establishes what the kernel may have lost.
     let mut state = Some(state.take().unwrap().attach(&ia).unwrap());
+    let mut replace = Checks::default();
+    let mut on_ia = |d: &Device<Attached<Ioas>>, checks: &mut Checks| {
+        assert_eq!(d.ioas(), &ia, "typed on the old IOAS");
+        let edu = Edu::new(d);
+        let r = reach(
+            |i, n| edu.read_from_ram(i, n),
+            |i, n| edu.write_to_ram(i, n),
+            &mut dst,
+            &mut probe,
+        );
+        checks.record(
+            r == Reach {
+                own: true,
+                other: false,
+            },
+        );
+        assert_eq!(
+            r,
+            Reach {
+                own: true,
+                other: false
+            },
+            "the device is not where its type says"
+        );
+    };
     let ours = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
         &mut state,
-        |d| d.replace(&ib).map_err(split),
+        |d| {
+            d.replace(&ib).map_err(|e| {
+                let (back, e) = e.into_parts();
+                let d = back
+                    .kept()
+                    .unwrap_or_else(|| panic!("one injected fault: the device must be kept: {e}"));
+                (d, e.raw_errno())
+            })
+        },
         |d| d.replace(&ia).unwrap(),
-        |d| assert_eq!(d.ioas(), &ia, "still on the old IOAS"),
+        |d| on_ia(d, &mut replace),
     );
-    compare(&raw_replace, &ours);
-    dma_works(state.as_ref().unwrap(), &ia);
+    compare(&raw_replace_sweep, &ours);
+    println!("{}", check_row(&ours, &replace, Some(&raw_replace)));
+    assert_eq!(
+        replace.done,
+        ours.failed.len(),
+        "a DMA check after every failed replace"
+    );
 
+    let mut detach = Checks::default();
     let ours = f.sweep(
         "VFIO_DEVICE_DETACH_IOMMUFD_PT (detach)",
         &mut state,
         |d| d.detach().map_err(split),
         |d| d.attach(&ia).unwrap(),
-        |d| assert_eq!(d.ioas(), &ia),
+        |d| on_ia(d, &mut detach),
     );
     println!("{}", ours.row(None));
+    println!("{}", check_row(&ours, &detach, None));
+    drop((src, dst, probe));
     dma_works(state.as_ref().unwrap(), &ia);
+}
+
+/// The table row of the DMA checks after a sweep's failures.
+fn check_row(sweep: &Sweep, ours: &Checks, raw: Option<&Checks>) -> String {
+    format!(
+        "dma-check: | {} | {} | {} |",
+        sweep.name,
+        raw.map_or("-".to_string(), Checks::cell),
+        ours.cell()
+    )
 }
 
 #[test]
@@ -492,6 +709,26 @@ fn map_file_allow_iovas_bar_and_irqs_under_injection() {
     println!("{}", ours.row(None));
 }
 
+/// Every member of `g` copies `SRC` to `DST` and to `ELSEWHERE`, as [`reach`].
+fn group_reach<S: iommufd::Bound>(
+    g: &Group<S>,
+    dst: &mut iommufd::Mapping<DmaBuffer>,
+    probe: &mut iommufd::Mapping<DmaBuffer>,
+) -> Vec<Reach> {
+    g.members()
+        .iter()
+        .map(|d| {
+            let edu = Edu::new(d);
+            reach(
+                |i, n| edu.read_from_ram(i, n),
+                |i, n| edu.write_to_ram(i, n),
+                dst,
+                probe,
+            )
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn group_transitions_under_injection() {
@@ -500,35 +737,87 @@ fn group_transitions_under_injection() {
     let fd = Iommufd::open().unwrap();
     let a = fd.alloc_ioas().unwrap();
     let b = fd.alloc_ioas().unwrap();
+    let (src, mut dst, mut probe) = dma_targets(&a, &b);
     // Group bind is not swept: each member's first bind enables the PCI
     // device, where ACPI oopses under injection (see the bind test above).
-    let mut state = Some(Group::open(t.pair_group).unwrap());
-    let mut state = Some(state.take().unwrap().bind(&fd).unwrap());
+    let mut g = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
+    for i in 0..g.len() {
+        g.map_bar(i, 0).unwrap();
+        let m = g.member(i).unwrap();
+        let mut cmd = [0u8; 2];
+        m.config_read(4, &mut cmd).unwrap();
+        m.config_write(4, &(u16::from_le_bytes(cmd) | 6).to_le_bytes())
+            .unwrap();
+    }
+    let blocked = Reach {
+        own: false,
+        other: false,
+    };
+    let on_a = Reach {
+        own: true,
+        other: false,
+    };
+    let mut state = Some(g);
+    let mut checks = Checks::default();
     let ours = f.sweep(
         "group attach",
         &mut state,
         |g| g.attach(&a).map_err(split),
         |g| g.detach().unwrap(),
-        |g| assert_eq!(g.len(), 2),
+        |g| {
+            assert_eq!(g.len(), 2);
+            let r = group_reach(g, &mut dst, &mut probe);
+            checks.record(r.iter().all(|&r| r == blocked));
+            assert!(r.iter().all(|&r| r == blocked), "typed BlockDma, but {r:?}");
+        },
     );
     println!("{}", ours.row(None));
+    println!("{}", check_row(&ours, &checks, None));
+
     let mut state = Some(state.take().unwrap().attach(&a).unwrap());
+    let mut on_old = |g: &Group<Attached<Ioas>>, checks: &mut Checks| {
+        assert_eq!(g.len(), 2, "no member lost");
+        assert_eq!(g.ioas(), &a, "the whole group stays on the old IOAS");
+        let r = group_reach(g, &mut dst, &mut probe);
+        checks.record(r.iter().all(|&r| r == on_a));
+        assert!(
+            r.iter().all(|&r| r == on_a),
+            "typed on the old IOAS, but {r:?}"
+        );
+    };
+    let mut checks = Checks::default();
     let ours = f.sweep(
         "group replace",
         &mut state,
-        |g| g.replace(&b).map_err(split),
+        |g| {
+            g.replace(&b).map_err(|e| {
+                let (back, e) = e.into_parts();
+                let g = back
+                    .kept()
+                    .unwrap_or_else(|| panic!("one injected fault: the group must be kept: {e}"));
+                (g, e.raw_errno())
+            })
+        },
         |g| g.replace(&a).unwrap(),
-        |g| assert_eq!(g.ioas(), &a, "the whole group stays on the old IOAS"),
+        |g| on_old(g, &mut checks),
     );
     println!("{}", ours.row(None));
+    println!("{}", check_row(&ours, &checks, None));
+    let mut checks = Checks::default();
     let ours = f.sweep(
         "group detach",
         &mut state,
         |g| g.detach().map_err(split),
         |g| g.attach(&a).unwrap(),
-        |g| assert_eq!(g.ioas(), &a),
+        |g| on_old(g, &mut checks),
     );
     println!("{}", ours.row(None));
+    println!("{}", check_row(&ours, &checks, None));
+    let g = state.take().unwrap();
+    assert!(group_reach(&g, &mut dst, &mut probe)
+        .iter()
+        .all(|&r| r == on_a));
+    drop(src);
     let buf = a.map(buffer_with(MSG), Iova::Any, Access::READ).unwrap();
     assert!(buf.iova() > 0);
 }

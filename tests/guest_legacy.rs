@@ -202,3 +202,55 @@ fn legacy_mixing_paths_is_a_clear_error() {
         .unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::PathConflict);
 }
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn legacy_ranges_near_the_top_of_the_iova_space_are_errors_not_panics() {
+    const TOP: u64 = 0xffff_ffff_ffff_f000;
+    let fd = Iommufd::open_legacy().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let page = || DmaBuffer::new(4096).unwrap();
+    // Before any attach the whole 64-bit space is usable, up to 2^64 exactly.
+    let top = ioas.map(page(), Iova::Fixed(TOP), Access::READ).unwrap();
+    assert_eq!(top.iova(), TOP);
+    // Kernel-chosen IOVAs still find room below it.
+    let any = ioas.map(page(), Iova::Any, Access::READ).unwrap();
+    assert!(any.iova() < TOP);
+    let e = ioas
+        .map(
+            DmaBuffer::new(8192).unwrap(),
+            Iova::Fixed(TOP),
+            Access::READ,
+        )
+        .unwrap_err();
+    let msg = e.error().to_string();
+    assert_eq!(e.error().kind(), ErrorKind::OutOfRange, "{msg}");
+    assert!(
+        msg.contains("IOVA 0xfffffffffffff000 + 0x2000 bytes") && msg.contains("past the end"),
+        "{msg}"
+    );
+    let e = ioas.unmap(u64::MAX, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange, "{e}");
+    assert_eq!(e.raw_errno(), Some(Errno::EOVERFLOW));
+    let e = ioas.unmap(TOP - 0x1000, 0x1000).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotMapped, "{e}");
+    // No access at all: refused at the map, not at the next attach's replay.
+    let none = Access {
+        read: false,
+        write: false,
+    };
+    let e = ioas.map(page(), Iova::Any, none).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    assert!(e.error().to_string().contains("no access"), "{}", e.error());
+
+    // Type1 maps only below 2^48 once a container is attached: attaching
+    // with the top mapping in the IOAS fails, and the device comes back
+    // blocked and working.
+    let dev = legacy_singleton(&fd);
+    let (dev, e) = dev.attach(&ioas).unwrap_err().into_parts();
+    assert!(e.to_string().contains("0xfffffffffffff000"), "{e}");
+    drop(top);
+    let dev = dev.attach(&ioas).unwrap();
+    drop(any);
+    assert_eq!(round_trip(&dev, &ioas), MSG);
+}

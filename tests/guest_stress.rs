@@ -249,13 +249,19 @@ fn mmio_reads_on_threads_while_another_maps() {
     let ioas = fd.alloc_ioas().unwrap();
     let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Every reader has read once before the maps start, so the reads really
+    // overlap them (on a busy host a reader may otherwise first run after
+    // the last map).
+    let started = std::sync::Barrier::new(4);
     std::thread::scope(|s| {
         let mut readers = Vec::new();
         for _ in 0..3 {
-            let (dev, stop) = (&dev, stop.clone());
+            let (dev, stop, started) = (&dev, stop.clone(), &started);
             readers.push(s.spawn(move || {
                 let mmio = dev.mmio(0).unwrap();
-                let mut n = 0u64;
+                assert_eq!(mmio.read32(0).unwrap(), EDU_ID);
+                started.wait();
+                let mut n = 1u64;
                 while !stop.load(Ordering::Relaxed) {
                     assert_eq!(mmio.read32(0).unwrap(), EDU_ID);
                     n += 1;
@@ -263,6 +269,7 @@ fn mmio_reads_on_threads_while_another_maps() {
                 n
             }));
         }
+        started.wait();
         let mut buf = Some(DmaBuffer::new(4096).unwrap());
         for _ in 0..iters {
             let m = ioas

@@ -56,6 +56,30 @@ pub(crate) fn attach(dev: BorrowedFd<'_>, pt: u32, name: &str) -> Result<u32> {
     }
 }
 
+/// Whether a failed replace (`VFIO_DEVICE_ATTACH_IOMMUFD_PT` on an attached
+/// device) may have left the device without its old attachment.
+///
+/// The argument checks come first in the kernel and change nothing: an id
+/// that is not a page table (`ENOENT`, `EINVAL`), a group bound elsewhere
+/// (`EBUSY`, `EPERM`), a reserved region in the way (`EADDRINUSE`), a page
+/// table the IOMMU cannot take (`EOPNOTSUPP`). Any other failure comes from
+/// the middle of the switch, and the kernel does not always roll it back:
+/// under fault injection on 7.3, three `ENOMEM` points leave the device
+/// with no context entry while iommufd still counts it on the old page
+/// table, and at the `EFAULT` point (the answer could not be copied back)
+/// the kernel has detached the device altogether.
+pub(crate) fn replace_may_lose(e: Errno) -> bool {
+    !matches!(
+        e,
+        Errno::EINVAL
+            | Errno::ENOENT
+            | Errno::EBUSY
+            | Errno::EPERM
+            | Errno::EADDRINUSE
+            | Errno::EOPNOTSUPP
+    )
+}
+
 /// Explains a refused attach, asked only now that the kernel said no.
 #[cold]
 fn attach_error(err: Error, name: &str, e: Errno) -> Error {

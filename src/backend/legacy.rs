@@ -104,8 +104,17 @@ impl Link {
         Ok(id)
     }
 
-    pub(crate) fn replace(&self, name: &str, old: &Space, id: u32, new: &Space) -> Result<u32> {
-        new.replace_from(old, id, self.container(name)?)?;
+    /// As [`Link::replace`](super::Link::replace): the `bool` is true when
+    /// the old mappings could not be put back.
+    pub(crate) fn replace(
+        &self,
+        name: &str,
+        old: &Space,
+        id: u32,
+        new: &Space,
+    ) -> std::result::Result<u32, (Error, bool)> {
+        let c = self.container(name).map_err(|e| (e, false))?;
+        new.replace_from(old, id, c)?;
         Ok(id)
     }
 
@@ -487,16 +496,27 @@ impl Space {
     /// does for a whole group when one device is re-attached. Type1 cannot
     /// swap atomically: the old mappings go first (DMA faults meanwhile),
     /// then the new ones; if they fail the old ones come back.
-    pub(crate) fn replace_from(&self, old: &Space, id: u32, c: &Arc<Container>) -> Result<()> {
+    ///
+    /// On error the `bool` is true when the old mappings could not be
+    /// replayed either: the container then holds none (DMA blocked), or,
+    /// when `clear` stopped part-way, only some of the old ones.
+    pub(crate) fn replace_from(
+        &self,
+        old: &Space,
+        id: u32,
+        c: &Arc<Container>,
+    ) -> std::result::Result<(), (Error, bool)> {
         let mut att = crate::lock(&c.att);
         let Some((cur, n)) = *att else { return Ok(()) };
         if cur == id {
             return Ok(()); // a sibling already moved the group
         }
-        old.clear(c)?;
+        // `clear` removes the mappings one by one: failing part-way leaves
+        // some of them, which only the re-establishment can make whole.
+        old.clear(c).map_err(|e| (e, true))?;
         if let Err(e) = self.replay(c) {
-            let _ = old.replay(c);
-            return Err(e);
+            let lost = old.replay(c).is_err();
+            return Err((e, lost));
         }
         *att = Some((id, n));
         Ok(())

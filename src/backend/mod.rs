@@ -324,15 +324,28 @@ impl Link {
         }
     }
 
-    /// Moves an attached device from IOAS `old` to `new`; returns the page table id.
-    pub(crate) fn replace(&self, name: &str, old: &Space, (id, new): (u32, &Space)) -> Result<u32> {
+    /// Moves an attached device from IOAS `old` to `new`; returns the page
+    /// table id. On error, the `bool` says whether the device may have lost
+    /// its attachment to `old` on the way (the caller then re-establishes
+    /// it); when false, the kernel left the device where it was.
+    pub(crate) fn replace(
+        &self,
+        name: &str,
+        old: &Space,
+        (id, new): (u32, &Space),
+    ) -> std::result::Result<u32, (Error, bool)> {
         match (self, old, new) {
-            // The same ioctl: the kernel replaces atomically.
-            (Link::Cdev { fd, .. }, _, Space::Cdev) => cdev::attach(fd.as_fd(), id, name),
+            // The same ioctl: the kernel replaces atomically when it succeeds.
+            (Link::Cdev { fd, .. }, _, Space::Cdev) => {
+                cdev::attach(fd.as_fd(), id, name).map_err(|e| {
+                    let lost = e.raw_errno().is_some_and(cdev::replace_may_lose);
+                    (e, lost)
+                })
+            }
             (Link::Legacy(l), Space::Legacy(old), Space::Legacy(new)) => {
                 l.replace(name, old, id, new)
             }
-            _ => Err(mismatch("replace", name)),
+            _ => Err((mismatch("replace", name), false)),
         }
     }
 

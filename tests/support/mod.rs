@@ -122,31 +122,14 @@ impl<'d> Edu<'d> {
         self.bar.read32(REG_LIVENESS).unwrap()
     }
 
-    fn dma(&self, src: u64, dst: u64, len: u64, cmd: u64) {
-        self.bar.write64(REG_DMA_SRC, src).unwrap();
-        self.bar.write64(REG_DMA_DST, dst).unwrap();
-        self.bar.write64(REG_DMA_COUNT, len).unwrap();
-        self.bar.write64(REG_DMA_CMD, cmd | DMA_START).unwrap();
-        let start = Instant::now();
-        while self.bar.read32(REG_DMA_CMD).unwrap() & 1 != 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "edu DMA did not complete"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
     /// DMA `len` bytes from RAM at `iova` into the device buffer.
     pub fn read_from_ram(&self, iova: u64, len: u64) {
-        assert!(iova + len <= EDU_DMA_LIMIT);
-        self.dma(iova, EDU_BUF, len, 0);
+        edu_dma(&self.bar, iova, EDU_BUF, len, 0);
     }
 
     /// DMA `len` bytes from the device buffer to RAM at `iova`.
     pub fn write_to_ram(&self, iova: u64, len: u64) {
-        assert!(iova + len <= EDU_DMA_LIMIT);
-        self.dma(EDU_BUF, iova, len, DMA_TO_RAM);
+        edu_dma(&self.bar, EDU_BUF, iova, len, DMA_TO_RAM);
     }
 
     /// Raises an interrupt with `status` (the interrupt status register).
@@ -160,6 +143,96 @@ impl<'d> Edu<'d> {
 
     pub fn ack_irq(&self, status: u32) {
         self.bar.write32(REG_IRQ_ACK, status).unwrap();
+    }
+}
+
+/// The edu registers a DMA needs, through the crate's `Mmio` or a raw mmap.
+pub trait EduRegs {
+    fn read32(&self, off: u64) -> u32;
+    fn write64(&self, off: u64, v: u64);
+}
+
+impl EduRegs for Mmio<'_> {
+    fn read32(&self, off: u64) -> u32 {
+        Mmio::read32(self, off).unwrap()
+    }
+    fn write64(&self, off: u64, v: u64) {
+        Mmio::write64(self, off, v).unwrap()
+    }
+}
+
+/// One edu DMA of `len` bytes, `src` to `dst` (device addresses), waited for.
+fn edu_dma(bar: &impl EduRegs, src: u64, dst: u64, len: u64, cmd: u64) {
+    let ram = if cmd & DMA_TO_RAM != 0 { dst } else { src };
+    assert!(ram + len <= EDU_DMA_LIMIT);
+    bar.write64(REG_DMA_SRC, src);
+    bar.write64(REG_DMA_DST, dst);
+    bar.write64(REG_DMA_COUNT, len);
+    bar.write64(REG_DMA_CMD, cmd | DMA_START);
+    let start = Instant::now();
+    while bar.read32(REG_DMA_CMD) & 1 != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "edu DMA did not complete"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// An edu driven through raw syscalls on a device fd bound outside the
+/// crate: BAR0 mmapped, memory space and bus master on through a `pwrite`
+/// of the config region. For the raw twins of the fault sweeps.
+pub struct RawEdu {
+    bar: memmap2::MmapRaw,
+}
+
+impl RawEdu {
+    pub fn new(dev: &std::os::fd::OwnedFd) -> RawEdu {
+        use std::os::fd::AsRawFd;
+        let (size, offset) = raw::region(dev, 0).unwrap();
+        let bar = memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(size as usize)
+            .map_raw(dev.as_raw_fd())
+            .unwrap();
+        let (_, config) = raw::region(dev, 7).unwrap();
+        let mut cmd = [0u8; 2];
+        nix::sys::uio::pread(dev, &mut cmd, config as i64 + 4).unwrap();
+        let cmd = (u16::from_le_bytes(cmd) | 0x6).to_le_bytes();
+        nix::sys::uio::pwrite(dev, &cmd, config as i64 + 4).unwrap();
+        RawEdu { bar }
+    }
+
+    pub fn read_from_ram(&self, iova: u64, len: u64) {
+        edu_dma(self, iova, EDU_BUF, len, 0);
+    }
+
+    pub fn write_to_ram(&self, iova: u64, len: u64) {
+        edu_dma(self, EDU_BUF, iova, len, DMA_TO_RAM);
+    }
+}
+
+impl EduRegs for RawEdu {
+    fn read32(&self, off: u64) -> u32 {
+        // SAFETY: BAR0 is 1 MiB and the edu registers used are below 0x100,
+        // 4-byte aligned; the mapping lives as long as `self`.
+        unsafe {
+            self.bar
+                .as_ptr()
+                .add(off as usize)
+                .cast::<u32>()
+                .read_volatile()
+        }
+    }
+    fn write64(&self, off: u64, v: u64) {
+        // SAFETY: as in `read32`, 8-byte aligned.
+        unsafe {
+            self.bar
+                .as_mut_ptr()
+                .add(off as usize)
+                .cast::<u64>()
+                .write_volatile(v)
+        }
     }
 }
 
