@@ -336,22 +336,32 @@ fn attach_replace_detach_under_injection() {
             other: false
         }
     );
+    // After each failure: what the kernel left (the DMA check), then what
+    // a careful raw caller does, the crate's re-establishment (detach,
+    // attach to `a` again), so that both sweeps start every step from the
+    // same kernel state. The state carries the last failure's errno.
     let mut raw_replace = Checks::default();
     let raw_replace_sweep = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
-        &mut Some(()),
-        |()| raw::attach(&dev, b).map_err(|e| ((), Some(e))),
-        |()| raw::attach(&dev, a).unwrap(),
-        |_| {
-            raw_replace.record(
-                targets.reach(&edu)
-                    == Reach {
-                        own: true,
-                        other: false,
-                    },
-            )
+        &mut Some(None),
+        |_| raw::attach(&dev, b).map_err(|e| (Some(e), Some(e))),
+        |()| {
+            raw::attach(&dev, a).unwrap();
+            None
+        },
+        |e: &Option<Errno>| {
+            let kept = Reach {
+                own: true,
+                other: false,
+            };
+            raw_replace.record(targets.reach(&edu) == kept);
+            if !matches!(e, Some(Errno::EINVAL | Errno::ENOENT)) {
+                raw::detach(&dev).unwrap();
+                raw::attach(&dev, a).unwrap();
+            }
         },
     );
+    println!("{}", check_row(&raw_replace_sweep, &raw_replace, None));
     // Leave the raw device working for what follows: detach, attach.
     raw::detach(&dev).unwrap();
     raw::attach(&dev, a).unwrap();

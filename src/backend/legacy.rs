@@ -425,7 +425,15 @@ impl Space {
                     let _ = dma_unmap(c, *iova, m.len);
                 }
                 let obj = format!("VFIO group {} {}", c.group.number, range(*iova, m.len));
-                return Err(Error::sys("VFIO_IOMMU_MAP_DMA", obj, e));
+                return Err(Error::sys("VFIO_IOMMU_MAP_DMA", obj, e).detail(format!(
+                    "the mapping {} could not be made in the group's container{}",
+                    range(*iova, m.len),
+                    if e == Errno::EINVAL {
+                        " (type1 maps only inside the IOVA ranges of the attached IOMMU)"
+                    } else {
+                        ""
+                    }
+                )));
             }
         }
         st.containers.push(c.clone());
