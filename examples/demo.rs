@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     edu.read_from_ram(src.iova(), message.len() as u64);
     edu.write_to_ram(dst.iova(), message.len() as u64);
     let mut got = vec![0u8; message.len()];
-    dst.read_bytes(0, &mut got);
+    dst.read_bytes(0, &mut got).unwrap();
     println!("dst after DMA: {:?}", String::from_utf8_lossy(&got));
     if got != message {
         return Err("DMA round trip did not deliver the bytes".into());

@@ -184,7 +184,7 @@ impl HugeBuffer {
                 ))
                 .hint(format!(
                     "reserve more: echo {} > /proc/sys/vm/nr_hugepages (or hugepages= on the kernel command line)",
-                    total.parse::<usize>().unwrap_or(0) + need
+                    total.parse::<usize>().unwrap_or(0).saturating_add(need)
                 ))
         };
         // `round_up` kept `len` at most `isize::MAX`: it fits an `i64`.

@@ -959,37 +959,55 @@ impl<M: DmaMemory> Mapping<M> {
     /// Copies bytes out of the mapped memory at `offset` with volatile reads
     /// (the device may write it at any time), a machine word at a time.
     ///
-    /// # Panics
-    /// If `offset + buf.len()` exceeds the mapping.
-    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
-        let p = self.cpu(offset, buf.len());
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when `offset + buf.len()` is past the
+    /// mapping's memory; nothing is read.
+    #[inline]
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let p = self.cpu(offset, buf.len(), "read_bytes")?;
         // SAFETY: `[p, p + len)` is inside memory the mapping owns (checked by
         // `cpu`); the CPU reaches it only through this mapping (copies have no
         // CPU view, `M` is never lent out), and writes need `&mut self`, so no
         // CPU write races this read; the device's writes are outside Rust's model.
         unsafe { crate::dma::copy_from_dma(p, buf) };
+        Ok(())
     }
 
     /// Copies `data` into the mapped memory at `offset` with volatile writes,
     /// a machine word at a time.
     ///
-    /// # Panics
-    /// If `offset + data.len()` exceeds the mapping.
-    pub fn write_bytes(&mut self, offset: usize, data: &[u8]) {
-        let p = self.cpu(offset, data.len());
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when `offset + data.len()` is past the
+    /// mapping's memory; nothing is written.
+    #[inline]
+    pub fn write_bytes(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        let p = self.cpu(offset, data.len(), "write_bytes")?;
         // SAFETY: in bounds (checked by `cpu`); `&mut self` excludes every
         // other CPU access, since copies have no CPU view and `M` is never lent out.
         unsafe { crate::dma::copy_to_dma(data, p) };
+        Ok(())
     }
 
-    fn cpu(&self, offset: usize, n: usize) -> *mut u8 {
-        assert!(
-            offset.checked_add(n).is_some_and(|end| end <= self.va_len),
-            "access [{offset:#x}, +{n:#x}) outside the {:#x}-byte CPU view of {}",
-            self.va_len,
-            range(self.iova, self.len)
-        );
-        self.ptr.as_ptr().wrapping_add(offset)
+    #[inline]
+    fn cpu(&self, offset: usize, n: usize, op: &'static str) -> Result<*mut u8> {
+        if offset.checked_add(n).is_some_and(|end| end <= self.va_len) {
+            return Ok(self.ptr.as_ptr().wrapping_add(offset));
+        }
+        Err(self.outside(offset, n, op))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn outside(&self, offset: usize, n: usize, op: &'static str) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            op,
+            self.ioas.range_object(self.iova, self.len),
+        )
+        .detail(format!(
+            "[{offset:#x}, +{n:#x}) is outside the {:#x}-byte CPU view of the mapping",
+            self.va_len
+        ))
     }
 }
 

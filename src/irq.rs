@@ -126,13 +126,26 @@ impl<S: Bound> Device<S> {
     /// programs the device; INTx: the line is enabled).
     #[doc(alias = "VFIO_DEVICE_SET_IRQS")]
     pub fn set_irq_eventfds(&self, index: u32, start: u32, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        // No IRQ index has more than 2048 vectors (MSI-X); a longer slice
+        // would not even fit the ioctl's 32-bit size field.
+        let Some(count) = u32::try_from(fds.len()).ok().filter(|&n| n <= 1 << 16) else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "VFIO_DEVICE_SET_IRQS(eventfd)",
+                format!("{} irq index {index}", self.name()),
+            )
+            .detail(format!(
+                "{} eventfds: no IRQ index has that many vectors",
+                fds.len()
+            )));
+        };
         let data: Vec<u32> = fds.iter().map(|f| f.as_raw_fd() as u32).collect();
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(eventfd)",
             index,
             vfio::VFIO_IRQ_SET_DATA_EVENTFD | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
             start,
-            fds.len() as u32,
+            count,
             &data,
         )
     }

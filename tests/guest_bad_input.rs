@@ -587,6 +587,24 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
         &["irq indexes 0 to"],
     );
 
+    // --- CPU views of mapped memory.
+    let mut dst = dst;
+    let mut out = [0u8; 16];
+    c.case(
+        "read_bytes past the mapping",
+        dst.read_bytes(8192 - 8, &mut out),
+        ErrorKind::InvalidInput,
+        Crate,
+        &["[0x1ff8, +0x10)", "0x2000-byte CPU view"],
+    );
+    c.case(
+        "write_bytes at an offset near 2^64",
+        dst.write_bytes(usize::MAX, b"x"),
+        ErrorKind::InvalidInput,
+        Crate,
+        &["outside the 0x2000-byte CPU view"],
+    );
+
     // --- Lifecycle.
     c.case(
         "reset without a reset method",

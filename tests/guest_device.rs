@@ -118,7 +118,7 @@ fn detach_blocks_dma_and_reattach_restores_it() {
     // Blocking domain: the mapping still exists in the IOAS, but the device is not attached to it.
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert!(
         out.iter().all(|&b| b == 0),
         "DMA got through the blocking domain"
@@ -126,7 +126,7 @@ fn detach_blocks_dma_and_reattach_restores_it() {
 
     let dev = dev.attach(&ioas).unwrap();
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert_eq!(out, MSG, "DMA after re-attach");
     drop(src);
 }
@@ -157,8 +157,8 @@ fn replace_moves_dma_to_the_second_ioas() {
     );
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
     let (mut in_a, mut in_b) = (vec![0u8; MSG.len()], vec![0u8; MSG.len()]);
-    dst_a.read_bytes(0, &mut in_a);
-    dst_b.read_bytes(0, &mut in_b);
+    dst_a.read_bytes(0, &mut in_a).unwrap();
+    dst_b.read_bytes(0, &mut in_b).unwrap();
     assert_eq!(in_b, MSG, "DMA follows the device to IOAS b");
     assert!(in_a.iter().all(|&x| x == 0), "IOAS a no longer reachable");
     drop(src_a);
@@ -232,7 +232,7 @@ fn partial_unmap_is_enoent_and_leaves_the_mapping() {
     edu.read_from_ram(SRC, MSG.len() as u64);
     edu.write_to_ram(DST + 4096, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(4096, &mut out);
+    dst.read_bytes(4096, &mut out).unwrap();
     assert_eq!(out, MSG);
     drop(src);
 }
@@ -442,7 +442,7 @@ fn map_file_and_copy_carry_dma() {
     let edu = Edu::new(&dev);
     edu.read_from_ram(0x300000, MSG.len() as u64);
     edu.write_to_ram(DST, MSG.len() as u64);
-    dst_b.read_bytes(0, &mut out);
+    dst_b.read_bytes(0, &mut out).unwrap();
     assert_eq!(out, MSG, "DMA through the copied mapping");
     drop(copy);
 }

@@ -184,26 +184,65 @@ struct Reach {
     other: bool,
 }
 
-/// The edu of `dev` copies `SRC` to `DST` and to `ELSEWHERE`; `dst` and
-/// `probe` are where those land if they can (cleared afterwards).
+/// Typed `BlockDma`: DMA reaches neither IOAS.
+const BLOCKED: Reach = Reach {
+    own: false,
+    other: false,
+};
+/// Typed attached: DMA reaches its own IOAS, never the other.
+const KEPT: Reach = Reach {
+    own: true,
+    other: false,
+};
+
+/// An edu through the crate or through raw syscalls.
+trait Dma {
+    fn from_ram(&self, iova: u64, len: u64);
+    fn to_ram(&self, iova: u64, len: u64);
+
+    /// Copies `SRC` into the device, then out to `DST` and `ELSEWHERE`.
+    fn copies(&self) {
+        let n = MSG.len() as u64;
+        self.from_ram(SRC, n);
+        self.to_ram(DST, n);
+        self.to_ram(ELSEWHERE, n);
+    }
+}
+
+impl Dma for Edu<'_> {
+    fn from_ram(&self, iova: u64, len: u64) {
+        self.read_from_ram(iova, len)
+    }
+    fn to_ram(&self, iova: u64, len: u64) {
+        self.write_to_ram(iova, len)
+    }
+}
+
+impl Dma for support::RawEdu {
+    fn from_ram(&self, iova: u64, len: u64) {
+        self.read_from_ram(iova, len)
+    }
+    fn to_ram(&self, iova: u64, len: u64) {
+        self.write_to_ram(iova, len)
+    }
+}
+
+/// The device's copies (see [`Dma::copies`]); `dst` and `probe` are where
+/// those land if they can (cleared afterwards).
 fn reach(
-    read_from_ram: impl Fn(u64, u64),
-    write_to_ram: impl Fn(u64, u64),
+    edu: &impl Dma,
     dst: &mut iommufd::Mapping<DmaBuffer>,
     probe: &mut iommufd::Mapping<DmaBuffer>,
 ) -> Reach {
-    let n = MSG.len() as u64;
-    read_from_ram(SRC, n);
-    write_to_ram(DST, n);
-    write_to_ram(ELSEWHERE, n);
+    edu.copies();
     let mut got = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut got);
+    dst.read_bytes(0, &mut got).unwrap();
     let own = got == MSG;
-    probe.read_bytes(0, &mut got);
+    probe.read_bytes(0, &mut got).unwrap();
     let other = got.iter().any(|&b| b != 0);
     let zero = vec![0u8; MSG.len()];
-    dst.write_bytes(0, &zero);
-    probe.write_bytes(0, &zero);
+    dst.write_bytes(0, &zero).unwrap();
+    probe.write_bytes(0, &zero).unwrap();
     Reach { own, other }
 }
 
@@ -278,10 +317,7 @@ impl RawTargets {
     }
 
     fn reach(&mut self, edu: &support::RawEdu) -> Reach {
-        let n = MSG.len() as u64;
-        edu.read_from_ram(SRC, n);
-        edu.write_to_ram(DST, n);
-        edu.write_to_ram(ELSEWHERE, n);
+        edu.copies();
         let peek = |b: &DmaBuffer| -> Vec<u8> {
             // SAFETY: in bounds of the buffer; a volatile read of memory the
             // device may write (the DMA above has completed).
@@ -318,24 +354,10 @@ fn attach_replace_detach_under_injection() {
         &mut Some(()),
         |()| raw::attach(&dev, a).map_err(|e| ((), Some(e))),
         |()| raw::detach(&dev).unwrap(),
-        |_| {
-            raw_attach.record(
-                targets.reach(&edu)
-                    == Reach {
-                        own: false,
-                        other: false,
-                    },
-            )
-        },
+        |_| raw_attach.record(targets.reach(&edu) == BLOCKED),
     );
     raw::attach(&dev, a).unwrap();
-    assert_eq!(
-        targets.reach(&edu),
-        Reach {
-            own: true,
-            other: false
-        }
-    );
+    assert_eq!(targets.reach(&edu), KEPT);
     // After each failure: what the kernel left (the DMA check), then what
     // a careful raw caller does, the crate's re-establishment (detach,
     // attach to `a` again), so that both sweeps start every step from the
@@ -350,11 +372,7 @@ fn attach_replace_detach_under_injection() {
             None
         },
         |e: &Option<Errno>| {
-            let kept = Reach {
-                own: true,
-                other: false,
-            };
-            raw_replace.record(targets.reach(&edu) == kept);
+            raw_replace.record(targets.reach(&edu) == KEPT);
             if !matches!(e, Some(Errno::EINVAL | Errno::ENOENT)) {
                 raw::detach(&dev).unwrap();
                 raw::attach(&dev, a).unwrap();
@@ -382,27 +400,9 @@ fn attach_replace_detach_under_injection() {
         |d| d.detach().unwrap(),
         |d| {
             assert!(format!("{d:?}").starts_with("Device<BlockDma>"));
-            let edu = Edu::new(d);
-            let r = reach(
-                |i, n| edu.read_from_ram(i, n),
-                |i, n| edu.write_to_ram(i, n),
-                &mut dst,
-                &mut probe,
-            );
-            attach.record(
-                r == Reach {
-                    own: false,
-                    other: false,
-                },
-            );
-            assert_eq!(
-                r,
-                Reach {
-                    own: false,
-                    other: false
-                },
-                "a failed attach left DMA reaching an IOAS"
-            );
+            let r = reach(&Edu::new(d), &mut dst, &mut probe);
+            attach.record(r == BLOCKED);
+            assert_eq!(r, BLOCKED, "a failed attach left DMA reaching an IOAS");
         },
     );
     compare(&raw_attach_sweep, &ours);
@@ -414,27 +414,9 @@ fn attach_replace_detach_under_injection() {
     let mut replace = Checks::default();
     let mut on_ia = |d: &Device<Attached<Ioas>>, checks: &mut Checks| {
         assert_eq!(d.ioas(), &ia, "typed on the old IOAS");
-        let edu = Edu::new(d);
-        let r = reach(
-            |i, n| edu.read_from_ram(i, n),
-            |i, n| edu.write_to_ram(i, n),
-            &mut dst,
-            &mut probe,
-        );
-        checks.record(
-            r == Reach {
-                own: true,
-                other: false,
-            },
-        );
-        assert_eq!(
-            r,
-            Reach {
-                own: true,
-                other: false
-            },
-            "the device is not where its type says"
-        );
+        let r = reach(&Edu::new(d), &mut dst, &mut probe);
+        checks.record(r == KEPT);
+        assert_eq!(r, KEPT, "the device is not where its type says");
     };
     let ours = f.sweep(
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)",
@@ -727,15 +709,7 @@ fn group_reach<S: iommufd::Bound>(
 ) -> Vec<Reach> {
     g.members()
         .iter()
-        .map(|d| {
-            let edu = Edu::new(d);
-            reach(
-                |i, n| edu.read_from_ram(i, n),
-                |i, n| edu.write_to_ram(i, n),
-                dst,
-                probe,
-            )
-        })
+        .map(|d| reach(&Edu::new(d), dst, probe))
         .collect()
 }
 
@@ -753,20 +727,8 @@ fn group_transitions_under_injection() {
     let mut g = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
     for i in 0..g.len() {
         g.map_bar(i, 0).unwrap();
-        let m = g.member(i).unwrap();
-        let mut cmd = [0u8; 2];
-        m.config_read(4, &mut cmd).unwrap();
-        m.config_write(4, &(u16::from_le_bytes(cmd) | 6).to_le_bytes())
-            .unwrap();
+        Edu::enable(g.member(i).unwrap()).unwrap();
     }
-    let blocked = Reach {
-        own: false,
-        other: false,
-    };
-    let on_a = Reach {
-        own: true,
-        other: false,
-    };
     let mut state = Some(g);
     let mut checks = Checks::default();
     let ours = f.sweep(
@@ -777,8 +739,8 @@ fn group_transitions_under_injection() {
         |g| {
             assert_eq!(g.len(), 2);
             let r = group_reach(g, &mut dst, &mut probe);
-            checks.record(r.iter().all(|&r| r == blocked));
-            assert!(r.iter().all(|&r| r == blocked), "typed BlockDma, but {r:?}");
+            checks.record(r.iter().all(|&r| r == BLOCKED));
+            assert!(r.iter().all(|&r| r == BLOCKED), "typed BlockDma, but {r:?}");
         },
     );
     println!("{}", ours.row(None));
@@ -789,9 +751,9 @@ fn group_transitions_under_injection() {
         assert_eq!(g.len(), 2, "no member lost");
         assert_eq!(g.ioas(), &a, "the whole group stays on the old IOAS");
         let r = group_reach(g, &mut dst, &mut probe);
-        checks.record(r.iter().all(|&r| r == on_a));
+        checks.record(r.iter().all(|&r| r == KEPT));
         assert!(
-            r.iter().all(|&r| r == on_a),
+            r.iter().all(|&r| r == KEPT),
             "typed on the old IOAS, but {r:?}"
         );
     };
@@ -826,8 +788,121 @@ fn group_transitions_under_injection() {
     let g = state.take().unwrap();
     assert!(group_reach(&g, &mut dst, &mut probe)
         .iter()
-        .all(|&r| r == on_a));
+        .all(|&r| r == KEPT));
     drop(src);
     let buf = a.map(buffer_with(MSG), Iova::Any, Access::READ).unwrap();
     assert!(buf.iova() > 0);
+}
+
+/// Every slab allocation of this thread fails while it lives (failslab
+/// with probability 100 and the task filter, `make-it-fail` set): enough to
+/// fail a replace *and* the re-attach after it, which one fail-nth shot
+/// cannot.
+///
+/// Every page this process uses is made resident first (`mlockall`): the
+/// test binary is read over 9p, and a page fault that needs a slab while
+/// this is armed would fail the 9p read (and wedge the mount), not the
+/// ioctl. The heap is grown beforehand for the error messages, and at most
+/// 64 allocations fail, so a crash cannot leave the thread failing forever.
+struct SlabsFail(std::fs::File);
+
+impl SlabsFail {
+    fn new() -> SlabsFail {
+        use nix::sys::mman::{mlockall, MlockAllFlags};
+        mlockall(MlockAllFlags::MCL_CURRENT).unwrap();
+        let warm: Vec<String> = (0..512).map(|i| format!("{i:>200}")).collect();
+        drop(warm);
+        for (knob, val) in [
+            ("failslab/interval", "1"),
+            ("failslab/times", "64"),
+            ("failslab/task-filter", "Y"),
+            ("failslab/probability", "100"),
+        ] {
+            std::fs::write(format!("/sys/kernel/debug/{knob}"), val).unwrap();
+        }
+        // Opened before arming: the write that disarms must not need a slab.
+        let flag = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/thread-self/make-it-fail")
+            .unwrap();
+        nix::sys::uio::pwrite(&flag, b"1", 0).unwrap();
+        SlabsFail(flag)
+    }
+}
+
+impl Drop for SlabsFail {
+    fn drop(&mut self) {
+        nix::sys::uio::pwrite(&self.0, b"0", 0).unwrap();
+        std::fs::write("/sys/kernel/debug/failslab/probability", "0").unwrap();
+        std::fs::write("/sys/kernel/debug/failslab/task-filter", "N").unwrap();
+        let _ = nix::sys::mman::munlockall();
+    }
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn replace_hands_back_a_blocked_device_when_the_way_back_fails_too() {
+    let _knobs = FailNth::new();
+    let fd = Iommufd::open().unwrap();
+    let ia = fd.alloc_ioas().unwrap();
+    let ib = fd.alloc_ioas().unwrap();
+    let (_src, mut dst, mut probe) = dma_targets(&ia, &ib);
+    let dev = support::bound_singleton(&fd).attach(&ia).unwrap();
+    assert_eq!(reach(&Edu::new(&dev), &mut dst, &mut probe), KEPT);
+    let r = {
+        let _fail = SlabsFail::new();
+        dev.replace(&ib)
+    };
+    let (back, e) = r.expect_err("no slab allocation can succeed").into_parts();
+    let msg = e.to_string();
+    assert_eq!(e.raw_errno(), Some(Errno::ENOMEM), "{msg}");
+    let blocked = match back {
+        iommufd::Fallback::Blocked(b) => b,
+        other => panic!("not handed back as blocked: {other:?}: {msg}"),
+    };
+    assert!(msg.contains("blocked (BlockDma)"), "{msg}");
+    // True: DMA reaches neither IOAS; and the device attaches again.
+    assert_eq!(reach(&Edu::new(&blocked), &mut dst, &mut probe), BLOCKED);
+    let dev = blocked.attach(&ia).unwrap();
+    assert_eq!(reach(&Edu::new(&dev), &mut dst, &mut probe), KEPT);
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn group_replace_hands_back_a_blocked_group_when_the_way_back_fails_too() {
+    let _knobs = FailNth::new();
+    let fd = Iommufd::open().unwrap();
+    let a = fd.alloc_ioas().unwrap();
+    let b = fd.alloc_ioas().unwrap();
+    let (_src, mut dst, mut probe) = dma_targets(&a, &b);
+    let mut g = Group::open(Topology::discover().pair_group)
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
+    for i in 0..g.len() {
+        g.map_bar(i, 0).unwrap();
+        Edu::enable(g.member(i).unwrap()).unwrap();
+    }
+    let g = g.attach(&a).unwrap();
+    assert!(group_reach(&g, &mut dst, &mut probe)
+        .iter()
+        .all(|&r| r == KEPT));
+    let r = {
+        let _fail = SlabsFail::new();
+        g.replace(&b)
+    };
+    let (back, e) = r.expect_err("no slab allocation can succeed").into_parts();
+    let msg = e.to_string();
+    let blocked = match back {
+        iommufd::Fallback::Blocked(g) => g,
+        other => panic!("not handed back as blocked: {other:?}: {msg}"),
+    };
+    assert_eq!(blocked.len(), 2, "no member lost: {msg}");
+    assert!(msg.contains("the group is blocked (BlockDma)"), "{msg}");
+    let r = group_reach(&blocked, &mut dst, &mut probe);
+    assert!(r.iter().all(|&r| r == BLOCKED), "typed BlockDma, but {r:?}");
+    let g = blocked.attach(&a).unwrap();
+    assert!(group_reach(&g, &mut dst, &mut probe)
+        .iter()
+        .all(|&r| r == KEPT));
 }

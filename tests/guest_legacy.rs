@@ -67,14 +67,14 @@ fn legacy_forced_dma_detach_blocks_and_unmapped_is_blocked() {
     Edu::new(&dev).read_from_ram(SRC, MSG.len() as u64);
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert!(out.iter().all(|&b| b == 0), "DMA got through before attach");
 
     let dev = dev.attach(&ioas).unwrap();
     let edu = Edu::new(&dev);
     edu.read_from_ram(SRC, MSG.len() as u64);
     edu.write_to_ram(DST, MSG.len() as u64);
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert_eq!(out, MSG, "DMA after attach");
 
     let dev = dev.detach().unwrap();
@@ -87,7 +87,7 @@ fn legacy_forced_dma_detach_blocks_and_unmapped_is_blocked() {
         )
         .unwrap();
     Edu::new(&dev).write_to_ram(DST, MSG.len() as u64);
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert!(out.iter().all(|&b| b == 0), "DMA got through after detach");
     assert_eq!(&dst_buf.as_slice()[..MSG.len()], MSG);
 

@@ -95,7 +95,7 @@ fn huge_buffers_map_and_carry_dma_and_say_when_none_are_reserved() {
     edu.read_from_ram(0x400000, MSG.len() as u64);
     edu.write_to_ram(0x800000 + 4096, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(4096, &mut out);
+    dst.read_bytes(4096, &mut out).unwrap();
     assert_eq!(out, MSG, "DMA between two hugetlbfs buffers");
     // The pool is in use, and comes back when the buffers go.
     let free = || {

@@ -110,7 +110,7 @@ fn ioas_unmap_cannot_take_a_live_mappings_range() {
     edu.read_from_ram(0x100000, MSG.len() as u64);
     edu.write_to_ram(DST, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert_eq!(out, MSG);
 
     // The owner unmaps it; then the range is free, and the kernel says so.
@@ -218,7 +218,7 @@ fn ioas_copies_keep_the_source_memory_alive() {
     edu.read_from_ram(COPY, MSG.len() as u64);
     edu.write_to_ram(DST, MSG.len() as u64);
     let mut out = vec![0u8; MSG.len()];
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     assert_eq!(out, MSG, "the copy still reaches the source's bytes");
     drop(churn);
     // The copy unmaps on its own; what comes back is only a share.

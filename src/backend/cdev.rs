@@ -226,6 +226,18 @@ pub(crate) fn iova_ranges(fd: BorrowedFd<'_>, id: u32) -> Result<IovaRanges> {
 
 /// `IOMMU_IOAS_ALLOW_IOVAS`.
 pub(crate) fn allow_iovas(fd: BorrowedFd<'_>, id: u32, ranges: &[IovaRange]) -> Result<()> {
+    // `num_iovas` is 32 bits; the kernel takes far fewer than that.
+    if u32::try_from(ranges.len()).is_err() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "IOMMU_IOAS_ALLOW_IOVAS",
+            format!("IOAS {id}"),
+        )
+        .detail(format!(
+            "{} ranges do not fit the ioctl's 32-bit count",
+            ranges.len()
+        )));
+    }
     let raw: Vec<sys::IommuIovaRange> = ranges
         .iter()
         .map(|r| sys::IommuIovaRange {

@@ -332,7 +332,7 @@ impl Space {
         // Type1 checks a fixed IOVA only in containers attached by then; the
         // mapping must already fit the ranges now, as on iommufd, where the
         // kernel answers EINVAL (explained by the caller).
-        if !access.read && !access.write {
+        if (!access.read && !access.write) || len == 0 {
             // Type1 answers EINVAL too, but only once a container is attached.
             return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
         }

@@ -105,6 +105,12 @@ impl<'d> Edu<'d> {
     /// PCI command register, without which DMA silently goes nowhere.
     pub fn setup<S: Bound>(dev: &mut Device<S>) -> iommufd::Result<()> {
         dev.map_bar(0)?;
+        Edu::enable(dev)
+    }
+
+    /// Memory space + bus master on in the PCI command register (for a
+    /// group member, whose BAR0 is mapped with `Group::map_bar`).
+    pub fn enable<S: Bound>(dev: &Device<S>) -> iommufd::Result<()> {
         let mut cmd = [0u8; 2];
         dev.config_read(4, &mut cmd)?;
         let v = u16::from_le_bytes(cmd) | 0x6;
@@ -364,6 +370,6 @@ pub fn round_trip<S: Bound>(
     edu.read_from_ram(src.iova(), msg.len() as u64);
     edu.write_to_ram(dst.iova(), msg.len() as u64);
     let mut out = vec![0u8; msg.len()];
-    dst.read_bytes(0, &mut out);
+    dst.read_bytes(0, &mut out).unwrap();
     out
 }

@@ -8,6 +8,6 @@ fn case() -> Result<(), Box<dyn std::error::Error>> {
     let other = fd.alloc_ioas()?;
     let mut src = ioas.map(DmaBuffer::new(4096)?, Iova::Any, Access::READ).map_err(Error::from)?;
     let mut copy = other.copy_from(&src, Iova::Any, Access::READ)?;
-    copy.write_bytes(0, b"x");
+    copy.write_bytes(0, b"x")?;
     Ok(())
 }
