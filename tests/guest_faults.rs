@@ -197,32 +197,32 @@ const KEPT: Reach = Reach {
 
 /// An edu through the crate or through raw syscalls.
 trait Dma {
-    fn from_ram(&self, iova: u64, len: u64);
-    fn to_ram(&self, iova: u64, len: u64);
+    fn ram_to_device(&self, iova: u64, len: u64);
+    fn device_to_ram(&self, iova: u64, len: u64);
 
     /// Copies `SRC` into the device, then out to `DST` and `ELSEWHERE`.
     fn copies(&self) {
         let n = MSG.len() as u64;
-        self.from_ram(SRC, n);
-        self.to_ram(DST, n);
-        self.to_ram(ELSEWHERE, n);
+        self.ram_to_device(SRC, n);
+        self.device_to_ram(DST, n);
+        self.device_to_ram(ELSEWHERE, n);
     }
 }
 
 impl Dma for Edu<'_> {
-    fn from_ram(&self, iova: u64, len: u64) {
+    fn ram_to_device(&self, iova: u64, len: u64) {
         self.read_from_ram(iova, len)
     }
-    fn to_ram(&self, iova: u64, len: u64) {
+    fn device_to_ram(&self, iova: u64, len: u64) {
         self.write_to_ram(iova, len)
     }
 }
 
 impl Dma for support::RawEdu {
-    fn from_ram(&self, iova: u64, len: u64) {
+    fn ram_to_device(&self, iova: u64, len: u64) {
         self.read_from_ram(iova, len)
     }
-    fn to_ram(&self, iova: u64, len: u64) {
+    fn device_to_ram(&self, iova: u64, len: u64) {
         self.write_to_ram(iova, len)
     }
 }
