@@ -81,9 +81,30 @@ pub(crate) fn has_ipc_lock() -> Option<bool> {
     Some(caps & (1 << 14) != 0)
 }
 
+/// Bytes this process has pinned for DMA: `VmPin` (iommufd) plus `VmLck`
+/// (type1 and `mlock`) from `/proc/self/status`; `None` when unreadable.
+fn pinned_by_this_process() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some(
+        kb("VmPin:")?
+            .saturating_add(kb("VmLck:")?)
+            .saturating_mul(1024),
+    )
+}
+
 /// Explains `ENOMEM` from pinning `len` bytes. The kernel charges pinned
 /// pages to `RLIMIT_MEMLOCK` only for a process without `CAP_IPC_LOCK`, and
-/// only a finite limit can be hit; otherwise the kernel itself ran short.
+/// only a finite limit can be hit. The limit is blamed only when it must be
+/// the cause (what this process has pinned plus `len` exceeds it); below
+/// it, the limit is still reachable through other processes of the same
+/// user (iommufd counts per user), or the kernel ran short, and the error
+/// says both.
 pub(crate) fn pin_enomem(err: Error, len: u64) -> Error {
     use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
     let limit = getrlimit(Resource::RLIMIT_MEMLOCK)
@@ -91,12 +112,23 @@ pub(crate) fn pin_enomem(err: Error, len: u64) -> Error {
         .map(|(soft, _)| soft);
     let charged = has_ipc_lock() != Some(true);
     match limit {
-        Some(l) if l != RLIM_INFINITY && charged => err
-            .kind_(ErrorKind::MemlockLimit)
-            .detail(format!(
-                "pinning {len} bytes failed; RLIMIT_MEMLOCK is {l} bytes"
-            ))
-            .hint("raise the memlock limit (ulimit -l, LimitMEMLOCK= in systemd, or CAP_IPC_LOCK)"),
+        Some(l) if l != RLIM_INFINITY && charged => {
+            let pinned = pinned_by_this_process();
+            if pinned.unwrap_or(0).saturating_add(len) > l {
+                let already = pinned.map_or(String::new(), |p| {
+                    format!(" on top of the {p} this process has pinned")
+                });
+                err.kind_(ErrorKind::MemlockLimit)
+                    .detail(format!(
+                        "pinning {len} bytes{already} would pass the limit: RLIMIT_MEMLOCK is {l} bytes"
+                    ))
+                    .hint("raise the memlock limit (ulimit -l, LimitMEMLOCK= in systemd, or CAP_IPC_LOCK)")
+            } else {
+                err.kind_(ErrorKind::OutOfMemory).detail(format!(
+                    "pinning {len} bytes failed although this process stays under RLIMIT_MEMLOCK ({l} bytes): either other processes of the same user hold the rest of the limit (iommufd counts it per user), or the kernel is short of memory"
+                ))
+            }
+        }
         _ => {
             let why = if charged {
                 "RLIMIT_MEMLOCK is unlimited"

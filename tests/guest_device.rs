@@ -478,8 +478,10 @@ fn memlock_limit_error_names_the_limit() {
         let fd = Iommufd::open().unwrap();
         let ioas = fd.alloc_ioas().unwrap();
         let _dev = bound(&fd).attach(&ioas).unwrap();
+        // Opened as root: fail-nth of a non-dumpable process is root's.
+        let fail = support::fault::FailNth::new();
         use nix::sys::resource::{setrlimit, Resource};
-        setrlimit(Resource::RLIMIT_MEMLOCK, 65536, 65536).unwrap();
+        setrlimit(Resource::RLIMIT_MEMLOCK, 65536, 64 << 20).unwrap();
         let nobody = nix::unistd::Uid::from_raw(65534);
         nix::unistd::setresuid(nobody, nobody, nobody).unwrap();
         let e = ioas
@@ -499,6 +501,41 @@ fn memlock_limit_error_names_the_limit() {
             e.error()
         );
         assert!(e.into_inner().len() == 1 << 20, "buffer handed back");
+
+        // Well under the limit, an ENOMEM is the kernel's (injected here),
+        // and the limit is not blamed.
+        setrlimit(Resource::RLIMIT_MEMLOCK, 64 << 20, 64 << 20).unwrap();
+        let mut blamed = Vec::new();
+        let sweep = fail.sweep(
+            "IOMMU_IOAS_MAP as nobody, under the limit",
+            &mut Some(DmaBuffer::new(4096).unwrap()),
+            |b| {
+                ioas.map(b, Iova::Fixed(SRC), Access::READ).map_err(|e| {
+                    let (b, e) = e.into_parts();
+                    if e.raw_errno() == Some(Errno::ENOMEM) {
+                        if e.kind() != ErrorKind::OutOfMemory {
+                            blamed.push(e.to_string());
+                        }
+                        assert!(
+                            e.to_string().contains("other processes of the same user"),
+                            "{e}"
+                        );
+                    }
+                    (b, e.raw_errno())
+                })
+            },
+            |m| m.unmap().unwrap(),
+            |_| {},
+        );
+        assert!(
+            blamed.is_empty(),
+            "an injected ENOMEM blamed on the limit: {blamed:?}"
+        );
+        assert!(
+            sweep.failed.contains(&Some(Errno::ENOMEM)),
+            "the sweep reached an ENOMEM: {}",
+            sweep.row(None)
+        );
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
