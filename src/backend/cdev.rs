@@ -126,15 +126,19 @@ pub(crate) fn detach(dev: BorrowedFd<'_>, name: &str) -> Result<()> {
 /// until the caller drops it, after this check.
 pub(crate) fn reopen(path: &Path, bound: BorrowedFd<'_>, name: &str) -> Result<OwnedFd> {
     const OP: &str = "unbind (reopen)";
-    let fd =
-        open_rw(path).map_err(|e| Error::sys(OP, format!("{name} ({})", path.display()), e))?;
-    let rdev = |fd: BorrowedFd<'_>| {
-        nix::sys::stat::fstat(fd)
-            .ok()
-            .filter(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFCHR)
-            .map(|st| st.st_rdev)
+    let obj = || format!("{name} ({})", path.display());
+    let fd = open_rw(path).map_err(|e| Error::sys(OP, obj(), e))?;
+    // A failed fstat is that error, not a verdict on the device.
+    let stat = |fd: BorrowedFd<'_>| {
+        nix::sys::stat::fstat(fd).map_err(|e| {
+            Error::sys(OP, obj(), e).detail("fstat, to check which device the path reaches, failed")
+        })
     };
-    let (want, got) = (rdev(bound), rdev(std::os::fd::AsFd::as_fd(&fd)));
+    let (want, got) = (stat(bound)?, stat(std::os::fd::AsFd::as_fd(&fd))?);
+    let chr = |st: &nix::sys::stat::FileStat| {
+        (st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFCHR).then_some(st.st_rdev)
+    };
+    let (want, got) = (chr(&want), chr(&got));
     if want.is_some() && want == got {
         return Ok(fd);
     }
