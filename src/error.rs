@@ -195,7 +195,9 @@ impl From<Error> for std::io::Error {
 /// [`into_inner`](Self::into_inner).
 ///
 /// Unless a method's `# Errors` section says otherwise, the value is exactly
-/// as it was before the call: same fd, same kernel state.
+/// as it was before the call: same fd, same kernel state. Where the kernel
+/// may leave the value elsewhere (a failed replace), the value is a
+/// [`Fallback`] that says where.
 pub struct TransitionError<T> {
     value: T,
     error: Error,

@@ -157,7 +157,15 @@
 //! failed bind explains `EPERM` by naming the group members on DMA-capable
 //! drivers, or the missing interrupt remapping. Attaching to an IOAS of
 //! another iommufd is refused before the ioctl, since IOAS ids are only
-//! meaningful within one iommufd.
+//! meaningful within one iommufd. [`Device::unbind`] reopens the cdev by
+//! path and checks that it reached the same character device as the bound
+//! fd (a path can be retargeted, a `vfioN` reused), or fails with
+//! [`ErrorKind::DeviceChanged`].
+//!
+//! A failed transition hands back what is true. When the kernel may have
+//! lost a device's attachment on the way (a replace that failed part-way),
+//! [`Device::replace`] and [`Group::replace`] attach it to the old IOAS again
+//! and say where it is with a [`Fallback`]: kept there, or blocked.
 //!
 //! # Cost
 //!
