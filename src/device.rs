@@ -241,16 +241,7 @@ impl Device<Unbound> {
 
     /// Opens `bdf`'s cdev `/dev/vfio/devices/<name>`.
     fn open_cdev_named(dev: &Path, bdf: &str, name: &str) -> Result<Self> {
-        let path = dev.join("vfio/devices").join(name);
-        let fd = cdev::open_rw(&path).map_err(|e| {
-            let err = Error::sys("open", format!("{bdf} ({})", path.display()), e);
-            if e == Errno::ENOENT {
-                err.kind_(ErrorKind::NoDeviceCdev)
-                    .hint("the cdev node is missing: is devtmpfs mounted on /dev?")
-            } else {
-                err
-            }
-        })?;
+        let (fd, path) = cdev::open_named(dev, bdf, name)?;
         Ok(unbound(
             Link::Cdev {
                 fd,
@@ -258,6 +249,13 @@ impl Device<Unbound> {
             },
             bdf.to_string(),
         ))
+    }
+
+    /// `bdf`, another device of `of`'s IOMMU group, opened through the same
+    /// path, unbound (for [`Group`](crate::Group)).
+    pub(crate) fn sibling<S: State>(of: &Device<S>, bdf: &str) -> Result<Self> {
+        let (link, name) = of.inner.link.sibling(bdf)?;
+        Ok(unbound(link, name))
     }
 
     /// Opens a VFIO device cdev by path (`/dev/vfio/devices/vfioN`).

@@ -45,6 +45,29 @@
 //! # }
 //! ```
 
+//!
+//! A VMM may pass through only some members, and members may join and leave
+//! a bound group (the seed's Stage-2, steps 6 and 8). The kernel keeps the
+//! whole group in one context while any member is bound, so a member that
+//! joins is typed in the group's state at once, and a member that leaves
+//! becomes a [`Released`], never a [`Device`]: it could otherwise be bound
+//! alone and typed `BlockDma` while its group's IOAS still reaches it.
+//!
+//! ```no_run
+//! use iommufd::{Group, Iommufd};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open()?;
+//! let ioas = fd.alloc_ioas()?;
+//! // One function passed through; the other stays on vfio-pci, unopened.
+//! let mut group = Group::open_members(3, &["0000:01:02.0"])?.bind(&fd)?.attach(&ioas)?;
+//! group.add("0000:01:01.0")?;      // step 6: it joins attached to `ioas`, as it is
+//! let gone = group.release(0)?;    // step 8: unbound, but its group is still attached
+//! group.rejoin(gone)?;             // the only way back in
+//! let group = group.detach()?.unbind()?; // step 9: the group returns to the kernel
+//! # Ok(())
+//! # }
+//! ```
+
 use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
 use crate::diagnose;
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
@@ -162,6 +185,7 @@ impl Group<Unbound> {
             Path::new("/dev"),
             number,
             crate::backend::detect(),
+            None,
         )
     }
 
@@ -177,6 +201,7 @@ impl Group<Unbound> {
             Path::new("/dev"),
             number,
             crate::Backend::LegacyContainer,
+            None,
         )
     }
 
@@ -185,11 +210,62 @@ impl Group<Unbound> {
         Self::open(sysfs::group_of(Path::new("/sys"), bdf)?)
     }
 
+    /// Opens only `bdfs` of IOMMU group `number` (seed Stage-2, step 6: a
+    /// VMM passes through some functions of a device and leaves the others
+    /// on vfio-pci, unopened). The group must still be viable, as for
+    /// [`open`](Self::open): every other member on vfio-pci, pci-stub or no
+    /// driver. Members can join later with [`Group::add`].
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`ErrorKind::InvalidInput`] when `bdfs` is
+    /// empty or names a device that is not a member on vfio-pci.
+    pub fn open_members(number: u32, bdfs: &[&str]) -> Result<Self> {
+        Self::open_some(number, bdfs, crate::backend::detect())
+    }
+
+    /// [`open_members`](Self::open_members) through the legacy path.
+    pub fn open_members_legacy(number: u32, bdfs: &[&str]) -> Result<Self> {
+        Self::open_some(number, bdfs, crate::Backend::LegacyContainer)
+    }
+
+    fn open_some(number: u32, bdfs: &[&str], backend: crate::Backend) -> Result<Self> {
+        let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
+        let members = sysfs::group_members(sys, number)?;
+        let object = || format!("group {number}");
+        if bdfs.is_empty() {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "open IOMMU group", object())
+                    .detail("no member named: open at least one"),
+            );
+        }
+        for b in bdfs {
+            if !members
+                .iter()
+                .any(|m| m.bdf == *b && m.driver.as_deref() == Some("vfio-pci"))
+            {
+                let all: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{} ({})", m.bdf, m.driver.as_deref().unwrap_or("no driver")))
+                    .collect();
+                return Err(
+                    Error::new(ErrorKind::InvalidInput, "open IOMMU group", object()).detail(
+                        format!(
+                            "{b} is not a member on vfio-pci (members: {})",
+                            all.join(", ")
+                        ),
+                    ),
+                );
+            }
+        }
+        Self::open_in(sys, dev, number, backend, Some(bdfs))
+    }
+
     pub(crate) fn open_in(
         sys: &Path,
         dev: &Path,
         number: u32,
         backend: crate::Backend,
+        only: Option<&[&str]>,
     ) -> Result<Self> {
         let members = sysfs::group_members(sys, number)?;
         let bad: Vec<PciDevice> = members
@@ -207,6 +283,7 @@ impl Group<Unbound> {
         let vfio: Vec<&PciDevice> = members
             .iter()
             .filter(|m| m.driver.as_deref() == Some("vfio-pci"))
+            .filter(|m| only.is_none_or(|o| o.contains(&m.bdf.as_str())))
             .collect();
         if vfio.is_empty() {
             let all: Vec<&str> = members.iter().map(|m| m.bdf.as_str()).collect();
@@ -406,6 +483,131 @@ impl Group<Attached<Ioas>> {
     }
 }
 
+impl Group<BlockDma> {
+    /// Opens member `bdf` and binds it to the group's iommufd (seed
+    /// Stage-2, step 6: "binding other devices in the same group just
+    /// succeed"); it joins the group in the blocking domain.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a device that is not a member of this
+    /// group, or is one already; the errors of [`Device::bind`]. The group is
+    /// unchanged.
+    #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
+    pub fn add(&mut self, bdf: &str) -> Result<()> {
+        let d = self.joining(bdf)?;
+        self.insert(d);
+        Ok(())
+    }
+
+    /// Takes back a member [`release`](Group::release)d from this group.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add), and when `member` was released from another
+    /// group or a group bound to another iommufd; `member` is handed back.
+    pub fn rejoin(
+        &mut self,
+        member: Released,
+    ) -> std::result::Result<(), TransitionError<Released>> {
+        match self
+            .check_released(&member)
+            .and_then(|()| self.add(&member.bdf))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(TransitionError::new(member, e)),
+        }
+    }
+}
+
+impl Group<Attached<Ioas>> {
+    /// Opens member `bdf`, binds it to the group's iommufd and attaches it
+    /// to the group's IOAS (seed Stage-2, step 6). It is typed attached
+    /// because it is: once bound, a member of an attached group reaches
+    /// the group's page table whether it is attached or not.
+    ///
+    /// # Errors
+    /// As [`Group::<BlockDma>::add`](Group::add); a failed attach closes the
+    /// new member again. The group is unchanged.
+    #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    pub fn add(&mut self, bdf: &str) -> Result<()> {
+        let d = self
+            .joining(bdf)?
+            .attach(self.ioas())
+            .map_err(Error::from)?;
+        self.insert(d);
+        Ok(())
+    }
+
+    /// Takes back a member [`release`](Group::release)d from this group,
+    /// attached to the group's IOAS.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add); `member` is handed back.
+    pub fn rejoin(
+        &mut self,
+        member: Released,
+    ) -> std::result::Result<(), TransitionError<Released>> {
+        match self
+            .check_released(&member)
+            .and_then(|()| self.add(&member.bdf))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(TransitionError::new(member, e)),
+        }
+    }
+}
+
+impl Group<Unbound> {
+    /// Takes back a member released from this group before it was unbound:
+    /// opened again, unbound, like the others.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a member of another group; the
+    /// errors of opening it. `member` is handed back.
+    pub fn rejoin(
+        &mut self,
+        member: Released,
+    ) -> std::result::Result<(), TransitionError<Released>> {
+        let opened = self
+            .check_number(&member)
+            .and_then(|()| Device::sibling(&self.members[0], &member.bdf));
+        match opened {
+            Ok(d) => {
+                self.insert(d);
+                Ok(())
+            }
+            Err(e) => Err(TransitionError::new(member, e)),
+        }
+    }
+}
+
+/// A member [`release`](Group::release)d from a group whose other members
+/// are still bound (seed Stage-2, step 8).
+///
+/// The kernel has unbound it, but its IOMMU group, and so its DMA, stays in
+/// the group's context (blocking, or the group's IOAS) until the last member
+/// is unbound. A `Device` made of it could be bound alone and typed
+/// [`BlockDma`] while it reaches that IOAS, so it is not one: it has no fd
+/// and no methods that reach the device; it can only
+/// [`rejoin`](Group::rejoin) its group, or be dropped.
+#[derive(Debug)]
+pub struct Released {
+    number: u32,
+    bdf: String,
+    iommufd: Iommufd,
+}
+
+impl Released {
+    /// The member's name (its BDF).
+    pub fn name(&self) -> &str {
+        &self.bdf
+    }
+
+    /// The IOMMU group it belongs to.
+    pub fn group(&self) -> u32 {
+        self.number
+    }
+}
+
 /// What a failed [`Group::replace`] hands back (see [`Fallback`]).
 pub type GroupReplaced = Fallback<Group<Attached<Ioas>>, Group<BlockDma>>;
 
@@ -419,6 +621,79 @@ impl<S: Bound> Group<S> {
     /// Every member.
     pub fn members(&self) -> &[Device<S>] {
         &self.members
+    }
+
+    /// The iommufd every member is bound to.
+    pub fn iommufd(&self) -> &Iommufd {
+        self.members[0].iommufd()
+    }
+
+    /// Releases member `i` while the others stay bound (seed Stage-2, step
+    /// 8): its BARs are unmapped and its fd closed, so the kernel unbinds
+    /// it, and it comes back as a [`Released`], which can only rejoin the
+    /// group. Releasing the last member is [`unbind`](Self::unbind), which
+    /// returns the group to the kernel.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for an index past the members, or the
+    /// last member; the group is unchanged.
+    pub fn release(&mut self, i: usize) -> Result<Released> {
+        let object = || format!("group {} member {i}", self.number);
+        if i >= self.members.len() {
+            return Err(Error::new(ErrorKind::InvalidInput, "release", object())
+                .detail(format!("the group has {} member(s)", self.members.len())));
+        }
+        if self.members.len() == 1 {
+            return Err(Error::new(ErrorKind::InvalidInput, "release", object())
+                .detail("the last bound member cannot be released: the group would keep its context with no one to own it")
+                .hint("Group::unbind returns the group to the kernel and hands back ordinary unbound devices"));
+        }
+        let iommufd = self.iommufd().clone();
+        let d = self.members.remove(i);
+        let bdf = d.name().to_string();
+        drop(d); // BARs unmapped, fd closed: the kernel unbinds it.
+        Ok(Released {
+            number: self.number,
+            bdf,
+            iommufd,
+        })
+    }
+
+    /// `bdf`, a member of this group not open yet, bound to the group's
+    /// iommufd.
+    fn joining(&self, bdf: &str) -> Result<Device<BlockDma>> {
+        let object = || format!("group {} {bdf}", self.number);
+        if self.members.iter().any(|m| m.name() == bdf) {
+            return Err(Error::new(ErrorKind::InvalidInput, "add", object())
+                .detail("already a member of the group"));
+        }
+        let group = sysfs::group_of(Path::new("/sys"), bdf)?;
+        if group != self.number {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "add", object()).detail(format!(
+                    "{bdf} is in IOMMU group {group}, not {}",
+                    self.number
+                )),
+            );
+        }
+        let d = Device::sibling(&self.members[0], bdf)?;
+        d.bind(self.iommufd()).map_err(Error::from)
+    }
+
+    /// A released member of this group, released while bound to the same
+    /// iommufd (the kernel gives `EPERM` for another).
+    fn check_released(&self, r: &Released) -> Result<()> {
+        self.check_number(r)?;
+        if r.iommufd.same_as(self.iommufd()) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "rejoin",
+            format!("group {} {}", self.number, r.bdf),
+        )
+        .detail("the member was released from this group while it was bound to another iommufd")
+        .hint("rejoin it to the group on that iommufd, or unbind the group first"))
     }
 
     /// Maps BAR `index` of member `i` (see [`Device::map_bar`]).
@@ -455,6 +730,36 @@ impl<S: Bound> Group<S> {
 
     /// Closes every member.
     pub fn close(self) {}
+}
+
+impl<S: State> Group<S> {
+    /// Inserts `d` in BDF order.
+    fn insert(&mut self, d: Device<S>) {
+        let at = self.members.partition_point(|m| m.name() < d.name());
+        self.members.insert(at, d);
+    }
+
+    /// A released member of this group's number that is not back already.
+    fn check_number(&self, r: &Released) -> Result<()> {
+        let err = |detail: String| {
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                "rejoin",
+                format!("group {} {}", self.number, r.bdf),
+            )
+            .detail(detail))
+        };
+        if r.number != self.number {
+            return err(format!(
+                "{} was released from IOMMU group {}",
+                r.bdf, r.number
+            ));
+        }
+        if self.members.iter().any(|m| m.name() == r.bdf) {
+            return err(format!("{} is already a member of the group", r.bdf));
+        }
+        Ok(())
+    }
 }
 
 impl<S: State> fmt::Debug for Group<S> {

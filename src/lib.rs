@@ -221,7 +221,7 @@ pub use device::{
 };
 pub use dma::{DmaBuffer, DmaMemory, HugeBuffer, RawMemory};
 pub use error::{Error, ErrorKind, Fallback, Result, TransitionError};
-pub use group::{Group, GroupReplaced};
+pub use group::{Group, GroupReplaced, Released};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};

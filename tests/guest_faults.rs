@@ -725,10 +725,7 @@ fn group_transitions_under_injection() {
     // Group bind is not swept: each member's first bind enables the PCI
     // device, where ACPI oopses under injection (see the bind test above).
     let mut g = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
-    for i in 0..g.len() {
-        g.map_bar(i, 0).unwrap();
-        Edu::enable(g.member(i).unwrap()).unwrap();
-    }
+    support::edu_members(&mut g);
     let mut state = Some(g);
     let mut checks = Checks::default();
     let ours = f.sweep(
@@ -879,10 +876,7 @@ fn group_replace_hands_back_a_blocked_group_when_the_way_back_fails_too() {
         .unwrap()
         .bind(&fd)
         .unwrap();
-    for i in 0..g.len() {
-        g.map_bar(i, 0).unwrap();
-        Edu::enable(g.member(i).unwrap()).unwrap();
-    }
+    support::edu_members(&mut g);
     let g = g.attach(&a).unwrap();
     assert!(group_reach(&g, &mut dst, &mut probe)
         .iter()

@@ -26,14 +26,7 @@ fn bound_pair(fd: &Iommufd) -> Group<iommufd::BlockDma> {
         "both edus on vfio-pci, the bridge has no driver: {g:?}"
     );
     let mut g = g.bind(fd).expect("bind pair");
-    for i in 0..2 {
-        g.map_bar(i, 0).unwrap();
-        let dev = g.member(i).unwrap();
-        let mut cmd = [0u8; 2];
-        dev.config_read(4, &mut cmd).unwrap();
-        dev.config_write(4, &(u16::from_le_bytes(cmd) | 6).to_le_bytes())
-            .unwrap();
-    }
+    support::edu_members(&mut g);
     g
 }
 
@@ -168,4 +161,143 @@ fn failure_on_attach_rolls_back_to_blocking() {
     let ioas = fd.alloc_ioas().unwrap();
     let g = g.attach(&ioas).unwrap();
     dma_through(&g, &ioas, 0x100000);
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn some_members_bound_others_added_and_released_without_leaving_the_group() {
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let a = fd.alloc_ioas().unwrap();
+
+    // Step 6, first half: one member bound, the other left on vfio-pci, unopened.
+    let g = Group::open_members(t.pair_group, &[&t.pair[1]]).unwrap();
+    assert_eq!(g.member_names(), [t.pair[1].as_str()]);
+    let mut g = g.bind(&fd).unwrap();
+    support::edu_members(&mut g);
+    let mut g = g.attach(&a).unwrap();
+    dma_through(&g, &a, 0x100000);
+    let other = iommufd::sysfs::device(std::path::Path::new("/sys"), &t.pair[0]).unwrap();
+    assert_eq!(
+        other.driver.as_deref(),
+        Some("vfio-pci"),
+        "the other member stays put"
+    );
+
+    // Step 6, second half: the other member joins the attached group, and is
+    // typed attached to the group's IOAS, because it is.
+    g.add(&t.pair[0]).unwrap();
+    assert_eq!(
+        g.member_names(),
+        [t.pair[0].as_str(), t.pair[1].as_str()],
+        "BDF order"
+    );
+    assert!(g.members().iter().all(|d| d.ioas() == &a));
+    support::edu_member(&mut g, 0);
+    dma_through(&g, &a, 0x200000);
+    let e = g.add(&t.pair[0]).unwrap_err();
+    assert!(e.to_string().contains("already a member"), "{e}");
+    let e = g.add(&t.singleton).unwrap_err();
+    assert!(e.to_string().contains("not"), "{e}");
+
+    // Step 8: one member released; the group keeps its context, and the
+    // remaining member's DMA still reaches the IOAS.
+    let released = g.release(0).unwrap();
+    assert_eq!(released.name(), t.pair[0]);
+    assert_eq!(g.len(), 1);
+    dma_through(&g, &a, 0x300000);
+    // The kernel agrees it is unbound: another open of its cdev binds to
+    // this iommufd (a second iommufd is refused: the group is owned).
+    let e = support::raw_member(&t.pair[0])
+        .bind(&Iommufd::open().unwrap())
+        .unwrap_err();
+    assert_eq!(e.error().raw_errno(), Some(Errno::EPERM), "{}", e.error());
+    drop(e);
+    // It rejoins, attached again.
+    g.rejoin(released).unwrap();
+    assert_eq!(g.len(), 2);
+    support::edu_member(&mut g, 0);
+    dma_through(&g, &a, 0x400000);
+
+    // The last member cannot be released; unbinding the group returns it to
+    // the kernel, with ordinary unbound members.
+    let released = g.release(1).unwrap();
+    let e = g.release(0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("Group::unbind"), "{e}");
+    let mut g = g.detach().unwrap().unbind().unwrap();
+    g.rejoin(released).unwrap();
+    assert_eq!(g.len(), 2);
+    let other_fd = Iommufd::open().unwrap();
+    let g = g
+        .bind(&other_fd)
+        .expect("back with the kernel: any iommufd may own it");
+    assert_eq!(g.len(), 2);
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_released_member_rejoins_only_its_own_group_and_iommufd() {
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let mut g = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
+    let released = g.release(1).unwrap();
+    let mut other = Group::open(t.pair_group).unwrap();
+    // The same group on another iommufd would be EPERM in the kernel: refused first.
+    drop(g);
+    let fd2 = Iommufd::open().unwrap();
+    let mut g2 = Group::open_members(t.pair_group, &[&t.pair[0]])
+        .unwrap()
+        .bind(&fd2)
+        .unwrap();
+    let e = g2.rejoin(released).unwrap_err();
+    assert!(
+        e.error().to_string().contains("another iommufd"),
+        "{}",
+        e.error()
+    );
+    let released = e.into_inner();
+    drop(g2);
+    // An unbound group of the same number takes it back.
+    let e = other.rejoin(released).unwrap_err();
+    assert!(e.error().to_string().contains("already"), "{}", e.error());
+    drop(other);
+}
+
+/// The kernel fact behind the types: a member detached from an attached
+/// group is not blocked; it DMAs through the group's IOAS (raw ioctls).
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_detached_member_of_an_attached_group_still_reaches_its_ioas() {
+    use support::raw;
+    let t = Topology::discover();
+    let iommu = support::open_rw("/dev/iommu");
+    let d0 = raw::open_device(&t.pair[0]);
+    let d1 = raw::open_device(&t.pair[1]);
+    raw::bind(&d0, &iommu).unwrap();
+    raw::bind(&d1, &iommu).unwrap();
+    let a = raw::alloc_ioas(&iommu).unwrap();
+    let src = support::buffer_with(MSG);
+    let dst = iommufd::DmaBuffer::new(4096).unwrap();
+    // SAFETY: both buffers outlive the IOAS's mappings (the iommufd closes first).
+    unsafe {
+        let va = |b: &iommufd::DmaBuffer| b.as_slice().as_ptr() as u64;
+        raw::map(&iommu, a, va(&src), 4096, Some(0x100000)).unwrap();
+        raw::map(&iommu, a, va(&dst), 4096, Some(0x200000)).unwrap();
+    }
+    raw::attach(&d0, a).unwrap();
+    raw::attach(&d1, a).unwrap();
+    raw::detach(&d1).unwrap();
+    let edu = support::RawEdu::new(&d1);
+    edu.read_from_ram(0x100000, MSG.len() as u64);
+    edu.write_to_ram(0x200000, MSG.len() as u64);
+    // SAFETY: a volatile read of memory the device wrote; the DMA completed.
+    let got: Vec<u8> = (0..MSG.len())
+        .map(|i| unsafe { dst.as_slice().as_ptr().add(i).read_volatile() })
+        .collect();
+    assert_eq!(
+        got, MSG,
+        "the detached member's DMA still lands in the group's IOAS"
+    );
+    drop((edu, d0, d1, iommu, src));
 }

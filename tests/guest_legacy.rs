@@ -254,3 +254,43 @@ fn legacy_ranges_near_the_top_of_the_iova_space_are_errors_not_panics() {
     drop(any);
     assert_eq!(round_trip(&dev, &ioas), MSG);
 }
+
+/// Seed Stage-2 steps 6 and 8 on the legacy path: the group fd holds the
+/// container for every member, so a member added later gets its device fd
+/// from that group fd and joins the container's IOAS; a released member
+/// closes its device fd while the group stays in the container; the last
+/// unbind takes the group out of it.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn legacy_partly_bound_group_adds_and_releases_members() {
+    let t = Topology::discover();
+    let fd = Iommufd::open_legacy().unwrap();
+    let a = fd.alloc_ioas().unwrap();
+    let mut g = Group::open_members_legacy(t.pair_group, &[&t.pair[1]])
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
+    assert_eq!(g.len(), 1);
+    support::edu_member(&mut g, 0);
+    let mut g = g.attach(&a).unwrap();
+    check_group(&g, &a);
+
+    g.add(&t.pair[0]).unwrap();
+    assert!(g.members().iter().all(|d| d.ioas() == &a));
+    support::edu_member(&mut g, 0);
+    check_group(&g, &a);
+
+    let released = g.release(0).unwrap();
+    check_group(&g, &a);
+    g.rejoin(released).unwrap();
+    support::edu_member(&mut g, 0);
+    check_group(&g, &a);
+
+    let released = g.release(1).unwrap();
+    let mut g = g.detach().unwrap().unbind().unwrap();
+    g.rejoin(released).unwrap();
+    assert_eq!(g.len(), 2);
+    // The group is out of its container: a fresh context takes it.
+    let g = g.bind(&Iommufd::open_legacy().unwrap()).unwrap();
+    assert_eq!(g.len(), 2);
+}

@@ -11,7 +11,7 @@ use crate::sys::{self, vfio};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 /// Opens a cdev (or `/dev/iommu`) read-write, close-on-exec.
@@ -21,6 +21,23 @@ pub(crate) fn open_rw(path: &Path) -> nix::Result<OwnedFd> {
         OFlag::O_RDWR | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
+}
+
+/// Opens `bdf`'s cdev `/dev/vfio/devices/<name>`; the fd and its path.
+pub(crate) fn open_named(dev: &Path, bdf: &str, name: &str) -> Result<(OwnedFd, PathBuf)> {
+    let path = dev.join("vfio/devices").join(name);
+    match open_rw(&path) {
+        Ok(fd) => Ok((fd, path)),
+        Err(e) => {
+            let err = Error::sys("open", format!("{bdf} ({})", path.display()), e);
+            Err(if e == Errno::ENOENT {
+                err.kind_(ErrorKind::NoDeviceCdev)
+                    .hint("the cdev node is missing: is devtmpfs mounted on /dev?")
+            } else {
+                err
+            })
+        }
+    }
 }
 
 /// `VFIO_DEVICE_BIND_IOMMUFD`; returns the device id.

@@ -378,6 +378,26 @@ impl Link {
         }
     }
 
+    /// The unbound link of `bdf`, another device of this device's IOMMU
+    /// group, reached the way this one was: its cdev (found through sysfs,
+    /// never a stored name), or the same open group fd on the legacy path.
+    pub(crate) fn sibling(&self, bdf: &str) -> Result<(Link, String)> {
+        match self {
+            Link::Cdev { .. } => {
+                let name = crate::sysfs::cdev_name(Path::new("/sys"), bdf)?;
+                let (fd, path) = cdev::open_named(Path::new("/dev"), bdf, &name)?;
+                Ok((
+                    Link::Cdev {
+                        fd,
+                        path: Some(path),
+                    },
+                    bdf.to_string(),
+                ))
+            }
+            Link::Legacy(l) => Ok((Link::Legacy(l.unbound()), bdf.to_string())),
+        }
+    }
+
     /// Called when the device goes away while attached to `space`, before its
     /// fd closes. On the cdev closing the fd detaches; on the legacy path the
     /// group's last device takes the mappings out of its container.

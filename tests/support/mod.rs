@@ -152,6 +152,20 @@ impl<'d> Edu<'d> {
     }
 }
 
+/// Member `i` of a bound group ready for edu DMA: BAR0 mapped, memory
+/// space and bus master on.
+pub fn edu_member<S: Bound>(g: &mut iommufd::Group<S>, i: usize) {
+    g.map_bar(i, 0).unwrap();
+    Edu::enable(g.member(i).unwrap()).unwrap();
+}
+
+/// Every member of `g` ready for edu DMA (see [`edu_member`]).
+pub fn edu_members<S: Bound>(g: &mut iommufd::Group<S>) {
+    for i in 0..g.len() {
+        edu_member(g, i);
+    }
+}
+
 /// The edu registers a DMA needs, through the crate's `Mmio` or a raw mmap.
 pub trait EduRegs {
     fn read32(&self, off: u64) -> u32;
