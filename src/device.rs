@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     regions: [OnceLock<RegionInfo>; CACHED_REGIONS],
     /// Whether config writes turned memory decoding off (see [`crate::decoding`]).
     pub(crate) decoding: crate::decoding::Decoding,
+    /// `VFIO_DEVICE_FEATURE_MIGRATION` flags (0: none), probed once.
+    pub(crate) migration: OnceLock<u64>,
 }
 
 /// vfio-pci has 9 regions (6 BARs, ROM, config, VGA); a few more for
@@ -169,6 +171,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         bound: None,
         regions: Default::default(),
         decoding: Default::default(),
+        migration: OnceLock::new(),
     })
 }
 

@@ -205,6 +205,8 @@ pub mod group;
 pub mod ioas;
 mod iommufd;
 pub mod irq;
+pub mod mdev;
+pub mod migration;
 pub mod region;
 pub mod sysfs;
 
@@ -225,6 +227,8 @@ pub use group::{Group, GroupReplaced, Released};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
+pub use mdev::{Mdev, MdevParent, MdevType};
+pub use migration::{AnyMigration, LoadStream, Migration, MigrationCaps, SaveStream};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
 
 // Type-state facts, pinned: markers are zero-sized, and the state costs nothing.

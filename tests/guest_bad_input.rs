@@ -587,6 +587,31 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
         &["irq indexes 0 to"],
     );
 
+    // --- Migration on a device without a migration driver.
+    c.case(
+        "DMA logging on a device that cannot log",
+        dev.start_dma_logging(
+            4096,
+            &[IovaRange {
+                start: 0,
+                last: 0xfff,
+            }],
+        )
+        .map(drop),
+        ErrorKind::Unsupported,
+        Is(Errno::ENOTTY),
+        &["cannot log its own DMA", "dirty tracking"],
+    );
+    assert_eq!(dev.migration_caps().unwrap(), None, "edu does not migrate");
+    let (dev, err) = dev.into_migration().unwrap_err().into_parts();
+    c.case::<()>(
+        "migrating a device without a migration driver",
+        Err(err),
+        ErrorKind::Unsupported,
+        Crate,
+        &["offers no VFIO migration"],
+    );
+
     // --- CPU views of mapped memory.
     let mut dst = dst;
     let mut out = [0u8; 16];

@@ -21,8 +21,8 @@ pub(crate) mod iommu;
 pub(crate) mod vfio;
 pub(crate) use iommu::*;
 pub(crate) use vfio::{
-    bind_iommufd, check_extension, device_reset, get_api_version, group_get_device_fd,
-    group_unset_container, iommu_get_info, region_info, set_iommu, set_irqs,
+    bind_iommufd, check_extension, device_feature, device_reset, get_api_version,
+    group_get_device_fd, group_unset_container, iommu_get_info, region_info, set_iommu, set_irqs,
 };
 
 /// `VFIO_TYPE` (`';'`) and the two command bases.
@@ -74,6 +74,9 @@ vfio_ioctls! {
     vfio_device_bind_iommufd = VFIO_BASE + 18, vfio::vfio_device_bind_iommufd;
     vfio_device_attach_iommufd_pt = VFIO_BASE + 19, vfio::vfio_device_attach_iommufd_pt;
     vfio_device_detach_iommufd_pt = VFIO_BASE + 20, vfio::vfio_device_detach_iommufd_pt;
+    // Device features (migration, DMA logging), and the migration data fd.
+    vfio_device_feature = VFIO_BASE + 17, u64;
+    vfio_mig_get_precopy_info = VFIO_BASE + 21, vfio::vfio_precopy_info;
     // iommufd.
     iommu_destroy = IOMMUFD_CMD_BASE, IommuDestroy;
     iommu_ioas_alloc = IOMMUFD_CMD_BASE + 1, IommuIoasAlloc;
@@ -127,6 +130,8 @@ unsafe impl PlainArg for vfio::vfio_device_attach_iommufd_pt {}
 unsafe impl PlainArg for vfio::vfio_device_detach_iommufd_pt {}
 // SAFETY: pointer-free.
 unsafe impl PlainArg for vfio::vfio_iommu_type1_dma_unmap {}
+// SAFETY: pointer-free.
+unsafe impl PlainArg for vfio::vfio_precopy_info {}
 // SAFETY: the container fd number is passed by value through the pointer.
 unsafe impl PlainArg for i32 {}
 
@@ -215,6 +220,8 @@ mod tests {
             ("vfio_device_bind_iommufd", 0x3b76),
             ("vfio_device_attach_iommufd_pt", 0x3b77),
             ("vfio_device_detach_iommufd_pt", 0x3b78),
+            ("vfio_device_feature", 0x3b75),
+            ("vfio_mig_get_precopy_info", 0x3b79),
             ("iommu_destroy", 0x3b80),
             ("iommu_ioas_alloc", 0x3b81),
             ("iommu_ioas_allow_iovas", 0x3b82),

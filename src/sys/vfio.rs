@@ -66,6 +66,48 @@ pub fn set_irqs(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
     unsafe { raw::vfio_device_set_irqs(dev.as_raw_fd(), buf.as_mut_ptr()) }
 }
 
+/// `VFIO_DEVICE_FEATURE` with `flags` (`GET`/`SET`/`PROBE` | feature) and a
+/// pointer-free payload of whole words after the 8-byte header; the payload
+/// is read back into `payload` (the kernel writes it on `GET`).
+pub fn device_feature(dev: BorrowedFd<'_>, flags: u32, payload: &mut [u64]) -> nix::Result<i32> {
+    let mut buf = [0u64; 5];
+    let n = payload.len();
+    assert!(n < buf.len(), "feature payloads here are at most 4 words");
+    let argsz = 8 * (n as u32 + 1);
+    buf[0] = u64::from_ne_bytes(pack_u32s(argsz, flags));
+    buf[1..=n].copy_from_slice(payload);
+    // SAFETY: `buf` is an exclusive, 8-aligned buffer of at least `argsz`
+    // bytes: a `struct vfio_device_feature` header and a payload of plain
+    // integers (callers pass no pointers through here); the kernel reads
+    // and writes at most `argsz` bytes.
+    let r = unsafe { raw::vfio_device_feature(dev.as_raw_fd(), buf.as_mut_ptr()) }?;
+    payload.copy_from_slice(&buf[1..=n]);
+    Ok(r)
+}
+
+/// `VFIO_DEVICE_FEATURE` whose payload carries a user pointer (the DMA
+/// logging structs), as raw words.
+///
+/// # Safety
+/// Every pointer in `payload` must name memory valid for what the feature
+/// reads or writes through it, for the duration of the call.
+pub unsafe fn device_feature_ptr(
+    dev: BorrowedFd<'_>,
+    flags: u32,
+    payload: &mut [u64],
+) -> nix::Result<i32> {
+    let mut buf = [0u64; 5];
+    let n = payload.len();
+    assert!(n < buf.len(), "feature payloads here are at most 4 words");
+    buf[0] = u64::from_ne_bytes(pack_u32s(8 * (n as u32 + 1), flags));
+    buf[1..=n].copy_from_slice(payload);
+    // SAFETY: as in `device_feature` for the buffer; the pointers inside it
+    // are the caller's to vouch for (this function's contract).
+    let r = unsafe { raw::vfio_device_feature(dev.as_raw_fd(), buf.as_mut_ptr()) }?;
+    payload.copy_from_slice(&buf[1..=n]);
+    Ok(r)
+}
+
 /// `VFIO_DEVICE_RESET`.
 pub fn device_reset(dev: BorrowedFd<'_>) -> nix::Result<i32> {
     // SAFETY: no argument; `dev` is open.
@@ -111,3 +153,12 @@ assert_eq_size!(vfio_device_attach_iommufd_pt, [u8; 16]);
 assert_eq_size!(vfio_device_detach_iommufd_pt, [u8; 12]);
 assert_eq_size!(vfio_region_info, [u8; 32]);
 assert_eq_size!(vfio_irq_set, [u8; 20]);
+// The migration structs the feature payloads are built from.
+assert_eq_size!(vfio_device_feature, [u8; 8]);
+assert_eq_size!(vfio_device_feature_migration, [u8; 8]);
+assert_eq_size!(vfio_device_feature_mig_state, [u8; 8]);
+assert_eq_size!(vfio_device_feature_mig_data_size, [u8; 8]);
+assert_eq_size!(vfio_precopy_info, [u8; 24]);
+assert_eq_size!(vfio_device_feature_dma_logging_control, [u8; 24]);
+assert_eq_size!(vfio_device_feature_dma_logging_range, [u8; 16]);
+assert_eq_size!(vfio_device_feature_dma_logging_report, [u8; 32]);

@@ -1,0 +1,912 @@
+//! VFIO live migration (migration v2) as a typed state machine.
+//!
+//! A device that migrates moves through the kernel's finite state machine
+//! (`VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE`): RUNNING, STOP, STOP_COPY,
+//! RESUMING, the optional RUNNING_P2P, PRE_COPY and PRE_COPY_P2P, and ERROR.
+//! Here each state is a type, [`Migration<St, S>`] owns the bound device
+//! (`S` is its security context: [`BlockDma`](crate::BlockDma) or
+//! [`Attached`](crate::Attached)), and each arc is a method that consumes
+//! it and issues the `SET`:
+//!
+//! | from | arcs (methods) |
+//! |---|---|
+//! | [`Running`] | `stop`, `running_p2p`, `pre_copy` (save stream), `resuming` (combination: through STOP), `into_device` |
+//! | [`RunningP2p`] | `running`, `stop`, `pre_copy_p2p` |
+//! | [`Stop`] | `running` (through RUNNING_P2P where the device has it), `running_p2p`, `stop_copy` (save stream), `resuming` (load stream) |
+//! | [`PreCopy`] | `running` (ends the stream), `pre_copy_p2p`, `stop_copy` (the same stream goes on), `precopy_info` |
+//! | [`PreCopyP2p`] | `pre_copy`, `running_p2p`, `stop_copy` |
+//! | [`StopCopy`] | `stop` (ends the stream) |
+//! | [`Resuming`] | `stop` (the device loads what was written), `running` (combination: through STOP), `abort` (device reset) |
+//! | [`MigError`] | `reset` (`VFIO_DEVICE_RESET`: the only way out) |
+//!
+//! The data stream of the saving states ([`SaveStream`], [`std::io::Read`])
+//! and of RESUMING ([`LoadStream`], [`std::io::Write`]) lives *in* the
+//! state value and is reached with `stream(&mut self)`: a borrow of the
+//! state, so it cannot outlive it; PRE_COPY → STOP_COPY moves it along, as
+//! the kernel continues the same fd there. Both are [`AsFd`], so a VMM can
+//! poll them and `splice` them to its migration socket without copying
+//! through the crate.
+//!
+//! The device itself ([`Migration::device`]) is reachable only while it
+//! runs (RUNNING, PRE_COPY): in STOP, STOP_COPY, RESUMING and the P2P
+//! states the kernel asks the user not to touch it, and no DMA-changing
+//! transition (detach, replace, unbind) can happen while it migrates,
+//! since the migration owns it.
+//!
+//! A failed arc hands the device back in the state the kernel reports
+//! afterwards (read back with `GET`), as an [`AnyMigration`]: usually the
+//! state it was in; ERROR when the device could not go back.
+//!
+//! ```no_run
+//! use iommufd::{Device, Iommufd};
+//! use std::io::{Read, Write};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open()?;
+//! let ioas = fd.alloc_ioas()?;
+//! let src = Device::open_mdev("5b6f0a7e-3c2d-4e1f-8a9b-0c1d2e3f4a5b")?.bind(&fd)?.attach(&ioas)?;
+//! let dst = Device::open_mdev("6c7f1b8f-4d3e-4f20-9bac-1d2e3f4a5b6c")?.bind(&fd)?.attach(&ioas)?;
+//!
+//! let mut saving = src.into_migration()?.pre_copy()?;   // RUNNING -> PRE_COPY: a save stream
+//! let mut state = Vec::new();
+//! let initial = saving.precopy_info()?.initial_bytes;
+//! saving.stream().take(initial).read_to_end(&mut state)?; // while the device still runs
+//! let mut saving = saving.stop_copy()?;                  // the same stream goes on
+//! saving.stream().read_to_end(&mut state)?;              // to its end
+//! let _stopped = saving.stop()?;                         // STOP: the stream is gone
+//!
+//! let mut loading = dst.into_migration()?.resuming()?;   // RUNNING -> STOP -> RESUMING
+//! loading.stream().write_all(&state)?;
+//! let dst = loading.running()?.into_device();           // RESUMING -> STOP -> RUNNING
+//! # drop(dst);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Dirty pages of guest memory are the other half of a live migration.
+//! Devices that log their own DMA offer it through
+//! [`Device::start_dma_logging`] (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`);
+//! IOMMU dirty tracking on a hardware page table does the same for any
+//! device behind an IOMMU that supports it. A migration loop asks one of
+//! them for the bitmap of an IOVA range, re-reads those pages, and repeats:
+//! both report the same thing, dirty IOVA pages, so the loop can take
+//! either. Device logging covers only the ranges given at start, so ranges
+//! mapped later are not logged: restart it after mapping more.
+//!
+//! # References
+//! - `include/uapi/linux/vfio.h`, "VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE"
+
+use crate::device::{Bound, Device};
+use crate::error::{Error, ErrorKind, Result, TransitionError};
+use crate::iova::IovaRange;
+use crate::sys::{self, vfio};
+use nix::errno::Errno;
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+
+const OP: &str = "VFIO_DEVICE_FEATURE(MIG_DEVICE_STATE)";
+
+/// What a device's migration driver supports (`VFIO_DEVICE_FEATURE_MIGRATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationCaps {
+    /// Raw `VFIO_MIGRATION_*` flags.
+    pub flags: u64,
+}
+
+impl MigrationCaps {
+    /// STOP_COPY and RESUMING: the device's state can be saved and loaded.
+    pub fn stop_copy(&self) -> bool {
+        self.flags & u64::from(vfio::VFIO_MIGRATION_STOP_COPY) != 0
+    }
+    /// RUNNING_P2P (and PRE_COPY_P2P): a state that stops peer-to-peer DMA only.
+    pub fn p2p(&self) -> bool {
+        self.flags & u64::from(vfio::VFIO_MIGRATION_P2P) != 0
+    }
+    /// PRE_COPY: the state can be read while the device still runs.
+    pub fn pre_copy(&self) -> bool {
+        self.flags & u64::from(vfio::VFIO_MIGRATION_PRE_COPY) != 0
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A migration state (type state). Sealed: only the kernel's states exist.
+pub trait MigState: sealed::Sealed + Sized {
+    /// The `enum vfio_device_mig_state` value.
+    const STATE: u32;
+    /// The state's name, for messages and `Debug`.
+    const NAME: &'static str;
+    #[doc(hidden)]
+    fn any<S: Bound>(m: Migration<Self, S>) -> AnyMigration<S>;
+    #[doc(hidden)]
+    fn save_stream(self) -> Option<SaveStream> {
+        None
+    }
+    #[doc(hidden)]
+    fn load_stream(self) -> Option<LoadStream> {
+        None
+    }
+}
+
+macro_rules! states {
+    ($($(#[$doc:meta])* $name:ident($field:tt) = $state:ident, $text:literal, $variant:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name($field);
+        impl sealed::Sealed for $name {}
+        impl MigState for $name {
+            const STATE: u32 = vfio::$state;
+            const NAME: &'static str = $text;
+            fn any<S: Bound>(m: Migration<Self, S>) -> AnyMigration<S> {
+                AnyMigration::$variant(m)
+            }
+            states!(@streams $field);
+        }
+    )*};
+    (@streams SaveStream) => {
+        fn save_stream(self) -> Option<SaveStream> {
+            Some(self.0)
+        }
+    };
+    (@streams LoadStream) => {
+        fn load_stream(self) -> Option<LoadStream> {
+            Some(self.0)
+        }
+    };
+    (@streams ()) => {};
+}
+
+states! {
+    /// RUNNING: fully operational (type state).
+    Running(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING, "RUNNING", Running;
+    /// RUNNING_P2P: running, but initiating no peer-to-peer DMA (type state).
+    RunningP2p(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING_P2P, "RUNNING_P2P", RunningP2p;
+    /// STOP: no DMA, no interrupts, no change of internal state (type state).
+    Stop(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_STOP, "STOP", Stop;
+    /// PRE_COPY: running, its state streaming out as it changes (type state).
+    PreCopy(SaveStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY, "PRE_COPY", PreCopy;
+    /// PRE_COPY_P2P: PRE_COPY without peer-to-peer DMA (type state).
+    PreCopyP2p(SaveStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P, "PRE_COPY_P2P", PreCopyP2p;
+    /// STOP_COPY: stopped, its whole state streaming out (type state).
+    StopCopy(SaveStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_STOP_COPY, "STOP_COPY", StopCopy;
+    /// RESUMING: stopped, loading a state written into its stream (type state).
+    Resuming(LoadStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_RESUMING, "RESUMING", Resuming;
+    /// ERROR: an arc failed and the device could not go back; only a reset
+    /// leaves it (type state).
+    MigError(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_ERROR, "ERROR", Error;
+}
+
+/// The device's state streaming out of a saving state (PRE_COPY,
+/// PRE_COPY_P2P, STOP_COPY): read it, poll it, or splice it by its fd.
+///
+/// In PRE_COPY a `read` at the temporary end of what is ready fails with
+/// `ENOMSG` (more may come: poll); in STOP_COPY the end is final (`read`
+/// returns 0).
+pub struct SaveStream(OwnedFd);
+
+/// The stream a device in RESUMING loads its state from: write what a
+/// [`SaveStream`] of a compatible device produced.
+pub struct LoadStream(OwnedFd);
+
+impl std::io::Read for SaveStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(nix::unistd::read(&self.0, buf)?)
+    }
+}
+
+impl std::io::Write for LoadStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(nix::unistd::write(&self.0, buf)?)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for SaveStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsFd for LoadStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl fmt::Debug for SaveStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SaveStream").field(&self.0).finish()
+    }
+}
+
+impl fmt::Debug for LoadStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LoadStream").field(&self.0).finish()
+    }
+}
+
+/// How much PRE_COPY data is ready (`VFIO_MIG_GET_PRECOPY_INFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrecopyInfo {
+    /// Initial state not read yet; leave PRE_COPY once it is 0.
+    pub initial_bytes: u64,
+    /// State that changed since it was read.
+    pub dirty_bytes: u64,
+}
+
+/// A bound device in migration state `St` (see the [module docs](self)).
+pub struct Migration<St: MigState, S: Bound> {
+    dev: Device<S>,
+    caps: MigrationCaps,
+    st: St,
+}
+
+impl<St: MigState, S: Bound> fmt::Debug for Migration<St, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(&format!("Migration<{}>", St::NAME))
+            .field("device", &self.dev)
+            .field("caps", &self.caps)
+            .finish()
+    }
+}
+
+/// A migration in whichever state the kernel reports, after a failed arc.
+#[derive(Debug)]
+#[allow(missing_docs)] // each variant is its state type
+pub enum AnyMigration<S: Bound> {
+    Running(Migration<Running, S>),
+    RunningP2p(Migration<RunningP2p, S>),
+    Stop(Migration<Stop, S>),
+    PreCopy(Migration<PreCopy, S>),
+    PreCopyP2p(Migration<PreCopyP2p, S>),
+    StopCopy(Migration<StopCopy, S>),
+    Resuming(Migration<Resuming, S>),
+    Error(Migration<MigError, S>),
+}
+
+impl<S: Bound> AnyMigration<S> {
+    /// The state's name.
+    pub fn state(&self) -> &'static str {
+        match self {
+            AnyMigration::Running(_) => Running::NAME,
+            AnyMigration::RunningP2p(_) => RunningP2p::NAME,
+            AnyMigration::Stop(_) => Stop::NAME,
+            AnyMigration::PreCopy(_) => PreCopy::NAME,
+            AnyMigration::PreCopyP2p(_) => PreCopyP2p::NAME,
+            AnyMigration::StopCopy(_) => StopCopy::NAME,
+            AnyMigration::Resuming(_) => Resuming::NAME,
+            AnyMigration::Error(_) => MigError::NAME,
+        }
+    }
+}
+
+/// A failed arc: the error, and the migration in the state the kernel reports.
+pub type ArcError<S> = TransitionError<AnyMigration<S>>;
+
+/// The name of a raw state, for messages.
+fn state_name(state: u32) -> String {
+    match state {
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_ERROR => "ERROR".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_STOP => "STOP".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING => "RUNNING".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_STOP_COPY => "STOP_COPY".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RESUMING => "RESUMING".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING_P2P => "RUNNING_P2P".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY => "PRE_COPY".into(),
+        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P => "PRE_COPY_P2P".into(),
+        n => format!("state {n}"),
+    }
+}
+
+/// `GET` of `feature` with a one-word payload.
+fn get_word(dev: BorrowedFd<'_>, feature: u32) -> nix::Result<u64> {
+    let mut w = [0u64];
+    sys::device_feature(dev, vfio::VFIO_DEVICE_FEATURE_GET | feature, &mut w)?;
+    Ok(w[0])
+}
+
+/// The device's migration state (`GET` of `MIG_DEVICE_STATE`).
+fn get_state(dev: BorrowedFd<'_>) -> nix::Result<u32> {
+    get_word(dev, vfio::VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE).map(|w| w as u32)
+}
+
+/// `SET` of `MIG_DEVICE_STATE` to `state`; the data fd, when the arc made one.
+fn set_state(dev: BorrowedFd<'_>, state: u32) -> nix::Result<Option<OwnedFd>> {
+    // struct vfio_device_feature_mig_state { u32 device_state; s32 data_fd; }
+    let mut w = [u64::from(state) | (u64::from(u32::MAX) << 32)];
+    sys::device_feature(
+        dev,
+        vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+        &mut w,
+    )?;
+    let fd = (w[0] >> 32) as u32 as i32;
+    // SAFETY: on success the kernel returns either -1 or a new fd that
+    // nothing else owns.
+    Ok((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+impl<S: Bound> Device<S> {
+    /// What the device's migration driver supports, or `None` when it has
+    /// none (`VFIO_DEVICE_FEATURE_MIGRATION`, probed once: it cannot
+    /// change while the device is bound).
+    ///
+    /// # Errors
+    /// The errno of the feature ioctl, other than the "no migration"
+    /// answers (`ENOTTY`, `EOPNOTSUPP`, `EINVAL`), which are `None`.
+    #[doc(alias = "VFIO_DEVICE_FEATURE_MIGRATION")]
+    pub fn migration_caps(&self) -> Result<Option<MigrationCaps>> {
+        if let Some(&flags) = self.inner.migration.get() {
+            return Ok((flags != 0).then_some(MigrationCaps { flags }));
+        }
+        let flags = match get_word(self.device_fd(), vfio::VFIO_DEVICE_FEATURE_MIGRATION) {
+            Ok(f) => f,
+            Err(Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::EINVAL) => 0,
+            Err(e) => {
+                return Err(Error::sys(
+                    "VFIO_DEVICE_FEATURE(MIGRATION)",
+                    self.name().to_string(),
+                    e,
+                ))
+            }
+        };
+        let flags = *self.inner.migration.get_or_init(|| flags);
+        Ok((flags != 0).then_some(MigrationCaps { flags }))
+    }
+
+    /// Starts migrating: the device, RUNNING, as a [`Migration<Running>`].
+    ///
+    /// # Errors
+    /// The device comes back: [`ErrorKind::Unsupported`] when it has no
+    /// migration driver (or no STOP_COPY); [`ErrorKind::InvalidInput`] when
+    /// it is not RUNNING (a previous migration left it elsewhere: reset it).
+    pub fn into_migration(
+        self,
+    ) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+        let caps = match self.migration_caps() {
+            Ok(Some(c)) if c.stop_copy() => c,
+            Ok(_) => {
+                let e = Error::new(ErrorKind::Unsupported, "migration", self.name().to_string())
+                    .detail("the device's driver offers no VFIO migration (VFIO_DEVICE_FEATURE_MIGRATION with STOP_COPY)");
+                return Err(TransitionError::new(self, e));
+            }
+            Err(e) => return Err(TransitionError::new(self, e)),
+        };
+        match get_state(self.device_fd()) {
+            Ok(vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING) => Ok(Migration {
+                dev: self,
+                caps,
+                st: Running(()),
+            }),
+            Ok(other) => {
+                let e = Error::new(
+                    ErrorKind::InvalidInput,
+                    "migration",
+                    self.name().to_string(),
+                )
+                .detail(format!(
+                    "the device is in {}, not RUNNING",
+                    state_name(other)
+                ))
+                .hint("reset the device (Device::reset) to bring it back to RUNNING");
+                Err(TransitionError::new(self, e))
+            }
+            Err(e) => {
+                let e = Error::sys(OP, self.name().to_string(), e);
+                Err(TransitionError::new(self, e))
+            }
+        }
+    }
+}
+
+impl<St: MigState, S: Bound> Migration<St, S> {
+    /// The migration driver's capabilities.
+    pub fn caps(&self) -> MigrationCaps {
+        self.caps
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        self.dev.name()
+    }
+
+    /// How many bytes STOP_COPY is expected to stream
+    /// (`VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`; any state).
+    #[doc(alias = "VFIO_DEVICE_FEATURE_MIG_DATA_SIZE")]
+    pub fn data_size(&self) -> Result<u64> {
+        get_word(
+            self.dev.device_fd(),
+            vfio::VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+        )
+        .map_err(|e| {
+            let err = Error::sys(
+                "VFIO_DEVICE_FEATURE(MIG_DATA_SIZE)",
+                self.name().to_string(),
+                e,
+            );
+            if matches!(e, Errno::ENOTTY | Errno::EOPNOTSUPP) {
+                err.kind_(ErrorKind::Unsupported)
+                    .detail("the device's migration driver does not estimate its data size")
+            } else {
+                err
+            }
+        })
+    }
+
+    /// One arc to `To`: `SET` the state and build the new one from the old
+    /// state value and the data fd the kernel returned.
+    fn arc<To: MigState>(
+        self,
+        need: Option<(&'static str, bool)>,
+        make: impl FnOnce(St, Option<OwnedFd>) -> Option<To>,
+    ) -> std::result::Result<Migration<To, S>, ArcError<S>> {
+        if let Some((what, false)) = need {
+            let e = self.arc_error(To::STATE, None).kind_(ErrorKind::Unsupported).detail(format!(
+                "the device's migration driver has no {what} (VFIO_DEVICE_FEATURE_MIGRATION flags {:#x})",
+                self.caps.flags
+            ));
+            return Err(TransitionError::new(St::any(self), e));
+        }
+        match set_state(self.dev.device_fd(), To::STATE) {
+            Ok(fd) => {
+                let Migration { dev, caps, st } = self;
+                match make(st, fd) {
+                    Some(st) => Ok(Migration { dev, caps, st }),
+                    // The kernel moved but gave no stream where one was due.
+                    None => {
+                        let e = Error::new(ErrorKind::Kernel, OP, dev.name().to_string()).detail(
+                            format!(
+                                "{} -> {}: the kernel returned no data fd for the new state",
+                                St::NAME,
+                                To::NAME
+                            ),
+                        );
+                        let lost = Migration {
+                            dev,
+                            caps,
+                            st: MigError(()),
+                        };
+                        Err(TransitionError::new(AnyMigration::Error(lost), e))
+                    }
+                }
+            }
+            Err(errno) => Err(self.failed(To::STATE, errno)),
+        }
+    }
+
+    /// The error of a refused arc to `to`, with the state read back.
+    #[cold]
+    #[inline(never)]
+    fn failed(self, to: u32, errno: Errno) -> ArcError<S> {
+        let now = get_state(self.dev.device_fd()).ok();
+        let mut e = self.arc_error(to, Some(errno));
+        e = e.append_detail(match now {
+            Some(n) => format!("the device is in {} now (read back)", state_name(n)),
+            None => "its state could not be read back: reset it".to_string(),
+        });
+        if errno == Errno::EINVAL && St::STATE == Resuming::STATE {
+            e = e.kind_(ErrorKind::InvalidInput).append_detail(
+                "the data written was incomplete or not a state this device accepts".into(),
+            );
+        }
+        let back = self.settle(now);
+        if let AnyMigration::Error(_) = back {
+            e = e.hint("only a device reset leaves ERROR: Migration::<MigError>::reset");
+        }
+        TransitionError::new(back, e)
+    }
+
+    fn arc_error(&self, to: u32, errno: Option<Errno>) -> Error {
+        let err = Error::new(ErrorKind::Kernel, OP, self.name().to_string()).detail(format!(
+            "{} -> {}",
+            St::NAME,
+            state_name(to)
+        ));
+        match errno {
+            Some(e) => err.errno(e),
+            None => err,
+        }
+    }
+
+    /// The migration in the state the kernel reports (`None`: unreadable).
+    fn settle(self, now: Option<u32>) -> AnyMigration<S> {
+        if now == Some(St::STATE) {
+            return St::any(self);
+        }
+        let Migration { dev, caps, st } = self;
+        macro_rules! m {
+            ($st:expr) => {
+                Migration { dev, caps, st: $st }
+            };
+        }
+        match now {
+            Some(n) if n == Running::STATE => AnyMigration::Running(m!(Running(()))),
+            Some(n) if n == RunningP2p::STATE => AnyMigration::RunningP2p(m!(RunningP2p(()))),
+            Some(n) if n == Stop::STATE => AnyMigration::Stop(m!(Stop(()))),
+            // A saving or loading state the arc did not start from: its
+            // stream is the old state's, if that carried the same kind.
+            Some(n) if n == StopCopy::STATE || n == PreCopy::STATE || n == PreCopyP2p::STATE => {
+                match st.save_stream() {
+                    Some(s) if n == StopCopy::STATE => StopCopy::any(m!(StopCopy(s))),
+                    Some(s) if n == PreCopy::STATE => PreCopy::any(m!(PreCopy(s))),
+                    Some(s) => PreCopyP2p::any(m!(PreCopyP2p(s))),
+                    None => AnyMigration::Error(m!(MigError(()))),
+                }
+            }
+            Some(n) if n == Resuming::STATE => match st.load_stream() {
+                Some(s) => AnyMigration::Resuming(m!(Resuming(s))),
+                None => AnyMigration::Error(m!(MigError(()))),
+            },
+            _ => AnyMigration::Error(m!(MigError(()))),
+        }
+    }
+}
+
+/// A new stream from the fd an arc returned.
+fn save(fd: Option<OwnedFd>) -> Option<SaveStream> {
+    fd.map(SaveStream)
+}
+
+impl<S: Bound> Migration<Running, S> {
+    /// The device, running: MMIO, config space, IRQs.
+    pub fn device(&self) -> &Device<S> {
+        &self.dev
+    }
+
+    /// Ends the migration: the device, RUNNING, as it was.
+    pub fn into_device(self) -> Device<S> {
+        self.dev
+    }
+
+    /// RUNNING → STOP (through RUNNING_P2P where the device has it).
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Stop(())))
+    }
+
+    /// RUNNING → RUNNING_P2P.
+    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
+        let p2p = self.caps.p2p();
+        self.arc(Some(("RUNNING_P2P", p2p)), |_, _| Some(RunningP2p(())))
+    }
+
+    /// RUNNING → PRE_COPY: the device keeps running while its state streams out.
+    pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S>, ArcError<S>> {
+        let pre = self.caps.pre_copy();
+        self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopy))
+    }
+
+    /// RUNNING → RESUMING in one call (the kernel goes through STOP): a
+    /// load stream for the state saved on another device.
+    pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
+        self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadStream(fd))))
+    }
+}
+
+impl<S: Bound> Migration<RunningP2p, S> {
+    /// RUNNING_P2P → RUNNING.
+    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Running(())))
+    }
+
+    /// RUNNING_P2P → STOP.
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Stop(())))
+    }
+
+    /// RUNNING_P2P → PRE_COPY_P2P.
+    pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S>, ArcError<S>> {
+        let pre = self.caps.pre_copy();
+        self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopyP2p))
+    }
+}
+
+impl<S: Bound> Migration<Stop, S> {
+    /// STOP → RUNNING (through RUNNING_P2P where the device has it).
+    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Running(())))
+    }
+
+    /// STOP → RUNNING_P2P.
+    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
+        let p2p = self.caps.p2p();
+        self.arc(Some(("RUNNING_P2P", p2p)), |_, _| Some(RunningP2p(())))
+    }
+
+    /// STOP → STOP_COPY: the whole state streams out.
+    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
+        self.arc(None, |_, fd| save(fd).map(StopCopy))
+    }
+
+    /// STOP → RESUMING: a load stream.
+    pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
+        self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadStream(fd))))
+    }
+}
+
+impl<S: Bound> Migration<PreCopy, S> {
+    /// The device, still running.
+    pub fn device(&self) -> &Device<S> {
+        &self.dev
+    }
+
+    /// The save stream.
+    pub fn stream(&mut self) -> &mut SaveStream {
+        &mut self.st.0
+    }
+
+    /// How much initial and dirty state is ready (`VFIO_MIG_GET_PRECOPY_INFO`).
+    #[doc(alias = "VFIO_MIG_GET_PRECOPY_INFO")]
+    pub fn precopy_info(&self) -> Result<PrecopyInfo> {
+        precopy_info(&self.st.0, self.name())
+    }
+
+    /// PRE_COPY → RUNNING: the stream ends, the device keeps running.
+    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Running(())))
+    }
+
+    /// PRE_COPY → PRE_COPY_P2P (the stream goes on).
+    pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S>, ArcError<S>> {
+        let p2p = self.caps.p2p();
+        self.arc(Some(("PRE_COPY_P2P", p2p)), |st, _| Some(PreCopyP2p(st.0)))
+    }
+
+    /// PRE_COPY → STOP_COPY: the device stops and the same stream goes on
+    /// with the rest of its state (the kernel returns no new fd).
+    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
+        self.arc(None, |st, fd| Some(StopCopy(save(fd).unwrap_or(st.0))))
+    }
+}
+
+impl<S: Bound> Migration<PreCopyP2p, S> {
+    /// The save stream.
+    pub fn stream(&mut self) -> &mut SaveStream {
+        &mut self.st.0
+    }
+
+    /// As [`Migration::<PreCopy>::precopy_info`](Migration::precopy_info).
+    pub fn precopy_info(&self) -> Result<PrecopyInfo> {
+        precopy_info(&self.st.0, self.name())
+    }
+
+    /// PRE_COPY_P2P → PRE_COPY (the stream goes on).
+    pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S>, ArcError<S>> {
+        self.arc(None, |st, _| Some(PreCopy(st.0)))
+    }
+
+    /// PRE_COPY_P2P → RUNNING_P2P: the stream ends.
+    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(RunningP2p(())))
+    }
+
+    /// PRE_COPY_P2P → STOP_COPY (the same stream goes on).
+    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
+        self.arc(None, |st, fd| Some(StopCopy(save(fd).unwrap_or(st.0))))
+    }
+}
+
+impl<S: Bound> Migration<StopCopy, S> {
+    /// The save stream: the rest of the state, to its end (`read` returns 0).
+    pub fn stream(&mut self) -> &mut SaveStream {
+        &mut self.st.0
+    }
+
+    /// STOP_COPY → STOP: the stream ends.
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Stop(())))
+    }
+}
+
+impl<S: Bound> Migration<Resuming, S> {
+    /// The load stream.
+    pub fn stream(&mut self) -> &mut LoadStream {
+        &mut self.st.0
+    }
+
+    /// RESUMING → STOP: the device takes in what was written.
+    ///
+    /// # Errors
+    /// `EINVAL` ([`ErrorKind::InvalidInput`]) when the data was incomplete
+    /// or not a state the device accepts; the device comes back in the state
+    /// the kernel reports (RESUMING, or ERROR).
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Stop(())))
+    }
+
+    /// RESUMING → RUNNING in one call (through STOP).
+    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+        self.arc(None, |_, _| Some(Running(())))
+    }
+
+    /// Abandons the load: the kernel ends a RESUMING session only by a
+    /// device reset (`VFIO_DEVICE_RESET`), which brings the device back to
+    /// RUNNING with its own state reset.
+    ///
+    /// # Errors
+    /// The reset's error; the migration comes back in RESUMING.
+    pub fn abort(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+        self.reset_to_running()
+    }
+}
+
+impl<St: MigState, S: Bound> Migration<St, S> {
+    /// `VFIO_DEVICE_RESET`: the kernel puts a migrating device back in RUNNING.
+    fn reset_to_running(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+        if let Err(e) = self.dev.reset() {
+            return Err(TransitionError::new(self, e));
+        }
+        let Migration { dev, caps, .. } = self;
+        Ok(Migration {
+            dev,
+            caps,
+            st: Running(()),
+        })
+    }
+}
+
+impl<S: Bound> Migration<MigError, S> {
+    /// Resets the device (`VFIO_DEVICE_RESET`), which brings it back to
+    /// RUNNING: the only way out of ERROR.
+    ///
+    /// # Errors
+    /// The reset's error; the migration comes back in ERROR.
+    pub fn reset(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+        self.reset_to_running()
+    }
+}
+
+fn precopy_info(stream: &SaveStream, name: &str) -> Result<PrecopyInfo> {
+    let mut arg = vfio::vfio_precopy_info {
+        argsz: sys::argsz::<vfio::vfio_precopy_info>(),
+        ..Default::default()
+    };
+    sys::ioctl(
+        stream.as_fd(),
+        sys::raw::vfio_mig_get_precopy_info,
+        &mut arg,
+    )
+    .map_err(|e| Error::sys("VFIO_MIG_GET_PRECOPY_INFO", name.to_string(), e))?;
+    Ok(PrecopyInfo {
+        initial_bytes: arg.initial_bytes,
+        dirty_bytes: arg.dirty_bytes,
+    })
+}
+
+/// Device-side DMA dirty logging, started by [`Device::start_dma_logging`]
+/// and stopped when dropped (or with [`stop`](Self::stop)). It borrows the
+/// device, so the device cannot be unbound or moved while it logs.
+#[derive(Debug)]
+pub struct DmaLogging<'d, S: Bound> {
+    dev: &'d Device<S>,
+    /// The page size the device chose.
+    page_size: u64,
+}
+
+impl<S: Bound> Device<S> {
+    /// Starts the device logging its DMA writes into `ranges`
+    /// (`VFIO_DEVICE_FEATURE_DMA_LOGGING_START`), at `page_size`
+    /// granularity or what the device picks instead.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] when the device cannot log its own DMA
+    /// (most devices: use IOMMU dirty tracking instead); `EBUSY` when
+    /// logging is already on.
+    #[doc(alias = "VFIO_DEVICE_FEATURE_DMA_LOGGING_START")]
+    pub fn start_dma_logging(
+        &self,
+        page_size: u64,
+        ranges: &[IovaRange],
+    ) -> Result<DmaLogging<'_, S>> {
+        const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_START)";
+        let raw: Vec<vfio::vfio_device_feature_dma_logging_range> = ranges
+            .iter()
+            .map(|r| vfio::vfio_device_feature_dma_logging_range {
+                iova: r.start,
+                length: r.last.wrapping_sub(r.start).wrapping_add(1),
+            })
+            .collect();
+        let Ok(n) = u32::try_from(raw.len()) else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, OP, self.name().to_string())
+                    .detail("too many ranges"),
+            );
+        };
+        // struct vfio_device_feature_dma_logging_control: page_size, num_ranges, reserved, ranges ptr.
+        let mut w = [page_size, u64::from(n), raw.as_ptr() as u64];
+        // SAFETY: `ranges` points at `n` valid range structs that live
+        // across the call; the kernel only reads them.
+        let r = unsafe {
+            sys::vfio::device_feature_ptr(
+                self.device_fd(),
+                vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+                &mut w,
+            )
+        };
+        match r {
+            Ok(_) => Ok(DmaLogging {
+                dev: self,
+                page_size: w[0],
+            }),
+            Err(e) => {
+                let err = Error::sys(OP, self.name().to_string(), e);
+                Err(match e {
+                    Errno::ENOTTY | Errno::EOPNOTSUPP => err.kind_(ErrorKind::Unsupported).detail(
+                        "the device cannot log its own DMA; track dirty pages with the IOMMU (dirty tracking on a hardware page table) instead",
+                    ),
+                    Errno::EBUSY => err.detail("DMA logging is already on for this device"),
+                    _ => err,
+                })
+            }
+        }
+    }
+}
+
+impl<S: Bound> DmaLogging<'_, S> {
+    /// The logging granularity the device chose.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// Reads and clears the log of `[iova, iova + len)` into `bitmap`, one
+    /// bit per `page_size` bytes (`VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT`);
+    /// the kernel only sets bits.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when `bitmap` is too small for the range.
+    pub fn report(&self, iova: u64, len: u64, page_size: u64, bitmap: &mut [u64]) -> Result<()> {
+        const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_REPORT)";
+        let pages = len.div_ceil(page_size.max(1));
+        if page_size == 0 || pages.div_ceil(64) > bitmap.len() as u64 {
+            return Err(Error::new(ErrorKind::InvalidInput, OP, self.dev.name().to_string())
+                .detail(format!(
+                    "{len:#x} bytes at a page size of {page_size:#x} need {} bitmap words; {} given",
+                    pages.div_ceil(64),
+                    bitmap.len()
+                )));
+        }
+        let mut w = [iova, len, page_size, bitmap.as_mut_ptr() as u64];
+        // SAFETY: `bitmap` is exclusively borrowed for the call and holds at
+        // least one bit per page of the range (checked above); the kernel
+        // writes only inside it.
+        unsafe {
+            sys::vfio::device_feature_ptr(
+                self.dev.device_fd(),
+                vfio::VFIO_DEVICE_FEATURE_GET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+                &mut w,
+            )
+        }
+        .map(drop)
+        .map_err(|e| Error::sys(OP, self.dev.name().to_string(), e))
+    }
+
+    /// Stops logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`).
+    pub fn stop(self) -> Result<()> {
+        let r = self.stop_now();
+        std::mem::forget(self);
+        r
+    }
+
+    fn stop_now(&self) -> Result<()> {
+        sys::device_feature(
+            self.dev.device_fd(),
+            vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+            &mut [],
+        )
+        .map(drop)
+        .map_err(|e| {
+            Error::sys(
+                "VFIO_DEVICE_FEATURE(DMA_LOGGING_STOP)",
+                self.dev.name().to_string(),
+                e,
+            )
+        })
+    }
+}
+
+impl<S: Bound> Drop for DmaLogging<'_, S> {
+    fn drop(&mut self) {
+        let _ = self.stop_now();
+    }
+}

@@ -1,0 +1,12 @@
+// Rule 18: each arc exists only on the state it leaves: no STOP_COPY straight from RUNNING.
+use iommufd::*;
+#[allow(unused_imports)]
+use std::io::{Read, Write};
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut, unused_imports)]
+fn case() -> Result<(), Box<dyn std::error::Error>> {
+    let fd = Iommufd::open()?;
+    let dev = Device::open("0000:00:02.0")?.bind(&fd)?;
+    let saving = dev.into_migration()?.stop_copy()?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+// Twin of compile-fail/save_stream_read_after_stop_copy.rs: the stream is read while the device is still in STOP_COPY.
+use iommufd::*;
+#[allow(unused_imports)]
+use std::io::{Read, Write};
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut, unused_imports)]
+fn case() -> Result<(), Box<dyn std::error::Error>> {
+    let fd = Iommufd::open()?;
+    let dev = Device::open("0000:00:02.0")?.bind(&fd)?;
+    let mut saving = dev.into_migration()?.stop()?.stop_copy()?;
+    let stream = saving.stream();
+    let mut buf = [0u8; 8];
+    let n = stream.read(&mut buf)?;
+    let stopped = saving.stop()?;
+    Ok(())
+}
