@@ -188,6 +188,60 @@ fn main() {
     memory_kinds(&ioas);
     live_rows(&raw, &ioas);
     device_rows(&fd, &dev, singles, peers.as_ref());
+    migration_row(&fd);
+}
+
+/// Saving an mtty's state through the typed migration against raw
+/// `VFIO_DEVICE_FEATURE` + `read` on the data fd: RUNNING -> PRE_COPY, read
+/// what is ready, -> STOP_COPY (the same fd), read to its end, -> STOP ->
+/// RUNNING. Each side has an mtty of its own.
+fn migration_row(fd: &Iommufd) {
+    use std::io::Read;
+    const PRE_COPY: u32 = 6;
+    const STOP_COPY: u32 = 3;
+    const STOP: u32 = 1;
+    const RUNNING: u32 = 2;
+    let (ma, mb) = (support::Mtty::create(), support::Mtty::create());
+    let raw_dev = support::open_rw(ma.cdev());
+    raw::bind(&raw_dev, fd.iommufd_fd().unwrap()).unwrap();
+    let dev = Device::open_cdev(mb.cdev()).unwrap().bind(fd).unwrap();
+    let mut m = Some(dev.into_migration().unwrap());
+    let mut buf = vec![0u8; 4096];
+    let mut r = || {
+        let data = raw::set_mig_state(&raw_dev, PRE_COPY).unwrap();
+        // SAFETY: the kernel just returned this new fd.
+        let data = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(data) };
+        let mut n = nix::unistd::read(&data, &mut buf).unwrap();
+        raw::set_mig_state(&raw_dev, STOP_COPY).unwrap();
+        loop {
+            match nix::unistd::read(&data, &mut buf).unwrap() {
+                0 => break,
+                k => n += k,
+            }
+        }
+        raw::set_mig_state(&raw_dev, STOP).unwrap();
+        raw::set_mig_state(&raw_dev, RUNNING).unwrap();
+        black_box(n);
+    };
+    let mut buf = vec![0u8; 4096];
+    let mut c = || {
+        let mut saving = m.take().unwrap().pre_copy().unwrap();
+        let mut n = saving.stream().read(&mut buf).unwrap();
+        let mut saving = saving.stop_copy().unwrap();
+        loop {
+            match saving.stream().read(&mut buf).unwrap() {
+                0 => break,
+                k => n += k,
+            }
+        }
+        m = Some(saving.stop().unwrap().running().unwrap());
+        black_box(n);
+    };
+    row(
+        "migration save (mtty): PRE_COPY, read, STOP_COPY, read to end, STOP, RUNNING",
+        200,
+        &mut [("raw", &mut r), ("crate", &mut c)],
+    );
 }
 
 /// IOAS allocation + destruction.

@@ -140,6 +140,15 @@
 //! through sysfs (`/sys/bus/pci/devices/*/config`, root only), and, for an
 //! SR-IOV VF, its PF's VF memory-enable bit, which the PF's owner controls.
 //!
+//! # Mediated devices and live migration
+//!
+//! [`mdev`] creates and lists mediated devices, which [`Device::open_mdev`]
+//! opens through the same chain of states. [`migration`] types VFIO live
+//! migration: [`Device::into_migration`] gives a [`Migration`] whose state
+//! is a type, whose arcs are methods that consume it, and whose data
+//! streams live in the states that own them (an example is in the
+//! [`migration`] module docs).
+//!
 //! # Groups, and kernels without iommufd
 //!
 //! The kernel isolates DMA per IOMMU group. A device alone in its group is a

@@ -48,6 +48,12 @@ const BUDGETS: &[(&str, &str, u64, u64)] = &[
     // which both sides list), `getdents64`, `close`; and the crate needs
     // no `fstat` where std's `read_dir` asks one: two more in all.
     ("open", "Device::open from a BDF + close", 2, 2_000),
+    (
+        "migration",
+        "migration arcs RUNNING -> STOP -> RUNNING (mtty)",
+        0,
+        180,
+    ),
 ];
 
 #[test]
@@ -202,6 +208,16 @@ fn body(raw: bool) {
         fence();
         measure_open(|| drop(raw::open_device(&bdf)));
         fence();
+        let mtty = support::Mtty::create();
+        let dev = support::open_rw(mtty.cdev());
+        raw::bind(&dev, fd.iommufd_fd().unwrap()).unwrap();
+        fence();
+        measure_migration(|| {
+            raw::set_mig_state(&dev, STOP).unwrap();
+            raw::set_mig_state(&dev, RUNNING).unwrap();
+        });
+        fence();
+        drop((dev, mtty));
     } else {
         let mut dev = Some(Device::open(&bdf).unwrap().bind(&fd).unwrap());
         let mut b = [0u8; 4];
@@ -220,7 +236,27 @@ fn body(raw: bool) {
         fence();
         measure_open(|| drop(Device::open(&bdf).unwrap()));
         fence();
+        let mtty = support::Mtty::create();
+        let dev = Device::open_cdev(mtty.cdev()).unwrap().bind(&fd).unwrap();
+        // The capability probe (once per device) happens here, as any first call.
+        let mut m = Some(dev.into_migration().unwrap());
+        fence();
+        measure_migration(|| {
+            let stopped = m.take().unwrap().stop().unwrap();
+            m = Some(stopped.running().unwrap());
+        });
+        fence();
+        drop((m, mtty));
     }
+}
+
+/// `enum vfio_device_mig_state`.
+const STOP: u32 = 1;
+const RUNNING: u32 = 2;
+
+#[inline(never)]
+fn measure_migration(mut cycle: impl FnMut()) {
+    (0..N).for_each(|_| cycle());
 }
 
 /// A 4 KiB map + unmap, `N` times, of the buffer in `buf` at `at`.

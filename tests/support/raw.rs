@@ -48,6 +48,7 @@ nix::ioctl_readwrite_bad!(raw_alloc, nix::request_code_none!(b';', 0x81), [u32; 
 nix::ioctl_readwrite_bad!(raw_bind, nix::request_code_none!(b';', 118), [u32; 6]);
 nix::ioctl_readwrite_bad!(raw_attach, nix::request_code_none!(b';', 119), [u32; 4]);
 nix::ioctl_readwrite_bad!(raw_detach, nix::request_code_none!(b';', 120), [u32; 3]);
+nix::ioctl_readwrite_bad!(raw_feature, nix::request_code_none!(b';', 117), [u32; 4]);
 // `VFIO_DEVICE_GET_REGION_INFO` on a `struct vfio_region_info` seen as
 // `[argsz, flags, index, cap_offset, size (2 words), offset (2 words)]`.
 nix::ioctl_readwrite_bad!(
@@ -198,4 +199,14 @@ pub fn detach(dev: impl AsFd) -> Result<(), Errno> {
     let mut d = [12u32, 0, 0];
     // SAFETY: a 12-byte vfio_device_detach_iommufd_pt.
     unsafe { raw_detach(dev.as_fd().as_raw_fd(), &mut d) }.map(drop)
+}
+
+/// `VFIO_DEVICE_FEATURE` SET of `MIG_DEVICE_STATE` to `state`; the data fd
+/// the arc returned (-1 for none).
+pub fn set_mig_state(dev: impl AsFd, state: u32) -> Result<i32, Errno> {
+    // argsz 16, flags SET (1 << 17) | MIG_DEVICE_STATE (2); device_state, data_fd.
+    let mut f = [16u32, (1 << 17) | 2, state, u32::MAX];
+    // SAFETY: a 16-byte vfio_device_feature with a pointer-free payload.
+    unsafe { raw_feature(dev.as_fd().as_raw_fd(), &mut f) }?;
+    Ok(f[3] as i32)
 }
