@@ -470,7 +470,7 @@ impl Device<Attached<Ioas>> {
     /// `e` saying so.
     #[cold]
     #[inline(never)]
-    pub(crate) fn reattach(self, ioas: &Ioas, e: Error) -> (Replaced, Error) {
+    fn reattach(self, ioas: &Ioas, e: Error) -> (Replaced, Error) {
         let id = ioas.id();
         let blocked = match self.detach() {
             Ok(b) => b,

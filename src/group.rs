@@ -508,13 +508,7 @@ impl Group<BlockDma> {
         &mut self,
         member: Released,
     ) -> std::result::Result<(), TransitionError<Released>> {
-        match self
-            .check_released(&member)
-            .and_then(|()| self.add(&member.bdf))
-        {
-            Ok(()) => Ok(()),
-            Err(e) => Err(TransitionError::new(member, e)),
-        }
+        self.rejoin_by(member, Self::add)
     }
 }
 
@@ -546,13 +540,7 @@ impl Group<Attached<Ioas>> {
         &mut self,
         member: Released,
     ) -> std::result::Result<(), TransitionError<Released>> {
-        match self
-            .check_released(&member)
-            .and_then(|()| self.add(&member.bdf))
-        {
-            Ok(()) => Ok(()),
-            Err(e) => Err(TransitionError::new(member, e)),
-        }
+        self.rejoin_by(member, Self::add)
     }
 }
 
@@ -678,6 +666,21 @@ impl<S: Bound> Group<S> {
         }
         let d = Device::sibling(&self.members[0], bdf)?;
         d.bind(self.iommufd()).map_err(Error::from)
+    }
+
+    /// `rejoin` of a bound group: the checks, then the state's own `add`.
+    fn rejoin_by(
+        &mut self,
+        member: Released,
+        add: fn(&mut Self, &str) -> Result<()>,
+    ) -> std::result::Result<(), TransitionError<Released>> {
+        match self
+            .check_released(&member)
+            .and_then(|()| add(self, &member.bdf))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(TransitionError::new(member, e)),
+        }
     }
 
     /// A released member of this group, released while bound to the same

@@ -93,17 +93,19 @@ pub fn parents() -> Result<Vec<MdevParent>> {
             )
         }
     };
-    let mut out: Vec<MdevParent> = rd
+    Ok(named_entries(rd)
+        .map(|(name, dir)| MdevParent { name, dir })
+        .collect())
+}
+
+/// The entries of a sysfs listing with their names, sorted by name.
+fn named_entries(rd: std::fs::ReadDir) -> impl Iterator<Item = (String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = rd
         .flatten()
-        .filter_map(|e| {
-            Some(MdevParent {
-                name: e.file_name().into_string().ok()?,
-                dir: e.path(),
-            })
-        })
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    v.sort();
+    v.into_iter()
 }
 
 impl MdevParent {
@@ -123,18 +125,13 @@ impl MdevParent {
             )
             .detail(format!("{}: {e}", dir.display()))
         })?;
-        let mut out: Vec<MdevType> = rd
-            .flatten()
-            .filter_map(|e| {
-                Some(MdevType {
-                    parent: self.name.clone(),
-                    id: e.file_name().into_string().ok()?,
-                    dir: e.path(),
-                })
+        Ok(named_entries(rd)
+            .map(|(id, dir)| MdevType {
+                parent: self.name.clone(),
+                id,
+                dir,
             })
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+            .collect())
     }
 }
 
