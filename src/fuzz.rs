@@ -113,7 +113,10 @@ fn seeds(target: &str, crafted: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         }
     }
     // The published crate leaves the corpus out: there, the crafted seeds alone.
-    if !PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz").exists() {
+    if !PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .exists()
+    {
         eprintln!("fuzz {target}: no fuzz/ directory (a packaged crate): crafted seeds only");
         return crafted;
     }

@@ -124,8 +124,14 @@ impl<S: Bound> Device<S> {
     /// Routes vectors `start..start + fds.len()` of `index` to eventfds
     /// (`ACTION_TRIGGER | DATA_EVENTFD`), enabling them (MSI/MSI-X: the kernel
     /// programs the device; INTx: the line is enabled).
+    ///
+    /// `fds` are any file descriptors the caller holds: this crate's
+    /// [`EventFd`], a `BorrowedFd`, or a VMM's own eventfd type
+    /// (`vmm_sys_util::eventfd::EventFd`, which is `AsRawFd`), passed as they
+    /// are. The kernel takes its own reference to each eventfd, and checks
+    /// that it is one (`EBADF`/`EINVAL` otherwise).
     #[doc(alias = "VFIO_DEVICE_SET_IRQS")]
-    pub fn set_irq_eventfds(&self, index: u32, start: u32, fds: &[BorrowedFd<'_>]) -> Result<()> {
+    pub fn set_irq_eventfds<F: AsRawFd>(&self, index: u32, start: u32, fds: &[F]) -> Result<()> {
         // No IRQ index has more than 2048 vectors (MSI-X); a longer slice
         // would not even fit the ioctl's 32-bit size field.
         let Some(count) = u32::try_from(fds.len()).ok().filter(|&n| n <= 1 << 16) else {
@@ -228,5 +234,11 @@ impl EventFd {
 impl AsFd for EventFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_fd().as_raw_fd()
     }
 }

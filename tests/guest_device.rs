@@ -344,6 +344,27 @@ fn msi_and_intx_reach_eventfds() {
     dev.trigger_irqs(iommufd::pci::MSI_IRQ, 0, 1).unwrap();
     assert_eq!(ev.take().unwrap(), 1);
     dev.disable_irqs(iommufd::pci::MSI_IRQ).unwrap();
+    // A VMM's own eventfd type (rust-vmm's), passed as it is.
+    let vmm = vmm_sys_util::eventfd::EventFd::new(nix::libc::EFD_NONBLOCK).unwrap();
+    dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, std::slice::from_ref(&vmm))
+        .unwrap();
+    dev.trigger_irqs(iommufd::pci::MSI_IRQ, 0, 1).unwrap();
+    assert_eq!(
+        vmm.read().unwrap(),
+        1,
+        "the MSI reached the VMM's own eventfd"
+    );
+    edu.raise_irq(0x43);
+    let start = std::time::Instant::now();
+    while vmm.read().is_err() {
+        assert!(start.elapsed().as_secs() < 10, "MSI never reached it");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    edu.ack_irq(0x43);
+    dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[ev])
+        .expect("the crate's EventFd, by value in a slice");
+    dev.disable_irqs(iommufd::pci::MSI_IRQ).unwrap();
+    let ev = iommufd::EventFd::new().unwrap();
     // An out-of-range vector is refused with the errno.
     let e = dev
         .set_irq_eventfds(iommufd::pci::MSI_IRQ, 5, &[ev.as_fd()])
