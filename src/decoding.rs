@@ -104,11 +104,6 @@ impl<S: Bound> Device<S> {
         if memory.is_none() && d3hot.is_none() {
             return self.pwrite_at(pci::CONFIG, at, offset, data);
         }
-        // `bars` changes only through `&mut self`: no map can race this check.
-        let mapped: Vec<usize> = (self.inner.bars.iter().enumerate())
-            .filter(|(_, b)| b.is_some())
-            .map(|(i, _)| i)
-            .collect();
         let what = if memory == Some(false) {
             Some("clears the memory-space bit (PCI_COMMAND_MEMORY) of the command register")
         } else if d3hot == Some(true) {
@@ -116,8 +111,9 @@ impl<S: Bound> Device<S> {
         } else {
             None
         };
-        if let (Some(what), false) = (what, mapped.is_empty()) {
-            return Err(self.decoding_busy(offset, what, &mapped));
+        // `bars` changes only through `&mut self`: no map can race this check.
+        if let Some(what) = what.filter(|_| self.inner.bars.iter().any(Option::is_some)) {
+            return Err(self.decoding_busy(offset, what));
         }
         let mut st = crate::lock(&self.inner.decoding.state);
         self.pwrite_at(pci::CONFIG, at, offset, data)?;
@@ -163,8 +159,11 @@ impl<S: Bound> Device<S> {
     }
 
     #[cold]
-    fn decoding_busy(&self, offset: u64, what: &str, mapped: &[usize]) -> Error {
-        let bars: Vec<String> = mapped.iter().map(|i| format!("BAR{i}")).collect();
+    fn decoding_busy(&self, offset: u64, what: &str) -> Error {
+        let bars: Vec<String> = (self.inner.bars.iter().enumerate())
+            .filter(|(_, b)| b.is_some())
+            .map(|(i, _)| format!("BAR{i}"))
+            .collect();
         Error::new(
             ErrorKind::Busy,
             "config_write",

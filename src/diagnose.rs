@@ -72,19 +72,22 @@ fn unsafe_interrupts_allowed(sys: &Path) -> bool {
         .is_ok_and(|s| s.trim() == "Y")
 }
 
-/// Whether this process has `CAP_IPC_LOCK` in its effective set (bit 14 of
-/// `CapEff` in `/proc/self/status`); `None` when that cannot be read.
-pub(crate) fn has_ipc_lock() -> Option<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// `/proc/self/status`, read once for the questions below.
+fn proc_status() -> Option<String> {
+    std::fs::read_to_string("/proc/self/status").ok()
+}
+
+/// Whether `status` (`/proc/self/status`) shows `CAP_IPC_LOCK` in the
+/// effective set (bit 14 of `CapEff`); `None` when it does not say.
+fn has_ipc_lock(status: &str) -> Option<bool> {
     let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
     let caps = u64::from_str_radix(hex.trim(), 16).ok()?;
     Some(caps & (1 << 14) != 0)
 }
 
-/// Bytes this process has pinned for DMA: `VmPin` (iommufd) plus `VmLck`
-/// (type1 and `mlock`) from `/proc/self/status`; `None` when unreadable.
-fn pinned_by_this_process() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Bytes this process has pinned for DMA, from `status`: `VmPin` (iommufd)
+/// plus `VmLck` (type1 and `mlock`); `None` when it does not say.
+fn pinned_by_this_process(status: &str) -> Option<u64> {
     let kb = |key: &str| {
         status
             .lines()
@@ -110,10 +113,11 @@ pub(crate) fn pin_enomem(err: Error, len: u64) -> Error {
     let limit = getrlimit(Resource::RLIMIT_MEMLOCK)
         .ok()
         .map(|(soft, _)| soft);
-    let charged = has_ipc_lock() != Some(true);
+    let status = proc_status();
+    let charged = status.as_deref().and_then(has_ipc_lock) != Some(true);
     match limit {
         Some(l) if l != RLIM_INFINITY && charged => {
-            let pinned = pinned_by_this_process();
+            let pinned = status.as_deref().and_then(pinned_by_this_process);
             if pinned.unwrap_or(0).saturating_add(len) > l {
                 let already = pinned.map_or(String::new(), |p| {
                     format!(" on top of the {p} this process has pinned")

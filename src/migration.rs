@@ -288,17 +288,19 @@ pub type ArcError<S> = TransitionError<AnyMigration<S>>;
 
 /// The name of a raw state, for messages.
 fn state_name(state: u32) -> String {
-    match state {
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_ERROR => "ERROR".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_STOP => "STOP".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING => "RUNNING".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_STOP_COPY => "STOP_COPY".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RESUMING => "RESUMING".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING_P2P => "RUNNING_P2P".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY => "PRE_COPY".into(),
-        vfio::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P => "PRE_COPY_P2P".into(),
-        n => format!("state {n}"),
-    }
+    [
+        (MigError::STATE, MigError::NAME),
+        (Stop::STATE, Stop::NAME),
+        (Running::STATE, Running::NAME),
+        (StopCopy::STATE, StopCopy::NAME),
+        (Resuming::STATE, Resuming::NAME),
+        (RunningP2p::STATE, RunningP2p::NAME),
+        (PreCopy::STATE, PreCopy::NAME),
+        (PreCopyP2p::STATE, PreCopyP2p::NAME),
+    ]
+    .iter()
+    .find(|(s, _)| *s == state)
+    .map_or_else(|| format!("state {state}"), |(_, n)| n.to_string())
 }
 
 /// `GET` of `feature` with a one-word payload.

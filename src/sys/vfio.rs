@@ -70,19 +70,9 @@ pub fn set_irqs(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
 /// pointer-free payload of whole words after the 8-byte header; the payload
 /// is read back into `payload` (the kernel writes it on `GET`).
 pub fn device_feature(dev: BorrowedFd<'_>, flags: u32, payload: &mut [u64]) -> nix::Result<i32> {
-    let mut buf = [0u64; 5];
-    let n = payload.len();
-    assert!(n < buf.len(), "feature payloads here are at most 4 words");
-    let argsz = 8 * (n as u32 + 1);
-    buf[0] = u64::from_ne_bytes(pack_u32s(argsz, flags));
-    buf[1..=n].copy_from_slice(payload);
-    // SAFETY: `buf` is an exclusive, 8-aligned buffer of at least `argsz`
-    // bytes: a `struct vfio_device_feature` header and a payload of plain
-    // integers (callers pass no pointers through here); the kernel reads
-    // and writes at most `argsz` bytes.
-    let r = unsafe { raw::vfio_device_feature(dev.as_raw_fd(), buf.as_mut_ptr()) }?;
-    payload.copy_from_slice(&buf[1..=n]);
-    Ok(r)
+    // SAFETY: the payloads passed here are plain integers, no pointers
+    // (the callers that carry one use `device_feature_ptr` themselves).
+    unsafe { device_feature_ptr(dev, flags, payload) }
 }
 
 /// `VFIO_DEVICE_FEATURE` whose payload carries a user pointer (the DMA
@@ -101,8 +91,11 @@ pub unsafe fn device_feature_ptr(
     assert!(n < buf.len(), "feature payloads here are at most 4 words");
     buf[0] = u64::from_ne_bytes(pack_u32s(8 * (n as u32 + 1), flags));
     buf[1..=n].copy_from_slice(payload);
-    // SAFETY: as in `device_feature` for the buffer; the pointers inside it
-    // are the caller's to vouch for (this function's contract).
+    // SAFETY: `buf` is an exclusive, 8-aligned buffer of at least `argsz`
+    // bytes: a `struct vfio_device_feature` header and the payload; the
+    // kernel reads and writes at most `argsz` bytes of it. The pointers
+    // inside the payload are the caller's to vouch for (this function's
+    // contract).
     let r = unsafe { raw::vfio_device_feature(dev.as_raw_fd(), buf.as_mut_ptr()) }?;
     payload.copy_from_slice(&buf[1..=n]);
     Ok(r)
