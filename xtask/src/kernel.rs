@@ -7,12 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// Where each kernel version's source comes from (Debian package, suite).
-pub(crate) fn source_package(ver: &str) -> Result<(&'static str, &'static str)> {
+const DEBIAN: &str = "http://deb.debian.org/debian";
+const SECURITY: &str = "http://security.debian.org/debian-security";
+
+/// Where each kernel version's source comes from (Debian package, suite,
+/// archive). Only the package itself is fetched (see [`fetch_source`]): no
+/// suite is added to the host's apt sources and nothing is installed from
+/// one, so the host's libc and perl stay what they are.
+pub(crate) fn source_package(ver: &str) -> Result<(&'static str, &'static str, &'static str)> {
     match ver {
-        "7.3" => Ok(("linux-source-7.3", "trixie-backports")),
-        "6.12" => Ok(("linux-source-6.12", "trixie")),
-        "6.1" => Ok(("linux-source-6.1", "bookworm")),
+        "7.3" => Ok(("linux-source-7.3", "trixie-backports", DEBIAN)),
+        // 6.12.117-1~deb12u1 and later: built for bookworm.
+        "6.12" => Ok(("linux-source-6.12", "bookworm-security", SECURITY)),
+        "6.1" => Ok(("linux-source-6.1", "bookworm", DEBIAN)),
         v => Err(format!(
             "unknown kernel version {v:?}: use 7.3, 6.12, 6.1 or a bzImage path"
         )),
@@ -93,9 +100,64 @@ pub(crate) fn find_or_build_kernel(ver: &str) -> Result<PathBuf> {
     Ok(img)
 }
 
+/// Downloads `pkg` from `suite` with `apt-get download` against a private
+/// apt state (its own sources list, package lists and cache under `out`'s
+/// parent), unpacks it with `dpkg -x`, and returns the source tarball in it.
+/// Nothing is installed and no dependency is resolved against the foreign
+/// suite: `apt-get install -t trixie` on bookworm would replace libc6.
+fn fetch_source(pkg: &str, suite: &str, archive: &str, out: &Path) -> Result<PathBuf> {
+    let dir = PathBuf::from(format!("{}.apt", out.display()));
+    let lists = dir.join("lists");
+    std::fs::create_dir_all(lists.join("partial"))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("cache/archives/partial")).map_err(|e| e.to_string())?;
+    let list = dir.join("sources.list");
+    std::fs::write(
+        &list,
+        format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {archive} {suite} main\n"
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", list.display()))?;
+    let private = |sub: &str| -> Command {
+        let mut c = Command::new("apt-get");
+        c.arg("-q")
+            .arg(format!("-oDir::Etc::SourceList={}", list.display()))
+            .arg("-oDir::Etc::SourceParts=/dev/null")
+            .arg(format!("-oDir::State::Lists={}", lists.display()))
+            .arg(format!("-oDir::Cache={}", dir.join("cache").display()))
+            .arg("-oAPT::Sandbox::User=root")
+            .arg(sub)
+            .current_dir(&dir);
+        c
+    };
+    eprintln!("xtask: fetching {pkg} from {suite} (download only, no install)");
+    run(&mut private("update"))?;
+    run(private("download").arg(pkg))?;
+    let deb = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+        })
+        .ok_or(format!(
+            "apt-get download {pkg} left no .deb in {}",
+            dir.display()
+        ))?;
+    let root = dir.join("root");
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root))?;
+    let tarball = root.join(format!("usr/src/{pkg}.tar.xz"));
+    if tarball.is_file() {
+        Ok(tarball)
+    } else {
+        Err(format!("{} holds no {}", deb.display(), tarball.display()))
+    }
+}
+
 pub(crate) fn build_kernel(ver: &str, fragment: &Path, out: &Path) -> Result<()> {
-    let (pkg, suite) = source_package(ver)?;
-    let tarball = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
+    let (pkg, suite, archive) = source_package(ver)?;
     let tools = ["gcc", "make", "flex", "bison", "bc", "cpio", "xz", "perl"];
     let need_tools = tools.iter().any(|t| !have(t))
         || !Path::new("/usr/include/libelf.h").exists()
@@ -117,10 +179,12 @@ pub(crate) fn build_kernel(ver: &str, fragment: &Path, out: &Path) -> Result<()>
             None,
         )?;
     }
-    if !tarball.exists() {
-        eprintln!("xtask: installing {pkg} from {suite}");
-        apt_install(&[pkg], Some(suite))?;
-    }
+    let installed = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
+    let tarball = if installed.exists() {
+        installed
+    } else {
+        fetch_source(pkg, suite, archive, out)?
+    };
     let work = PathBuf::from(format!("{}.build", out.display()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
@@ -175,6 +239,7 @@ pub(crate) fn build_kernel(ver: &str, fragment: &Path, out: &Path) -> Result<()>
         .map_err(|e| format!("copy bzImage: {e}"))?;
     std::fs::copy(work.join(".config"), out.join("config")).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(format!("{}.apt", out.display()));
     eprintln!(
         "xtask: kernel built in {}s: {}",
         start.elapsed().as_secs(),
