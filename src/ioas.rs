@@ -15,6 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
 
+#[cfg(feature = "vm-memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
+pub mod guest_ram;
+
 pub(crate) struct IoasInner {
     iommufd: Iommufd,
     id: u32,
@@ -53,7 +57,43 @@ impl Ioas {
     #[doc(alias = "IOMMU_IOAS_ALLOC")]
     pub fn alloc(iommufd: &Iommufd) -> Result<Ioas> {
         let (id, space) = Space::alloc(iommufd.ctx())?;
-        Ok(Ioas {
+        Ok(Ioas::with(iommufd, id, space))
+    }
+
+    /// Takes over IOAS `id` of `iommufd`, made by another process that
+    /// handed the iommufd over (see [`handover`](crate::handover)): checked
+    /// with `IOMMU_IOAS_IOVA_RANGES`, which fails unless `id` is an IOAS of
+    /// this iommufd. The IOAS is destroyed when the last handle in this
+    /// process is dropped, as if it had been allocated here.
+    ///
+    /// The mappings the other process made stay in the kernel; they are not
+    /// [`Mapping`] values here (their memory is the kernel's reference to a
+    /// file, or pages the other process pinned, never this process's own
+    /// memory), so [`Ioas::unmap`] removes them by range.
+    ///
+    /// # Errors
+    /// `ENOENT` when `id` is no IOAS of this iommufd;
+    /// [`ErrorKind::Unsupported`] on the legacy path, which has no IOAS
+    /// objects to hand over.
+    pub fn adopt(iommufd: &Iommufd, id: u32) -> Result<Ioas> {
+        let space = Ioas::adoptable(iommufd, id)?;
+        Ok(Ioas::with(iommufd, id, space))
+    }
+
+    /// The kernel side of IOAS `id` if it is one in `iommufd`; nothing is
+    /// made (so nothing is destroyed when a later check fails).
+    pub(crate) fn adoptable(iommufd: &Iommufd, id: u32) -> Result<Space> {
+        Space::adopt(iommufd.ctx(), id).map_err(|e| {
+            if e.raw_errno() == Some(Errno::ENOENT) {
+                e.detail("no IOAS with this id in this iommufd (ids are per iommufd: was the id sent with this iommufd?)")
+            } else {
+                e
+            }
+        })
+    }
+
+    fn with(iommufd: &Iommufd, id: u32, space: Space) -> Ioas {
+        Ioas {
             inner: Arc::new(IoasInner {
                 iommufd: iommufd.clone(),
                 id,
@@ -62,7 +102,7 @@ impl Ioas {
                 allowed: Mutex::new(Vec::new()),
                 allow_set: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     /// The IOAS id within its iommufd.
@@ -80,7 +120,7 @@ impl Ioas {
     }
 
     /// "IOAS n IOVA [start, last]", the object of an error about a range.
-    fn range_object(&self, iova: u64, len: u64) -> String {
+    pub(crate) fn range_object(&self, iova: u64, len: u64) -> String {
         format!("{} {}", self.object(), range(iova, len))
     }
 
@@ -168,7 +208,7 @@ impl Ioas {
         // `Keep`), and leaks it if an unmap fails; `DmaMemory` promises the
         // region stays valid and in place for as long as `memory` lives.
         let got = unsafe { self.map_region(ptr, len, iova, access) };
-        self.owning(got, memory, ptr, len)
+        self.owning(got, memory, ptr, len, false)
     }
 
     /// The end of a map of owned memory: the mapping that now owns it, or
@@ -182,16 +222,12 @@ impl Ioas {
         memory: M,
         ptr: NonNull<u8>,
         len: usize,
+        by_file: bool,
     ) -> Result<Mapping<M>, TransitionError<M>> {
         match got {
-            Ok(iova) => Ok(Mapping::new(
-                self.clone(),
-                iova,
-                len as u64,
-                memory,
-                ptr,
-                len,
-            )),
+            Ok(iova) => Ok(
+                Mapping::new(self.clone(), iova, len as u64, memory, ptr, len).file_backed(by_file),
+            ),
             Err((e, false)) => Err(TransitionError::new(memory, e)),
             Err((e, true)) => {
                 std::mem::forget(memory);
@@ -237,7 +273,7 @@ impl Ioas {
         match got {
             // No MAP_FILE on this kernel, or on this path: map by address.
             Err((e, false)) if e.kind() == ErrorKind::Unsupported => self.map(memory, iova, access),
-            got => self.owning(got, memory, ptr, len),
+            got => self.owning(got, memory, ptr, len, true),
         }
     }
 
@@ -321,14 +357,7 @@ impl Ioas {
             // A file mapping's pages are the kernel's (it holds the file), so
             // an orphan costs only an IOVA range, not soundness.
             .map_err(|(e, _)| e)?;
-        Ok(Mapping::new(
-            self.clone(),
-            got,
-            len,
-            (),
-            NonNull::dangling(),
-            0,
-        ))
+        Ok(Mapping::new(self.clone(), got, len, (), NonNull::dangling(), 0).file_backed(true))
     }
 
     /// Maps the pages behind `src` into this IOAS as well (`IOMMU_IOAS_COPY`),
@@ -390,7 +419,8 @@ impl Ioas {
             Shared(keep.clone()),
             src.ptr,
             src.va_len,
-        ))
+        )
+        .file_backed(src.by_file))
     }
 
     /// Unmaps exactly `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`) and returns the
@@ -852,6 +882,8 @@ pub struct Mapping<M> {
     memory: Option<M>,
     /// Made by the first IOAS copy of this mapping (see [`Keep`]).
     keep: OnceLock<Arc<Keep<M>>>,
+    /// Mapped by file offset (`IOMMU_IOAS_MAP_FILE`, or a copy of such).
+    by_file: bool,
 }
 
 // SAFETY: `ptr` points into memory that `memory` owns (or, for `RawMemory`,
@@ -875,7 +907,23 @@ impl<M> Mapping<M> {
             va_len,
             memory: Some(memory),
             keep: OnceLock::new(),
+            by_file: false,
         }
+    }
+
+    /// Marks a mapping made by file offset.
+    fn file_backed(mut self, yes: bool) -> Self {
+        self.by_file = yes;
+        self
+    }
+
+    /// Whether the pages were mapped by file offset (`IOMMU_IOAS_MAP_FILE`:
+    /// [`Ioas::map_file`], [`Ioas::map_huge`] on kernels that have it, a shared
+    /// memfd guest RAM region, or an IOAS copy of one of those) rather than by
+    /// address. Only such mappings move to another process with
+    /// [`Iommufd::change_process`](crate::Iommufd::change_process).
+    pub fn by_file(&self) -> bool {
+        self.by_file
     }
 
     /// The IOVA the device uses.

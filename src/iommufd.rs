@@ -1,10 +1,10 @@
 //! `/dev/iommu`: the iommufd context every object lives in.
 
 use crate::backend::{self, Backend, Ctx};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, TransitionError};
 use nix::errno::Errno;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// An open iommufd (`/dev/iommu`): the context that owns IOASes and that
@@ -89,12 +89,97 @@ impl Iommufd {
         }
     }
 
+    /// Wraps an iommufd received from another process, checked: `fd` must be
+    /// an open `/dev/iommu` (the same character device, by `fstat`), so that
+    /// IOAS ids and device ids received with it mean what they say.
+    ///
+    /// # Errors
+    /// The fd is handed back: [`ErrorKind::InvalidInput`] when it is not
+    /// `/dev/iommu`; [`ErrorKind::NoIommufd`] when this kernel has none.
+    pub fn adopt(fd: OwnedFd) -> std::result::Result<Self, TransitionError<OwnedFd>> {
+        use nix::sys::stat::{fstat, stat};
+        let node = match stat("/dev/iommu") {
+            Ok(st) => st,
+            Err(e) => {
+                let err = Error::sys("adopt", "/dev/iommu", e)
+                    .kind_(ErrorKind::NoIommufd)
+                    .detail("this kernel has no /dev/iommu to compare the fd with");
+                return Err(TransitionError::new(fd, err));
+            }
+        };
+        match fstat(fd.as_fd()) {
+            Ok(st)
+                if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFCHR
+                    && st.st_rdev == node.st_rdev =>
+            {
+                Ok(Iommufd::from_fd(fd))
+            }
+            got => {
+                let err = Error::new(
+                    ErrorKind::InvalidInput,
+                    "adopt",
+                    format!("fd {}", fd.as_raw_fd()),
+                )
+                .detail(match got {
+                    Ok(_) => "the fd is not an open /dev/iommu".to_string(),
+                    Err(e) => format!("the fd cannot be inspected (fstat: {e})"),
+                });
+                Err(TransitionError::new(fd, err))
+            }
+        }
+    }
+
+    /// Makes this process the owner of the pinned-memory accounting of every
+    /// mapping in every IOAS of this iommufd (`IOMMU_IOAS_CHANGE_PROCESS`,
+    /// Linux 6.13): after a live update, the new VMM process's
+    /// `RLIMIT_MEMLOCK` and `VmPin` count the guest RAM, not the old one's.
+    ///
+    /// The kernel moves only mappings made by file offset
+    /// (`IOMMU_IOAS_MAP_FILE`: [`Ioas::map_file`](crate::Ioas::map_file),
+    /// [`Ioas::map_huge`](crate::Ioas::map_huge), a shared memfd guest RAM
+    /// region), and refuses the whole call if any mapping of the iommufd,
+    /// in any IOAS, was made by address. Nothing changes on failure, and DMA
+    /// goes on. [`Mapping::by_file`](crate::Mapping::by_file) tells the kinds
+    /// apart; [`handover`](crate::handover) refuses a by-address mapping
+    /// before anything leaves the old process.
+    ///
+    /// # Errors
+    /// `EINVAL` ([`ErrorKind::InvalidInput`]): a mapping made by address is in
+    /// the iommufd. [`ErrorKind::Unsupported`] before Linux 6.13 and on the
+    /// legacy path.
+    #[doc(alias = "IOMMU_IOAS_CHANGE_PROCESS")]
+    pub fn change_process(&self) -> Result<()> {
+        self.ctx.change_process().map_err(change_process_error)
+    }
+
+    /// The fd back, when this is the only handle (nothing was made on it yet).
+    pub(crate) fn into_fd(self) -> std::result::Result<OwnedFd, Self> {
+        match Arc::try_unwrap(self.ctx) {
+            Ok(Ctx::Cdev(fd)) => Ok(fd),
+            Ok(ctx) => Err(Iommufd { ctx: Arc::new(ctx) }),
+            Err(ctx) => Err(Iommufd { ctx }),
+        }
+    }
+
     pub(crate) fn same_as(&self, other: &Iommufd) -> bool {
         Arc::ptr_eq(&self.ctx, &other.ctx)
     }
 
     pub(crate) fn ctx(&self) -> &Ctx {
         &self.ctx
+    }
+}
+
+#[cold]
+fn change_process_error(e: Error) -> Error {
+    match e.raw_errno() {
+        Some(Errno::EINVAL) => e.kind_(ErrorKind::InvalidInput).detail(
+            "some IOAS of this iommufd holds a mapping made by address (IOMMU_IOAS_MAP: Ioas::map, map_user_va, a private or anonymous guest RAM region), and the kernel moves only mappings made by file offset; nothing changed",
+        ).hint("unmap it, or map that memory from a memfd with Ioas::map_file (guest RAM: a shared memfd-backed vm-memory region)"),
+        Some(Errno::ENOTTY) => e
+            .kind_(ErrorKind::Unsupported)
+            .detail("this kernel has no IOMMU_IOAS_CHANGE_PROCESS (added in Linux 6.13)"),
+        _ => e,
     }
 }
 

@@ -85,7 +85,10 @@
 //! - `Mapping<M>` is `Send` and `Sync` exactly when `M: Send`: the memory is
 //!   never lent out as `&M`, and the last share may drop `M` on any thread.
 //!
-//! Memory the crate cannot own (a VMM's guest RAM) goes through the `unsafe`
+//! A VMM's guest RAM held in rust-vmm's `vm-memory` is mapped in safe code
+//! at its guest-physical addresses (feature `vm-memory`: `Ioas::map_guest_memory`,
+//! module `ioas::guest_ram`, whose docs say why sharing it with a device is
+//! sound). Other memory the crate cannot own goes through the `unsafe`
 //! [`Ioas::map_user_va`], whose contract is written there.
 //!
 //! The same goes for groups: a device that shares its IOMMU group with others
@@ -194,6 +197,7 @@
 //! # References
 //! - <https://docs.kernel.org/userspace-api/iommufd.html>
 //! - <https://docs.kernel.org/driver-api/vfio.html> ("VFIO device cdev")
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -211,6 +215,7 @@ pub mod device;
 pub mod dma;
 pub mod error;
 pub mod group;
+pub mod handover;
 pub mod ioas;
 mod iommufd;
 pub mod irq;
@@ -233,6 +238,9 @@ pub use device::{
 pub use dma::{DmaBuffer, DmaMemory, HugeBuffer, RawMemory};
 pub use error::{Error, ErrorKind, Fallback, Result, TransitionError};
 pub use group::{Group, GroupReplaced, Released};
+#[cfg(feature = "vm-memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
+pub use ioas::guest_ram::{GuestMappings, GuestRam};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};

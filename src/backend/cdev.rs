@@ -206,6 +206,16 @@ pub(crate) fn ioas_alloc(fd: BorrowedFd<'_>) -> Result<u32> {
     Ok(arg.out_ioas_id)
 }
 
+/// `IOMMU_IOAS_CHANGE_PROCESS`: the pinned-page accounting of every mapping
+/// in the context moves to the calling process.
+pub(crate) fn change_process(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    let mut arg = sys::IommuIoasChangeProcess {
+        size: sys::argsz::<sys::IommuIoasChangeProcess>(),
+        reserved: 0,
+    };
+    sys::ioctl(fd, sys::raw::iommu_ioas_change_process, &mut arg).map(drop)
+}
+
 /// `IOMMU_DESTROY` of an object id.
 pub(crate) fn destroy(fd: BorrowedFd<'_>, id: u32) -> nix::Result<()> {
     let mut arg = sys::IommuDestroy {

@@ -34,7 +34,7 @@ pub(crate) mod legacy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::iova::{Access, IovaRange, IovaRanges};
 use nix::errno::Errno;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
@@ -90,6 +90,29 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_IOAS_CHANGE_PROCESS`. The legacy path has no equivalent: a
+    /// type1 container accounts pinned pages to the process that mapped them.
+    pub(crate) fn change_process(&self) -> Result<()> {
+        match self {
+            Ctx::Cdev(fd) => cdev::change_process(fd.as_fd()).map_err(|e| {
+                Error::sys(
+                    "IOMMU_IOAS_CHANGE_PROCESS",
+                    format!("iommufd {}", fd.as_raw_fd()),
+                    e,
+                )
+            }),
+            Ctx::Legacy => Err(Error::new(
+                ErrorKind::Unsupported,
+                "IOMMU_IOAS_CHANGE_PROCESS",
+                "legacy container",
+            )
+            .errno(Errno::EOPNOTSUPP)
+            .detail(
+                "the legacy VFIO container path cannot move its pinned memory to another process",
+            )),
+        }
+    }
+
     /// The `/dev/iommu` fd behind a cdev [`Space`]: they are made together.
     #[inline]
     fn fd(&self) -> BorrowedFd<'_> {
@@ -132,6 +155,16 @@ impl Space {
         match ctx {
             Ctx::Cdev(fd) => Ok((cdev::ioas_alloc(fd.as_fd())?, Space::Cdev)),
             Ctx::Legacy => Ok((legacy::next_ioas_id(), Space::Legacy(Default::default()))),
+        }
+    }
+
+    /// The kernel side of IOAS `id`, which already exists in `ctx` (made by
+    /// another process that handed the iommufd over): checked by asking the
+    /// kernel for its IOVA ranges, which fails unless `id` is an IOAS there.
+    pub(crate) fn adopt(ctx: &Ctx, id: u32) -> Result<Space> {
+        match ctx {
+            Ctx::Cdev(fd) => cdev::iova_ranges(fd.as_fd(), id).map(|_| Space::Cdev),
+            Ctx::Legacy => Err(unsupported("adopt", id)),
         }
     }
 

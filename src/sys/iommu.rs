@@ -86,6 +86,14 @@ pub struct IommuIoasMapFile {
     pub iova: u64,
 }
 
+/// `struct iommu_ioas_change_process`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuIoasChangeProcess {
+    pub size: u32,
+    pub reserved: u32,
+}
+
 /// `struct iommu_ioas_copy`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -183,6 +191,8 @@ const_assert_eq!(offset_of!(IommuIoasMapFile, fd), 12);
 const_assert_eq!(offset_of!(IommuIoasMapFile, start), 16);
 const_assert_eq!(offset_of!(IommuIoasMapFile, length), 24);
 const_assert_eq!(offset_of!(IommuIoasMapFile, iova), 32);
+assert_eq_size!(IommuIoasChangeProcess, [u8; 8]);
+const_assert_eq!(offset_of!(IommuIoasChangeProcess, reserved), 4);
 assert_eq_size!(IommuIoasCopy, [u8; 40]);
 const_assert_eq!(offset_of!(IommuIoasCopy, src_ioas_id), 12);
 const_assert_eq!(offset_of!(IommuIoasCopy, length), 16);

@@ -87,6 +87,7 @@ vfio_ioctls! {
     iommu_ioas_unmap = IOMMUFD_CMD_BASE + 6, IommuIoasUnmap;
     iommu_option = IOMMUFD_CMD_BASE + 7, IommuOption;
     iommu_ioas_map_file = IOMMUFD_CMD_BASE + 0xf, IommuIoasMapFile;
+    iommu_ioas_change_process = IOMMUFD_CMD_BASE + 0x12, IommuIoasChangeProcess;
 }
 
 /// The `size`/`argsz` first field every iommufd and VFIO struct carries.
@@ -108,6 +109,8 @@ pub unsafe trait PlainArg {}
 unsafe impl PlainArg for IommuDestroy {}
 // SAFETY: as above.
 unsafe impl PlainArg for IommuIoasAlloc {}
+// SAFETY: as above.
+unsafe impl PlainArg for IommuIoasChangeProcess {}
 // SAFETY: as above.
 unsafe impl PlainArg for IommuIoasUnmap {}
 // SAFETY: as above.
@@ -231,6 +234,7 @@ mod tests {
             ("iommu_ioas_unmap", 0x3b86),
             ("iommu_option", 0x3b87),
             ("iommu_ioas_map_file", 0x3b8f),
+            ("iommu_ioas_change_process", 0x3b92),
         ];
         for (name, nr) in expect {
             let got = ALL_REQUESTS
