@@ -17,7 +17,8 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
         eprintln!("xtask: valgrind not found; installing it");
         apt_install(&["valgrind"], None)?;
     }
-    let mut bins = cargo_build(&["test", "--no-run", "--tests"], |v| {
+    // Every feature the guest tests exercise (`tests/guest_vm_memory.rs`).
+    let mut bins = cargo_build(&["test", "--no-run", "--tests", "--all-features"], |v| {
         v["target"]["kind"][0] == "test"
             && v["target"]["name"]
                 .as_str()

@@ -1,0 +1,223 @@
+//! Live update: process A sets up edu DMA, hands everything to a freshly
+//! exec'd process B over a unix socket and exits; B adopts it, checked with
+//! the kernel, and runs DMA with no unbind, no re-map and no reset.
+
+mod support;
+
+use iommufd::handover::{self, Handover};
+use iommufd::{Access, ErrorKind, Iommufd, Iova};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use support::Edu;
+
+const ROLE: &str = "IOMMUFD_HANDOVER_ROLE";
+const TEST: &str = "live_update_hands_running_dma_to_a_new_process";
+/// Two pages of guest RAM (a memfd), mapped by file at this IOVA.
+const IOVA: u64 = 0x10_0000;
+const LEN: usize = 8192;
+const MSG_A: &[u8] = b"A: left in the device buffer across the handover";
+const MSG_B: &[u8] = b"B: a round trip after A exited";
+
+fn kernel() -> String {
+    std::env::var("IOMMUFD_TEST_KERNEL_VERSION").unwrap_or_default()
+}
+
+/// The memfd's pages, seen by this process: volatile accesses only (the
+/// device writes them).
+struct Ram(memmap2::MmapRaw);
+
+impl Ram {
+    fn of(fd: &impl std::os::fd::AsRawFd) -> Ram {
+        Ram(memmap2::MmapOptions::new()
+            .len(LEN)
+            .map_raw(fd.as_raw_fd())
+            .unwrap())
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= LEN);
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: in bounds of the live mapping; volatile, the device shares it.
+            unsafe { self.0.as_mut_ptr().add(off + i).write_volatile(*b) };
+        }
+    }
+    fn read(&self, off: usize, n: usize) -> Vec<u8> {
+        assert!(off + n <= LEN);
+        // SAFETY: as in `write`.
+        (0..n)
+            .map(|i| unsafe { self.0.as_ptr().add(off + i).read_volatile() })
+            .collect()
+    }
+}
+
+fn memfd() -> std::fs::File {
+    let fd: OwnedFd =
+        nix::sys::memfd::memfd_create(c"guest-ram", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .unwrap();
+    let f = std::fs::File::from(fd);
+    f.set_len(LEN as u64).unwrap();
+    f
+}
+
+/// The socket this process was given as its stdin.
+fn socket_from_stdin() -> UnixStream {
+    let fd = std::io::stdin().lock();
+    use std::os::fd::AsFd;
+    UnixStream::from(fd.as_fd().try_clone_to_owned().unwrap())
+}
+
+/// Process A: bind, map the memfd by file, DMA, hand over, exit.
+fn process_a() {
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let ram_fd = memfd();
+    let ram = Ram::of(&ram_fd);
+    let map = ioas
+        .map_file(
+            &ram_fd,
+            0,
+            LEN as u64,
+            Iova::Fixed(IOVA),
+            Access::READ_WRITE,
+        )
+        .unwrap();
+    assert!(map.by_file());
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    ram.write(0, MSG_A);
+    {
+        let edu = Edu::new(&dev);
+        edu.read_from_ram(IOVA, MSG_A.len() as u64); // now in the device buffer
+        edu.write_to_ram(IOVA + 0x1000, MSG_A.len() as u64);
+    }
+    assert_eq!(ram.read(0x1000, MSG_A.len()), MSG_A, "A's own round trip");
+    ram.write(0x1000, &[0; 64]);
+    let mut h = Handover::new(fd).unwrap();
+    h.device(dev).unwrap();
+    h.mapping(map).unwrap();
+    h.file(ram_fd);
+    h.send(&socket_from_stdin()).unwrap();
+    eprintln!("A: handed over; exiting");
+}
+
+/// Process B: adopt, then DMA through what A set up.
+fn process_b() {
+    let got = handover::receive(&socket_from_stdin()).unwrap();
+    let mut adopted = got.adopt().unwrap();
+    assert!(adopted.refused.is_empty(), "{:?}", adopted.refused);
+    assert_eq!(adopted.ioases.len(), 1);
+    assert_eq!(adopted.devices.len(), 1);
+    assert_eq!(adopted.files.len(), 1);
+    let ioas = adopted.ioases[0].clone();
+    assert_eq!(
+        adopted.inherited,
+        vec![handover::Inherited {
+            ioas: ioas.id(),
+            iova: IOVA,
+            len: LEN as u64
+        }]
+    );
+    let mut dev = adopted.devices.pop().unwrap();
+    assert_eq!(dev.ioas(), &ioas);
+    assert!(dev.info().is_ok(), "bound");
+    dev.map_bar(0).unwrap();
+    let ram = Ram::of(&adopted.files[0]);
+    let edu = Edu::new(&dev);
+    // No reset: what A left in the device buffer is still there, and the
+    // IOVA A mapped still reaches the memfd.
+    edu.write_to_ram(IOVA + 0x1000, MSG_A.len() as u64);
+    assert_eq!(
+        ram.read(0x1000, MSG_A.len()),
+        MSG_A,
+        "the device buffer A filled"
+    );
+    ram.write(0x100, MSG_B);
+    edu.read_from_ram(IOVA + 0x100, MSG_B.len() as u64);
+    edu.write_to_ram(IOVA + 0x1800, MSG_B.len() as u64);
+    assert_eq!(ram.read(0x1800, MSG_B.len()), MSG_B, "B's round trip");
+    // The inherited mapping is B's to remove, by range.
+    let dev = dev.detach().unwrap();
+    assert_eq!(ioas.unmap(IOVA, LEN as u64).unwrap(), LEN as u64);
+    dev.close();
+    eprintln!("B: DMA works after the handover");
+}
+
+fn spawn(role: &str, sock: UnixStream) -> std::process::ExitStatus {
+    Command::new(std::env::current_exe().unwrap())
+        .args([TEST, "--exact", "--include-ignored", "--nocapture"])
+        .env(ROLE, role)
+        .stdin(Stdio::from(OwnedFd::from(sock)))
+        .status()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn live_update_hands_running_dma_to_a_new_process() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("a") => return process_a(),
+        Ok("b") => return process_b(),
+        _ => {}
+    }
+    if kernel() == "6.12" {
+        // No MAP_FILE and no CHANGE_PROCESS (6.13): said so, clearly.
+        let fd = Iommufd::open_iommufd().unwrap();
+        let ioas = fd.alloc_ioas().unwrap();
+        let e = ioas
+            .map_file(&memfd(), 0, LEN as u64, Iova::Any, Access::READ_WRITE)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        let e = fd.change_process().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert!(e.to_string().contains("6.13"), "{e}");
+        return;
+    }
+    let (a, b) = UnixStream::pair().unwrap();
+    let st = spawn("a", a);
+    assert!(st.success(), "process A: {st}");
+    // A has exited; the message (and its fds) waits in B's socket.
+    let st = spawn("b", b);
+    assert!(st.success(), "process B: {st}");
+}
+
+/// A mapping made by address cannot go: refused before anything leaves,
+/// naming it, and handed back working; the kernel refuses the accounting
+/// move for the whole iommufd too, and nothing changes.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn handover_refuses_a_mapping_made_by_address() {
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let (src, dst) = support::map_src_dst(
+        &ioas,
+        MSG_B,
+        Iova::Fixed(IOVA),
+        Iova::Fixed(IOVA + 0x10000),
+        4096,
+    );
+    assert!(!src.by_file());
+    let mut h = Handover::new(fd.clone()).unwrap();
+    let e = h.mapping(src).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    let msg = e.error().to_string();
+    assert!(
+        msg.contains("0x100000") && msg.contains("by address"),
+        "{msg}"
+    );
+    let src = e.into_inner();
+    let e = fd.change_process().unwrap_err();
+    if kernel() == "6.12" {
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    } else {
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("by address"), "{e}");
+    }
+    // Nothing changed: DMA through both mappings still works.
+    let edu = Edu::new(&dev);
+    edu.read_from_ram(src.iova(), MSG_B.len() as u64);
+    edu.write_to_ram(dst.iova(), MSG_B.len() as u64);
+    let mut out = vec![0u8; MSG_B.len()];
+    dst.read_bytes(0, &mut out).unwrap();
+    assert_eq!(out, MSG_B);
+    drop(h);
+}
