@@ -24,6 +24,8 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
                 .as_str()
                 .is_some_and(|n| n.starts_with("guest_") && n != OVERHEAD)
     })?;
+    // The examples, which `tests/guest_examples.rs` runs as a user would.
+    cargo_build(&["build", "--examples", "--all-features"], |_| false)?;
     // Instruction budgets are for optimized code: this one test is built in
     // release.
     bins.extend(cargo_build(

@@ -1,0 +1,112 @@
+//! The examples, run in the guest as a user would run them: each must do
+//! what its docs say and end with a clear error and a non-zero exit on bad
+//! input. `cargo xtask vmtest` builds them (with every feature) beside the tests.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use support::Topology;
+
+/// `target/<profile>/examples/<name>`, beside this test's `deps/`.
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let path: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} was not built: cargo xtask vmtest builds the examples",
+        path.display()
+    );
+    Command::new(path)
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    let se = String::from_utf8_lossy(&out.stderr).into_owned();
+    print!("{so}");
+    eprint!("{se}");
+    (out, so, se)
+}
+
+fn kernel() -> String {
+    std::env::var("IOMMUFD_TEST_KERNEL_VERSION").unwrap_or_default()
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn vmm_passthrough_example_hot_plugs_and_unplugs_by_bdf() {
+    let bdf = Topology::discover().singleton;
+    let (out, so, _) = run(example("vmm_passthrough").arg(&bdf));
+    assert!(out.status.success(), "{}", out.status);
+    assert!(so.contains("passthrough ok"), "{so}");
+    assert!(so.contains("MSI fired 1x"), "{so}");
+    assert!(so.contains("BAR0 0x100000 bytes at host address"), "{so}");
+    // Shared memfd guest RAM goes in by file where the kernel can (6.13+).
+    let how = if kernel() == "6.12" {
+        "by address"
+    } else {
+        "by file"
+    };
+    assert_eq!(so.matches(how).count(), 2, "{so}");
+    // Unplugged: the device can be opened and bound again.
+    let fd = iommufd::Iommufd::open().unwrap();
+    iommufd::Device::open(&bdf).unwrap().bind(&fd).unwrap();
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn vmm_passthrough_example_takes_a_cdev_fd_from_a_helper() {
+    let bdf = Topology::discover().singleton;
+    // The "privileged helper": opens the cdev and hands it over as fd 0.
+    let cdev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(support::cdev_of(&bdf))
+        .unwrap();
+    let (out, so, _) = run(example("vmm_passthrough").args(["--fd", "0"]).stdin(cdev));
+    assert!(out.status.success(), "{}", out.status);
+    assert!(so.contains(&format!("{bdf}: passthrough ok")), "{so}");
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn vmm_passthrough_example_fails_clearly_on_a_device_it_cannot_take() {
+    // A device on a driver that does its own DMA: not on vfio-pci.
+    let other = Topology::discover().nonviable_other;
+    let (out, _, se) = run(example("vmm_passthrough").arg(&other));
+    assert!(!out.status.success());
+    assert!(se.contains(&other) && se.contains("vfio-pci"), "{se}");
+    // Not an fd of a VFIO device.
+    let (out, _, se) = run(example("vmm_passthrough")
+        .args(["--fd", "0"])
+        .stdin(std::fs::File::open("/dev/null").unwrap()));
+    assert!(!out.status.success());
+    assert!(se.contains("not a VFIO device"), "{se}");
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn groups_example_tells_what_can_be_assigned() {
+    let t = Topology::discover();
+    let (out, so, _) = run(&mut example("groups"));
+    assert!(out.status.success(), "{}", out.status);
+    assert!(
+        so.contains(&format!("group {}: assignable as a group", t.pair_group)),
+        "{so}"
+    );
+    assert!(
+        so.contains(&format!("group {}: NOT assignable", t.nonviable_group)),
+        "{so}"
+    );
+    assert!(so.contains(&t.nonviable_other), "{so}");
+}
