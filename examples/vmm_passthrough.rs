@@ -9,7 +9,7 @@
 //! 4. map the BARs for KVM memory slots (`host_address` is what
 //!    `KVM_SET_USER_MEMORY_REGION` takes);
 //! 5. route the device's MSI to an eventfd (a KVM irqfd would take it);
-//! 6. at hot-unplug: interrupts off, detach, unbind, unmap guest RAM.
+//! 6. at hot-unplug: interrupts off, detach, close (which unbinds), unmap guest RAM.
 //!
 //! Between 5 and 6 it stands in for the guest's driver (the device is QEMU's
 //! `edu`): it has the device copy bytes from one GPA to another and raise
@@ -148,11 +148,14 @@ fn run(args: &[String]) -> Result<(), Error> {
     };
     edu.ack_irq(1);
 
-    // Hot-unplug: interrupts off, DMA blocked, device back to the kernel,
-    // guest RAM unmapped (the BARs are unmapped by unbind).
+    // Hot-unplug: interrupts off, DMA blocked, then the fd closed, which
+    // unbinds the device and returns its group to the kernel (BARs are
+    // unmapped first). `unbind` instead would keep an unbound fd to bind
+    // again, but it reopens the cdev by path, which a VMM that got its fd
+    // from a helper may not be allowed to do.
     dev.disable_irqs(pci::MSI_IRQ)?;
     let dev = dev.detach().map_err(|e| e.into_parts().1)?;
-    dev.unbind().map_err(|e| e.into_parts().1)?.close();
+    dev.close();
     drop(ram);
     println!(
         "{name}: passthrough ok: {} bytes GPA {src:#x} -> {dst:#x}, MSI fired {fired}x, unplugged",
