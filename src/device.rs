@@ -450,7 +450,7 @@ impl Device<Attached<Ioas>> {
     /// IOAS id there) or lands in that iommufd's IOAS of the same id, whose
     /// mappings are memory the kernel holds or that process owns, never
     /// memory this process uses as ordinary Rust memory. `dev_id` (from
-    /// the bind, for [`DeviceInfo::dev_id`]) is taken as given.
+    /// the bind, for [`Device::dev_id`]) is taken as given.
     ///
     /// # Errors
     /// The fd is handed back: [`ErrorKind::MultiDeviceGroup`],

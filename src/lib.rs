@@ -152,6 +152,24 @@
 //! streams live in the states that own them (an example is in the
 //! [`migration`] module docs).
 //!
+//! # Live update
+//!
+//! [`handover`] hands running devices, their IOASes and file-backed guest
+//! RAM to a new VMM process over a unix socket; the new process adopts them,
+//! checked with the kernel, and takes over the pinned-memory accounting
+//! ([`Iommufd::change_process`]), with no unbind, no re-map and no reset.
+//!
+//! # Examples
+//!
+//! - `examples/vmm_passthrough.rs`, for VMM authors: a device's hot-plug and
+//!   hot-unplug, with guest RAM from vm-memory at its GPAs, BARs for KVM
+//!   memory slots and MSI on an eventfd (feature `vm-memory`).
+//! - `examples/groups.rs`, for operators: which IOMMU groups can be assigned,
+//!   and what to do about the others.
+//! - `examples/demo.rs`: one DMA round trip through the IOMMU.
+//!
+//! Each runs in the test guest as a guest test (`tests/guest_examples.rs`).
+//!
 //! # Groups, and kernels without iommufd
 //!
 //! The kernel isolates DMA per IOMMU group. A device alone in its group is a
