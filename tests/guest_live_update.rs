@@ -50,15 +50,6 @@ impl Ram {
     }
 }
 
-fn memfd() -> std::fs::File {
-    let fd: OwnedFd =
-        nix::sys::memfd::memfd_create(c"guest-ram", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .unwrap();
-    let f = std::fs::File::from(fd);
-    f.set_len(LEN as u64).unwrap();
-    f
-}
-
 /// The socket this process was given as its stdin.
 fn socket_from_stdin() -> UnixStream {
     let fd = std::io::stdin().lock();
@@ -70,7 +61,7 @@ fn socket_from_stdin() -> UnixStream {
 fn process_a() {
     let fd = Iommufd::open_iommufd().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let ram_fd = memfd();
+    let ram_fd = support::memfd(LEN);
     let ram = Ram::of(&ram_fd);
     let map = ioas
         .map_file(
@@ -166,7 +157,13 @@ fn live_update_hands_running_dma_to_a_new_process() {
         let fd = Iommufd::open_iommufd().unwrap();
         let ioas = fd.alloc_ioas().unwrap();
         let e = ioas
-            .map_file(&memfd(), 0, LEN as u64, Iova::Any, Access::READ_WRITE)
+            .map_file(
+                &support::memfd(LEN),
+                0,
+                LEN as u64,
+                Iova::Any,
+                Access::READ_WRITE,
+            )
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
         let e = fd.change_process().unwrap_err();

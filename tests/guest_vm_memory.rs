@@ -8,7 +8,6 @@
 mod support;
 
 use iommufd::{Access, Device, ErrorKind, Iommufd};
-use std::os::fd::OwnedFd;
 use support::{Edu, Topology};
 use vm_memory::{
     Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap,
@@ -28,20 +27,12 @@ fn kernel() -> String {
     std::env::var("IOMMUFD_TEST_KERNEL_VERSION").unwrap_or_default()
 }
 
-fn memfd(len: usize) -> std::fs::File {
-    let fd: OwnedFd =
-        nix::sys::memfd::memfd_create(c"guest-ram", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .unwrap();
-    let f = std::fs::File::from(fd);
-    f.set_len(len as u64).unwrap();
-    f
-}
-
 /// Two regions with a hole: anonymous low RAM, memfd-backed high RAM.
 fn guest_memory() -> GuestMemoryMmap {
     let low = GuestRegionMmap::from_range(LOW, MIB, None).unwrap();
     let high =
-        GuestRegionMmap::from_range(HIGH, MIB, Some(FileOffset::new(memfd(MIB), 0))).unwrap();
+        GuestRegionMmap::from_range(HIGH, MIB, Some(FileOffset::new(support::memfd(MIB), 0)))
+            .unwrap();
     GuestMemoryMmap::from_regions(vec![low, high]).unwrap()
 }
 

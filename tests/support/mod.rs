@@ -329,6 +329,16 @@ impl Drop for Mtty {
     }
 }
 
+/// A memfd of `len` bytes (guest RAM, as a VMM that wants live update or
+/// `IOMMU_IOAS_MAP_FILE` makes it).
+pub fn memfd(len: usize) -> std::fs::File {
+    let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC;
+    let fd = nix::sys::memfd::memfd_create(c"guest-ram", flags).unwrap();
+    let f = std::fs::File::from(fd);
+    f.set_len(len as u64).unwrap();
+    f
+}
+
 /// The singleton edu bound to `fd`, BAR0 mapped and bus master on.
 pub fn bound_singleton(fd: &iommufd::Iommufd) -> Device<iommufd::BlockDma> {
     let mut dev = Device::open(&Topology::discover().singleton)
