@@ -221,6 +221,31 @@ impl EventFd {
         .map_err(|e| Error::sys("eventfd", "new eventfd", e))
     }
 
+    /// Waits up to `timeout` for the eventfd to fire (`poll`), then takes
+    /// the count; 0 when it did not fire in time. For a driver's completion
+    /// interrupt: every wait on a device should end.
+    ///
+    /// ```no_run
+    /// # fn f(dev: &iommufd::Device<iommufd::BlockDma>) -> iommufd::Result<()> {
+    /// let ev = iommufd::EventFd::new()?;
+    /// dev.set_irq_eventfds(iommufd::pci::MSIX_IRQ, 1, &[&ev])?; // vector 1 only
+    /// if ev.wait(std::time::Duration::from_secs(5))? == 0 {
+    ///     eprintln!("no interrupt in 5 s");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<u64> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => Ok(0),
+            Ok(_) => self.take(),
+            Err(nix::errno::Errno::EINTR) => self.take(),
+            Err(e) => Err(Error::sys("poll", "eventfd", e)),
+        }
+    }
+
     /// Takes the count (how many times it fired since the last call); 0 if none.
     pub fn take(&self) -> Result<u64> {
         match self.0.read() {
@@ -240,5 +265,12 @@ impl AsFd for EventFd {
 impl AsRawFd for EventFd {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// So that `&[&ev]` routes one vector to an eventfd the caller keeps.
+impl AsRawFd for &EventFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        (**self).as_raw_fd()
     }
 }

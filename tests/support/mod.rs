@@ -42,6 +42,35 @@ pub struct Topology {
     pub nonviable_group: u32,
     pub nonviable_edu: String,
     pub nonviable_other: String,
+    /// An edu on a PCIe root port without hotplug: a secondary bus reset.
+    pub bus_reset: Option<String>,
+    /// An edu on a hotplug-capable PCIe root port (QMP `device_del`);
+    /// `None` once a test unplugged it.
+    pub hotplug: Option<String>,
+    /// The NVMe controller (on vfio-pci).
+    pub nvme: Option<String>,
+}
+
+/// Whether `bdf` sits behind a PCIe root port (not on the root bus, not
+/// behind a conventional bridge): its parent in sysfs is a PCIe port.
+fn behind_root_port(bdf: &str) -> bool {
+    let Ok(dev) = std::fs::canonicalize(Path::new("/sys/bus/pci/devices").join(bdf)) else {
+        return false;
+    };
+    let parent = dev.parent().unwrap();
+    std::fs::read_link(parent.join("driver")).is_ok_and(|d| d.ends_with("pcieport"))
+}
+
+/// Whether the kernel registered a hotplug slot for `bdf` (pciehp).
+fn hotplug_slot(bdf: &str) -> bool {
+    // A slot's address is the device's, without the function: "0000:04:00".
+    let Some((slot_addr, _)) = bdf.rsplit_once('.') else {
+        return false;
+    };
+    std::fs::read_dir("/sys/bus/pci/slots").is_ok_and(|d| {
+        d.flatten()
+            .any(|s| read(&s.path().join("address")) == slot_addr)
+    })
 }
 
 fn read(p: &Path) -> String {
@@ -59,6 +88,7 @@ fn is_edu(bdf: &str) -> bool {
 impl Topology {
     pub fn discover() -> Topology {
         let mut singletons = Vec::new();
+        let (mut bus_reset, mut hotplug, mut nvme) = (None, None, None);
         let mut pair = None;
         let mut nonviable = None;
         for g in iommufd::sysfs::groups(Path::new("/sys")).expect("IOMMU groups") {
@@ -68,7 +98,25 @@ impl Topology {
                 .filter(|d| is_edu(&d.bdf))
                 .map(|d| d.bdf.clone())
                 .collect();
+            if let [only] = &m[..] {
+                if read(
+                    &Path::new("/sys/bus/pci/devices")
+                        .join(&only.bdf)
+                        .join("class"),
+                ) == "0x010802"
+                {
+                    nvme = Some(only.bdf.clone());
+                    continue;
+                }
+            }
             match edus.len() {
+                1 if m.len() == 1 && behind_root_port(&edus[0]) => {
+                    if hotplug_slot(&edus[0]) {
+                        hotplug = Some(edus[0].clone());
+                    } else {
+                        bus_reset = Some(edus[0].clone());
+                    }
+                }
                 1 if m.len() == 1 => singletons.push(edus[0].clone()),
                 2 => pair = Some((g, [edus[0].clone(), edus[1].clone()])),
                 1 => {
@@ -91,6 +139,9 @@ impl Topology {
             nonviable_group,
             nonviable_edu,
             nonviable_other,
+            bus_reset,
+            hotplug,
+            nvme,
         }
     }
 }

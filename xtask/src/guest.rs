@@ -1,7 +1,7 @@
 //! Booting the guest: QEMU, the console, stall detection, libtest counts.
 
 use crate::host::{apt_install, have};
-use crate::topology::{extra_edus, BIND_EDUS, TOPOLOGY};
+use crate::topology::{extra_edus, nvme, BIND_EDUS, TOPOLOGY};
 use crate::{root, Opts, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ pub(crate) struct GuestOutcome {
     pub(crate) failed: u64,
     /// The console went silent for `stall()` and QEMU was killed.
     pub(crate) stalled: bool,
+    /// What the NVMe test reported writing (`VMT-NVME-WROTE ...` lines),
+    /// for the host to check in the image after the guest powered off.
+    pub(crate) nvme_writes: Vec<String>,
 }
 
 /// No console line for this long means the guest froze. Every test prints a
@@ -79,6 +82,8 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         init.display(),
         job.display()
     );
+    let qmp = root().join(format!("target/vmtest/qmp-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&qmp);
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-machine",
@@ -103,6 +108,11 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
     ])
     .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
     .args(TOPOLOGY)
+    .args(nvme(&nvme_image()?))
+    .args([
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", qmp.display()),
+    ])
     .args(extra_edus(o.extra_edus))
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -139,6 +149,7 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         passed: 0,
         failed: 0,
         stalled: false,
+        nvme_writes: Vec::new(),
     };
     let stdout = std::io::stdout();
     loop {
@@ -155,6 +166,17 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
                     let (p, f) = parse_counts(rest);
                     out.passed += p;
                     out.failed += f;
+                }
+                // A guest test asks the host side for a QMP command
+                // (`device_del` of the hotplug edu).
+                if let Some(req) = clean.trim().strip_prefix("VMT-QMP ") {
+                    match qmp_command(&qmp, req) {
+                        Ok(reply) => eprintln!("xtask: QMP {req} -> {reply}"),
+                        Err(e) => eprintln!("xtask: QMP {req} failed: {e}"),
+                    }
+                }
+                if let Some(rest) = clean.trim().strip_prefix("VMT-NVME-WROTE ") {
+                    out.nvme_writes.push(rest.to_string());
                 }
                 if let Some(code) = clean.trim().strip_prefix("VMT-EXIT ") {
                     out.exit = code.trim().parse().ok();
@@ -189,7 +211,53 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         }
     }
     let _ = child.wait();
+    let _ = std::fs::remove_file(&qmp);
     Ok(out)
+}
+
+/// The NVMe controller's backing image: 64 MiB of zeros, made fresh for
+/// every boot so what the guest wrote can be checked afterwards.
+pub(crate) fn nvme_image() -> Result<PathBuf> {
+    let path = nvme_image_path()?;
+    std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| e.to_string())?;
+    let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_len(NVME_IMAGE_BYTES)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+pub(crate) const NVME_IMAGE_BYTES: u64 = 64 << 20;
+
+pub(crate) fn nvme_image_path() -> Result<PathBuf> {
+    Ok(root().join("target/vmtest/nvme.img"))
+}
+
+/// Sends one QMP command (a JSON object) to QEMU's monitor socket and
+/// returns its reply line.
+fn qmp_command(sock: &Path, cmd: &str) -> Result<String> {
+    use std::os::unix::net::UnixStream;
+    let s = UnixStream::connect(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line)
+        .map_err(|e| format!("QMP greeting: {e}"))?;
+    writeln!(w, r#"{{"execute":"qmp_capabilities"}}"#).map_err(|e| e.to_string())?;
+    line.clear();
+    r.read_line(&mut line)
+        .map_err(|e| format!("QMP capabilities: {e}"))?;
+    writeln!(w, "{cmd}").map_err(|e| e.to_string())?;
+    // Events may come before the reply.
+    loop {
+        line.clear();
+        r.read_line(&mut line)
+            .map_err(|e| format!("QMP reply: {e}"))?;
+        if line.contains("\"return\"") || line.contains("\"error\"") || line.is_empty() {
+            return Ok(line.trim().to_string());
+        }
+    }
 }
 
 /// `"ok. 12 passed; 0 failed; 3 ignored; ..."` → (12, 0).

@@ -4,7 +4,13 @@
 /// The guest's fixed topology (see README.md, "The guest"):
 /// - singleton: an edu alone on the root bus;
 /// - pair: two edus behind a conventional pci-bridge (one viable group of three);
-/// - nonviable: an edu and a virtio-rng (on virtio-pci) behind a second pci-bridge.
+/// - nonviable: an edu and a virtio-rng (on virtio-pci) behind a second pci-bridge;
+/// - bus-reset: an edu on a PCIe root port without hotplug (a secondary bus
+///   reset is its only reset);
+/// - hotplug: an edu on a hotplug-capable PCIe root port, for `device_del`
+///   over QMP (its REQ interrupt);
+/// - nvme: an NVMe controller on a PCIe root port, backed by a raw image
+///   on the host ([`nvme`]).
 pub(crate) const TOPOLOGY: &[&str] = &[
     "-device",
     "edu,id=singleton",
@@ -20,7 +26,32 @@ pub(crate) const TOPOLOGY: &[&str] = &[
     "edu,bus=nonviable,addr=1",
     "-device",
     "virtio-rng-pci,bus=nonviable,addr=2",
+    "-device",
+    "pcie-root-port,id=rp_reset,chassis=5,slot=5,hotplug=off",
+    "-device",
+    "edu,id=bus_reset,bus=rp_reset",
+    // Native PCIe hotplug (pciehp in the guest) instead of ACPI hotplug, so
+    // that a QMP device_del reaches vfio-pci as an unplug request (REQ).
+    "-global",
+    "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+    "-device",
+    "pcie-root-port,id=rp_hotplug,chassis=6,slot=6,hotplug=on",
+    "-device",
+    "edu,id=hotplug,bus=rp_hotplug",
 ];
+
+/// The NVMe controller and its backing image (`img`, a raw file on the
+/// host): 65 MSI-X vectors, its MSI-X table inside BAR0.
+pub(crate) fn nvme(img: &std::path::Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("file={},if=none,id=nv0,format=raw", img.display()),
+        "-device".into(),
+        "pcie-root-port,id=rp_nvme,chassis=4,slot=4,hotplug=off".into(),
+        "-device".into(),
+        "nvme,serial=iommufd-nvme0,drive=nv0,bus=rp_nvme".into(),
+    ]
+}
 
 /// `n` more edus, each alone on the root bus (so each is its own IOMMU
 /// group): the bench guest's bring-up rows. `vmtest` adds none, so it stays
@@ -31,11 +62,13 @@ pub(crate) fn extra_edus(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Shell run inside the guest before the job: every edu goes to vfio-pci
-/// (driver_override + drivers_probe), the way an operator would do it.
+/// Shell run inside the guest before the job: every edu and the NVMe
+/// controller go to vfio-pci (driver_override + drivers_probe), the way an
+/// operator would do it.
 pub(crate) const BIND_EDUS: &str = r#"
 for d in /sys/bus/pci/devices/*; do
-  [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ] || continue
+  id="$(cat $d/vendor):$(cat $d/device)"
+  [ "$id" = 0x1234:0x11e8 ] || [ "$(cat $d/class)" = 0x010802 ] || continue
   b=${d##*/}
   echo vfio-pci > $d/driver_override
   [ -e $d/driver ] && echo $b > $d/driver/unbind

@@ -47,7 +47,8 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     body += "exit $rc\n";
     let job = write_job("vmtest", &body)?;
     let out = boot_guest(&kernel, &job, o)?;
-    let ok = out.exit == Some(0) && out.failed == 0 && out.passed > 0;
+    let nvme_ok = check_nvme_image(&out.nvme_writes);
+    let ok = out.exit == Some(0) && out.failed == 0 && out.passed > 0 && nvme_ok;
     match out.exit {
         None => eprintln!("xtask: the guest never reported an exit status"),
         Some(c) if c != 0 => eprintln!("xtask: guest job exited with {c}"),
@@ -59,6 +60,57 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     println!("vmtest: kernel {}", o.kernel);
     println!("vmtest: {} passed, {} failed", out.passed, out.failed);
     Ok(ok)
+}
+
+/// The host side of the NVMe test: after the guest powered off, the image
+/// must hold, at each reported LBA range (`lba blocks seed lba_size`), the
+/// pattern `examples/nvme.rs` writes (the same splitmix64 of seed + byte
+/// offset). False, loudly, on a mismatch or an unreadable report.
+fn check_nvme_image(writes: &[String]) -> bool {
+    let Ok(img) =
+        crate::guest::nvme_image_path().and_then(|p| std::fs::read(&p).map_err(|e| e.to_string()))
+    else {
+        eprintln!("xtask: cannot read the NVMe image");
+        return writes.is_empty();
+    };
+    let mut ok = true;
+    for w in writes {
+        let n: Vec<u64> = w
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let [lba, blocks, seed, size] = n[..] else {
+            eprintln!("xtask: NVMe report {w:?} is not `lba blocks seed lba_size`");
+            ok = false;
+            continue;
+        };
+        let (start, len) = ((lba * size) as usize, (blocks * size) as usize);
+        let Some(got) = img.get(start..start + len) else {
+            eprintln!("xtask: NVMe report {w:?} is past the image's end");
+            ok = false;
+            continue;
+        };
+        let bad = got
+            .chunks(8)
+            .enumerate()
+            .position(|(i, c)| c != &nvme_pattern_word(seed, (start + 8 * i) as u64)[..c.len()]);
+        match bad {
+            None => println!("vmtest: NVMe image holds the pattern at LBA {lba} + {blocks} blocks of {size} bytes (checked on the host)"),
+            Some(i) => {
+                eprintln!("xtask: the NVMe image differs from the pattern at byte {:#x} (LBA {lba} + {blocks}, seed {seed})", start + 8 * i);
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// `pattern_word` of `examples/nvme.rs`.
+fn nvme_pattern_word(seed: u64, at: u64) -> [u8; 8] {
+    let mut z = seed.wrapping_add(at).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).to_le_bytes()
 }
 
 pub(crate) fn demo(o: &Opts) -> Result<bool> {
