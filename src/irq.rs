@@ -156,6 +156,38 @@ impl<S: Bound> Device<S> {
         )
     }
 
+    /// Routes the device's *release request* (REQ, irq index 4) to `fd`.
+    ///
+    /// vfio-pci signals it when the kernel wants the device back while this
+    /// process holds it: a hot-unplug of the device (a `device_del` in the
+    /// host's VMM, the attention button, `echo 0 > .../slots/N/power`), its
+    /// unbind from vfio-pci through sysfs, or the removal of its SR-IOV VF.
+    /// The kernel's removal then *waits* until every fd of the device is
+    /// closed, signalling again every 10 s or so. A VMM answers by
+    /// hot-unplugging the device from its guest, then closing it (drop the
+    /// [`Device`], or [`Device::close`]); the removal completes then.
+    ///
+    /// # Errors
+    /// As [`set_irq_eventfds`](Self::set_irq_eventfds); `InvalidInput` when
+    /// the device has no REQ index (not vfio-pci).
+    #[doc(alias = "VFIO_PCI_REQ_IRQ_INDEX")]
+    pub fn set_release_request_eventfd<F: AsRawFd>(&self, fd: &F) -> Result<()> {
+        self.set_irq_eventfds(crate::pci::REQ_IRQ, 0, std::slice::from_ref(fd))
+    }
+
+    /// Routes the device's *error* interrupt (ERR, irq index 3) to `fd`: vfio-pci signals it from its PCIe AER handler when the
+    /// device reports an uncorrectable error. Until the VMM resets the
+    /// device ([`Device::reset`], [`Device::hot_reset`]) its MMIO may
+    /// return all-ones and its DMA may be lost; a VMM usually forwards the
+    /// error to its guest, whose driver recovers.
+    ///
+    /// # Errors
+    /// As [`set_irq_eventfds`](Self::set_irq_eventfds).
+    #[doc(alias = "VFIO_PCI_ERR_IRQ_INDEX")]
+    pub fn set_error_eventfd<F: AsRawFd>(&self, fd: &F) -> Result<()> {
+        self.set_irq_eventfds(crate::pci::ERR_IRQ, 0, std::slice::from_ref(fd))
+    }
+
     /// Disables every vector of `index` (`DATA_NONE | ACTION_TRIGGER`, count 0).
     pub fn disable_irqs(&self, index: u32) -> Result<()> {
         self.set_irqs(

@@ -240,6 +240,7 @@ pub mod irq;
 pub mod mdev;
 pub mod migration;
 pub mod region;
+pub mod reset;
 pub mod sysfs;
 
 /// Locks `m`. A panic while it was held cannot leave the data half-updated
@@ -265,6 +266,7 @@ pub use irq::{EventFd, IrqInfo};
 pub use mdev::{Mdev, MdevParent, MdevType};
 pub use migration::{AnyMigration, LoadStream, Migration, MigrationCaps, SaveStream};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
+pub use reset::{Affected, HotResetInfo};
 
 // Type-state facts, pinned: markers are zero-sized, and the state costs nothing.
 static_assertions::assert_eq_size!(Unbound, ());

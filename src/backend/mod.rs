@@ -33,6 +33,7 @@ pub(crate) mod legacy;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::iova::{Access, IovaRange, IovaRanges};
+use crate::sys;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -141,6 +142,10 @@ impl From<Error> for MapFail {
         MapFail::Other(e)
     }
 }
+
+/// A device a hot reset affects: (id, segment, bus, devfn), as
+/// `struct vfio_pci_dependent_device`.
+pub(crate) type Dependent = (u32, u16, u8, u8);
 
 /// The error for an operation the legacy container path does not have.
 pub(crate) fn unsupported(op: &'static str, ioas: u32) -> Error {
@@ -389,6 +394,56 @@ impl Link {
             (Link::Legacy(l), Space::Legacy(s)) => l.detach(s),
             (Link::Legacy(_), Space::Cdev) => Err(mismatch("detach", name)),
         }
+    }
+
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: the flags and, per device the
+    /// reset affects, (id, segment, bus, devfn). The id is a device id of
+    /// the iommufd on the cdev path, a group number on the legacy path
+    /// (see [`reset_id`](Self::reset_id)).
+    pub(crate) fn hot_reset_info(&self, name: &str) -> Result<(u32, Vec<Dependent>)> {
+        let fd = self.fd().expect("a bound device has an fd");
+        let mut buf = vec![0u32; 3 + 2 * 8];
+        loop {
+            match sys::hot_reset_info(fd, &mut buf) {
+                Ok(_) => break,
+                Err(Errno::ENOSPC) if (buf[2] as usize) * 2 + 3 > buf.len() => {
+                    buf.resize(3 + 2 * buf[2] as usize, 0)
+                }
+                Err(e) => {
+                    return Err(Error::sys(
+                        "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+                        name.to_string(),
+                        e,
+                    ))
+                }
+            }
+        }
+        let devices = buf[3..3 + 2 * buf[2] as usize]
+            .chunks(2)
+            .map(|w| (w[0], w[1] as u16, (w[1] >> 16) as u8, (w[1] >> 24) as u8))
+            .collect();
+        Ok((buf[1], devices))
+    }
+
+    /// What [`hot_reset_info`](Self::hot_reset_info) reports for this
+    /// device when its holder holds it: its device id (cdev), its group (legacy).
+    pub(crate) fn reset_id(&self, dev_id: u32) -> u32 {
+        match self {
+            Link::Cdev { .. } => dev_id,
+            Link::Legacy(l) => l.group.number,
+        }
+    }
+
+    /// `VFIO_DEVICE_PCI_HOT_RESET`: ownership proven by the iommufd (cdev,
+    /// no fds) or by this device's group fd (legacy).
+    pub(crate) fn hot_reset(&self, name: &str) -> Result<()> {
+        let fd = self.fd().expect("a bound device has an fd");
+        let r = match self {
+            Link::Cdev { .. } => sys::hot_reset(fd, &[]),
+            Link::Legacy(l) => sys::hot_reset(fd, &[l.group.fd.as_fd()]),
+        };
+        r.map(drop)
+            .map_err(|e| Error::sys("VFIO_DEVICE_PCI_HOT_RESET", name.to_string(), e))
     }
 
     /// The link of the same device, unbound: the cdev reopened, or the group

@@ -22,7 +22,8 @@ pub(crate) mod vfio;
 pub(crate) use iommu::*;
 pub(crate) use vfio::{
     bind_iommufd, check_extension, device_feature, device_reset, get_api_version,
-    group_get_device_fd, group_unset_container, iommu_get_info, region_info, set_iommu, set_irqs,
+    group_get_device_fd, group_unset_container, hot_reset, hot_reset_info, iommu_get_info,
+    region_info, set_iommu, set_irqs,
 };
 
 /// `VFIO_TYPE` (`';'`) and the two command bases.
@@ -66,6 +67,9 @@ vfio_ioctls! {
     vfio_device_get_region_info = VFIO_BASE + 8, u64;
     vfio_device_get_irq_info = VFIO_BASE + 9, vfio::vfio_irq_info;
     vfio_device_set_irqs = VFIO_BASE + 10, u32;
+    // Same numbers as the container's GET_INFO / MAP_DMA: on a device fd they are these.
+    vfio_device_get_pci_hot_reset_info = VFIO_BASE + 12, u32;
+    vfio_device_pci_hot_reset = VFIO_BASE + 13, u32;
     // Type1 IOMMU (legacy path), on the container fd.
     vfio_iommu_get_info = VFIO_BASE + 12, u64;
     vfio_iommu_map_dma = VFIO_BASE + 13, vfio::vfio_iommu_type1_dma_map;
@@ -235,6 +239,8 @@ mod tests {
             ("iommu_option", 0x3b87),
             ("iommu_ioas_map_file", 0x3b8f),
             ("iommu_ioas_change_process", 0x3b92),
+            ("vfio_device_get_pci_hot_reset_info", 0x3b70),
+            ("vfio_device_pci_hot_reset", 0x3b71),
         ];
         for (name, nr) in expect {
             let got = ALL_REQUESTS

@@ -66,6 +66,32 @@ pub fn set_irqs(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
     unsafe { raw::vfio_device_set_irqs(dev.as_raw_fd(), buf.as_mut_ptr()) }
 }
 
+/// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` into `buf`: a `struct
+/// vfio_pci_hot_reset_info` header (argsz, flags, count) and room for
+/// `(buf.len() - 3) / 2` `struct vfio_pci_dependent_device` entries of two
+/// words each. `ENOSPC` leaves the count needed in `buf[2]`.
+pub fn hot_reset_info(dev: BorrowedFd<'_>, buf: &mut [u32]) -> nix::Result<i32> {
+    assert!(
+        buf.len() >= 3,
+        "hot reset info buffer smaller than its header"
+    );
+    buf[0] = (buf.len() * 4) as u32;
+    // SAFETY: `buf` is a 4-aligned, exclusive buffer of `argsz` bytes; the
+    // kernel writes the header and at most `(argsz - 12) / 8` entries.
+    unsafe { raw::vfio_device_get_pci_hot_reset_info(dev.as_raw_fd(), buf.as_mut_ptr()) }
+}
+
+/// `VFIO_DEVICE_PCI_HOT_RESET` with the group fds in `group_fds` (none on
+/// the cdev, where iommufd proves ownership).
+pub fn hot_reset(dev: BorrowedFd<'_>, group_fds: &[BorrowedFd<'_>]) -> nix::Result<i32> {
+    let mut buf = vec![0u32, 0, group_fds.len() as u32];
+    buf.extend(group_fds.iter().map(|f| f.as_raw_fd() as u32));
+    buf[0] = (buf.len() * 4) as u32;
+    // SAFETY: `buf` holds a `struct vfio_pci_hot_reset` header and `count`
+    // fds, `argsz` bytes in all, which the kernel only reads.
+    unsafe { raw::vfio_device_pci_hot_reset(dev.as_raw_fd(), buf.as_mut_ptr()) }
+}
+
 /// `VFIO_DEVICE_FEATURE` with `flags` (`GET`/`SET`/`PROBE` | feature) and a
 /// pointer-free payload of whole words after the 8-byte header; the payload
 /// is read back into `payload` (the kernel writes it on `GET`).

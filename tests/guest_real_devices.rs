@@ -1,0 +1,114 @@
+//! Devices beyond the root-bus edu: an unplug request (REQ) from a real QMP
+//! `device_del`, group-aware hot reset, MSI-X. The harness's topology
+//! gives each a role (tests/support: `Topology`).
+
+mod support;
+
+use iommufd::{pci, Device, ErrorKind, EventFd, Group, Iommufd};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{Edu, Topology};
+
+/// Asks the host side of the harness for a QMP command: xtask watches the
+/// console for this line. Written to the fd, past libtest's capture.
+fn qmp(cmd: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nVMT-QMP {cmd}").unwrap();
+    out.flush().unwrap();
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn unplug_request_reaches_the_req_eventfd_and_the_unplug_completes() {
+    let bdf = Topology::discover()
+        .hotplug
+        .expect("no edu on a hotplug root port (already unplugged in this boot?)");
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut dev = Device::open(&bdf).unwrap().bind(&fd).unwrap();
+    Edu::setup(&mut dev).unwrap();
+    let dev = dev.attach(&ioas).unwrap();
+    let req = EventFd::new().unwrap();
+    assert_eq!(dev.irq_info(pci::REQ_IRQ).unwrap().count, 1);
+    dev.set_release_request_eventfd(&req).unwrap();
+    qmp(r#"{"execute":"device_del","arguments":{"id":"hotplug"}}"#);
+    // pciehp waits 5 s after the attention button, then asks vfio-pci,
+    // which relays the request to us.
+    let start = Instant::now();
+    let n = req.wait(Duration::from_secs(60)).unwrap();
+    assert!(n > 0, "no release request within 60 s of device_del");
+    eprintln!("REQ after {:?}", start.elapsed());
+    // The device still works until we let it go...
+    assert_eq!(Edu::new(&dev).liveness(0x1234), !0x1234);
+    // ...and the unplug completes once we do.
+    dev.close();
+    let sysfs = Path::new("/sys/bus/pci/devices").join(&bdf);
+    let start = Instant::now();
+    while sysfs.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{bdf} still present 60 s after its fds were closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn hot_reset_resets_only_what_the_caller_holds() {
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    // The pair group: one bus, two edus, both held by the group.
+    let group = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
+    let info = group.hot_reset_info().unwrap();
+    let mut listed: Vec<&str> = info.devices.iter().map(|d| d.bdf.as_str()).collect();
+    listed.sort();
+    let mut pair: Vec<&str> = t.pair.iter().map(String::as_str).collect();
+    pair.sort();
+    assert_eq!(listed, pair, "{info}");
+    assert!(info.all_held(), "{info}");
+    group.hot_reset().unwrap();
+    // Still usable afterwards: DMA through both members.
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut group = group.attach(&ioas).unwrap();
+    for i in 0..2 {
+        support::edu_member(&mut group, i);
+        let out = support::round_trip(
+            group.member(i).unwrap(),
+            &ioas,
+            b"after a hot reset",
+            iommufd::Iova::Any,
+            iommufd::Iova::Any,
+        );
+        assert_eq!(out, b"after a hot reset");
+    }
+    drop(group);
+
+    // The same group opened with one member: the reset would reset the
+    // other edu too, which nothing here holds.
+    let part = Group::open_members(t.pair_group, &[t.pair[0].as_str()])
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
+    let info = part.hot_reset_info().unwrap();
+    assert!(!info.all_held(), "{info}");
+    let e = part.hot_reset().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains(&t.pair[1]), "{e}");
+    drop(part);
+
+    // A device alone on its root port: its bus reset resets only itself.
+    let bus_reset = t.bus_reset.expect("no edu on a root port");
+    let dev = Device::open(&bus_reset).unwrap().bind(&fd).unwrap();
+    let info = dev.hot_reset_info().unwrap();
+    assert_eq!(info.devices.len(), 1, "{info}");
+    assert!(info.all_held(), "{info}");
+    dev.hot_reset().unwrap();
+    assert!(dev.info().unwrap().can_reset(), "a bus reset is a reset");
+    dev.reset().unwrap();
+    // The root-bus edu has no bus reset at all: said so.
+    let single = Device::open(&t.singleton).unwrap().bind(&fd).unwrap();
+    let e = single.hot_reset().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
