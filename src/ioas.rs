@@ -337,27 +337,45 @@ impl Ioas {
         iova: Iova,
         access: Access,
     ) -> Result<Mapping<()>> {
+        let at = self.map_fd(file.as_fd(), start, len, iova, access)?;
+        Ok(self.file_mapping(at, len, ()))
+    }
+
+    /// `IOMMU_IOAS_MAP_FILE` of `[start, start + len)` of `file`, checked
+    /// first (see [`map_file`](Self::map_file)); the IOVA.
+    pub(crate) fn map_fd(
+        &self,
+        file: std::os::fd::BorrowedFd<'_>,
+        start: u64,
+        len: u64,
+        iova: Iova,
+        access: Access,
+    ) -> Result<u64> {
         let at = self.precheck(iova, len)?;
         // Where the path cannot map files at all, that is the answer.
         if self.inner.space.maps_files() {
-            self.check_file(file.as_fd(), start, len)?;
+            self.check_file(file, start, len)?;
         }
-        let got = self
-            .mapped_by(at, len, access, || {
-                self.inner.space.map_file(
-                    self.inner.iommufd.ctx(),
-                    self.inner.id,
-                    file.as_fd(),
-                    start,
-                    len,
-                    at,
-                    access,
-                )
-            })
-            // A file mapping's pages are the kernel's (it holds the file), so
-            // an orphan costs only an IOVA range, not soundness.
-            .map_err(|(e, _)| e)?;
-        Ok(Mapping::new(self.clone(), got, len, (), NonNull::dangling(), 0).file_backed(true))
+        self.mapped_by(at, len, access, || {
+            self.inner.space.map_file(
+                self.inner.iommufd.ctx(),
+                self.inner.id,
+                file,
+                start,
+                len,
+                at,
+                access,
+            )
+        })
+        // A file mapping's pages are the kernel's (it holds the file), so
+        // an orphan costs only an IOVA range, not soundness.
+        .map_err(|(e, _)| e)
+    }
+
+    /// The mapping of a file range at `at`, owning `memory` (what keeps the
+    /// mapped thing alive, or borrowed); no CPU view.
+    pub(crate) fn file_mapping<M>(&self, at: u64, len: u64, memory: M) -> Mapping<M> {
+        Mapping::new(self.clone(), at, len, memory, NonNull::dangling(), 0).file_backed(true)
     }
 
     /// Maps the pages behind `src` into this IOAS as well (`IOMMU_IOAS_COPY`),

@@ -239,6 +239,7 @@ mod iommufd;
 pub mod irq;
 pub mod mdev;
 pub mod migration;
+pub mod p2p;
 pub mod region;
 pub mod reset;
 pub mod sysfs;
@@ -265,6 +266,7 @@ pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
 pub use mdev::{Mdev, MdevParent, MdevType};
 pub use migration::{AnyMigration, LoadStream, Migration, MigrationCaps, SaveStream};
+pub use p2p::BarDmaBuf;
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
 pub use reset::{Affected, HotResetInfo};
 

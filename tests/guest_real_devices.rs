@@ -112,3 +112,67 @@ fn hot_reset_resets_only_what_the_caller_holds() {
     let e = single.hot_reset().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
+
+/// edu A DMAs into edu B's BAR through the IOMMU: B's BAR0 page exported
+/// as a dma-buf and mapped into A's IOAS. The bytes land in B's liveness
+/// register (edu stores the complement of what is written there).
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn p2p_dma_into_another_devices_bar() {
+    use iommufd::{Access, Iova};
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let a = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let mut b = Device::open(t.bus_reset.as_deref().expect("a second singleton edu"))
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
+    Edu::setup(&mut b).unwrap(); // memory decoding on: an export needs it
+    let export = match b.export_bar(0, 0, 4096) {
+        Ok(x) => x,
+        Err(e) if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") => {
+            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    // Bad ranges are refused before the ioctl.
+    for (off, len) in [(0, 0), (0, 100), (0x800, 4096), (0, 2 << 20)] {
+        let e = b.export_bar(0, off, len).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{off:#x}+{len:#x}: {e}");
+    }
+    const WINDOW: u64 = 0x800_0000;
+    let peer = ioas
+        .map_peer_bar(export, Iova::Fixed(WINDOW), Access::READ_WRITE)
+        .unwrap();
+    assert!(peer.by_file());
+    let value: u32 = 0x1357_9bdf;
+    let src = ioas
+        .map(
+            support::buffer_with(&value.to_le_bytes()),
+            Iova::Fixed(0x10_0000),
+            Access::READ,
+        )
+        .unwrap();
+    let edu_a = Edu::new(&a);
+    edu_a.read_from_ram(src.iova(), 4);
+    edu_a.write_to_ram(WINDOW + 4, 4); // B's BAR0 + 4: its liveness register
+    assert_eq!(
+        b.mmio(0).unwrap().read32(4).unwrap(),
+        !value,
+        "A's DMA did not reach B's BAR"
+    );
+    // Unmapped: the window is gone, B's register keeps what it had.
+    drop(peer);
+    edu_a.read_from_ram(src.iova(), 4);
+    b.mmio(0).unwrap().write32(4, 0).unwrap();
+    edu_a.write_to_ram(WINDOW + 4, 4);
+    assert_eq!(
+        b.mmio(0).unwrap().read32(4).unwrap(),
+        !0,
+        "DMA reached an unmapped BAR"
+    );
+    // Only now can B go.
+    b.unbind().unwrap();
+}
