@@ -76,10 +76,12 @@ impl<S: Bound> Device<S> {
         flags: u32,
         start: u32,
         count: u32,
-        data: &[u32],
+        data: impl IntoIterator<Item = u32>,
     ) -> Result<()> {
-        let mut buf = vec![0u32, flags, index, start, count];
-        buf.extend_from_slice(data);
+        // One allocation: the header and the data, as the ioctl takes them.
+        let mut buf = Vec::with_capacity(5 + count as usize);
+        buf.extend_from_slice(&[0u32, flags, index, start, count]);
+        buf.extend(data);
         sys::set_irqs(self.device_fd(), &mut buf)
             .map(drop)
             .map_err(|e| self.set_irqs_error(what, index, flags, start, count, e))
@@ -102,7 +104,7 @@ impl<S: Bound> Device<S> {
             format!("{} irq index {index} vectors {start}..{end}", self.name()),
             e,
         );
-        if e != Errno::EINVAL {
+        if e != Errno::EINVAL && e != Errno::ENOTTY {
             return err;
         }
         let bad = |d: String| err.clone().kind_(ErrorKind::InvalidInput).detail(d);
@@ -114,8 +116,10 @@ impl<S: Bound> Device<S> {
                 "irq index {index} has {} vector(s): 0..{}",
                 i.count, i.count
             )),
-            Ok(i) if flags & vfio::VFIO_IRQ_SET_ACTION_MASK != 0 && !i.maskable() => {
-                bad(format!("irq index {index} cannot be masked"))
+            Ok(i) if flags & (vfio::VFIO_IRQ_SET_ACTION_MASK | vfio::VFIO_IRQ_SET_ACTION_UNMASK) != 0
+                && !i.maskable() =>
+            {
+                bad(format!("irq index {index} cannot be masked through VFIO (MSI and MSI-X vectors are masked in the device's own tables, or left unrouted with set_irq_routes)"))
             }
             _ => err,
         }
@@ -132,27 +136,68 @@ impl<S: Bound> Device<S> {
     /// that it is one (`EBADF`/`EINVAL` otherwise).
     #[doc(alias = "VFIO_DEVICE_SET_IRQS")]
     pub fn set_irq_eventfds<F: AsRawFd>(&self, index: u32, start: u32, fds: &[F]) -> Result<()> {
+        self.route(index, start, fds.len(), fds.iter().map(|f| f.as_raw_fd()))
+    }
+
+    /// Routes vectors `start..start + routes.len()` of `index` one by one:
+    /// `Some(fd)` routes the vector to that eventfd, `None` takes its
+    /// eventfd away while the index stays enabled (a sparse route: MSI-X
+    /// vectors a guest masked, or never programmed). Vectors outside the
+    /// range keep their routes, so a VMM re-routes one vector without
+    /// touching the others.
+    ///
+    /// ```no_run
+    /// # fn f(dev: &iommufd::Device<iommufd::Attached>, ev: [iommufd::EventFd; 2]) -> iommufd::Result<()> {
+    /// use iommufd::pci::MSIX_IRQ;
+    /// // Vectors 0 and 3 routed, 1 and 2 enabled but unrouted.
+    /// dev.set_irq_routes(MSIX_IRQ, 0, &[Some(&ev[0]), None, None, Some(&ev[1])])?;
+    /// // Later: vector 1 gets an eventfd; 0, 2 and 3 keep theirs.
+    /// dev.set_irq_routes(MSIX_IRQ, 1, &[Some(&ev[0])])?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`set_irq_eventfds`](Self::set_irq_eventfds).
+    #[doc(alias = "VFIO_DEVICE_SET_IRQS")]
+    pub fn set_irq_routes<F: AsRawFd>(
+        &self,
+        index: u32,
+        start: u32,
+        routes: &[Option<F>],
+    ) -> Result<()> {
+        let fds = routes
+            .iter()
+            .map(|r| r.as_ref().map_or(-1, |f| f.as_raw_fd()));
+        self.route(index, start, routes.len(), fds)
+    }
+
+    /// `ACTION_TRIGGER | DATA_EVENTFD` for `n` vectors from `start`; fd -1
+    /// leaves a vector unrouted.
+    #[inline]
+    fn route(
+        &self,
+        index: u32,
+        start: u32,
+        n: usize,
+        fds: impl Iterator<Item = std::os::fd::RawFd>,
+    ) -> Result<()> {
         // No IRQ index has more than 2048 vectors (MSI-X); a longer slice
         // would not even fit the ioctl's 32-bit size field.
-        let Some(count) = u32::try_from(fds.len()).ok().filter(|&n| n <= 1 << 16) else {
+        let Some(count) = u32::try_from(n).ok().filter(|&n| n <= 1 << 16) else {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "VFIO_DEVICE_SET_IRQS(eventfd)",
                 format!("{} irq index {index}", self.name()),
             )
-            .detail(format!(
-                "{} eventfds: no IRQ index has that many vectors",
-                fds.len()
-            )));
+            .detail(format!("{n} eventfds: no IRQ index has that many vectors")));
         };
-        let data: Vec<u32> = fds.iter().map(|f| f.as_raw_fd() as u32).collect();
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(eventfd)",
             index,
             vfio::VFIO_IRQ_SET_DATA_EVENTFD | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
             start,
             count,
-            &data,
+            fds.map(|f| f as u32),
         )
     }
 
@@ -196,7 +241,7 @@ impl<S: Bound> Device<S> {
             vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
             0,
             0,
-            &[],
+            [],
         )
     }
 
@@ -208,7 +253,7 @@ impl<S: Bound> Device<S> {
             vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_MASK,
             start,
             count,
-            &[],
+            [],
         )
     }
 
@@ -220,7 +265,7 @@ impl<S: Bound> Device<S> {
             vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_UNMASK,
             start,
             count,
-            &[],
+            [],
         )
     }
 
@@ -233,7 +278,7 @@ impl<S: Bound> Device<S> {
             vfio::VFIO_IRQ_SET_DATA_NONE | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
             start,
             count,
-            &[],
+            [],
         )
     }
 }

@@ -176,3 +176,57 @@ fn p2p_dma_into_another_devices_bar() {
     // Only now can B go.
     b.unbind().unwrap();
 }
+
+/// MSI-X on the NVMe controller: 65 vectors, all routed, then a sparse
+/// re-route of a few without touching the others; the BAR holding the
+/// MSI-X table is mapped whole. (The NVMe example takes real completions
+/// on a vector: `tests/guest_examples.rs`.)
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn msix_vectors_route_all_sparse_and_again() {
+    use iommufd::RegionCap;
+    let bdf = Topology::discover().nvme.expect("no NVMe controller");
+    let fd = Iommufd::open().unwrap();
+    let mut dev = Device::open(&bdf).unwrap().bind(&fd).unwrap();
+    let msix = dev.irq_info(pci::MSIX_IRQ).unwrap();
+    assert_eq!(msix.count, 65);
+    assert!(msix.eventfd() && !msix.maskable());
+    assert_eq!(dev.irq_info(pci::MSI_IRQ).unwrap().count, 0);
+    // The MSI-X table lives in BAR0, which may be mapped whole.
+    let bar0 = dev.region_info(0).unwrap();
+    assert!(bar0.caps.contains(&RegionCap::MsixMappable), "{bar0:?}");
+    dev.map_bar(0).unwrap();
+    let mmio = dev.mmio(0).unwrap();
+    assert!(
+        mmio.host_address(bar0.size - 4).is_some(),
+        "BAR0 mapped whole"
+    );
+
+    let evs: Vec<EventFd> = (0..65).map(|_| EventFd::new().unwrap()).collect();
+    dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs).unwrap();
+    dev.trigger_irqs(pci::MSIX_IRQ, 0, 65).unwrap();
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e.take().unwrap(), 1, "vector {i}");
+    }
+    // Vector 3 to a new eventfd, 4..=6 unrouted, 7 to another; the rest as before.
+    let (x, y) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+    dev.set_irq_routes(pci::MSIX_IRQ, 3, &[Some(&x), None, None, None, Some(&y)])
+        .unwrap();
+    dev.trigger_irqs(pci::MSIX_IRQ, 0, 65).unwrap();
+    assert_eq!((x.take().unwrap(), y.take().unwrap()), (1, 1));
+    for (i, e) in evs.iter().enumerate() {
+        let want = u64::from(!(3..=7).contains(&i));
+        assert_eq!(e.take().unwrap(), want, "vector {i}");
+    }
+    // What MSI-X does not offer, said clearly.
+    let e = dev.mask_irqs(pci::MSIX_IRQ, 0, 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("cannot be masked"), "{e}");
+    let e = dev
+        .set_irq_eventfds(pci::MSIX_IRQ, 64, &[&x, &y])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("65 vector(s)"), "{e}");
+    dev.disable_irqs(pci::MSIX_IRQ).unwrap();
+    dev.trigger_irqs(pci::MSIX_IRQ, 0, 1).unwrap_err();
+}
