@@ -362,13 +362,55 @@ impl Device<Unbound> {
     /// `EBADF`/`EBADFD` mean the fd is not an iommufd; `EINVAL`
     /// ([`ErrorKind::Busy`]) that the device is bound through another open
     /// file of its cdev (see [`from_fd`](Self::from_fd)).
+    ///
+    /// An SR-IOV VF whose PF is on vfio-pci needs the VF token the PF's
+    /// owner set ([`bind_with_vf_token`](Self::bind_with_vf_token)); without
+    /// one the kernel answers `EACCES` ([`ErrorKind::VfToken`]). On kernels
+    /// whose cdev does not check VF tokens (Linux 6.12) the crate refuses
+    /// such a VF itself, before the ioctl, naming the kernel
+    /// ([`bind_ignoring_vf_token`](Self::bind_ignoring_vf_token) to accept
+    /// the risk). Whether the kernel checks is asked once per process.
     #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
     pub fn bind(
         self,
         iommufd: &Iommufd,
     ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        self.bind_token(iommufd, cdev::VfToken::Check)
+    }
+
+    /// Binds an SR-IOV VF with the VF token its PF's owner set
+    /// (`VFIO_DEVICE_BIND_FLAG_TOKEN`; see [`Device::set_vf_token`]).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind); `EACCES` is a wrong token
+    /// ([`ErrorKind::VfToken`]); a kernel whose cdev takes no token
+    /// (Linux 6.12) is [`ErrorKind::Unsupported`], naming its version.
+    pub fn bind_with_vf_token(
+        self,
+        iommufd: &Iommufd,
+        token: &[u8; 16],
+    ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        self.bind_token(iommufd, cdev::VfToken::Given(token))
+    }
+
+    /// Binds without a VF token and without the crate's check that this
+    /// kernel would check one: for a VF on a kernel whose cdev ignores VF
+    /// tokens (Linux 6.12), when the caller knows the PF's owner consents.
+    /// On a kernel that checks, the kernel still does.
+    pub fn bind_ignoring_vf_token(
+        self,
+        iommufd: &Iommufd,
+    ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        self.bind_token(iommufd, cdev::VfToken::Unchecked)
+    }
+
+    fn bind_token(
+        self,
+        iommufd: &Iommufd,
+        token: cdev::VfToken<'_>,
+    ) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
         let mut inner = self.inner;
-        match inner.link.bind(iommufd.ctx(), &inner.name) {
+        match inner.link.bind(iommufd.ctx(), &inner.name, token) {
             Ok(id) => {
                 inner.bound = Some((iommufd.clone(), id));
                 Ok(make(inner))

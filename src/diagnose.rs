@@ -147,8 +147,46 @@ pub(crate) fn pin_enomem(err: Error, len: u64) -> Error {
 }
 
 /// The error for a failed `VFIO_DEVICE_BIND_IOMMUFD` on device `name`.
-pub(crate) fn bind_error(name: &str, e: Errno) -> Error {
-    bind_error_in(Path::new("/sys"), name, e)
+pub(crate) fn bind_error(name: &str, e: Errno, token: crate::backend::cdev::VfToken<'_>) -> Error {
+    use crate::backend::cdev::VfToken;
+    const OP: &str = "VFIO_DEVICE_BIND_IOMMUFD";
+    let given = matches!(token, VfToken::Given(_));
+    match (e, given) {
+        (Errno::EACCES, false) => Error::sys(OP, name, e).kind_(ErrorKind::VfToken).detail(format!(
+            "VF token required: {name} is an SR-IOV VF whose PF{} is owned by a VFIO user that set a VF token",
+            crate::sysfs::vfio_pf_of(name).map(|p| format!(" {p}")).unwrap_or_default()
+        )).hint("bind with Device::bind_with_vf_token and the token the PF's owner set (Device::set_vf_token)"),
+        (Errno::EACCES, true) => Error::sys(OP, name, e)
+            .kind_(ErrorKind::VfToken)
+            .detail("wrong VF token: it is not the one the PF's owner set"),
+        (Errno::E2BIG, true) => Error::sys(OP, name, e)
+            .kind_(ErrorKind::Unsupported)
+            .detail(format!("this kernel's VFIO cdev takes no VF token (Linux {}): it has no VFIO_DEVICE_BIND_FLAG_TOKEN and does not check VF tokens at all", kernel_release()))
+            .hint("Device::bind_ignoring_vf_token binds anyway, accepting that the kernel does not check"),
+        (Errno::EINVAL, true) => Error::sys(OP, name, e)
+            .kind_(ErrorKind::VfToken)
+            .detail("the kernel refused the VF token: the device takes none (not a VF, or its PF is not on vfio-pci), or it is already bound through another open file"),
+        _ => bind_error_in(Path::new("/sys"), name, e),
+    }
+}
+
+/// The refusal of a bind the kernel would not check: a VF of a PF on
+/// vfio-pci, on a kernel whose cdev ignores VF tokens.
+#[cold]
+pub(crate) fn vf_token_unchecked(name: &str, pf: &str) -> Error {
+    Error::new(ErrorKind::VfToken, "VFIO_DEVICE_BIND_IOMMUFD", name.to_string())
+        .errno(Errno::EACCES)
+        .detail(format!(
+            "{name} is an SR-IOV VF of {pf}, which is on vfio-pci, and this kernel's VFIO cdev (Linux {}) does not check VF tokens: it would bind without the PF owner's consent, so the crate refuses",
+            kernel_release()
+        ))
+        .hint("agree on the VF token with the PF's owner and use a kernel whose cdev checks it (7.3 does), or call Device::bind_ignoring_vf_token to accept the risk")
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub(crate) fn bind_error_in(sys: &Path, name: &str, e: Errno) -> Error {

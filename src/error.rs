@@ -43,6 +43,9 @@ pub enum ErrorKind {
     /// A name (a cdev path) that once reached this device now reaches
     /// another: a symlink retargeted, a node renamed, a `vfioN` reused.
     DeviceChanged,
+    /// An SR-IOV VF whose PF is owned by a VFIO user: a VF token is needed
+    /// (`EACCES`), was wrong, or this kernel cannot check one on the cdev.
+    VfToken,
     /// The argument is invalid for another reason.
     InvalidInput,
     /// The kernel refused the operation for a reason this crate does not classify.

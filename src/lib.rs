@@ -242,6 +242,7 @@ pub mod migration;
 pub mod p2p;
 pub mod region;
 pub mod reset;
+pub mod sriov;
 pub mod sysfs;
 
 /// Locks `m`. A panic while it was held cannot leave the data half-updated

@@ -393,6 +393,18 @@ pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
         .hint("this kernel has no VFIO device cdev: enable CONFIG_VFIO_DEVICE_CDEV (Linux >= 6.6), or use the legacy group path"))
 }
 
+/// The PF of SR-IOV VF `bdf` when that PF is bound to vfio-pci (so its
+/// user may hold a VF token); `None` for a PF, a VF of a host driver's PF,
+/// or an mdev. One `readlink` for a device that is not a VF.
+pub(crate) fn vfio_pf_of(bdf: &str) -> Option<String> {
+    let dev = Path::new("/sys/bus/pci/devices").join(bdf);
+    let pf = std::fs::read_link(dev.join("physfn")).ok()?;
+    let pf = pf.file_name()?.to_str()?.to_string();
+    let driver =
+        std::fs::read_link(Path::new("/sys/bus/pci/devices").join(&pf).join("driver")).ok()?;
+    driver.ends_with("vfio-pci").then_some(pf)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -230,3 +230,95 @@ fn msix_vectors_route_all_sparse_and_again() {
     dev.disable_irqs(pci::MSIX_IRQ).unwrap();
     dev.trigger_irqs(pci::MSIX_IRQ, 0, 1).unwrap_err();
 }
+
+/// Writes `n` to the PF's `sriov_numvfs` and returns its VFs once vfio-pci
+/// has them (their `vfio-dev/` exists).
+fn make_vfs(pf: &str, n: usize) -> Vec<String> {
+    let d = Path::new("/sys/bus/pci/devices").join(pf);
+    std::fs::write(d.join("sriov_numvfs"), n.to_string()).unwrap();
+    let start = Instant::now();
+    loop {
+        let vfs: Vec<String> = (0..n)
+            .filter_map(|i| std::fs::read_link(d.join(format!("virtfn{i}"))).ok())
+            .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+            .collect();
+        let ready = vfs.len() == n
+            && vfs.iter().all(|v| {
+                Path::new("/sys/bus/pci/devices")
+                    .join(v)
+                    .join("vfio-dev")
+                    .exists()
+            });
+        if ready {
+            return vfs;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "VFs of {pf} not on vfio-pci"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn vf_tokens_guard_the_vfs_of_a_vfio_pf() {
+    let t = Topology::discover();
+    let pf_bdf = t.sriov_pf.expect("no SR-IOV PF (igb) on vfio-pci");
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let pf = Device::open(&pf_bdf).unwrap().bind(&fd).unwrap();
+    let token = *b"iommufd vf token";
+    pf.set_vf_token(&token).unwrap();
+    let vfs = make_vfs(&pf_bdf, 2);
+    let old = std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12");
+    let vf = Device::open(&vfs[0]).unwrap();
+    let vf = if old {
+        // The 6.12 cdev checks no token: the crate refuses, naming the kernel.
+        let e = vf.bind(&fd).unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::VfToken, "{}", e.error());
+        let msg = e.error().to_string();
+        assert!(msg.contains("6.12") && msg.contains(&pf_bdf), "{msg}");
+        let e = e.into_inner().bind_with_vf_token(&fd, &token).unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::Unsupported, "{}", e.error());
+        assert!(e.error().to_string().contains("6.12"), "{}", e.error());
+        e.into_inner().bind_ignoring_vf_token(&fd).unwrap()
+    } else {
+        let e = vf.bind(&fd).unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::VfToken, "{}", e.error());
+        assert!(
+            e.error().to_string().contains("VF token required"),
+            "{}",
+            e.error()
+        );
+        let e = e
+            .into_inner()
+            .bind_with_vf_token(&fd, b"not the vf token")
+            .unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::VfToken, "{}", e.error());
+        assert!(
+            e.error().to_string().contains("wrong VF token"),
+            "{}",
+            e.error()
+        );
+        e.into_inner().bind_with_vf_token(&fd, &token).unwrap()
+    };
+    let vf = vf.attach(&ioas).unwrap();
+    // A token for a device that takes none is refused too.
+    if !old {
+        let e = Device::open(&t.singleton)
+            .unwrap()
+            .bind_with_vf_token(&fd, &token)
+            .unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::VfToken, "{}", e.error());
+    }
+    vf.close();
+    std::fs::write(
+        Path::new("/sys/bus/pci/devices")
+            .join(&pf_bdf)
+            .join("sriov_numvfs"),
+        "0",
+    )
+    .unwrap();
+    pf.close();
+}

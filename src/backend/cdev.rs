@@ -41,15 +41,85 @@ pub(crate) fn open_named(dev: &Path, bdf: &str, name: &str) -> Result<(OwnedFd, 
 }
 
 /// `VFIO_DEVICE_BIND_IOMMUFD`; returns the device id.
-pub(crate) fn bind(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>, name: &str) -> Result<u32> {
+pub(crate) fn bind(
+    dev: BorrowedFd<'_>,
+    iommufd: BorrowedFd<'_>,
+    name: &str,
+    token: VfToken<'_>,
+) -> Result<u32> {
     let mut arg = vfio::vfio_device_bind_iommufd {
         argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
         iommufd: iommufd.as_raw_fd(),
         ..Default::default()
     };
-    match sys::bind_iommufd(dev, &mut arg) {
+    let got = match token {
+        VfToken::Check => {
+            if !enforces_vf_token(dev, iommufd) {
+                if let Some(pf) = crate::sysfs::vfio_pf_of(name) {
+                    return Err(crate::diagnose::vf_token_unchecked(name, &pf));
+                }
+            }
+            sys::bind_iommufd(dev, &mut arg)
+        }
+        VfToken::Unchecked => sys::bind_iommufd(dev, &mut arg),
+        // SAFETY: the token is 16 readable bytes that outlive the call.
+        VfToken::Given(t) => unsafe { sys::bind_iommufd_token(dev, &mut arg, t.as_ptr() as u64) },
+    };
+    match got {
         Ok(_) => Ok(arg.out_devid),
-        Err(e) => Err(crate::diagnose::bind_error(name, e)),
+        Err(e) => Err(crate::diagnose::bind_error(name, e, token)),
+    }
+}
+
+/// What a bind does about an SR-IOV VF token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum VfToken<'a> {
+    /// None given; on a kernel whose cdev does not check VF tokens, a VF
+    /// of a PF on vfio-pci is refused before the ioctl.
+    Check,
+    /// This token (`VFIO_DEVICE_BIND_FLAG_TOKEN`).
+    Given(&'a [u8; 16]),
+    /// None given, and the caller accepts that this kernel does not check.
+    Unchecked,
+}
+
+/// 0: not known yet; 1: the cdev checks VF tokens; 2: it does not.
+static VF_TOKEN_CHECKED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Whether this kernel's cdev checks SR-IOV VF tokens at bind (it has
+/// `VFIO_DEVICE_BIND_FLAG_TOKEN`): asked once per process, with a bind that
+/// cannot succeed: the token flag and a token pointer the kernel's
+/// `copy_from_user` fails on. A kernel that checks reads the token before
+/// anything else changes and answers `EFAULT`; one whose bind struct has no
+/// token field refuses the non-zero bytes past its end (`E2BIG`) or the
+/// flag (`EINVAL`). Other answers (an mdev, which takes no token; a busy
+/// group) tell nothing and are not cached.
+fn enforces_vf_token(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match VF_TOKEN_CHECKED.load(Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let mut arg = vfio::vfio_device_bind_iommufd {
+        argsz: sys::argsz::<vfio::vfio_device_bind_iommufd>(),
+        iommufd: iommufd.as_raw_fd(),
+        ..Default::default()
+    };
+    // SAFETY: the last page of the address space is kernel space, which
+    // `copy_from_user` refuses (`access_ok`) before reading anything, so
+    // the kernel touches no memory of ours and the bind stops there.
+    match unsafe { sys::bind_iommufd_token(dev, &mut arg, u64::MAX - 0xfff) } {
+        Err(Errno::EFAULT) => {
+            VF_TOKEN_CHECKED.store(1, Relaxed);
+            true
+        }
+        Err(Errno::E2BIG) => {
+            VF_TOKEN_CHECKED.store(2, Relaxed);
+            false
+        }
+        // Unknown: the normal bind decides (the kernel checks what it can).
+        _ => true,
     }
 }
 

@@ -336,9 +336,15 @@ impl Link {
     }
 
     /// Binds the device to `ctx`; returns its device id. On error `self` is unchanged.
-    pub(crate) fn bind(&mut self, ctx: &Ctx, name: &str) -> Result<u32> {
+    pub(crate) fn bind(&mut self, ctx: &Ctx, name: &str, token: cdev::VfToken<'_>) -> Result<u32> {
         match (self, ctx) {
-            (Link::Cdev { fd, .. }, Ctx::Cdev(ifd)) => cdev::bind(fd.as_fd(), ifd.as_fd(), name),
+            (Link::Cdev { fd, .. }, Ctx::Cdev(ifd)) => {
+                cdev::bind(fd.as_fd(), ifd.as_fd(), name, token)
+            }
+            (Link::Legacy(_), Ctx::Legacy) if matches!(token, cdev::VfToken::Given(_)) => {
+                Err(Error::new(ErrorKind::Unsupported, "bind", name.to_string())
+                    .detail("a VF token on the legacy group path is passed when the group opens the device; this crate does not do that yet"))
+            }
             (Link::Legacy(l), Ctx::Legacy) => l.bind(name).map(|()| 0),
             (Link::Legacy(_), Ctx::Cdev(_)) => Err(path_conflict(
                 name,

@@ -21,9 +21,9 @@ pub(crate) mod iommu;
 pub(crate) mod vfio;
 pub(crate) use iommu::*;
 pub(crate) use vfio::{
-    bind_iommufd, check_extension, device_feature, device_reset, get_api_version,
-    group_get_device_fd, group_unset_container, hot_reset, hot_reset_info, iommu_get_info,
-    region_info, set_iommu, set_irqs,
+    bind_iommufd, bind_iommufd_token, check_extension, device_feature, device_reset,
+    get_api_version, group_get_device_fd, group_unset_container, hot_reset, hot_reset_info,
+    iommu_get_info, region_info, set_iommu, set_irqs,
 };
 
 /// `VFIO_TYPE` (`';'`) and the two command bases.

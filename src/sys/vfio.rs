@@ -16,6 +16,25 @@ pub fn bind_iommufd(dev: BorrowedFd<'_>, arg: &mut vfio_device_bind_iommufd) -> 
     ioctl(dev, raw::vfio_device_bind_iommufd, arg)
 }
 
+/// `VFIO_DEVICE_BIND_IOMMUFD` with `VFIO_DEVICE_BIND_FLAG_TOKEN` and the
+/// token at `token_uuid_ptr`.
+///
+/// # Safety
+/// `token_uuid_ptr` must be the address of 16 readable bytes, or an
+/// address the kernel's `copy_from_user` fails on (it never reaches user
+/// memory there); the kernel only reads it.
+pub unsafe fn bind_iommufd_token(
+    dev: BorrowedFd<'_>,
+    arg: &mut vfio_device_bind_iommufd,
+    token_uuid_ptr: u64,
+) -> nix::Result<i32> {
+    arg.token_uuid_ptr = token_uuid_ptr;
+    arg.flags = VFIO_DEVICE_BIND_FLAG_TOKEN;
+    // SAFETY: `arg` is a live, exclusive struct; the pointer inside is the
+    // caller's to vouch for (this function's contract).
+    unsafe { raw::vfio_device_bind_iommufd(dev.as_raw_fd(), arg) }
+}
+
 /// `VFIO_DEVICE_GET_REGION_INFO` into `buf`, whose first 32 bytes are the
 /// `struct vfio_region_info`; the rest receives the capability chain.
 pub fn region_info(dev: BorrowedFd<'_>, index: u32, buf: &mut [u64]) -> nix::Result<i32> {

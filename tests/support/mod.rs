@@ -49,6 +49,8 @@ pub struct Topology {
     pub hotplug: Option<String>,
     /// The NVMe controller (on vfio-pci).
     pub nvme: Option<String>,
+    /// The SR-IOV PF (igb, on vfio-pci).
+    pub sriov_pf: Option<String>,
 }
 
 /// Whether `bdf` sits behind a PCIe root port (not on the root bus, not
@@ -88,7 +90,7 @@ fn is_edu(bdf: &str) -> bool {
 impl Topology {
     pub fn discover() -> Topology {
         let mut singletons = Vec::new();
-        let (mut bus_reset, mut hotplug, mut nvme) = (None, None, None);
+        let (mut bus_reset, mut hotplug, mut nvme, mut sriov_pf) = (None, None, None, None);
         let mut pair = None;
         let mut nonviable = None;
         for g in iommufd::sysfs::groups(Path::new("/sys")).expect("IOMMU groups") {
@@ -99,13 +101,13 @@ impl Topology {
                 .map(|d| d.bdf.clone())
                 .collect();
             if let [only] = &m[..] {
-                if read(
-                    &Path::new("/sys/bus/pci/devices")
-                        .join(&only.bdf)
-                        .join("class"),
-                ) == "0x010802"
-                {
+                let d = Path::new("/sys/bus/pci/devices").join(&only.bdf);
+                if read(&d.join("class")) == "0x010802" {
                     nvme = Some(only.bdf.clone());
+                    continue;
+                }
+                if read(&d.join("vendor")) == "0x8086" && read(&d.join("device")) == "0x10c9" {
+                    sriov_pf = Some(only.bdf.clone());
                     continue;
                 }
             }
@@ -142,6 +144,7 @@ impl Topology {
             bus_reset,
             hotplug,
             nvme,
+            sriov_pf,
         }
     }
 }

@@ -78,7 +78,7 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
     };
     let append = format!(
         "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro \
-         init={} intel_iommu=on no_timer_check rcupdate.rcu_cpu_stall_timeout=60 panic=-1 quiet vmt.cmd={}",
+         init={} intel_iommu=on no_timer_check rcupdate.rcu_cpu_stall_timeout=60 vfio_pci.enable_sriov=1 panic=-1 quiet vmt.cmd={}",
         init.display(),
         job.display()
     );

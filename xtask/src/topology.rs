@@ -10,7 +10,10 @@
 /// - hotplug: an edu on a hotplug-capable PCIe root port, for `device_del`
 ///   over QMP (its REQ interrupt);
 /// - nvme: an NVMe controller on a PCIe root port, backed by a raw image
-///   on the host ([`nvme`]).
+///   on the host ([`nvme`]);
+/// - sriov-pf: an igb NIC (an SR-IOV PF, up to 7 VFs) on a PCIe root port;
+///   the guest kernel runs with `vfio_pci.enable_sriov=1`, so its VFs can
+///   be made while the PF is on vfio-pci (VF tokens).
 pub(crate) const TOPOLOGY: &[&str] = &[
     "-device",
     "edu,id=singleton",
@@ -38,6 +41,10 @@ pub(crate) const TOPOLOGY: &[&str] = &[
     "pcie-root-port,id=rp_hotplug,chassis=6,slot=6,hotplug=on",
     "-device",
     "edu,id=hotplug,bus=rp_hotplug",
+    "-device",
+    "pcie-root-port,id=rp_sriov,chassis=3,slot=3,hotplug=off",
+    "-device",
+    "igb,id=sriov_pf,bus=rp_sriov",
 ];
 
 /// The NVMe controller and its backing image (`img`, a raw file on the
@@ -62,13 +69,13 @@ pub(crate) fn extra_edus(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Shell run inside the guest before the job: every edu and the NVMe
-/// controller go to vfio-pci (driver_override + drivers_probe), the way an
+/// Shell run inside the guest before the job: every edu, the NVMe
+/// controller and the igb PF go to vfio-pci (driver_override + drivers_probe), the way an
 /// operator would do it.
 pub(crate) const BIND_EDUS: &str = r#"
 for d in /sys/bus/pci/devices/*; do
   id="$(cat $d/vendor):$(cat $d/device)"
-  [ "$id" = 0x1234:0x11e8 ] || [ "$(cat $d/class)" = 0x010802 ] || continue
+  [ "$id" = 0x1234:0x11e8 ] || [ "$id" = 0x8086:0x10c9 ] || [ "$(cat $d/class)" = 0x010802 ] || continue
   b=${d##*/}
   echo vfio-pci > $d/driver_override
   [ -e $d/driver ] && echo $b > $d/driver/unbind
