@@ -159,10 +159,6 @@ pub(crate) fn bind_error(name: &str, e: Errno, token: crate::backend::cdev::VfTo
         (Errno::EACCES, true) => Error::sys(OP, name, e)
             .kind_(ErrorKind::VfToken)
             .detail("wrong VF token: it is not the one the PF's owner set"),
-        (Errno::E2BIG, true) => Error::sys(OP, name, e)
-            .kind_(ErrorKind::Unsupported)
-            .detail(format!("this kernel's VFIO cdev takes no VF token (Linux {}): it has no VFIO_DEVICE_BIND_FLAG_TOKEN and does not check VF tokens at all", kernel_release()))
-            .hint("Device::bind_ignoring_vf_token binds anyway, accepting that the kernel does not check"),
         (Errno::EINVAL, true) => Error::sys(OP, name, e)
             .kind_(ErrorKind::VfToken)
             .detail("the kernel refused the VF token: the device takes none (not a VF, or its PF is not on vfio-pci), or it is already bound through another open file"),
@@ -181,6 +177,15 @@ pub(crate) fn vf_token_unchecked(name: &str, pf: &str) -> Error {
             kernel_release()
         ))
         .hint("agree on the VF token with the PF's owner and use a kernel whose cdev checks it (7.3 does), or call Device::bind_ignoring_vf_token to accept the risk")
+}
+
+/// A VF token given to a kernel whose cdev takes none.
+#[cold]
+pub(crate) fn vf_token_unsupported(name: &str, e: Errno) -> Error {
+    Error::sys("VFIO_DEVICE_BIND_IOMMUFD", name, e)
+        .kind_(ErrorKind::Unsupported)
+        .detail(format!("this kernel's VFIO cdev takes no VF token (Linux {}): it has no VFIO_DEVICE_BIND_FLAG_TOKEN and does not check VF tokens at all", kernel_release()))
+        .hint("Device::bind_ignoring_vf_token binds anyway, accepting that the kernel does not check")
 }
 
 fn kernel_release() -> String {

@@ -54,8 +54,10 @@ pub(crate) fn bind(
     };
     let got = match token {
         VfToken::Check => {
-            if !enforces_vf_token(dev, iommufd) {
-                if let Some(pf) = crate::sysfs::vfio_pf_of(name) {
+            // One readlink (sysfs `physfn`, absent on all but VFs): the
+            // check some kernels do not make.
+            if let Some(pf) = crate::sysfs::vfio_pf_of(name) {
+                if !enforces_vf_token(dev, iommufd) {
                     return Err(crate::diagnose::vf_token_unchecked(name, &pf));
                 }
             }
@@ -67,8 +69,26 @@ pub(crate) fn bind(
     };
     match got {
         Ok(_) => Ok(arg.out_devid),
-        Err(e) => Err(crate::diagnose::bind_error(name, e, token)),
+        Err(e) => Err(bind_failed(dev, iommufd, name, e, token)),
     }
+}
+
+#[cold]
+fn bind_failed(
+    dev: BorrowedFd<'_>,
+    iommufd: BorrowedFd<'_>,
+    name: &str,
+    e: Errno,
+    token: VfToken<'_>,
+) -> Error {
+    // A token the kernel did not take: a cdev without VF tokens, or a
+    // device that takes none. Only a VF of a vfio-pci PF tells them apart.
+    if let (VfToken::Given(_), Errno::EINVAL | Errno::E2BIG) = (token, e) {
+        if crate::sysfs::vfio_pf_of(name).is_some() && !enforces_vf_token(dev, iommufd) {
+            return crate::diagnose::vf_token_unsupported(name, e);
+        }
+    }
+    crate::diagnose::bind_error(name, e, token)
 }
 
 /// What a bind does about an SR-IOV VF token.
@@ -87,13 +107,12 @@ pub(crate) enum VfToken<'a> {
 static VF_TOKEN_CHECKED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Whether this kernel's cdev checks SR-IOV VF tokens at bind (it has
-/// `VFIO_DEVICE_BIND_FLAG_TOKEN`): asked once per process, with a bind that
-/// cannot succeed: the token flag and a token pointer the kernel's
-/// `copy_from_user` fails on. A kernel that checks reads the token before
-/// anything else changes and answers `EFAULT`; one whose bind struct has no
-/// token field refuses the non-zero bytes past its end (`E2BIG`) or the
-/// flag (`EINVAL`). Other answers (an mdev, which takes no token; a busy
-/// group) tell nothing and are not cached.
+/// `VFIO_DEVICE_BIND_FLAG_TOKEN`), asked of `dev`, a VF on vfio-pci, with a
+/// bind that cannot succeed: the token flag and a token pointer the
+/// kernel's `copy_from_user` refuses. A kernel that checks reads the token
+/// before anything else changes and answers `EFAULT`; one that does not
+/// know the flag answers `EINVAL` (or `E2BIG` for the bytes past its
+/// struct). Cached for the process: the kernel does not change.
 fn enforces_vf_token(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>) -> bool {
     use std::sync::atomic::Ordering::Relaxed;
     match VF_TOKEN_CHECKED.load(Relaxed) {
@@ -114,7 +133,7 @@ fn enforces_vf_token(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>) -> bool {
             VF_TOKEN_CHECKED.store(1, Relaxed);
             true
         }
-        Err(Errno::E2BIG) => {
+        Err(Errno::E2BIG | Errno::EINVAL) => {
             VF_TOKEN_CHECKED.store(2, Relaxed);
             false
         }
