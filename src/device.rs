@@ -4,8 +4,7 @@ use crate::backend::{self, cdev, legacy, Backend, Link};
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
-use crate::region::{pci, Bar, Mmio, RegionInfo};
-use crate::sys::{self, vfio};
+use crate::region::{Bar, RegionInfo};
 use crate::sysfs;
 use nix::errno::Errno;
 use std::fmt;
@@ -13,6 +12,14 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+
+mod adopt;
+mod info;
+mod regions;
+
+pub(crate) use adopt::adoptable;
+
+pub use info::DeviceInfo;
 
 mod sealed {
     pub trait Sealed {}
@@ -159,25 +166,6 @@ fn lone_device_name(fd: &OwnedFd, what: &dyn Fn() -> String) -> Result<String> {
         return Err(multi_device_group(&name, group, &members, Backend::Iommufd));
     }
     Ok(name)
-}
-
-/// The name of the device behind `fd` if it can be adopted: alone in its
-/// IOMMU group, and bound (it answers `VFIO_DEVICE_GET_INFO`).
-pub(crate) fn adoptable(fd: &OwnedFd) -> Result<String> {
-    let name = lone_device_name(fd, &|| format!("device fd {}", fd.as_raw_fd()))?;
-    let mut info = vfio::vfio_device_info {
-        argsz: sys::argsz::<vfio::vfio_device_info>(),
-        ..Default::default()
-    };
-    match sys::ioctl(fd.as_fd(), sys::raw::vfio_device_get_info, &mut info) {
-        Ok(_) => Ok(name),
-        Err(e) => Err(Error::sys("VFIO_DEVICE_GET_INFO", name, e)
-            .kind_(ErrorKind::InvalidInput)
-            .detail(
-                "the device fd is not bound to an iommufd (an unbound cdev refuses every ioctl)",
-            )
-            .hint("open and bind the device (Device::from_fd, then bind) instead of adopting it")),
-    }
 }
 
 /// A fresh unbound device: no BARs, not bound, not attached.
@@ -470,70 +458,6 @@ fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
 }
 
 impl Device<Attached<Ioas>> {
-    /// Takes over a device that another process bound and attached and then
-    /// handed over with its iommufd (see [`handover`](crate::handover)), in the
-    /// state the kernel reports, not the state a message claims:
-    ///
-    /// - the fd's device is looked up in sysfs and must be alone in its
-    ///   IOMMU group, as for [`Device::from_fd`] (adoption is no way around
-    ///   the group rules: a member of a larger group belongs to a [`Group`](crate::Group));
-    /// - it must answer `VFIO_DEVICE_GET_INFO`, which an unbound cdev refuses,
-    ///   so it is bound;
-    /// - its attachment is then established, not trusted: the crate attaches
-    ///   it to `ioas` (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`), which the kernel
-    ///   makes a no-op when the device is already there (same page table:
-    ///   no window in which DMA is blocked or goes elsewhere), and a replace
-    ///   or an attach when it was elsewhere or blocked.
-    ///
-    /// What the kernel cannot report is which iommufd the fd is bound to:
-    /// that is why `ioas` must come from the iommufd handed over *with* the
-    /// device ([`Iommufd::adopt`](crate::Iommufd::adopt) checks it is one).
-    /// A device bound to another iommufd either fails the attach (no such
-    /// IOAS id there) or lands in that iommufd's IOAS of the same id, whose
-    /// mappings are memory the kernel holds or that process owns, never
-    /// memory this process uses as ordinary Rust memory. `dev_id` (from
-    /// the bind, for [`Device::dev_id`]) is taken as given.
-    ///
-    /// # Errors
-    /// The fd is handed back: [`ErrorKind::MultiDeviceGroup`],
-    /// [`ErrorKind::InvalidInput`] for an fd that is not a bound VFIO device
-    /// cdev, or the attach's error; after a failed attach the device is
-    /// detached (blocked), so the error says where it is.
-    pub fn adopt(
-        fd: OwnedFd,
-        ioas: &Ioas,
-        dev_id: u32,
-    ) -> std::result::Result<Self, TransitionError<OwnedFd>> {
-        let name = match adoptable(&fd) {
-            Ok(name) => name,
-            Err(e) => return Err(TransitionError::new(fd, e)),
-        };
-        // A constructor of the cdev path, like `from_fd`: a legacy IOAS has
-        // no kernel object to attach to.
-        if ioas.iommufd().iommufd_fd().is_none() {
-            let err = Error::new(ErrorKind::Unsupported, "adopt", name)
-                .detail("the IOAS is on the legacy container path, which has no device handover");
-            return Err(TransitionError::new(fd, err));
-        }
-        match cdev::attach(fd.as_fd(), ioas.id(), &name) {
-            Ok(pt) => {
-                let mut dev = unbound(Link::Cdev { fd, path: None }, name);
-                dev.inner.bound = Some((ioas.iommufd().clone(), dev_id));
-                dev.inner.attached = Some((ioas.clone(), pt));
-                Ok(make(dev.inner))
-            }
-            Err(e) => {
-                let e = match cdev::detach(fd.as_fd(), &name) {
-                    Ok(()) => e.append_detail("the device is detached now: its DMA is blocked".into()),
-                    Err(d) => e.append_detail(format!(
-                        "detaching it failed too ({d}), so where its DMA goes is unknown: close the fd to unbind it"
-                    )),
-                };
-                Err(TransitionError::new(fd, e))
-            }
-        }
-    }
-
     /// Moves the device to `ioas` in one ioctl (an atomic replace: there is no
     /// moment in which DMA is unblocked to nowhere or to both).
     ///
@@ -673,28 +597,6 @@ impl Device<Attached<Ioas>> {
 /// What a failed [`Device::replace`] hands back (see [`Fallback`]).
 pub type Replaced = Fallback<Device<Attached<Ioas>>, Device<BlockDma>>;
 
-/// Device information (`struct vfio_device_info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceInfo {
-    /// Raw `VFIO_DEVICE_FLAGS_*`.
-    pub flags: u32,
-    /// Number of regions.
-    pub num_regions: u32,
-    /// Number of IRQ indexes.
-    pub num_irqs: u32,
-}
-
-impl DeviceInfo {
-    /// The device supports `VFIO_DEVICE_RESET`.
-    pub fn can_reset(&self) -> bool {
-        self.flags & vfio::VFIO_DEVICE_FLAGS_RESET != 0
-    }
-    /// A PCI device.
-    pub fn is_pci(&self) -> bool {
-        self.flags & vfio::VFIO_DEVICE_FLAGS_PCI != 0
-    }
-}
-
 /// Methods for every bound state.
 impl<S: Bound> Device<S> {
     /// The device id the iommufd gave at bind.
@@ -710,264 +612,6 @@ impl<S: Bound> Device<S> {
             .as_ref()
             .expect("bound state has an iommufd")
             .0
-    }
-
-    /// `VFIO_DEVICE_GET_INFO`.
-    #[doc(alias = "VFIO_DEVICE_GET_INFO")]
-    pub fn info(&self) -> Result<DeviceInfo> {
-        let mut arg = vfio::vfio_device_info {
-            argsz: sys::argsz::<vfio::vfio_device_info>(),
-            ..Default::default()
-        };
-        sys::ioctl(self.inner.fd(), sys::raw::vfio_device_get_info, &mut arg)
-            .map_err(|e| Error::sys("VFIO_DEVICE_GET_INFO", self.inner.name.clone(), e))?;
-        Ok(DeviceInfo {
-            flags: arg.flags,
-            num_regions: arg.num_regions,
-            num_irqs: arg.num_irqs,
-        })
-    }
-
-    /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
-    #[doc(alias = "VFIO_DEVICE_GET_REGION_INFO")]
-    pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
-        self.cached_region(index).map(std::borrow::Cow::into_owned)
-    }
-
-    /// The region info of `index`, from the cache once it has been asked.
-    fn cached_region(&self, index: u32) -> Result<std::borrow::Cow<'_, RegionInfo>> {
-        use std::borrow::Cow;
-        let Some(slot) = self.inner.regions.get(index as usize) else {
-            return region_info(self.inner.fd(), &self.inner.name, index).map(Cow::Owned);
-        };
-        if let Some(info) = slot.get() {
-            return Ok(Cow::Borrowed(info));
-        }
-        let info = region_info(self.inner.fd(), &self.inner.name, index)?;
-        Ok(Cow::Borrowed(slot.get_or_init(|| info)))
-    }
-
-    /// Where region `index` lies in the device fd, and its size: a cache
-    /// lookup once asked, so a region read or write is one `pread`/`pwrite`.
-    #[inline]
-    fn region_span(&self, index: u32) -> Result<(u64, u64)> {
-        match self
-            .inner
-            .regions
-            .get(index as usize)
-            .and_then(OnceLock::get)
-        {
-            Some(info) => Ok((info.offset, info.size)),
-            None => self.region_span_slow(index),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn region_span_slow(&self, index: u32) -> Result<(u64, u64)> {
-        let info = self.cached_region(index)?;
-        Ok((info.offset, info.size))
-    }
-
-    /// mmaps BAR `index` (every mmap-able area of it) and keeps the mapping in
-    /// the device. The mapping moves with the device through attach, detach
-    /// and replace, and is unmapped on unbind or close, before the fd closes.
-    /// Mapping an already-mapped BAR does nothing.
-    ///
-    /// # Errors
-    /// An index that is not a BAR, or a BAR the kernel does not let us mmap.
-    pub fn map_bar(&mut self, index: u32) -> Result<()> {
-        if index > 5 {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "map BAR",
-                format!("{} region {index}", self.inner.name),
-            )
-            .detail("BARs are regions 0 to 5"));
-        }
-        if self
-            .inner
-            .bars
-            .get(index as usize)
-            .is_some_and(Option::is_some)
-        {
-            return Ok(());
-        }
-        if let Some(why) = self.inner.decoding.off() {
-            return Err(crate::decoding::decoding_off(&self.inner.name, index, why));
-        }
-        let info = self.region_info(index)?;
-        if info.size == 0 || !info.mmappable() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "map BAR",
-                format!("{} BAR{index}", self.inner.name),
-            )
-            .detail(if info.size == 0 {
-                "the BAR is not implemented"
-            } else {
-                "the kernel does not allow mmap of this BAR"
-            }));
-        }
-        let bar = Bar::map(self.inner.fd(), info, &self.inner.name)?;
-        if self.inner.bars.len() <= index as usize {
-            self.inner.bars.resize_with(index as usize + 1, || None);
-        }
-        self.inner.bars[index as usize] = Some(bar);
-        Ok(())
-    }
-
-    /// Unmaps BAR `index`, mapped with [`map_bar`](Self::map_bar); false when
-    /// it was not mapped. No [`Mmio`] view can be alive (they borrow the
-    /// device). Needed before a config write that turns memory decoding off
-    /// (see [`config_write`](Self::config_write)).
-    pub fn unmap_bar(&mut self, index: u32) -> bool {
-        self.inner
-            .bars
-            .get_mut(index as usize)
-            .and_then(Option::take)
-            .is_some()
-    }
-
-    /// A view of BAR `index`, mapped earlier with [`map_bar`](Self::map_bar).
-    /// The view borrows the device, so it cannot outlive the binding.
-    pub fn mmio(&self, index: u32) -> Result<Mmio<'_>> {
-        match self.inner.bars.get(index as usize).and_then(Option::as_ref) {
-            Some(bar) => Ok(Mmio::new(self.inner.fd(), bar, &self.inner.name)),
-            None => Err(Error::new(
-                ErrorKind::InvalidInput,
-                "MMIO",
-                format!("{} BAR{index}", self.inner.name),
-            )
-            .detail("BAR not mapped: call map_bar first")),
-        }
-    }
-
-    /// Reads PCI config space at `offset` (pread on the config region).
-    #[inline]
-    pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.region_read(pci::CONFIG, offset, buf)
-    }
-
-    /// Writes PCI config space at `offset` (pwrite on the config region).
-    ///
-    /// A write that would turn memory decoding off while a BAR is mapped is
-    /// refused ([`ErrorKind::Busy`]): clearing the memory-space bit of the
-    /// command register, or putting the device into D3hot through its power
-    /// management capability. vfio-pci revokes BAR mappings while decoding
-    /// is off, so the next [`Mmio`] access would kill the process with
-    /// `SIGBUS`. [`unmap_bar`](Self::unmap_bar) first; while decoding is off,
-    /// [`map_bar`](Self::map_bar) refuses, and [`region_read`](Self::region_read)
-    /// of a BAR fails with `EIO` instead of faulting. See the [crate
-    /// docs](crate#mmio-and-memory-decoding).
-    #[inline]
-    pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.region_write(pci::CONFIG, offset, data)
-    }
-
-    /// Reads region `index` at `offset` with pread.
-    #[inline]
-    pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let (at, size) = self.region_span(index)?;
-        self.check_region(index, size, offset, buf.len(), "pread")?;
-        match nix::sys::uio::pread(self.inner.fd(), buf, (at + offset) as i64) {
-            Ok(n) if n == buf.len() => Ok(()),
-            r => Err(self.region_io_error("pread", index, offset, buf.len(), r)),
-        }
-    }
-
-    /// Writes region `index` at `offset` with pwrite. Config space writes
-    /// are checked as in [`config_write`](Self::config_write).
-    #[inline]
-    pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
-        let (at, size) = self.region_span(index)?;
-        self.check_region(index, size, offset, data.len(), "pwrite")?;
-        if index == pci::CONFIG && crate::decoding::may_touch(offset, data.len()) {
-            return self.guarded_config_write(at, offset, data);
-        }
-        self.pwrite_at(index, at, offset, data)
-    }
-
-    /// The `pwrite` of a region write whose checks are done.
-    #[inline]
-    pub(crate) fn pwrite_at(&self, index: u32, at: u64, offset: u64, data: &[u8]) -> Result<()> {
-        match nix::sys::uio::pwrite(self.inner.fd(), data, (at + offset) as i64) {
-            Ok(n) if n == data.len() => Ok(()),
-            r => Err(self.region_io_error("pwrite", index, offset, data.len(), r)),
-        }
-    }
-
-    /// The error of a region `pread`/`pwrite` that failed (`Err`) or moved
-    /// fewer than `want` bytes (`Ok(n)`).
-    #[cold]
-    #[inline(never)]
-    fn region_io_error(
-        &self,
-        op: &'static str,
-        index: u32,
-        offset: u64,
-        want: usize,
-        r: nix::Result<usize>,
-    ) -> Error {
-        match r {
-            Err(e) => Error::sys(
-                op,
-                format!("{} region {index} offset {offset:#x}", self.inner.name),
-                e,
-            ),
-            Ok(n) => Error::new(ErrorKind::Kernel, op, self.inner.name.clone())
-                .detail(format!("short {op}: {n} of {want} bytes")),
-        }
-    }
-
-    #[inline]
-    fn check_region(
-        &self,
-        index: u32,
-        size: u64,
-        offset: u64,
-        n: usize,
-        op: &'static str,
-    ) -> Result<()> {
-        if offset.checked_add(n as u64).is_some_and(|e| e <= size) {
-            Ok(())
-        } else {
-            Err(self.region_range_error(index, size, offset, n, op))
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn region_range_error(
-        &self,
-        index: u32,
-        size: u64,
-        offset: u64,
-        n: usize,
-        op: &'static str,
-    ) -> Error {
-        Error::new(
-            ErrorKind::InvalidInput,
-            op,
-            format!("{} region {index} offset {offset:#x}", self.inner.name),
-        )
-        .detail(format!("{n} bytes do not fit in the {size:#x}-byte region"))
-    }
-
-    /// Resets the device (`VFIO_DEVICE_RESET`).
-    ///
-    /// # Errors
-    /// `EINVAL` when the device has no reset method ([`DeviceInfo::can_reset`] is false).
-    #[doc(alias = "VFIO_DEVICE_RESET")]
-    pub fn reset(&self) -> Result<()> {
-        sys::device_reset(self.inner.fd()).map(drop).map_err(|e| {
-            let err = Error::sys("VFIO_DEVICE_RESET", self.inner.name.clone(), e);
-            if e == Errno::EINVAL {
-                err.detail("the device offers no reset (no FLR, PM or bus reset); check DeviceInfo::can_reset")
-            } else {
-                err
-            }
-        })
     }
 
     /// Unbinds by closing the fd and reopening the cdev: the kernel detaches
@@ -996,41 +640,6 @@ impl<S: Bound> Device<S> {
     pub(crate) fn device_fd(&self) -> BorrowedFd<'_> {
         self.inner.fd()
     }
-}
-
-pub(crate) fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
-    let bytes = sys::query_with_caps(32, |buf| sys::region_info(fd, index, buf)).map_err(|e| {
-        let err = Error::sys(
-            "VFIO_DEVICE_GET_REGION_INFO",
-            format!("{name} region {index}"),
-            e,
-        );
-        if e != Errno::EINVAL {
-            return err;
-        }
-        // Diagnosed only now that the kernel said no: how many regions are there?
-        let mut arg = vfio::vfio_device_info {
-            argsz: sys::argsz::<vfio::vfio_device_info>(),
-            ..Default::default()
-        };
-        match sys::ioctl(fd, sys::raw::vfio_device_get_info, &mut arg) {
-            Ok(_) if index >= arg.num_regions => {
-                err.kind_(ErrorKind::InvalidInput).detail(format!(
-                    "the device has regions 0 to {}",
-                    arg.num_regions.saturating_sub(1)
-                ))
-            }
-            _ => err,
-        }
-    })?;
-    RegionInfo::decode(&bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::Kernel,
-            "VFIO_DEVICE_GET_REGION_INFO",
-            format!("{name} region {index}"),
-        )
-        .detail(format!("malformed capability chain: {e}"))
-    })
 }
 
 impl<S: State> fmt::Debug for Device<S> {

@@ -1,4 +1,4 @@
-//! Group-aware PCI hot reset (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`,
+//! Device reset (`VFIO_DEVICE_RESET`) and group-aware PCI hot reset (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`,
 //! `VFIO_DEVICE_PCI_HOT_RESET`).
 //!
 //! A hot reset is a secondary bus reset (or a slot reset): it resets every
@@ -115,6 +115,22 @@ fn reset<S: Bound>(via: &Device<S>, held: &[&Device<S>]) -> Result<()> {
 }
 
 impl<S: Bound> Device<S> {
+    /// Resets the device (`VFIO_DEVICE_RESET`).
+    ///
+    /// # Errors
+    /// `EINVAL` when the device has no reset method ([`DeviceInfo::can_reset`](crate::DeviceInfo::can_reset) is false).
+    #[doc(alias = "VFIO_DEVICE_RESET")]
+    pub fn reset(&self) -> Result<()> {
+        crate::sys::device_reset(self.inner.fd()).map(drop).map_err(|e| {
+            let err = Error::sys("VFIO_DEVICE_RESET", self.inner.name.clone(), e);
+            if e == nix::errno::Errno::EINVAL {
+                err.detail("the device offers no reset (no FLR, PM or bus reset); check DeviceInfo::can_reset")
+            } else {
+                err
+            }
+        })
+    }
+
     /// What a hot reset of this device would reset
     /// (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`).
     ///

@@ -1,0 +1,273 @@
+//! A bound device's regions: their info (cached), BAR mappings and MMIO
+//! views, config space and region reads and writes.
+
+use super::{Bound, Device};
+use crate::error::{Error, ErrorKind, Result};
+use crate::region::{pci, Bar, Mmio, RegionInfo};
+use crate::sys::{self, vfio};
+use nix::errno::Errno;
+use std::os::fd::BorrowedFd;
+use std::sync::OnceLock;
+
+impl<S: Bound> Device<S> {
+    /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
+    #[doc(alias = "VFIO_DEVICE_GET_REGION_INFO")]
+    pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
+        self.cached_region(index).map(std::borrow::Cow::into_owned)
+    }
+
+    /// The region info of `index`, from the cache once it has been asked.
+    fn cached_region(&self, index: u32) -> Result<std::borrow::Cow<'_, RegionInfo>> {
+        use std::borrow::Cow;
+        let Some(slot) = self.inner.regions.get(index as usize) else {
+            return region_info(self.inner.fd(), &self.inner.name, index).map(Cow::Owned);
+        };
+        if let Some(info) = slot.get() {
+            return Ok(Cow::Borrowed(info));
+        }
+        let info = region_info(self.inner.fd(), &self.inner.name, index)?;
+        Ok(Cow::Borrowed(slot.get_or_init(|| info)))
+    }
+
+    /// Where region `index` lies in the device fd, and its size: a cache
+    /// lookup once asked, so a region read or write is one `pread`/`pwrite`.
+    #[inline]
+    fn region_span(&self, index: u32) -> Result<(u64, u64)> {
+        match self
+            .inner
+            .regions
+            .get(index as usize)
+            .and_then(OnceLock::get)
+        {
+            Some(info) => Ok((info.offset, info.size)),
+            None => self.region_span_slow(index),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn region_span_slow(&self, index: u32) -> Result<(u64, u64)> {
+        let info = self.cached_region(index)?;
+        Ok((info.offset, info.size))
+    }
+
+    /// mmaps BAR `index` (every mmap-able area of it) and keeps the mapping in
+    /// the device. The mapping moves with the device through attach, detach
+    /// and replace, and is unmapped on unbind or close, before the fd closes.
+    /// Mapping an already-mapped BAR does nothing.
+    ///
+    /// # Errors
+    /// An index that is not a BAR, or a BAR the kernel does not let us mmap.
+    pub fn map_bar(&mut self, index: u32) -> Result<()> {
+        if index > 5 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "map BAR",
+                format!("{} region {index}", self.inner.name),
+            )
+            .detail("BARs are regions 0 to 5"));
+        }
+        if self
+            .inner
+            .bars
+            .get(index as usize)
+            .is_some_and(Option::is_some)
+        {
+            return Ok(());
+        }
+        if let Some(why) = self.inner.decoding.off() {
+            return Err(crate::decoding::decoding_off(&self.inner.name, index, why));
+        }
+        let info = self.region_info(index)?;
+        if info.size == 0 || !info.mmappable() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "map BAR",
+                format!("{} BAR{index}", self.inner.name),
+            )
+            .detail(if info.size == 0 {
+                "the BAR is not implemented"
+            } else {
+                "the kernel does not allow mmap of this BAR"
+            }));
+        }
+        let bar = Bar::map(self.inner.fd(), info, &self.inner.name)?;
+        if self.inner.bars.len() <= index as usize {
+            self.inner.bars.resize_with(index as usize + 1, || None);
+        }
+        self.inner.bars[index as usize] = Some(bar);
+        Ok(())
+    }
+
+    /// Unmaps BAR `index`, mapped with [`map_bar`](Self::map_bar); false when
+    /// it was not mapped. No [`Mmio`] view can be alive (they borrow the
+    /// device). Needed before a config write that turns memory decoding off
+    /// (see [`config_write`](Self::config_write)).
+    pub fn unmap_bar(&mut self, index: u32) -> bool {
+        self.inner
+            .bars
+            .get_mut(index as usize)
+            .and_then(Option::take)
+            .is_some()
+    }
+
+    /// A view of BAR `index`, mapped earlier with [`map_bar`](Self::map_bar).
+    /// The view borrows the device, so it cannot outlive the binding.
+    pub fn mmio(&self, index: u32) -> Result<Mmio<'_>> {
+        match self.inner.bars.get(index as usize).and_then(Option::as_ref) {
+            Some(bar) => Ok(Mmio::new(self.inner.fd(), bar, &self.inner.name)),
+            None => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "MMIO",
+                format!("{} BAR{index}", self.inner.name),
+            )
+            .detail("BAR not mapped: call map_bar first")),
+        }
+    }
+
+    /// Reads PCI config space at `offset` (pread on the config region).
+    #[inline]
+    pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.region_read(pci::CONFIG, offset, buf)
+    }
+
+    /// Writes PCI config space at `offset` (pwrite on the config region).
+    ///
+    /// A write that would turn memory decoding off while a BAR is mapped is
+    /// refused ([`ErrorKind::Busy`]): clearing the memory-space bit of the
+    /// command register, or putting the device into D3hot through its power
+    /// management capability. vfio-pci revokes BAR mappings while decoding
+    /// is off, so the next [`Mmio`] access would kill the process with
+    /// `SIGBUS`. [`unmap_bar`](Self::unmap_bar) first; while decoding is off,
+    /// [`map_bar`](Self::map_bar) refuses, and [`region_read`](Self::region_read)
+    /// of a BAR fails with `EIO` instead of faulting. See the [crate
+    /// docs](crate#mmio-and-memory-decoding).
+    #[inline]
+    pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.region_write(pci::CONFIG, offset, data)
+    }
+
+    /// Reads region `index` at `offset` with pread.
+    #[inline]
+    pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (at, size) = self.region_span(index)?;
+        self.check_region(index, size, offset, buf.len(), "pread")?;
+        match nix::sys::uio::pread(self.inner.fd(), buf, (at + offset) as i64) {
+            Ok(n) if n == buf.len() => Ok(()),
+            r => Err(self.region_io_error("pread", index, offset, buf.len(), r)),
+        }
+    }
+
+    /// Writes region `index` at `offset` with pwrite. Config space writes
+    /// are checked as in [`config_write`](Self::config_write).
+    #[inline]
+    pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
+        let (at, size) = self.region_span(index)?;
+        self.check_region(index, size, offset, data.len(), "pwrite")?;
+        if index == pci::CONFIG && crate::decoding::may_touch(offset, data.len()) {
+            return self.guarded_config_write(at, offset, data);
+        }
+        self.pwrite_at(index, at, offset, data)
+    }
+
+    /// The `pwrite` of a region write whose checks are done.
+    #[inline]
+    pub(crate) fn pwrite_at(&self, index: u32, at: u64, offset: u64, data: &[u8]) -> Result<()> {
+        match nix::sys::uio::pwrite(self.inner.fd(), data, (at + offset) as i64) {
+            Ok(n) if n == data.len() => Ok(()),
+            r => Err(self.region_io_error("pwrite", index, offset, data.len(), r)),
+        }
+    }
+
+    /// The error of a region `pread`/`pwrite` that failed (`Err`) or moved
+    /// fewer than `want` bytes (`Ok(n)`).
+    #[cold]
+    #[inline(never)]
+    fn region_io_error(
+        &self,
+        op: &'static str,
+        index: u32,
+        offset: u64,
+        want: usize,
+        r: nix::Result<usize>,
+    ) -> Error {
+        match r {
+            Err(e) => Error::sys(
+                op,
+                format!("{} region {index} offset {offset:#x}", self.inner.name),
+                e,
+            ),
+            Ok(n) => Error::new(ErrorKind::Kernel, op, self.inner.name.clone())
+                .detail(format!("short {op}: {n} of {want} bytes")),
+        }
+    }
+
+    #[inline]
+    fn check_region(
+        &self,
+        index: u32,
+        size: u64,
+        offset: u64,
+        n: usize,
+        op: &'static str,
+    ) -> Result<()> {
+        if offset.checked_add(n as u64).is_some_and(|e| e <= size) {
+            Ok(())
+        } else {
+            Err(self.region_range_error(index, size, offset, n, op))
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn region_range_error(
+        &self,
+        index: u32,
+        size: u64,
+        offset: u64,
+        n: usize,
+        op: &'static str,
+    ) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            op,
+            format!("{} region {index} offset {offset:#x}", self.inner.name),
+        )
+        .detail(format!("{n} bytes do not fit in the {size:#x}-byte region"))
+    }
+}
+
+fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
+    let bytes = sys::query_with_caps(32, |buf| sys::region_info(fd, index, buf)).map_err(|e| {
+        let err = Error::sys(
+            "VFIO_DEVICE_GET_REGION_INFO",
+            format!("{name} region {index}"),
+            e,
+        );
+        if e != Errno::EINVAL {
+            return err;
+        }
+        // Diagnosed only now that the kernel said no: how many regions are there?
+        let mut arg = vfio::vfio_device_info {
+            argsz: sys::argsz::<vfio::vfio_device_info>(),
+            ..Default::default()
+        };
+        match sys::ioctl(fd, sys::raw::vfio_device_get_info, &mut arg) {
+            Ok(_) if index >= arg.num_regions => {
+                err.kind_(ErrorKind::InvalidInput).detail(format!(
+                    "the device has regions 0 to {}",
+                    arg.num_regions.saturating_sub(1)
+                ))
+            }
+            _ => err,
+        }
+    })?;
+    RegionInfo::decode(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Kernel,
+            "VFIO_DEVICE_GET_REGION_INFO",
+            format!("{name} region {index}"),
+        )
+        .detail(format!("malformed capability chain: {e}"))
+    })
+}
