@@ -189,6 +189,57 @@ fn main() {
     live_rows(&raw, &ioas);
     device_rows(&fd, &dev, singles, peers.as_ref());
     migration_row(&fd);
+    if let Some(bdf) = singles.get(2) {
+        map_bar_row(&fd, bdf);
+    }
+    if let Some(bdf) = topo.nvme.as_deref() {
+        msix_row(&fd, bdf);
+    }
+}
+
+/// `Device::map_bar` + `unmap_bar` of an edu's BAR0 against the raw region
+/// query + `mmap` + `munmap`, on one bound device.
+fn map_bar_row(fd: &Iommufd, bdf: &str) {
+    let mut dev = Device::open(bdf).unwrap().bind(fd).unwrap();
+    let dev_fd = dev_fd_of(bdf);
+    let mut r = || munmap(raw_bar0(dev_fd.as_fd()));
+    let mut c = || {
+        dev.map_bar(0).unwrap();
+        black_box(dev.unmap_bar(0));
+    };
+    row(
+        "map_bar + unmap_bar (edu BAR0, 1 MiB): region info, mmap, munmap",
+        500,
+        &mut [("raw", &mut r), ("crate", &mut c)],
+    );
+}
+
+/// Routing all 65 MSI-X vectors of the NVMe controller to eventfds: the
+/// crate's `set_irq_eventfds` against one raw `VFIO_DEVICE_SET_IRQS`.
+fn msix_row(fd: &Iommufd, bdf: &str) {
+    const MSIX: u32 = 2;
+    let dev = Device::open(bdf).unwrap().bind(fd).unwrap();
+    let n = dev.irq_info(MSIX).unwrap().count;
+    let evs: Vec<iommufd::EventFd> = (0..n).map(|_| iommufd::EventFd::new().unwrap()).collect();
+    let raw_evs: Vec<iommufd::EventFd> = (0..n).map(|_| iommufd::EventFd::new().unwrap()).collect();
+    let dev_fd = dev_fd_of(bdf);
+    let mut r = || {
+        // struct vfio_irq_set: argsz, flags (DATA_EVENTFD | ACTION_TRIGGER),
+        // index, start, count, then the fds.
+        let mut buf: Vec<u32> = Vec::with_capacity(5 + n as usize);
+        buf.extend_from_slice(&[(4 * (5 + n)), (1 << 2) | (1 << 5), MSIX, 0, n]);
+        buf.extend(raw_evs.iter().map(|e| e.as_raw_fd() as u32));
+        // SAFETY: VFIO_DEVICE_SET_IRQS (0x3b6e) reads `argsz` bytes of `buf`.
+        let rc = unsafe { nix::libc::ioctl(dev_fd.as_raw_fd(), 0x3b6e, buf.as_ptr()) };
+        assert_eq!(rc, 0);
+    };
+    let mut c = || dev.set_irq_eventfds(MSIX, 0, &evs).unwrap();
+    row(
+        &format!("route all {n} MSI-X vectors to eventfds (NVMe): VFIO_DEVICE_SET_IRQS"),
+        200,
+        &mut [("raw", &mut r), ("crate", &mut c)],
+    );
+    dev.disable_irqs(MSIX).unwrap();
 }
 
 /// Saving an mtty's state through the typed migration against raw
