@@ -76,13 +76,30 @@ impl<S: Bound> Device<S> {
         flags: u32,
         start: u32,
         count: u32,
-        data: impl IntoIterator<Item = u32>,
+        data: impl IntoIterator<Item = u32, IntoIter: ExactSizeIterator>,
     ) -> Result<()> {
-        // One allocation: the header and the data, as the ioctl takes them.
-        let mut buf = Vec::with_capacity(5 + count as usize);
-        buf.extend_from_slice(&[0u32, flags, index, start, count]);
-        buf.extend(data);
-        sys::set_irqs(self.device_fd(), &mut buf)
+        let data = data.into_iter();
+        // The header and the data as the ioctl takes them: on the stack for
+        // up to `STACK - 5` vectors (a VMM re-routing one vector pays no
+        // allocation), in one allocation past that.
+        const STACK: usize = 37;
+        let header = [0u32, flags, index, start, count];
+        let n = 5 + data.len();
+        let mut small = [0u32; STACK];
+        let mut big = Vec::new();
+        let buf: &mut [u32] = if n <= STACK {
+            small[..5].copy_from_slice(&header);
+            for (slot, v) in small[5..n].iter_mut().zip(data) {
+                *slot = v;
+            }
+            &mut small[..n]
+        } else {
+            big.reserve_exact(n);
+            big.extend_from_slice(&header);
+            big.extend(data);
+            &mut big
+        };
+        sys::set_irqs(self.device_fd(), buf)
             .map(drop)
             .map_err(|e| self.set_irqs_error(what, index, flags, start, count, e))
     }
@@ -179,7 +196,7 @@ impl<S: Bound> Device<S> {
         index: u32,
         start: u32,
         n: usize,
-        fds: impl Iterator<Item = std::os::fd::RawFd>,
+        fds: impl ExactSizeIterator<Item = std::os::fd::RawFd>,
     ) -> Result<()> {
         // No IRQ index has more than 2048 vectors (MSI-X); a longer slice
         // would not even fit the ioctl's 32-bit size field.
