@@ -1,4 +1,24 @@
 //! `Device<S>`: a VFIO device whose security context is its type.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iommufd::{Device, Iommufd};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open()?;
+//! let ioas = fd.alloc_ioas()?;
+//! let dev = Device::open("0000:00:02.0")?;      // Device<Unbound>
+//! let mut dev = dev.bind(&fd)?;                  // Device<BlockDma>
+//! println!("{:?}, BAR0 {:#x} bytes", dev.info()?, dev.region_info(0)?.size);
+//! dev.map_bar(0)?;
+//! let mut cmd = [0u8; 2];
+//! dev.config_read(4, &mut cmd)?;                 // the PCI command register
+//! let dev = dev.attach(&ioas)?;                  // Device<Attached<Ioas>>
+//! let id = dev.mmio(0)?.read32(0)?;
+//! let dev = dev.detach()?;
+//! dev.unbind()?.close();
+//! # let _ = id; Ok(()) }
+//! ```
 
 use crate::backend::{self, cdev, legacy, Backend, Link};
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
@@ -22,16 +42,22 @@ pub(crate) use adopt::adoptable;
 pub use info::DeviceInfo;
 
 mod sealed {
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub trait Sealed {}
 }
 
 /// A device state (type state). Sealed: only this crate's states exist.
+///
+/// Example: [the `device` module docs](crate::device).
 pub trait State: sealed::Sealed + 'static {
     /// The state's name, for `Debug`.
     const NAME: &'static str;
 }
 
 /// States in which the device is bound to an iommufd and its fd is usable.
+///
+/// Example: [the `device` module docs](crate::device).
 pub trait Bound: State {}
 
 /// Opened, not bound: the kernel refuses every ioctl and mmap on the fd (type state).
@@ -109,6 +135,8 @@ impl Drop for Inner {
 /// Transitions consume the device and issue the ioctl; on failure they hand it
 /// back unchanged inside a [`TransitionError`]. Methods that need a bound fd
 /// (regions, MMIO, config space, IRQs, reset) exist only in bound states.
+///
+/// Example: [the `device` module docs](crate::device).
 pub struct Device<S: State> {
     /// Boxed: a failed transition hands the device back inside a `Result`,
     /// which stays small this way.
@@ -118,6 +146,8 @@ pub struct Device<S: State> {
 
 impl<S: State> Device<S> {
     /// The device's name: its BDF, or its cdev path when opened by path.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -190,6 +220,8 @@ impl Device<Unbound> {
     /// - [`ErrorKind::NotVfioPci`], with the `driver_override` commands, when the device is not on vfio-pci;
     /// - [`ErrorKind::MultiDeviceGroup`] when its IOMMU group has other members: open it with [`crate::Group`];
     /// - [`ErrorKind::NoDeviceCdev`] when the kernel has no VFIO cdev.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn open(bdf: &str) -> Result<Self> {
         Self::open_in(Path::new("/sys"), Path::new("/dev"), bdf, backend::detect())
     }
@@ -331,6 +363,8 @@ impl Device<Unbound> {
     /// types lie: a sibling of the device could move the whole group into a
     /// page table while this device is typed [`BlockDma`], and its DMA would
     /// reach that page table.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Self {
         // Named from sysfs when it is there (errors read better), unchecked.
         let what = || format!("device fd {}", fd.as_raw_fd());
@@ -385,6 +419,8 @@ impl Device<Unbound> {
     /// kernel would check one: for a VF on a kernel whose cdev ignores VF
     /// tokens (Linux 6.12), when the caller knows the PF's owner consents.
     /// On a kernel that checks, the kernel still does.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn bind_ignoring_vf_token(
         self,
         iommufd: &Iommufd,
@@ -408,6 +444,8 @@ impl Device<Unbound> {
     }
 
     /// Closes the fd.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn close(self) {}
 }
 
@@ -421,6 +459,8 @@ impl Device<BlockDma> {
     /// refused before the ioctl (IOAS ids are per iommufd, so the kernel could
     /// otherwise find a different object under the same id).
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn attach(
         self,
         ioas: &Ioas,
@@ -476,6 +516,8 @@ impl Device<Attached<Ioas>> {
     /// [`Fallback::Blocked`]; if even the detach fails, it is closed
     /// ([`Fallback::Closed`]). The error says which happened.
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Replaced>> {
         match self.replace_once(ioas) {
             Ok(d) => Ok(d),
@@ -558,6 +600,8 @@ impl Device<Attached<Ioas>> {
     /// Detaches (`VFIO_DEVICE_DETACH_IOMMUFD_PT`): the device's group goes back
     /// to the blocking domain, so DMA is blocked again.
     #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn detach(self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
         match self
             .inner
@@ -574,6 +618,8 @@ impl Device<Attached<Ioas>> {
     }
 
     /// The IOAS the device is attached to.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn ioas(&self) -> &Ioas {
         &self
             .inner
@@ -585,6 +631,8 @@ impl Device<Attached<Ioas>> {
 
     /// The id of the hardware page table the kernel attached the device to
     /// (devices of one group share it).
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn hwpt_id(&self) -> u32 {
         self.inner
             .attached
@@ -595,16 +643,22 @@ impl Device<Attached<Ioas>> {
 }
 
 /// What a failed [`Device::replace`] hands back (see [`Fallback`]).
+///
+/// Example: [the `device` module docs](crate::device).
 pub type Replaced = Fallback<Device<Attached<Ioas>>, Device<BlockDma>>;
 
 /// Methods for every bound state.
 impl<S: Bound> Device<S> {
     /// The device id the iommufd gave at bind.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn dev_id(&self) -> u32 {
         self.inner.bound.as_ref().map_or(0, |b| b.1)
     }
 
     /// The iommufd the device is bound to.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn iommufd(&self) -> &Iommufd {
         &self
             .inner
@@ -621,6 +675,8 @@ impl<S: Bound> Device<S> {
     /// # Errors
     /// If the cdev cannot be reopened (or the device was made with
     /// [`Device::from_fd`]), the device comes back bound, BARs still mapped.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn unbind(self) -> std::result::Result<Device<Unbound>, TransitionError<Self>> {
         match self.inner.link.reopen(&self.inner.name) {
             Ok(link) => {
@@ -635,6 +691,8 @@ impl<S: Bound> Device<S> {
     /// Closes the device: BARs unmapped, fd closed (the kernel detaches and
     /// unbinds once no other fd of the same open file remains: see
     /// [`Device::from_fd`]).
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn close(self) {}
 
     pub(crate) fn device_fd(&self) -> BorrowedFd<'_> {
@@ -659,6 +717,8 @@ impl<S: State> fmt::Debug for Device<S> {
 /// A device in any state, for tables and hot-plug code that should not be
 /// generic over the state. Move the typed device out to transition it.
 #[derive(Debug)]
+///
+/// Example: [the `device` module docs](crate::device).
 pub enum AnyDevice {
     /// Opened, not bound.
     Unbound(Device<Unbound>),
@@ -670,6 +730,8 @@ pub enum AnyDevice {
 
 impl AnyDevice {
     /// The state's name.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn state(&self) -> &'static str {
         match self {
             AnyDevice::Unbound(_) => Unbound::NAME,
@@ -679,6 +741,8 @@ impl AnyDevice {
     }
 
     /// The device's name.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn name(&self) -> &str {
         match self {
             AnyDevice::Unbound(d) => d.name(),

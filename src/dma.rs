@@ -1,4 +1,19 @@
 //! Memory that can be mapped for DMA with the safe [`Ioas::map`](crate::Ioas::map).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iommufd::{Access, DmaBuffer, HugeBuffer, Iommufd, Iova};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ioas = Iommufd::open()?.alloc_ioas()?;
+//! let mut buf = DmaBuffer::new(1 << 20)?;        // zeroed, page-aligned, THP asked for
+//! buf.as_mut_slice()[..5].copy_from_slice(b"hello");
+//! let mut m = ioas.map(buf, Iova::Any, Access::READ_WRITE).map_err(iommufd::Error::from)?;
+//! m.write_bytes(5, b", device")?;                // the CPU side, while mapped
+//! let huge = ioas.map_huge(HugeBuffer::new(2 << 20)?, Iova::Any, Access::READ).map_err(iommufd::Error::from)?;
+//! let buf = m.unmap().map_err(iommufd::Error::from)?; // the memory back, unmapped
+//! # let _ = (buf, huge); Ok(()) }
+//! ```
 
 use memmap2::{MmapMut, MmapOptions};
 use std::fmt;
@@ -54,6 +69,8 @@ fn too_long(len: usize) -> std::io::Error {
 
 /// A page-aligned, zeroed, anonymous buffer for DMA. Buffers of 2 MiB and
 /// more ask for transparent huge pages (`MADV_HUGEPAGE`).
+///
+/// Example: [the `dma` module docs](crate::dma).
 pub struct DmaBuffer {
     map: MmapMut,
 }
@@ -63,6 +80,8 @@ impl DmaBuffer {
     ///
     /// # Errors
     /// The `mmap` errno (`ENOMEM`), or `EINVAL` for a zero length.
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn new(len: usize) -> std::io::Result<Self> {
         if len == 0 {
             return Err(std::io::Error::new(
@@ -82,21 +101,29 @@ impl DmaBuffer {
     }
 
     /// Length in bytes (a multiple of the page size).
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Never true: a buffer holds at least one page.
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
     /// The bytes, for the CPU while no device can reach them.
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn as_slice(&self) -> &[u8] {
         &self.map
     }
 
     /// The bytes, mutable, for the CPU while no device can reach them.
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.map
     }
@@ -204,16 +231,22 @@ impl HugeBuffer {
     }
 
     /// Length in bytes (a multiple of 2 MiB).
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Never true.
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
     /// The bytes, for the CPU while no device can reach them.
+    ///
+    /// Example: [the `dma` module docs](crate::dma).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.map
     }

@@ -1,5 +1,22 @@
 //! Errors: what failed (the operation), on what (BDF, IOAS id, IOVA range), the
 //! errno, and, when the cause is a setup problem, what to do about it.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iommufd::{Device, ErrorKind, Iommufd};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open()?;
+//! match Device::open("0000:00:02.0")?.bind(&fd) {
+//!     Ok(dev) => drop(dev),
+//!     Err(e) if e.error().kind() == ErrorKind::GroupNotViable => {
+//!         eprintln!("{}", e.error()); // names the sibling and how to rebind it
+//!         let _dev = e.into_inner(); // still Device<Unbound>, same fd
+//!     }
+//!     Err(e) => return Err(e.into()), // or `?`: io::Error and Box<dyn Error> both work
+//! }
+//! # Ok(()) }
+//! ```
 
 use nix::errno::Errno;
 use std::fmt;
@@ -7,6 +24,8 @@ use std::fmt;
 /// What kind of problem an [`Error`] is, for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+///
+/// Example: [the `error` module docs](crate::error).
 pub enum ErrorKind {
     /// The device is not bound to `vfio-pci` (no `vfio-dev/` in sysfs).
     NotVfioPci,
@@ -57,6 +76,8 @@ pub enum ErrorKind {
 /// Its `Display` reads as one sentence: the operation, the object, the errno,
 /// the detail, and a hint when the cause is a setup problem.
 #[derive(Debug, Clone)]
+///
+/// Example: [the `error` module docs](crate::error).
 pub struct Error(Box<Inner>);
 
 #[derive(Debug, Clone)]
@@ -124,31 +145,43 @@ impl Error {
     }
 
     /// The kind of problem.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
     }
 
     /// The operation that failed, e.g. `"VFIO_DEVICE_BIND_IOMMUFD"` or `"open"`.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn operation(&self) -> &'static str {
         self.0.op
     }
 
     /// The object it failed on: a BDF, a path, an IOAS id, an IOVA range.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn object(&self) -> &str {
         &self.0.object
     }
 
     /// The errno the kernel returned, when a system call failed.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn raw_errno(&self) -> Option<Errno> {
         self.0.errno
     }
 
     /// What to do about it, when the cause is a setup problem.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn help(&self) -> Option<&str> {
         self.0.hint.as_deref()
     }
 
     /// More about the cause (the overlapping range, the usable IOVA ranges, ...).
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn details(&self) -> Option<&str> {
         self.0.detail.as_deref()
     }
@@ -212,16 +245,22 @@ impl<T> TransitionError<T> {
     }
 
     /// The error.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn error(&self) -> &Error {
         &self.error
     }
 
     /// The value handed back, in its previous state.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn into_inner(self) -> T {
         self.value
     }
 
     /// Both halves.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn into_parts(self) -> (T, Error) {
         (self.value, self.error)
     }
@@ -281,6 +320,8 @@ pub enum Fallback<A, B> {
 
 impl<A, B> Fallback<A, B> {
     /// The value in its old state, if it is there.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn kept(self) -> Option<A> {
         match self {
             Fallback::Kept(a) => Some(a),
@@ -289,6 +330,8 @@ impl<A, B> Fallback<A, B> {
     }
 
     /// The value in the blocking state, if it fell back there.
+    ///
+    /// Example: [the `error` module docs](crate::error).
     pub fn blocked(self) -> Option<B> {
         match self {
             Fallback::Blocked(b) => Some(b),
@@ -298,6 +341,8 @@ impl<A, B> Fallback<A, B> {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// Example: [the `error` module docs](crate::error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Formats an IOVA range `[iova, iova + len)` as the kernel's inclusive

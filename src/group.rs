@@ -79,6 +79,8 @@ use std::marker::PhantomData;
 use std::path::Path;
 
 /// The devices of one IOMMU group, in state `S`, moved together.
+///
+/// Example: [the `group` module docs](crate::group).
 pub struct Group<S: State> {
     number: u32,
     members: Vec<Device<S>>,
@@ -95,21 +97,29 @@ fn group<S: State>(number: u32, members: Vec<Device<S>>) -> Group<S> {
 
 impl<S: State> Group<S> {
     /// The IOMMU group number.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn number(&self) -> u32 {
         self.number
     }
 
     /// The member devices' names (BDFs), in BDF order.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn member_names(&self) -> Vec<&str> {
         self.members.iter().map(|d| d.name()).collect()
     }
 
     /// How many member devices the group holds.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn len(&self) -> usize {
         self.members.len()
     }
 
     /// Never true: a group holds at least one device.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
@@ -179,6 +189,8 @@ impl Group<Unbound> {
     /// its own DMA (naming it, its driver, and the commands that rebind it),
     /// checked here so the error says more than the kernel's `EPERM` at bind;
     /// [`ErrorKind::InvalidInput`] when no member is on vfio-pci.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn open(number: u32) -> Result<Self> {
         Self::open_in(
             Path::new("/sys"),
@@ -206,6 +218,8 @@ impl Group<Unbound> {
     }
 
     /// Opens the group that `bdf` belongs to.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn open_containing(bdf: &str) -> Result<Self> {
         Self::open(sysfs::group_of(Path::new("/sys"), bdf)?)
     }
@@ -328,6 +342,8 @@ impl Group<Unbound> {
     /// If member k fails, members 1..k are unbound again and the group comes
     /// back whole, unbound; the error names the member.
     #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn bind(
         self,
         iommufd: &Iommufd,
@@ -347,6 +363,8 @@ impl Group<BlockDma> {
     /// # Errors
     /// If member k fails, members 1..k are detached again (back to blocking).
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn attach(
         self,
         ioas: &Ioas,
@@ -371,6 +389,8 @@ impl Group<Attached<Ioas>> {
     /// to the current IOAS again: the group comes back `Kept` there, or
     /// [`Fallback::Blocked`] if that attach fails; a member that cannot even
     /// be detached is closed, and named in the error.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<GroupReplaced>> {
         let old = self.ioas().clone();
         let number = self.number;
@@ -467,6 +487,8 @@ impl Group<Attached<Ioas>> {
 
     /// Detaches the whole group: back to the blocking domain.
     #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn detach(self) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
         let ioas = self.ioas().clone();
         move_all(
@@ -478,6 +500,8 @@ impl Group<Attached<Ioas>> {
     }
 
     /// The IOAS every member is attached to.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn ioas(&self) -> &Ioas {
         self.members[0].ioas()
     }
@@ -493,6 +517,8 @@ impl Group<BlockDma> {
     /// group, or is one already; the errors of [`Device::bind`]. The group is
     /// unchanged.
     #[doc(alias = "VFIO_DEVICE_BIND_IOMMUFD")]
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn add(&mut self, bdf: &str) -> Result<()> {
         let d = self.joining(bdf)?;
         self.insert(d);
@@ -551,6 +577,8 @@ impl Group<Unbound> {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a member of another group; the
     /// errors of opening it. `member` is handed back.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn rejoin(
         &mut self,
         member: Released,
@@ -586,32 +614,44 @@ pub struct Released {
 
 impl Released {
     /// The member's name (its BDF).
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn name(&self) -> &str {
         &self.bdf
     }
 
     /// The IOMMU group it belongs to.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn group(&self) -> u32 {
         self.number
     }
 }
 
 /// What a failed [`Group::replace`] hands back (see [`Fallback`]).
+///
+/// Example: [the `group` module docs](crate::group).
 pub type GroupReplaced = Fallback<Group<Attached<Ioas>>, Group<BlockDma>>;
 
 impl<S: Bound> Group<S> {
     /// Member `i` (in BDF order), for MMIO, config space and IRQs. Only a
     /// shared reference: members move with the group, never alone.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn member(&self, i: usize) -> Option<&Device<S>> {
         self.members.get(i)
     }
 
     /// Every member.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn members(&self) -> &[Device<S>] {
         &self.members
     }
 
     /// The iommufd every member is bound to.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn iommufd(&self) -> &Iommufd {
         self.members[0].iommufd()
     }
@@ -700,6 +740,8 @@ impl<S: Bound> Group<S> {
     }
 
     /// Maps BAR `index` of member `i` (see [`Device::map_bar`]).
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn map_bar(&mut self, i: usize, index: u32) -> Result<()> {
         let n = self.number;
         self.members
@@ -722,6 +764,8 @@ impl<S: Bound> Group<S> {
     /// Only if a member's cdev cannot be reopened. Unbinding is closing, so
     /// every member is unbound either way; on error the group is gone (all
     /// fds closed) and the error names the member that could not be reopened.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn unbind(self) -> std::result::Result<Group<Unbound>, Error> {
         let number = self.number;
         let mut out = Vec::new();
@@ -732,6 +776,8 @@ impl<S: Bound> Group<S> {
     }
 
     /// Closes every member.
+    ///
+    /// Example: [the `group` module docs](crate::group).
     pub fn close(self) {}
 }
 

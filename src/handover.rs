@@ -114,6 +114,8 @@ impl Handover {
     ///
     /// # Errors
     /// [`ErrorKind::Unsupported`] on the legacy path (no iommufd fd to hand over).
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn new(iommufd: Iommufd) -> std::result::Result<Self, TransitionError<Iommufd>> {
         if iommufd.iommufd_fd().is_none() {
             let e = Error::new(ErrorKind::Unsupported, "handover", "legacy container")
@@ -146,6 +148,8 @@ impl Handover {
     ///
     /// # Errors
     /// An IOAS of another iommufd is handed back.
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn ioas(&mut self, ioas: Ioas) -> std::result::Result<(), TransitionError<Ioas>> {
         if ioas.iommufd() != &self.iommufd {
             let e = self.foreign("handover", format!("IOAS {}", ioas.id()));
@@ -159,6 +163,8 @@ impl Handover {
     ///
     /// # Errors
     /// A device bound to another iommufd is handed back.
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn device(
         &mut self,
         dev: Device<Attached<Ioas>>,
@@ -179,6 +185,8 @@ impl Handover {
     /// ([`ErrorKind::InvalidInput`], naming it: the new process could not
     /// reach its memory, and [`Iommufd::change_process`] would refuse the
     /// whole iommufd), or is in another iommufd's IOAS.
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn mapping<M: Send + 'static>(
         &mut self,
         m: Mapping<M>,
@@ -204,6 +212,8 @@ impl Handover {
     /// Handed back whole when one region was mapped by address (named).
     #[cfg(feature = "vm-memory")]
     #[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn guest_memory<B: Send + Sync + 'static>(
         &mut self,
         maps: crate::GuestMappings<B>,
@@ -220,6 +230,8 @@ impl Handover {
     }
 
     /// Hands over any other fd (the guest RAM memfd, an eventfd).
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn file(&mut self, fd: impl Into<OwnedFd>) {
         self.files.push(fd.into());
     }
@@ -232,6 +244,8 @@ impl Handover {
     /// # Errors
     /// The handover is handed back, whole, when the message cannot be sent
     /// (too many fds or bytes, a closed socket).
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn send(self, sock: &UnixStream) -> std::result::Result<(), TransitionError<Handover>> {
         let (bytes, fds) = self.encode();
         if fds.len() > MAX_FDS || bytes.len() > MAX_BYTES {
@@ -342,6 +356,8 @@ fn by_address<M>(m: &Mapping<M>) -> Error {
 /// [`Mapping`] here: the kernel holds its memory through a file; unmap it
 /// with [`Ioas::unmap`] when it is no longer needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `handover` module docs](crate::handover).
 pub struct Inherited {
     /// The IOAS id.
     pub ioas: u32,
@@ -372,6 +388,8 @@ pub struct Received {
 /// What [`Received::adopt`] made of a handover.
 #[derive(Debug)]
 #[non_exhaustive]
+///
+/// Example: [the `handover` module docs](crate::handover).
 pub struct Adopted {
     /// The iommufd, whose pinned memory this process now accounts for.
     pub iommufd: Iommufd,
@@ -393,6 +411,8 @@ pub struct Adopted {
 /// # Errors
 /// [`ErrorKind::InvalidInput`] for a message that is not a handover, or
 /// was cut short; every fd it carried is closed.
+///
+/// Example: [the `handover` module docs](crate::handover).
 pub fn receive(sock: &UnixStream) -> Result<Received> {
     let mut buf = vec![0u8; MAX_BYTES];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
@@ -521,6 +541,8 @@ impl<'a> Reader<'a> {
 
 impl Received {
     /// The IOAS ids the message names.
+    ///
+    /// Example: [the `handover` module docs](crate::handover).
     pub fn ioas_ids(&self) -> &[u32] {
         &self.ioases
     }

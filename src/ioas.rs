@@ -1,4 +1,21 @@
 //! I/O address spaces (`IOMMU_IOAS_*`) and the mappings in them.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iommufd::{Access, DmaBuffer, Iommufd, Iova, IovaRange};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fd = Iommufd::open()?;
+//! let ioas = fd.alloc_ioas()?;
+//! println!("{}", ioas.iova_ranges()?);
+//! ioas.allow_iovas(&[IovaRange { start: 0x10_0000, last: 0xfff_ffff }])?;
+//! let m = ioas.map(DmaBuffer::new(4096)?, Iova::Fixed(0x10_0000), Access::READ).map_err(iommufd::Error::from)?;
+//! let other = fd.alloc_ioas()?;
+//! let copy = other.copy_from(&m, Iova::Any, Access::READ)?; // the same pages, not pinned again
+//! drop(copy);
+//! let _buf = m.unmap().map_err(iommufd::Error::from)?;
+//! # Ok(()) }
+//! ```
 
 use crate::backend::{MapFail, Space};
 use crate::dma::{DmaMemory, HugeBuffer, RawMemory};
@@ -48,6 +65,8 @@ impl Drop for IoasInner {
 /// cannot be destroyed under an attached device or a live mapping: dropping
 /// your handle early only gives up your own reference.
 #[derive(Clone)]
+///
+/// Example: [the `ioas` module docs](crate::ioas).
 pub struct Ioas {
     inner: Arc<IoasInner>,
 }
@@ -55,6 +74,8 @@ pub struct Ioas {
 impl Ioas {
     /// Allocates an empty IOAS on `iommufd` (`IOMMU_IOAS_ALLOC`).
     #[doc(alias = "IOMMU_IOAS_ALLOC")]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn alloc(iommufd: &Iommufd) -> Result<Ioas> {
         let (id, space) = Space::alloc(iommufd.ctx())?;
         Ok(Ioas::with(iommufd, id, space))
@@ -106,11 +127,15 @@ impl Ioas {
     }
 
     /// The IOAS id within its iommufd.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn id(&self) -> u32 {
         self.inner.id
     }
 
     /// The iommufd this IOAS lives in.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iommufd(&self) -> &Iommufd {
         &self.inner.iommufd
     }
@@ -132,6 +157,8 @@ impl Ioas {
     /// `[0, 2^64-1]` (alignment 1) into `[0, 0xfedfffff]` + `[0xfef00000, 2^48-1]`
     /// with 4 KiB alignment.
     #[doc(alias = "IOMMU_IOAS_IOVA_RANGES")]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iova_ranges(&self) -> Result<IovaRanges> {
         self.inner
             .space
@@ -162,6 +189,8 @@ impl Ioas {
     /// pages (`IOMMU_OPTION_HUGE_PAGES`; on by default). Turning it off trades
     /// IOTLB reach for exact unmap granularity.
     #[doc(alias = "IOMMU_OPTION_HUGE_PAGES")]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn set_huge_pages(&self, on: bool) -> Result<()> {
         self.option(sys::IOMMU_OPTION_OP_SET, u64::from(on))
             .map(drop)
@@ -453,6 +482,8 @@ impl Ioas {
     /// in two, or covers nothing: the kernel never splits a mapping, and leaves
     /// it intact.
     #[doc(alias = "IOMMU_IOAS_UNMAP")]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
         // Held across the ioctl: no Mapping can take the range in between.
         let mapped = crate::lock(&self.inner.mapped);
@@ -836,6 +867,8 @@ fn live_overlap(mapped: &Table, iova: u64, len: u64) -> Option<(u64, u64)> {
 impl Iommufd {
     /// Allocates an empty I/O address space (`IOMMU_IOAS_ALLOC`).
     #[doc(alias = "IOMMU_IOAS_ALLOC")]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn alloc_ioas(&self) -> Result<Ioas> {
         Ioas::alloc(self)
     }
@@ -863,6 +896,8 @@ struct Keep<M>(Mutex<Option<M>>);
 /// The memory of an IOAS copy ([`Ioas::copy_from`]): a share of the source
 /// mapping's memory, which keeps it alive while the copy maps it. It gives no
 /// access to the memory; read and write through the source mapping.
+///
+/// Example: [the `ioas` module docs](crate::ioas).
 pub struct Shared<M>(Arc<Keep<M>>);
 
 impl<M> fmt::Debug for Shared<M> {
@@ -945,26 +980,36 @@ impl<M> Mapping<M> {
     }
 
     /// The IOVA the device uses.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iova(&self) -> u64 {
         self.iova
     }
 
     /// The mapped length in bytes.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn len(&self) -> u64 {
         self.len
     }
 
     /// Whether the mapping is empty (never, for a live mapping).
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The IOAS it lives in.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn ioas(&self) -> &Ioas {
         &self.ioas
     }
 
     /// How many IOAS copies ([`Ioas::copy_from`]) share this memory now.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn copies(&self) -> usize {
         self.keep.get().map_or(0, |k| Arc::strong_count(k) - 1)
     }
@@ -975,6 +1020,8 @@ impl<M> Mapping<M> {
     /// The mapping is handed back, still mapped, when IOAS copies of it still
     /// map the same pages ([`ErrorKind::Busy`]: unmap them first), or when the
     /// kernel refuses (only if the range was removed outside this crate).
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn unmap(mut self) -> Result<M, TransitionError<Self>> {
         // `Arc::get_mut` (not a count) so that the copies' unmaps, done
         // before they dropped their shares, happen before we hand memory out.
@@ -1029,6 +1076,8 @@ impl<M: DmaMemory> Mapping<M> {
     /// [`ErrorKind::InvalidInput`] when `offset + buf.len()` is past the
     /// mapping's memory; nothing is read.
     #[inline]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let p = self.cpu(offset, buf.len(), "read_bytes")?;
         // SAFETY: `[p, p + len)` is inside memory the mapping owns (checked by
@@ -1046,6 +1095,8 @@ impl<M: DmaMemory> Mapping<M> {
     /// [`ErrorKind::InvalidInput`] when `offset + data.len()` is past the
     /// mapping's memory; nothing is written.
     #[inline]
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn write_bytes(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         let p = self.cpu(offset, data.len(), "write_bytes")?;
         // SAFETY: in bounds (checked by `cpu`); `&mut self` excludes every

@@ -42,6 +42,8 @@ impl Iommufd {
     ///
     /// # Errors
     /// [`ErrorKind::NoIommufd`] when `/dev/vfio/vfio` does not exist.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn open_legacy() -> Result<Self> {
         if !backend::legacy::available() {
             return Err(Error::new(ErrorKind::NoIommufd, "open", "/dev/vfio/vfio")
@@ -55,6 +57,8 @@ impl Iommufd {
     }
 
     /// Which path this context uses.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn backend(&self) -> Backend {
         self.ctx.kind()
     }
@@ -96,6 +100,8 @@ impl Iommufd {
     /// # Errors
     /// The fd is handed back: [`ErrorKind::InvalidInput`] when it is not
     /// `/dev/iommu`; [`ErrorKind::NoIommufd`] when this kernel has none.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn adopt(fd: OwnedFd) -> std::result::Result<Self, TransitionError<OwnedFd>> {
         use nix::sys::stat::{fstat, stat};
         let node = match stat("/dev/iommu") {
@@ -185,6 +191,8 @@ fn change_process_error(e: Error) -> Error {
 
 impl Iommufd {
     /// The `/dev/iommu` fd, or `None` on the legacy path.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iommufd_fd(&self) -> Option<BorrowedFd<'_>> {
         self.ctx.iommufd_fd()
     }

@@ -5,6 +5,8 @@ use std::fmt;
 
 /// An inclusive IOVA range `[start, last]`, as the kernel reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `ioas` module docs](crate::ioas).
 pub struct IovaRange {
     /// First usable IOVA.
     pub start: u64,
@@ -14,6 +16,8 @@ pub struct IovaRange {
 
 impl IovaRange {
     /// Whether `[iova, iova + len)` lies inside this range.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn contains(&self, iova: u64, len: u64) -> bool {
         len > 0 && iova >= self.start && iova.checked_add(len - 1).is_some_and(|l| l <= self.last)
     }
@@ -27,6 +31,8 @@ impl fmt::Display for IovaRange {
 
 /// The IOVA ranges an IOAS can map, and the alignment the kernel requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `ioas` module docs](crate::ioas).
 pub struct IovaRanges {
     /// Usable ranges, ascending.
     pub ranges: Vec<IovaRange>,
@@ -36,6 +42,8 @@ pub struct IovaRanges {
 
 impl IovaRanges {
     /// Whether `[iova, iova + len)` lies in one usable range.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub fn contains(&self, iova: u64, len: u64) -> bool {
         self.ranges.iter().any(|r| r.contains(iova, len))
     }
@@ -50,6 +58,8 @@ impl fmt::Display for IovaRanges {
 
 /// Where a mapping goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `ioas` module docs](crate::ioas).
 pub enum Iova {
     /// Exactly at this IOVA (`IOMMU_IOAS_MAP_FIXED_IOVA`).
     Fixed(u64),
@@ -59,6 +69,8 @@ pub enum Iova {
 
 /// What the device may do through a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `ioas` module docs](crate::ioas).
 pub struct Access {
     /// The device may read (DMA from memory).
     pub read: bool,
@@ -68,16 +80,22 @@ pub struct Access {
 
 impl Access {
     /// Device reads only.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub const READ: Access = Access {
         read: true,
         write: false,
     };
     /// Device writes only.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub const WRITE: Access = Access {
         read: false,
         write: true,
     };
     /// Both.
+    ///
+    /// Example: [the `ioas` module docs](crate::ioas).
     pub const READ_WRITE: Access = Access {
         read: true,
         write: true,

@@ -1,4 +1,20 @@
 //! Interrupts: `VFIO_DEVICE_GET_IRQ_INFO` and `VFIO_DEVICE_SET_IRQS`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iommufd::{pci, EventFd};
+//! # fn f(dev: &iommufd::Device<iommufd::Attached>) -> iommufd::Result<()> {
+//! let msix = dev.irq_info(pci::MSIX_IRQ)?;
+//! let evs: Vec<EventFd> = (0..msix.count).map(|_| EventFd::new()).collect::<Result<_, _>>()?;
+//! dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs)?;      // every vector
+//! dev.set_irq_routes(pci::MSIX_IRQ, 2, &[None::<&EventFd>])?; // vector 2 unrouted
+//! if evs[0].wait(std::time::Duration::from_secs(1))? > 0 { /* vector 0 fired */ }
+//! let unplug = EventFd::new()?;
+//! dev.set_release_request_eventfd(&unplug)?;
+//! dev.disable_irqs(pci::MSIX_IRQ)?;
+//! # Ok(()) }
+//! ```
 
 use crate::device::{Bound, Device};
 use crate::error::{Error, ErrorKind, Result};
@@ -8,6 +24,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// One IRQ index (`struct vfio_irq_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `irq` module docs](crate::irq).
 pub struct IrqInfo {
     /// The index (see [`crate::pci`]: INTx 0, MSI 1, MSI-X 2, ERR 3, REQ 4).
     pub index: u32,
@@ -19,14 +37,20 @@ pub struct IrqInfo {
 
 impl IrqInfo {
     /// Signalled through an eventfd.
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn eventfd(&self) -> bool {
         self.flags & vfio::VFIO_IRQ_INFO_EVENTFD != 0
     }
     /// Can be masked.
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn maskable(&self) -> bool {
         self.flags & vfio::VFIO_IRQ_INFO_MASKABLE != 0
     }
     /// Masked by the kernel when it fires (level-triggered INTx): unmask after handling.
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn automasked(&self) -> bool {
         self.flags & vfio::VFIO_IRQ_INFO_AUTOMASKED != 0
     }
@@ -35,6 +59,8 @@ impl IrqInfo {
 impl<S: Bound> Device<S> {
     /// `VFIO_DEVICE_GET_IRQ_INFO` for `index`.
     #[doc(alias = "VFIO_DEVICE_GET_IRQ_INFO")]
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn irq_info(&self, index: u32) -> Result<IrqInfo> {
         let mut arg = vfio::vfio_irq_info {
             argsz: sys::argsz::<vfio::vfio_irq_info>(),
@@ -152,6 +178,8 @@ impl<S: Bound> Device<S> {
     /// are. The kernel takes its own reference to each eventfd, and checks
     /// that it is one (`EBADF`/`EINVAL` otherwise).
     #[doc(alias = "VFIO_DEVICE_SET_IRQS")]
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn set_irq_eventfds<F: AsRawFd>(&self, index: u32, start: u32, fds: &[F]) -> Result<()> {
         self.route(index, start, fds.len(), fds.iter().map(|f| f.as_raw_fd()))
     }
@@ -251,6 +279,8 @@ impl<S: Bound> Device<S> {
     }
 
     /// Disables every vector of `index` (`DATA_NONE | ACTION_TRIGGER`, count 0).
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn disable_irqs(&self, index: u32) -> Result<()> {
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(disable)",
@@ -263,6 +293,8 @@ impl<S: Bound> Device<S> {
     }
 
     /// Masks vectors `start..start + count` of `index`.
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn mask_irqs(&self, index: u32, start: u32, count: u32) -> Result<()> {
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(mask)",
@@ -275,6 +307,8 @@ impl<S: Bound> Device<S> {
     }
 
     /// Unmasks vectors `start..start + count` of `index`.
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn unmask_irqs(&self, index: u32, start: u32, count: u32) -> Result<()> {
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(unmask)",
@@ -288,6 +322,8 @@ impl<S: Bound> Device<S> {
 
     /// Fires vectors `start..start + count` of `index` from software (loopback
     /// test of the eventfd wiring).
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn trigger_irqs(&self, index: u32, start: u32, count: u32) -> Result<()> {
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(trigger)",
@@ -302,10 +338,14 @@ impl<S: Bound> Device<S> {
 
 /// A non-blocking eventfd, for [`Device::set_irq_eventfds`].
 #[derive(Debug)]
+///
+/// Example: [the `irq` module docs](crate::irq).
 pub struct EventFd(nix::sys::eventfd::EventFd);
 
 impl EventFd {
     /// Creates one (non-blocking, close-on-exec).
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn new() -> Result<Self> {
         nix::sys::eventfd::EventFd::from_value_and_flags(
             0,
@@ -341,6 +381,8 @@ impl EventFd {
     }
 
     /// Takes the count (how many times it fired since the last call); 0 if none.
+    ///
+    /// Example: [the `irq` module docs](crate::irq).
     pub fn take(&self) -> Result<u64> {
         match self.0.read() {
             Ok(n) => Ok(n),

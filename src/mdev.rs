@@ -36,6 +36,8 @@ const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
 
 /// A device whose driver offers mediated devices (`/sys/class/mdev_bus/<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `mdev` module docs](crate::mdev).
 pub struct MdevParent {
     name: String,
     dir: PathBuf,
@@ -43,6 +45,8 @@ pub struct MdevParent {
 
 /// One kind of mdev a parent offers (`mdev_supported_types/<id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `mdev` module docs](crate::mdev).
 pub struct MdevType {
     parent: String,
     id: String,
@@ -82,6 +86,8 @@ fn no_parent() -> Error {
 
 /// Every mdev parent on the host; empty when there is none (or no mdev
 /// support in the kernel).
+///
+/// Example: [the `mdev` module docs](crate::mdev).
 pub fn parents() -> Result<Vec<MdevParent>> {
     let rd = match std::fs::read_dir(MDEV_BUS) {
         Ok(rd) => rd,
@@ -110,11 +116,15 @@ fn named_entries(rd: std::fs::ReadDir) -> impl Iterator<Item = (String, PathBuf)
 
 impl MdevParent {
     /// The parent's name (a PCI address, or a virtual device's name).
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The kinds of mdev it offers.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn types(&self) -> Result<Vec<MdevType>> {
         let dir = self.dir.join("mdev_supported_types");
         let rd = std::fs::read_dir(&dir).map_err(|e| {
@@ -137,21 +147,29 @@ impl MdevParent {
 
 impl MdevType {
     /// The type's id (`mtty-1`, `i915-GVTg_V5_4`).
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// The parent offering it.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn parent(&self) -> &str {
         &self.parent
     }
 
     /// Its human-readable name, when the driver gives one.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn name(&self) -> Option<String> {
         read_attr(&self.dir.join("name")).ok()
     }
 
     /// How many more instances can be created.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn available_instances(&self) -> Result<u32> {
         let p = self.dir.join("available_instances");
         let s = read_attr(&p)?;
@@ -166,6 +184,8 @@ impl MdevType {
     }
 
     /// The VFIO API its instances implement (`vfio-pci`, ...).
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn device_api(&self) -> Result<String> {
         read_attr(&self.dir.join("device_api"))
     }
@@ -176,6 +196,8 @@ impl MdevType {
     /// # Errors
     /// [`ErrorKind::Busy`] when the type has no instances left; the errno of
     /// the `create` write otherwise.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn create(&self) -> Result<Mdev> {
         let uuid = new_uuid()?;
         let p = self.dir.join("create");
@@ -242,6 +264,8 @@ impl Mdev {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed UUID or one no mdev has.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn existing(uuid: &str) -> Result<Mdev> {
         let dir = device_dir(uuid)?;
         let parent = std::fs::canonicalize(&dir)
@@ -256,11 +280,15 @@ impl Mdev {
     }
 
     /// The instance's UUID.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn uuid(&self) -> &str {
         &self.uuid
     }
 
     /// Its parent device's name.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn parent(&self) -> &str {
         &self.parent
     }
@@ -273,6 +301,8 @@ impl Mdev {
     }
 
     /// Opens the instance's VFIO cdev (see [`Device::open_mdev`]).
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn open(&self) -> Result<Device<Unbound>> {
         Device::open_mdev(&self.uuid)
     }
@@ -286,6 +316,8 @@ impl Mdev {
     ///
     /// # Errors
     /// The errno of the `remove` write.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn remove(mut self) -> Result<()> {
         self.remove_on_drop = false;
         self.remove_now()
@@ -354,6 +386,8 @@ impl Device<Unbound> {
     /// [`ErrorKind::InvalidInput`] for a malformed UUID or no such mdev;
     /// [`ErrorKind::Unsupported`] when the host has no mdev parent at all;
     /// [`ErrorKind::NoDeviceCdev`] when the kernel has no VFIO cdev.
+    ///
+    /// Example: [the `mdev` module docs](crate::mdev).
     pub fn open_mdev(uuid_or_path: &str) -> Result<Self> {
         let uuid = Path::new(uuid_or_path)
             .file_name()

@@ -87,6 +87,8 @@ const OP: &str = "VFIO_DEVICE_FEATURE(MIG_DEVICE_STATE)";
 
 /// What a device's migration driver supports (`VFIO_DEVICE_FEATURE_MIGRATION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub struct MigrationCaps {
     /// Raw `VFIO_MIGRATION_*` flags.
     pub flags: u64,
@@ -94,24 +96,34 @@ pub struct MigrationCaps {
 
 impl MigrationCaps {
     /// STOP_COPY and RESUMING: the device's state can be saved and loaded.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop_copy(&self) -> bool {
         self.flags & u64::from(vfio::VFIO_MIGRATION_STOP_COPY) != 0
     }
     /// RUNNING_P2P (and PRE_COPY_P2P): a state that stops peer-to-peer DMA only.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn p2p(&self) -> bool {
         self.flags & u64::from(vfio::VFIO_MIGRATION_P2P) != 0
     }
     /// PRE_COPY: the state can be read while the device still runs.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn pre_copy(&self) -> bool {
         self.flags & u64::from(vfio::VFIO_MIGRATION_PRE_COPY) != 0
     }
 }
 
 mod sealed {
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub trait Sealed {}
 }
 
 /// A migration state (type state). Sealed: only the kernel's states exist.
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub trait MigState: sealed::Sealed + Sized {
     /// The `enum vfio_device_mig_state` value.
     const STATE: u32;
@@ -183,10 +195,14 @@ states! {
 /// In PRE_COPY a `read` at the temporary end of what is ready fails with
 /// `ENOMSG` (more may come: poll); in STOP_COPY the end is final (`read`
 /// returns 0).
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub struct SaveStream(OwnedFd);
 
 /// The stream a device in RESUMING loads its state from: write what a
 /// [`SaveStream`] of a compatible device produced.
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub struct LoadStream(OwnedFd);
 
 impl std::io::Read for SaveStream {
@@ -230,6 +246,8 @@ impl fmt::Debug for LoadStream {
 
 /// How much PRE_COPY data is ready (`VFIO_MIG_GET_PRECOPY_INFO`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub struct PrecopyInfo {
     /// Initial state not read yet; leave PRE_COPY once it is 0.
     pub initial_bytes: u64,
@@ -256,6 +274,8 @@ impl<St: MigState, S: Bound> fmt::Debug for Migration<St, S> {
 /// A migration in whichever state the kernel reports, after a failed arc.
 #[derive(Debug)]
 #[allow(missing_docs)] // each variant is its state type
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub enum AnyMigration<S: Bound> {
     Running(Migration<Running, S>),
     RunningP2p(Migration<RunningP2p, S>),
@@ -269,6 +289,8 @@ pub enum AnyMigration<S: Bound> {
 
 impl<S: Bound> AnyMigration<S> {
     /// The state's name.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn state(&self) -> &'static str {
         match self {
             AnyMigration::Running(_) => Running::NAME,
@@ -284,6 +306,8 @@ impl<S: Bound> AnyMigration<S> {
 }
 
 /// A failed arc: the error, and the migration in the state the kernel reports.
+///
+/// Example: [the `migration` module docs](crate::migration).
 pub type ArcError<S> = TransitionError<AnyMigration<S>>;
 
 /// The name of a raw state, for messages.
@@ -339,6 +363,8 @@ impl<S: Bound> Device<S> {
     /// The errno of the feature ioctl, other than the "no migration"
     /// answers (`ENOTTY`, `EOPNOTSUPP`, `EINVAL`), which are `None`.
     #[doc(alias = "VFIO_DEVICE_FEATURE_MIGRATION")]
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn migration_caps(&self) -> Result<Option<MigrationCaps>> {
         if let Some(&flags) = self.inner.migration.get() {
             return Ok((flags != 0).then_some(MigrationCaps { flags }));
@@ -364,6 +390,8 @@ impl<S: Bound> Device<S> {
     /// The device comes back: [`ErrorKind::Unsupported`] when it has no
     /// migration driver (or no STOP_COPY); [`ErrorKind::InvalidInput`] when
     /// it is not RUNNING (a previous migration left it elsewhere: reset it).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn into_migration(
         self,
     ) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
@@ -405,11 +433,15 @@ impl<S: Bound> Device<S> {
 
 impl<St: MigState, S: Bound> Migration<St, S> {
     /// The migration driver's capabilities.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn caps(&self) -> MigrationCaps {
         self.caps
     }
 
     /// The device's name.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn name(&self) -> &str {
         self.dev.name()
     }
@@ -417,6 +449,8 @@ impl<St: MigState, S: Bound> Migration<St, S> {
     /// How many bytes STOP_COPY is expected to stream
     /// (`VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`; any state).
     #[doc(alias = "VFIO_DEVICE_FEATURE_MIG_DATA_SIZE")]
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn data_size(&self) -> Result<u64> {
         get_word(
             self.dev.device_fd(),
@@ -553,27 +587,37 @@ fn save(fd: Option<OwnedFd>) -> Option<SaveStream> {
 
 impl<S: Bound> Migration<Running, S> {
     /// The device, running: MMIO, config space, IRQs.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn device(&self) -> &Device<S> {
         &self.dev
     }
 
     /// Ends the migration: the device, RUNNING, as it was.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn into_device(self) -> Device<S> {
         self.dev
     }
 
     /// RUNNING → STOP (through RUNNING_P2P where the device has it).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
 
     /// RUNNING → RUNNING_P2P.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
         let p2p = self.caps.p2p();
         self.arc(Some(("RUNNING_P2P", p2p)), |_, _| Some(RunningP2p(())))
     }
 
     /// RUNNING → PRE_COPY: the device keeps running while its state streams out.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S>, ArcError<S>> {
         let pre = self.caps.pre_copy();
         self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopy))
@@ -581,6 +625,8 @@ impl<S: Bound> Migration<Running, S> {
 
     /// RUNNING → RESUMING in one call (the kernel goes through STOP): a
     /// load stream for the state saved on another device.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
         self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadStream(fd))))
     }
@@ -588,16 +634,22 @@ impl<S: Bound> Migration<Running, S> {
 
 impl<S: Bound> Migration<RunningP2p, S> {
     /// RUNNING_P2P → RUNNING.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
     /// RUNNING_P2P → STOP.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
 
     /// RUNNING_P2P → PRE_COPY_P2P.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S>, ArcError<S>> {
         let pre = self.caps.pre_copy();
         self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopyP2p))
@@ -606,22 +658,30 @@ impl<S: Bound> Migration<RunningP2p, S> {
 
 impl<S: Bound> Migration<Stop, S> {
     /// STOP → RUNNING (through RUNNING_P2P where the device has it).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
     /// STOP → RUNNING_P2P.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
         let p2p = self.caps.p2p();
         self.arc(Some(("RUNNING_P2P", p2p)), |_, _| Some(RunningP2p(())))
     }
 
     /// STOP → STOP_COPY: the whole state streams out.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
         self.arc(None, |_, fd| save(fd).map(StopCopy))
     }
 
     /// STOP → RESUMING: a load stream.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
         self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadStream(fd))))
     }
@@ -629,27 +689,37 @@ impl<S: Bound> Migration<Stop, S> {
 
 impl<S: Bound> Migration<PreCopy, S> {
     /// The device, still running.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn device(&self) -> &Device<S> {
         &self.dev
     }
 
     /// The save stream.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stream(&mut self) -> &mut SaveStream {
         &mut self.st.0
     }
 
     /// How much initial and dirty state is ready (`VFIO_MIG_GET_PRECOPY_INFO`).
     #[doc(alias = "VFIO_MIG_GET_PRECOPY_INFO")]
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn precopy_info(&self) -> Result<PrecopyInfo> {
         precopy_info(&self.st.0, self.name())
     }
 
     /// PRE_COPY → RUNNING: the stream ends, the device keeps running.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
     /// PRE_COPY → PRE_COPY_P2P (the stream goes on).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S>, ArcError<S>> {
         let p2p = self.caps.p2p();
         self.arc(Some(("PRE_COPY_P2P", p2p)), |st, _| Some(PreCopyP2p(st.0)))
@@ -657,6 +727,8 @@ impl<S: Bound> Migration<PreCopy, S> {
 
     /// PRE_COPY → STOP_COPY: the device stops and the same stream goes on
     /// with the rest of its state (the kernel returns no new fd).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
         self.arc(None, |st, fd| Some(StopCopy(save(fd).unwrap_or(st.0))))
     }
@@ -664,6 +736,8 @@ impl<S: Bound> Migration<PreCopy, S> {
 
 impl<S: Bound> Migration<PreCopyP2p, S> {
     /// The save stream.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stream(&mut self) -> &mut SaveStream {
         &mut self.st.0
     }
@@ -674,16 +748,22 @@ impl<S: Bound> Migration<PreCopyP2p, S> {
     }
 
     /// PRE_COPY_P2P → PRE_COPY (the stream goes on).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S>, ArcError<S>> {
         self.arc(None, |st, _| Some(PreCopy(st.0)))
     }
 
     /// PRE_COPY_P2P → RUNNING_P2P: the stream ends.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(RunningP2p(())))
     }
 
     /// PRE_COPY_P2P → STOP_COPY (the same stream goes on).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
         self.arc(None, |st, fd| Some(StopCopy(save(fd).unwrap_or(st.0))))
     }
@@ -691,11 +771,15 @@ impl<S: Bound> Migration<PreCopyP2p, S> {
 
 impl<S: Bound> Migration<StopCopy, S> {
     /// The save stream: the rest of the state, to its end (`read` returns 0).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stream(&mut self) -> &mut SaveStream {
         &mut self.st.0
     }
 
     /// STOP_COPY → STOP: the stream ends.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
@@ -703,6 +787,8 @@ impl<S: Bound> Migration<StopCopy, S> {
 
 impl<S: Bound> Migration<Resuming, S> {
     /// The load stream.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stream(&mut self) -> &mut LoadStream {
         &mut self.st.0
     }
@@ -713,11 +799,15 @@ impl<S: Bound> Migration<Resuming, S> {
     /// `EINVAL` ([`ErrorKind::InvalidInput`]) when the data was incomplete
     /// or not a state the device accepts; the device comes back in the state
     /// the kernel reports (RESUMING, or ERROR).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
 
     /// RESUMING → RUNNING in one call (through STOP).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
         self.arc(None, |_, _| Some(Running(())))
     }
@@ -728,6 +818,8 @@ impl<S: Bound> Migration<Resuming, S> {
     ///
     /// # Errors
     /// The reset's error; the migration comes back in RESUMING.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn abort(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
         self.reset_to_running()
     }
@@ -754,6 +846,8 @@ impl<S: Bound> Migration<MigError, S> {
     ///
     /// # Errors
     /// The reset's error; the migration comes back in ERROR.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn reset(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
         self.reset_to_running()
     }
@@ -796,6 +890,8 @@ impl<S: Bound> Device<S> {
     /// (most devices: use IOMMU dirty tracking instead); `EBUSY` when
     /// logging is already on.
     #[doc(alias = "VFIO_DEVICE_FEATURE_DMA_LOGGING_START")]
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn start_dma_logging(
         &self,
         page_size: u64,
@@ -847,6 +943,8 @@ impl<S: Bound> Device<S> {
 
 impl<S: Bound> DmaLogging<'_, S> {
     /// The logging granularity the device chose.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn page_size(&self) -> u64 {
         self.page_size
     }
@@ -857,6 +955,8 @@ impl<S: Bound> DmaLogging<'_, S> {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when `bitmap` is too small for the range.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn report(&self, iova: u64, len: u64, page_size: u64, bitmap: &mut [u64]) -> Result<()> {
         const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_REPORT)";
         let pages = len.div_ceil(page_size.max(1));
@@ -884,6 +984,8 @@ impl<S: Bound> DmaLogging<'_, S> {
     }
 
     /// Stops logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`).
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
     pub fn stop(self) -> Result<()> {
         let r = self.stop_now();
         std::mem::forget(self);

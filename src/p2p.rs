@@ -42,6 +42,8 @@ const VFIO_DEVICE_FEATURE_DMA_BUF: u32 = 11;
 
 /// A range of a bound device's BAR, exported as a dma-buf. It borrows the
 /// device; [`Ioas::map_peer_bar`] is the only thing to do with it.
+///
+/// Example: [the `p2p` module docs](crate::p2p).
 pub struct BarDmaBuf<'d> {
     fd: OwnedFd,
     bar: u32,
@@ -64,18 +66,26 @@ impl fmt::Debug for BarDmaBuf<'_> {
 
 impl BarDmaBuf<'_> {
     /// The BAR index.
+    ///
+    /// Example: [the `p2p` module docs](crate::p2p).
     pub fn bar(&self) -> u32 {
         self.bar
     }
     /// The offset of the range in the BAR.
+    ///
+    /// Example: [the `p2p` module docs](crate::p2p).
     pub fn offset(&self) -> u64 {
         self.offset
     }
     /// The length of the range.
+    ///
+    /// Example: [the `p2p` module docs](crate::p2p).
     pub fn len(&self) -> u64 {
         self.len
     }
     /// Whether the range is empty (never: exporting refuses it).
+    ///
+    /// Example: [the `p2p` module docs](crate::p2p).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -176,6 +186,8 @@ impl Ioas {
     /// # Errors
     /// As [`Ioas::map_file`]; the export is handed back.
     #[doc(alias = "IOMMU_IOAS_MAP_FILE")]
+    ///
+    /// Example: [the `p2p` module docs](crate::p2p).
     pub fn map_peer_bar<'d>(
         &self,
         buf: BarDmaBuf<'d>,

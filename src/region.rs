@@ -1,4 +1,19 @@
 //! Device regions: info with its capability chain, BAR mappings, MMIO views.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iommufd::{pci, RegionCap};
+//! # fn f(dev: &mut iommufd::Device<iommufd::BlockDma>) -> iommufd::Result<()> {
+//! let bar0 = dev.region_info(pci::BAR0)?;
+//! if bar0.caps.contains(&RegionCap::MsixMappable) { /* the MSI-X table may be mapped too */ }
+//! dev.map_bar(pci::BAR0)?;
+//! let mmio = dev.mmio(pci::BAR0)?;
+//! mmio.write32(0x04, 0x1234)?;
+//! let v = mmio.read32(0x04)?;
+//! let slot = mmio.host_address(0);                 // for a KVM memory slot
+//! # let _ = (v, slot); Ok(()) }
+//! ```
 
 use crate::error::{Error, ErrorKind, Result};
 use memmap2::{MmapOptions, MmapRaw};
@@ -8,22 +23,40 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// Region and IRQ indexes of a vfio-pci device.
 pub mod pci {
     /// BAR 0 .. BAR 5 are region indexes 0 .. 5.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const BAR0: u32 = 0;
     /// The expansion ROM region.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const ROM: u32 = 6;
     /// PCI configuration space.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const CONFIG: u32 = 7;
     /// VGA region.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const VGA: u32 = 8;
     /// Legacy INTx interrupt.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const INTX_IRQ: u32 = 0;
     /// MSI.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const MSI_IRQ: u32 = 1;
     /// MSI-X.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const MSIX_IRQ: u32 = 2;
     /// AER error notification.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const ERR_IRQ: u32 = 3;
     /// Device release request (hot-unplug).
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub const REQ_IRQ: u32 = 4;
 }
 
@@ -38,6 +71,8 @@ const CAP_MSIX_MAPPABLE: u16 = 3;
 
 /// One mmap-able area of a region (`struct vfio_region_sparse_mmap_area`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `region` module docs](crate::region).
 pub struct SparseArea {
     /// Offset within the region.
     pub offset: u64,
@@ -48,6 +83,8 @@ pub struct SparseArea {
 /// A region capability (`struct vfio_info_cap_header` and what follows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+///
+/// Example: [the `region` module docs](crate::region).
 pub enum RegionCap {
     /// Only these areas may be mmapped (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`).
     SparseMmap(Vec<SparseArea>),
@@ -71,6 +108,8 @@ pub enum RegionCap {
 
 /// A malformed capability chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `region` module docs](crate::region).
 pub enum CapError {
     /// A header or its payload runs past the buffer the kernel filled.
     OutOfBounds {
@@ -123,6 +162,8 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
 /// every `next` is an offset from the start of `buf`; 0 ends the chain.
 /// Malformed chains (loops, offsets out of bounds or into the header) are
 /// errors, never panics or endless loops.
+///
+/// Example: [the `region` module docs](crate::region).
 pub fn parse_capabilities(
     buf: &[u8],
     header_len: usize,
@@ -175,6 +216,8 @@ pub fn parse_capabilities(
 
 /// `struct vfio_region_info` with its capabilities decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `region` module docs](crate::region).
 pub struct RegionInfo {
     /// Region index.
     pub index: u32,
@@ -190,10 +233,14 @@ pub struct RegionInfo {
 
 impl RegionInfo {
     /// Readable with pread.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn readable(&self) -> bool {
         self.flags & FLAG_READ != 0
     }
     /// Writable with pwrite.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn writable(&self) -> bool {
         self.flags & FLAG_WRITE != 0
     }
@@ -202,6 +249,8 @@ impl RegionInfo {
         self.flags & FLAG_MMAP != 0
     }
     /// The areas that may be mmapped: the sparse list if there is one, else the whole region.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn sparse_areas(&self) -> Vec<SparseArea> {
         if !self.mmappable() || self.size == 0 {
             return Vec::new();
@@ -317,6 +366,8 @@ impl Bar {
 /// any Rust allocation; the device, not Rust, defines what concurrent register
 /// accesses mean, exactly as for a VMM's vCPU threads.
 #[derive(Clone, Copy)]
+///
+/// Example: [the `region` module docs](crate::region).
 pub struct Mmio<'d> {
     fd: BorrowedFd<'d>,
     bar: &'d Bar,
@@ -329,11 +380,15 @@ impl<'d> Mmio<'d> {
     }
 
     /// The BAR's size in bytes.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn size(&self) -> u64 {
         self.bar.info.size
     }
 
     /// The region info this view was made from.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn info(&self) -> &RegionInfo {
         &self.bar.info
     }
@@ -341,6 +396,8 @@ impl<'d> Mmio<'d> {
     /// The host virtual address of the mmapped area containing `offset`, for a
     /// VMM that hands the BAR to a guest (a KVM memory slot). It stays valid
     /// until the device is unbound or closed, across attach, detach and replace.
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn host_address(&self, offset: u64) -> Option<*mut u8> {
         self.area(offset, 1)
             .map(|(a, rel)| a.map.as_mut_ptr().wrapping_add(rel))
@@ -492,41 +549,57 @@ impl<'d> Mmio<'d> {
 
     /// Reads a byte.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn read8(&self, offset: u64) -> Result<u8> {
         self.read(offset)
     }
     /// Reads a 16-bit register (native endian, as the CPU sees it).
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn read16(&self, offset: u64) -> Result<u16> {
         self.read(offset)
     }
     /// Reads a 32-bit register.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn read32(&self, offset: u64) -> Result<u32> {
         self.read(offset)
     }
     /// Reads a 64-bit register.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn read64(&self, offset: u64) -> Result<u64> {
         self.read(offset)
     }
     /// Writes a byte.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn write8(&self, offset: u64, v: u8) -> Result<()> {
         self.write(offset, v)
     }
     /// Writes a 16-bit register.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn write16(&self, offset: u64, v: u16) -> Result<()> {
         self.write(offset, v)
     }
     /// Writes a 32-bit register.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn write32(&self, offset: u64, v: u32) -> Result<()> {
         self.write(offset, v)
     }
     /// Writes a 64-bit register.
     #[inline]
+    ///
+    /// Example: [the `region` module docs](crate::region).
     pub fn write64(&self, offset: u64, v: u64) -> Result<()> {
         self.write(offset, v)
     }

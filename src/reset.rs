@@ -28,6 +28,8 @@ use std::fmt;
 
 /// A device a hot reset affects.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `reset` module docs](crate::reset).
 pub struct Affected {
     /// Its PCI address, `ssss:bb:dd.f`.
     pub bdf: String,
@@ -37,6 +39,8 @@ pub struct Affected {
 
 /// What a hot reset would reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `reset` module docs](crate::reset).
 pub struct HotResetInfo {
     /// Every device the reset affects, the caller's included.
     pub devices: Vec<Affected>,
@@ -44,6 +48,8 @@ pub struct HotResetInfo {
 
 impl HotResetInfo {
     /// Whether every affected device is held.
+    ///
+    /// Example: [the `reset` module docs](crate::reset).
     pub fn all_held(&self) -> bool {
         self.devices.iter().all(|d| d.held)
     }
@@ -138,6 +144,8 @@ impl<S: Bound> Device<S> {
     /// [`ErrorKind::Unsupported`] (`ENODEV`) when the device has no bus or
     /// slot reset.
     #[doc(alias = "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO")]
+    ///
+    /// Example: [the `reset` module docs](crate::reset).
     pub fn hot_reset_info(&self) -> Result<HotResetInfo> {
         info(self, &[self])
     }
@@ -151,6 +159,8 @@ impl<S: Bound> Device<S> {
     /// value that holds them all); [`ErrorKind::Unsupported`] with no bus or
     /// slot reset.
     #[doc(alias = "VFIO_DEVICE_PCI_HOT_RESET")]
+    ///
+    /// Example: [the `reset` module docs](crate::reset).
     pub fn hot_reset(&self) -> Result<()> {
         reset(self, &[self])
     }
@@ -161,6 +171,8 @@ impl<S: Bound> Group<S> {
     ///
     /// # Errors
     /// As [`Device::hot_reset_info`].
+    ///
+    /// Example: [the `reset` module docs](crate::reset).
     pub fn hot_reset_info(&self) -> Result<HotResetInfo> {
         let members: Vec<&Device<S>> = self.members().iter().collect();
         info(first(&members, self.number())?, &members)
@@ -172,6 +184,8 @@ impl<S: Bound> Group<S> {
     /// # Errors
     /// As [`Device::hot_reset`]; a member not opened with the group
     /// ([`Group::open_members`]) counts as not held.
+    ///
+    /// Example: [the `reset` module docs](crate::reset).
     pub fn hot_reset(&self) -> Result<()> {
         let members: Vec<&Device<S>> = self.members().iter().collect();
         reset(first(&members, self.number())?, &members)

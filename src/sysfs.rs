@@ -1,5 +1,21 @@
 //! PCI topology from sysfs: drivers, IOMMU groups, VFIO cdev names.
 //!
+//! # Example
+//!
+//! ```no_run
+//! use std::path::Path;
+//! # fn main() -> iommufd::Result<()> {
+//! let sys = Path::new("/sys");
+//! for g in iommufd::sysfs::groups(sys)? {
+//!     for m in iommufd::sysfs::group_members(sys, g)? {
+//!         println!("group {g}: {} on {:?}, DMA-safe: {}", m.bdf, m.driver, m.is_dma_safe());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/groups.rs` turns this into a verdict per group.
+//!
 //! Every function takes the sysfs root, so the logic is tested on the host
 //! against a directory tree built in a temporary directory.
 
@@ -11,10 +27,14 @@ use std::path::{Path, PathBuf};
 
 /// Drivers that leave DMA to the device's owner, so a group member on one of
 /// them does not make the group unsafe to hand out.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub const DMA_SAFE_DRIVERS: &[&str] = &["vfio-pci", "pci-stub", "pcieport"];
 
 /// Checks that `bdf` looks like `dddd:bb:dd.f` (hex), so it cannot name a path
 /// outside `/sys/bus/pci/devices`.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn validate_bdf(bdf: &str) -> Result<()> {
     let b = bdf.as_bytes();
     let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
@@ -40,6 +60,8 @@ pub fn validate_bdf(bdf: &str) -> Result<()> {
 
 /// A PCI device as sysfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub struct PciDevice {
     /// `dddd:bb:dd.f`.
     pub bdf: String,
@@ -50,6 +72,8 @@ pub struct PciDevice {
 impl PciDevice {
     /// Whether this device, as a member of a group being handed out, is safe:
     /// no driver, or one that leaves DMA to the owner.
+    ///
+    /// Example: [the `sysfs` module docs](crate::sysfs).
     pub fn is_dma_safe(&self) -> bool {
         self.driver
             .as_deref()
@@ -57,6 +81,8 @@ impl PciDevice {
     }
 
     /// The shell commands that move this device to vfio-pci.
+    ///
+    /// Example: [the `sysfs` module docs](crate::sysfs).
     pub fn rebind_hint(&self) -> String {
         rebind_commands(&self.bdf, self.driver.is_some())
     }
@@ -85,6 +111,8 @@ fn link_name(p: &Path) -> Option<String> {
 }
 
 /// The device at `bdf`, or an error if sysfs has none.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn device(sys: &Path, bdf: &str) -> Result<PciDevice> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf);
@@ -101,6 +129,8 @@ pub fn device(sys: &Path, bdf: &str) -> Result<PciDevice> {
 }
 
 /// The IOMMU group number of `bdf`.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn group_of(sys: &Path, bdf: &str) -> Result<u32> {
     validate_bdf(bdf)?;
     match link_name(&dev_dir(sys, bdf).join("iommu_group")).and_then(|g| g.parse().ok()) {
@@ -115,6 +145,8 @@ pub fn group_of(sys: &Path, bdf: &str) -> Result<u32> {
 }
 
 /// The members of IOMMU group `group`, sorted by BDF, with their drivers.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn group_members(sys: &Path, group: u32) -> Result<Vec<PciDevice>> {
     let dir = sys.join(format!("kernel/iommu_groups/{group}/devices"));
     let rd = std::fs::read_dir(&dir).map_err(|e| {
@@ -290,6 +322,8 @@ pub(crate) fn group_size(sys: &Path, group: u32) -> Result<usize> {
 }
 
 /// Every IOMMU group on the host, ascending.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn groups(sys: &Path) -> Result<Vec<u32>> {
     let dir = sys.join("kernel/iommu_groups");
     let rd = std::fs::read_dir(&dir).map_err(|e| {
@@ -311,6 +345,8 @@ pub fn groups(sys: &Path) -> Result<Vec<u32>> {
 
 /// The device at `bdf`, if it is bound to vfio-pci; otherwise an error that
 /// says which driver has it and how to move it.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn require_vfio_pci(sys: &Path, bdf: &str) -> Result<PciDevice> {
     let dev = device(sys, bdf)?;
     if dev.driver.as_deref() == Some("vfio-pci") {
@@ -378,6 +414,8 @@ pub(crate) fn cdev_device(
 }
 
 /// The VFIO device cdev name (`vfioN`) of `bdf`, or why there is none.
+///
+/// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     validate_bdf(bdf)?;
     let dir = dev_dir(sys, bdf).join("vfio-dev");

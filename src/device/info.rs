@@ -6,6 +6,8 @@ use crate::sys::{self, vfio};
 
 /// Device information (`struct vfio_device_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Example: [the `device` module docs](crate::device).
 pub struct DeviceInfo {
     /// Raw `VFIO_DEVICE_FLAGS_*`.
     pub flags: u32,
@@ -17,10 +19,14 @@ pub struct DeviceInfo {
 
 impl DeviceInfo {
     /// The device supports `VFIO_DEVICE_RESET`.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn can_reset(&self) -> bool {
         self.flags & vfio::VFIO_DEVICE_FLAGS_RESET != 0
     }
     /// A PCI device.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn is_pci(&self) -> bool {
         self.flags & vfio::VFIO_DEVICE_FLAGS_PCI != 0
     }
@@ -29,6 +35,8 @@ impl DeviceInfo {
 impl<S: Bound> Device<S> {
     /// `VFIO_DEVICE_GET_INFO`.
     #[doc(alias = "VFIO_DEVICE_GET_INFO")]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn info(&self) -> Result<DeviceInfo> {
         let mut arg = vfio::vfio_device_info {
             argsz: sys::argsz::<vfio::vfio_device_info>(),

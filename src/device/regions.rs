@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 impl<S: Bound> Device<S> {
     /// `VFIO_DEVICE_GET_REGION_INFO`, with the capability chain decoded.
     #[doc(alias = "VFIO_DEVICE_GET_REGION_INFO")]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
         self.cached_region(index).map(std::borrow::Cow::into_owned)
     }
@@ -58,6 +60,8 @@ impl<S: Bound> Device<S> {
     ///
     /// # Errors
     /// An index that is not a BAR, or a BAR the kernel does not let us mmap.
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn map_bar(&mut self, index: u32) -> Result<()> {
         if index > 5 {
             return Err(Error::new(
@@ -127,6 +131,8 @@ impl<S: Bound> Device<S> {
 
     /// Reads PCI config space at `offset` (pread on the config region).
     #[inline]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.region_read(pci::CONFIG, offset, buf)
     }
@@ -149,6 +155,8 @@ impl<S: Bound> Device<S> {
 
     /// Reads region `index` at `offset` with pread.
     #[inline]
+    ///
+    /// Example: [the `device` module docs](crate::device).
     pub fn region_read(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, buf.len(), "pread")?;

@@ -84,6 +84,8 @@ use vm_memory::{
 /// The memory of a guest RAM mapping: a share of the vm-memory region's
 /// mmap, which keeps it mapped while the IOMMU maps it. It gives no access
 /// to the bytes; read and write through vm-memory.
+///
+/// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
 pub struct GuestRam<B = ()> {
     mmap: Arc<MmapRegion<B>>,
     gpa: GuestAddress,
@@ -93,6 +95,8 @@ pub struct GuestRam<B = ()> {
 
 impl<B> GuestRam<B> {
     /// The guest-physical address of the region, which is also its IOVA.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn gpa(&self) -> GuestAddress {
         self.gpa
     }
@@ -105,6 +109,8 @@ impl<B> GuestRam<B> {
     }
 
     /// The region's mmap (vm-memory's handle, for its volatile accessors).
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn mmap(&self) -> &Arc<MmapRegion<B>> {
         &self.mmap
     }
@@ -260,6 +266,8 @@ impl Ioas {
 
 /// The DMA mappings of a guest's RAM, one per vm-memory region, by GPA
 /// ([`Ioas::map_guest_memory`]). Dropping it unmaps them all.
+///
+/// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
 pub struct GuestMappings<B = ()> {
     ioas: Ioas,
     access: Access,
@@ -271,6 +279,8 @@ impl<B: Bitmap> GuestMappings<B> {
     ///
     /// # Errors
     /// As [`Ioas::map_guest_region`]; nothing changes.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn insert(&mut self, region: &GuestRegionMmap<B>) -> Result<()> {
         let m = self.ioas.map_guest_region(region, self.access)?;
         self.maps.insert(m.iova(), m);
@@ -290,6 +300,8 @@ impl<B> GuestMappings<B> {
     /// # Errors
     /// [`ErrorKind::NotMapped`] when no region starts at `gpa`; the kernel's
     /// error when it refuses the unmap, with the mapping kept here.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn remove(&mut self, gpa: GuestAddress) -> Result<GuestRam<B>> {
         let Some(m) = self.maps.remove(&gpa.0) else {
             return Err(self.no_region(gpa));
@@ -302,26 +314,36 @@ impl<B> GuestMappings<B> {
     }
 
     /// The mapping of the region that starts at `gpa`.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn get(&self, gpa: GuestAddress) -> Option<&Mapping<GuestRam<B>>> {
         self.maps.get(&gpa.0)
     }
 
     /// The mappings, by GPA.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn iter(&self) -> impl Iterator<Item = &Mapping<GuestRam<B>>> {
         self.maps.values()
     }
 
     /// How many regions are mapped.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn len(&self) -> usize {
         self.maps.len()
     }
 
     /// Whether no region is mapped.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn is_empty(&self) -> bool {
         self.maps.is_empty()
     }
 
     /// The IOAS the regions are mapped in.
+    ///
+    /// Example: [the `ioas::guest_ram` module docs](crate::ioas::guest_ram).
     pub fn ioas(&self) -> &Ioas {
         &self.ioas
     }
