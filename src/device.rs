@@ -22,6 +22,7 @@
 
 use crate::backend::{self, cdev, legacy, Backend, Link};
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
+use crate::hwpt::{Hwpt, PageTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::region::{Bar, RegionInfo};
@@ -41,7 +42,7 @@ pub(crate) use adopt::adoptable;
 
 pub use info::DeviceInfo;
 
-mod sealed {
+pub(crate) mod sealed {
     ///
     /// Example: [the `device` module docs](crate::device).
     pub trait Sealed {}
@@ -70,7 +71,8 @@ pub struct Unbound(());
 #[derive(Debug)]
 pub struct BlockDma(());
 
-/// Attached to a page table `P` (an [`Ioas`]): DMA goes through its mappings (type state).
+/// Attached to a page table `P` (an [`Ioas`], or an [`Hwpt`]): DMA goes
+/// through its mappings (type state).
 /// See the [crate docs](crate#security-contexts).
 #[derive(Debug)]
 pub struct Attached<P = Ioas>(PhantomData<fn() -> P>);
@@ -84,11 +86,11 @@ impl State for Unbound {
 impl State for BlockDma {
     const NAME: &'static str = "BlockDma";
 }
-impl State for Attached<Ioas> {
-    const NAME: &'static str = "Attached<Ioas>";
+impl<P: PageTable> State for Attached<P> {
+    const NAME: &'static str = P::STATE;
 }
 impl Bound for BlockDma {}
-impl Bound for Attached<Ioas> {}
+impl<P: PageTable> Bound for Attached<P> {}
 
 /// Everything a device holds, whatever its state. Field order is drop order:
 /// BAR mappings go first (MMIO is torn down before the fd closes), then the
@@ -101,6 +103,8 @@ pub(crate) struct Inner {
     /// The BDF, or the cdev path when the BDF is unknown: for messages.
     pub(crate) name: String,
     pub(crate) attached: Option<(Ioas, u32)>,
+    /// The HWPT attached to, when the page table is one (kept alive here).
+    pub(crate) hwpt: Option<Hwpt<()>>,
     pub(crate) bound: Option<(Iommufd, u32)>,
     /// Region info by index, queried once: it cannot change while the fd is
     /// bound, and config-space accesses would otherwise pay an ioctl each.
@@ -205,6 +209,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         link,
         name,
         attached: None,
+        hwpt: None,
         bound: None,
         regions: Default::default(),
         decoding: Default::default(),
@@ -461,14 +466,15 @@ impl Device<BlockDma> {
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
     ///
     /// Example: [the `device` module docs](crate::device).
-    pub fn attach(
+    pub fn attach<P: PageTable>(
         self,
-        ioas: &Ioas,
-    ) -> std::result::Result<Device<Attached<Ioas>>, TransitionError<Self>> {
-        match attach_pt(&self.inner, ioas) {
-            Ok(pt) => {
+        pt: &P,
+    ) -> std::result::Result<Device<Attached<P>>, TransitionError<Self>> {
+        match attach_pt(&self.inner, pt.pt_ioas(), pt.pt_id()) {
+            Ok(id) => {
                 let mut inner = self.inner;
-                inner.attached = Some((ioas.clone(), pt));
+                inner.attached = Some((pt.pt_ioas().clone(), id));
+                inner.hwpt = pt.pt_hwpt();
                 Ok(make(inner))
             }
             Err(e) => self.fail(e),
@@ -492,12 +498,12 @@ fn same_iommufd(inner: &Inner, ioas: &Ioas) -> Result<()> {
     .hint("allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to"))
 }
 
-fn attach_pt(inner: &Inner, ioas: &Ioas) -> Result<u32> {
+fn attach_pt(inner: &Inner, ioas: &Ioas, id: u32) -> Result<u32> {
     same_iommufd(inner, ioas)?;
-    inner.link.attach(&inner.name, ioas.id(), ioas.space())
+    inner.link.attach(&inner.name, id, ioas.space())
 }
 
-impl Device<Attached<Ioas>> {
+impl<P: PageTable> Device<Attached<P>> {
     /// Moves the device to `ioas` in one ioctl (an atomic replace: there is no
     /// moment in which DMA is unblocked to nowhere or to both).
     ///
@@ -518,12 +524,15 @@ impl Device<Attached<Ioas>> {
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
     ///
     /// Example: [the `device` module docs](crate::device).
-    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<Replaced>> {
-        match self.replace_once(ioas) {
+    pub fn replace<Q: PageTable>(
+        self,
+        to: &Q,
+    ) -> std::result::Result<Device<Attached<Q>>, TransitionError<Replaced<P>>> {
+        match self.replace_once(to) {
             Ok(d) => Ok(d),
             Err((d, e, false)) => Err(TransitionError::new(Fallback::Kept(d), e)),
             Err((d, e, true)) => {
-                let old = d.ioas().clone();
+                let old = d.page_table();
                 let (back, e) = d.reattach(&old, e);
                 Err(TransitionError::new(back, e))
             }
@@ -532,27 +541,34 @@ impl Device<Attached<Ioas>> {
 
     /// One replace, no recovery: on error the device, the error, and
     /// whether its attachment to the old IOAS may be lost.
-    pub(crate) fn replace_once(
+    pub(crate) fn replace_once<Q: PageTable>(
         self,
-        ioas: &Ioas,
-    ) -> std::result::Result<Self, (Self, Error, bool)> {
+        to: &Q,
+    ) -> std::result::Result<Device<Attached<Q>>, (Self, Error, bool)> {
+        let ioas = to.pt_ioas();
         let moved = same_iommufd(&self.inner, ioas)
             .map_err(|e| (e, false))
             .and_then(|()| {
                 self.inner.link.replace(
                     &self.inner.name,
                     self.ioas().space(),
-                    (ioas.id(), ioas.space()),
+                    (to.pt_id(), ioas.space()),
                 )
             });
         match moved {
             Ok(pt) => {
                 let mut inner = self.inner;
                 inner.attached = Some((ioas.clone(), pt));
+                inner.hwpt = to.pt_hwpt();
                 Ok(make(inner))
             }
             Err((e, lost)) => Err((self, e, lost)),
         }
+    }
+
+    /// The page table the device is attached to (a handle).
+    pub fn page_table(&self) -> P {
+        P::pt_from(self.ioas(), self.inner.hwpt.as_ref())
     }
 
     /// Makes the device's attachment true again after a failure that may
@@ -561,8 +577,8 @@ impl Device<Attached<Ioas>> {
     /// `e` saying so.
     #[cold]
     #[inline(never)]
-    fn reattach(self, ioas: &Ioas, e: Error) -> (Replaced, Error) {
-        let id = ioas.id();
+    fn reattach(self, pt: &P, e: Error) -> (Replaced<P>, Error) {
+        let id = pt.pt_id();
         let blocked = match self.detach() {
             Ok(b) => b,
             Err(de) => {
@@ -573,25 +589,25 @@ impl Device<Attached<Ioas>> {
                 )));
             }
         };
-        let blocked = match blocked.attach(ioas) {
+        let blocked = match blocked.attach(pt) {
             Ok(d) => {
                 return (
                     Fallback::Kept(d),
                     e.append_detail(format!(
-                        "the device was detached and attached to IOAS {id} again, where it is now"
+                        "the device was detached and attached to page table {id} again, where it is now"
                     )),
                 )
             }
             Err(ae) => ae.into_inner(),
         };
-        match blocked.attach(ioas) {
+        match blocked.attach(pt) {
             Ok(d) => (Fallback::Kept(d), e.append_detail(format!(
-                "the device was detached and attached to IOAS {id} again (at the second try), where it is now"
+                "the device was detached and attached to page table {id} again (at the second try), where it is now"
             ))),
             Err(ae) => {
                 let (b, ae) = ae.into_parts();
                 (Fallback::Blocked(b), e.append_detail(format!(
-                    "the old attachment may be lost, and attaching to IOAS {id} again failed ({ae}): the device is blocked (BlockDma)"
+                    "the old attachment may be lost, and attaching to page table {id} again failed ({ae}): the device is blocked (BlockDma)"
                 )))
             }
         }
@@ -611,13 +627,14 @@ impl Device<Attached<Ioas>> {
             Ok(()) => {
                 let mut inner = self.inner;
                 inner.attached = None;
+                inner.hwpt = None;
                 Ok(make(inner))
             }
             Err(e) => self.fail(e),
         }
     }
 
-    /// The IOAS the device is attached to.
+    /// The IOAS the device is attached to (an HWPT's IOAS, when the page table is one).
     ///
     /// Example: [the `device` module docs](crate::device).
     pub fn ioas(&self) -> &Ioas {
@@ -645,7 +662,7 @@ impl Device<Attached<Ioas>> {
 /// What a failed [`Device::replace`] hands back (see [`Fallback`]).
 ///
 /// Example: [the `device` module docs](crate::device).
-pub type Replaced = Fallback<Device<Attached<Ioas>>, Device<BlockDma>>;
+pub type Replaced<P = Ioas> = Fallback<Device<Attached<P>>, Device<BlockDma>>;
 
 /// Methods for every bound state.
 impl<S: Bound> Device<S> {

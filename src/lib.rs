@@ -234,6 +234,7 @@ pub mod dma;
 pub mod error;
 pub mod group;
 pub mod handover;
+pub mod hwpt;
 pub mod ioas;
 mod iommufd;
 pub mod irq;
@@ -259,6 +260,7 @@ pub use device::{
 pub use dma::{DmaBuffer, DmaMemory, HugeBuffer, RawMemory};
 pub use error::{Error, ErrorKind, Fallback, Result, TransitionError};
 pub use group::{Group, GroupReplaced, Released};
+pub use hwpt::{HwInfo, Hwpt, IommuKind, PageTable};
 #[cfg(feature = "vm-memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
 pub use ioas::guest_ram::{GuestMappings, GuestRam};

@@ -114,6 +114,39 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_HWPT_ALLOC` of a paging HWPT with `flags` on IOAS `ioas` for
+    /// device `dev_id`; its id. The legacy path has no HWPT objects.
+    pub(crate) fn hwpt_alloc(
+        &self,
+        dev_id: u32,
+        ioas: u32,
+        flags: u32,
+    ) -> std::result::Result<u32, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::hwpt_alloc(fd.as_fd(), dev_id, ioas, flags),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_GET_HW_INFO` of device `dev_id` into `data`.
+    pub(crate) fn hw_info(
+        &self,
+        dev_id: u32,
+        data: &mut [u64],
+    ) -> std::result::Result<sys::IommuHwInfo, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::get_hw_info(fd.as_fd(), dev_id, data),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_DESTROY` of object `id` (an HWPT); nothing on the legacy path.
+    pub(crate) fn destroy(&self, id: u32) {
+        if let Ctx::Cdev(fd) = self {
+            let _ = cdev::destroy(fd.as_fd(), id);
+        }
+    }
+
     /// The `/dev/iommu` fd behind a cdev [`Space`]: they are made together.
     #[inline]
     fn fd(&self) -> BorrowedFd<'_> {

@@ -86,6 +86,73 @@ pub struct IommuIoasMapFile {
     pub iova: u64,
 }
 
+/// `struct iommu_hwpt_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwptAlloc {
+    pub size: u32,
+    pub flags: u32,
+    pub dev_id: u32,
+    pub pt_id: u32,
+    pub out_hwpt_id: u32,
+    pub reserved: u32,
+    pub data_type: u32,
+    pub data_len: u32,
+    pub data_uptr: u64,
+    pub fault_id: u32,
+    pub reserved2: u32,
+}
+
+/// `struct iommu_hw_info`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwInfo {
+    pub size: u32,
+    pub flags: u32,
+    pub dev_id: u32,
+    pub data_len: u32,
+    pub data_uptr: u64,
+    /// `in_data_type` / `out_data_type`.
+    pub data_type: u32,
+    pub out_max_pasid_log2: u8,
+    pub reserved: [u8; 3],
+    pub out_capabilities: u64,
+}
+
+pub const IOMMU_HWPT_ALLOC_NEST_PARENT: u32 = 1 << 0;
+pub const IOMMU_HWPT_ALLOC_DIRTY_TRACKING: u32 = 1 << 1;
+pub const IOMMU_HW_CAP_DIRTY_TRACKING: u64 = 1 << 0;
+
+/// `IOMMU_HWPT_ALLOC` of a paging HWPT on IOAS `pt_id` for device `dev_id`,
+/// with `flags` and no driver data; the new HWPT's id.
+pub fn hwpt_alloc(fd: BorrowedFd<'_>, dev_id: u32, pt_id: u32, flags: u32) -> nix::Result<u32> {
+    let mut arg = IommuHwptAlloc {
+        size: argsz::<IommuHwptAlloc>(),
+        flags,
+        dev_id,
+        pt_id,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a live, exclusive struct; with `data_len` 0 and
+    // `data_uptr` 0 the kernel reads no user memory beyond it.
+    unsafe { raw::iommu_hwpt_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_hwpt_id)
+}
+
+/// `IOMMU_GET_HW_INFO` of device `dev_id` into `data` (the driver's struct);
+/// the header as the kernel filled it (`data_len` is what it wrote or had).
+pub fn get_hw_info(fd: BorrowedFd<'_>, dev_id: u32, data: &mut [u64]) -> nix::Result<IommuHwInfo> {
+    let mut arg = IommuHwInfo {
+        size: argsz::<IommuHwInfo>(),
+        dev_id,
+        data_len: (data.len() * 8) as u32,
+        data_uptr: data.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `data_uptr` points at `data`, exclusively borrowed for the
+    // call, `data_len` bytes long; the kernel writes at most that many.
+    unsafe { raw::iommu_get_hw_info(fd.as_raw_fd(), &mut arg) }.map(|_| arg)
+}
+
 /// `struct iommu_ioas_change_process`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -191,6 +258,17 @@ const_assert_eq!(offset_of!(IommuIoasMapFile, fd), 12);
 const_assert_eq!(offset_of!(IommuIoasMapFile, start), 16);
 const_assert_eq!(offset_of!(IommuIoasMapFile, length), 24);
 const_assert_eq!(offset_of!(IommuIoasMapFile, iova), 32);
+assert_eq_size!(IommuHwptAlloc, [u8; 48]);
+const_assert_eq!(offset_of!(IommuHwptAlloc, pt_id), 12);
+const_assert_eq!(offset_of!(IommuHwptAlloc, out_hwpt_id), 16);
+const_assert_eq!(offset_of!(IommuHwptAlloc, data_type), 24);
+const_assert_eq!(offset_of!(IommuHwptAlloc, data_uptr), 32);
+const_assert_eq!(offset_of!(IommuHwptAlloc, fault_id), 40);
+assert_eq_size!(IommuHwInfo, [u8; 40]);
+const_assert_eq!(offset_of!(IommuHwInfo, data_uptr), 16);
+const_assert_eq!(offset_of!(IommuHwInfo, data_type), 24);
+const_assert_eq!(offset_of!(IommuHwInfo, out_max_pasid_log2), 28);
+const_assert_eq!(offset_of!(IommuHwInfo, out_capabilities), 32);
 assert_eq_size!(IommuIoasChangeProcess, [u8; 8]);
 const_assert_eq!(offset_of!(IommuIoasChangeProcess, reserved), 4);
 assert_eq_size!(IommuIoasCopy, [u8; 40]);

@@ -92,6 +92,8 @@ vfio_ioctls! {
     iommu_option = IOMMUFD_CMD_BASE + 7, IommuOption;
     iommu_ioas_map_file = IOMMUFD_CMD_BASE + 0xf, IommuIoasMapFile;
     iommu_ioas_change_process = IOMMUFD_CMD_BASE + 0x12, IommuIoasChangeProcess;
+    iommu_hwpt_alloc = IOMMUFD_CMD_BASE + 9, IommuHwptAlloc;
+    iommu_get_hw_info = IOMMUFD_CMD_BASE + 0xa, IommuHwInfo;
 }
 
 /// The `size`/`argsz` first field every iommufd and VFIO struct carries.
@@ -239,6 +241,8 @@ mod tests {
             ("iommu_option", 0x3b87),
             ("iommu_ioas_map_file", 0x3b8f),
             ("iommu_ioas_change_process", 0x3b92),
+            ("iommu_hwpt_alloc", 0x3b89),
+            ("iommu_get_hw_info", 0x3b8a),
             ("vfio_device_get_pci_hot_reset_info", 0x3b70),
             ("vfio_device_pci_hot_reset", 0x3b71),
         ];
