@@ -32,7 +32,7 @@
 //! # drop(buf); Ok(()) }
 //! ```
 
-use crate::device::{sealed, Bound, Device};
+use crate::device::{Bound, Device};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ioas::Ioas;
 use crate::sys;
@@ -40,6 +40,12 @@ use nix::errno::Errno;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+pub(crate) mod sealed {
+    /// Seals [`PageTable`](super::PageTable), [`Kind`](super::Kind) and
+    /// [`HwptDevice`](super::HwptDevice): only this crate's types.
+    pub trait Sealed {}
+}
 
 /// What a device attaches to: an [`Ioas`] (the kernel picks or makes the
 /// page table) or an [`Hwpt`]. Sealed.
@@ -280,6 +286,157 @@ impl<K: Kind> PageTable for Hwpt<K> {
     }
 }
 
+/// Dirty tracking, for live migration: the IOMMU marks every page a device
+/// writes, and the VMM reads and clears the marks in rounds. The bitmap
+/// covers every mapping of the HWPT's IOAS in the range, including mappings
+/// made after tracking started.
+impl Hwpt<DirtyTracking> {
+    /// Starts (`true`) or stops dirty tracking (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
+    #[doc(alias = "IOMMU_HWPT_SET_DIRTY_TRACKING")]
+    pub fn set_dirty_tracking(&self, on: bool) -> Result<()> {
+        let ctx = self.inner.ioas.iommufd().ctx();
+        ctx.set_dirty_tracking(self.inner.id, on).map_err(|e| {
+            Error::sys(
+                "IOMMU_HWPT_SET_DIRTY_TRACKING",
+                format!("HWPT {}", self.inner.id),
+                e,
+            )
+        })
+    }
+
+    /// Reads the dirty bits of `[iova, iova + len)` at `page_size`
+    /// granularity (`IOMMU_HWPT_GET_DIRTY_BITMAP`), and clears them unless
+    /// `keep` (`IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR`). The IOMMU may track
+    /// at a coarser granularity than `page_size` and then reports every
+    /// page of a dirty block.
+    ///
+    /// # Errors
+    /// Checked first ([`ErrorKind::InvalidInput`]): `page_size` must be a
+    /// power of two, `iova` and `len` multiples of it,
+    /// `len` non-zero and the range inside the 64-bit IOVA space.
+    /// From the kernel: `EINVAL` when tracking is off or the range is not
+    /// mapped in the IOAS, with the reason.
+    #[doc(alias = "IOMMU_HWPT_GET_DIRTY_BITMAP")]
+    pub fn read_dirty(
+        &self,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        keep: bool,
+    ) -> Result<DirtyBitmap> {
+        if !page_size.is_power_of_two()
+            || iova % page_size != 0
+            || len % page_size != 0
+            || len == 0
+            || iova.checked_add(len - 1).is_none()
+        {
+            return Err(self.bad_range(iova, len, page_size));
+        }
+        let pages = len / page_size;
+        let mut bits = vec![0u64; pages.div_ceil(64) as usize];
+        let flags = if keep {
+            sys::IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+        } else {
+            0
+        };
+        let ctx = self.inner.ioas.iommufd().ctx();
+        match ctx.get_dirty_bitmap(self.inner.id, iova, len, page_size, flags, &mut bits) {
+            Ok(()) => Ok(DirtyBitmap {
+                iova,
+                page_size,
+                pages,
+                bits,
+            }),
+            Err(e) => Err(self.read_error(iova, len, e)),
+        }
+    }
+
+    #[cold]
+    fn bad_range(&self, iova: u64, len: u64, page_size: u64) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "IOMMU_HWPT_GET_DIRTY_BITMAP",
+            format!("HWPT {} {}", self.inner.id, crate::error::range(iova, len)),
+        )
+        .detail(format!(
+            "page size {page_size:#x} must be a power of two, and the range a non-empty multiple of it, aligned to it, inside the 64-bit IOVA space"
+        ))
+    }
+
+    #[cold]
+    fn read_error(&self, iova: u64, len: u64, e: Errno) -> Error {
+        let err = Error::sys(
+            "IOMMU_HWPT_GET_DIRTY_BITMAP",
+            format!("HWPT {} {}", self.inner.id, crate::error::range(iova, len)),
+            e,
+        );
+        if e == Errno::EINVAL {
+            err.detail("the kernel refused the range: dirty tracking must be on (set_dirty_tracking), and the range must lie within mappings of the HWPT's IOAS")
+        } else {
+            err
+        }
+    }
+}
+
+/// The dirty pages of a range ([`Hwpt::read_dirty`]): one bit per page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyBitmap {
+    iova: u64,
+    page_size: u64,
+    pages: u64,
+    bits: Vec<u64>,
+}
+
+impl DirtyBitmap {
+    /// The first IOVA the bitmap covers.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+    /// Bytes per bit.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+    /// Whether the page at `iova` is dirty (false outside the range).
+    pub fn is_dirty(&self, iova: u64) -> bool {
+        let Some(i) = iova.checked_sub(self.iova).map(|o| o / self.page_size) else {
+            return false;
+        };
+        i < self.pages && self.bits[(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
+    /// How many pages are dirty.
+    pub fn count(&self) -> u64 {
+        self.bits.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+    /// The dirty pages as runs `(iova, len)`, in order: what a migration
+    /// loop copies.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut i = 0u64;
+        std::iter::from_fn(move || {
+            while i < self.pages {
+                let w = self.bits[(i / 64) as usize] >> (i % 64);
+                if w == 0 {
+                    i = (i / 64 + 1) * 64;
+                    continue;
+                }
+                i += u64::from(w.trailing_zeros());
+                let start = i;
+                while i < self.pages && self.bits[(i / 64) as usize] >> (i % 64) & 1 == 1 {
+                    i += 1;
+                }
+                return Some((
+                    self.iova + start * self.page_size,
+                    (i - start) * self.page_size,
+                ));
+            }
+            None
+        })
+    }
+    /// The raw bitmap (bit `i` of word `i / 64`: the page at `iova() + i * page_size()`).
+    pub fn as_words(&self) -> &[u64] {
+        &self.bits
+    }
+}
+
 /// What the IOMMU behind a device is and can do (`IOMMU_GET_HW_INFO`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HwInfo {
@@ -400,35 +557,66 @@ impl<S: Bound> Device<S> {
     /// [`ErrorKind::Unsupported`] on the legacy path and kernels before 6.6.
     #[doc(alias = "IOMMU_GET_HW_INFO")]
     pub fn hw_info(&self) -> Result<HwInfo> {
-        let mut data = [0u64; 32];
-        let got = self.iommufd().ctx().hw_info(self.dev_id(), &mut data);
-        let h = got.map_err(|e| {
-            let err = Error::sys("IOMMU_GET_HW_INFO", self.name().to_string(), e);
-            if e == Errno::ENOTTY {
-                err.kind_(ErrorKind::Unsupported).detail(
-                    "no IOMMU_GET_HW_INFO here: the legacy container path, or a kernel before 6.6",
-                )
-            } else {
-                err
-            }
-        })?;
-        let len = (h.data_len as usize).min(data.len() * 8);
-        let bytes: Vec<u8> = data
-            .iter()
-            .flat_map(|w| w.to_ne_bytes())
-            .take(len)
-            .collect();
-        Ok(HwInfo {
-            kind: IommuKind::decode(h.data_type, &bytes),
-            capabilities: h.out_capabilities,
-            max_pasid_log2: h.out_max_pasid_log2,
-        })
+        hw_info_of(self.iommufd(), self.dev_id(), self.name())
     }
+}
+
+/// `IOMMU_GET_HW_INFO` of device `dev_id` of `fd`, decoded.
+pub(crate) fn hw_info_of(fd: &crate::Iommufd, dev_id: u32, name: &str) -> Result<HwInfo> {
+    let mut data = [0u64; 32];
+    let h = fd.ctx().hw_info(dev_id, &mut data).map_err(|e| {
+        let err = Error::sys("IOMMU_GET_HW_INFO", name.to_string(), e);
+        if e == Errno::ENOTTY {
+            err.kind_(ErrorKind::Unsupported).detail(
+                "no IOMMU_GET_HW_INFO here: the legacy container path, or a kernel before 6.6",
+            )
+        } else {
+            err
+        }
+    })?;
+    let len = (h.data_len as usize).min(data.len() * 8);
+    let bytes: Vec<u8> = data
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .take(len)
+        .collect();
+    Ok(HwInfo {
+        kind: IommuKind::decode(h.data_type, &bytes),
+        capabilities: h.out_capabilities,
+        max_pasid_log2: h.out_max_pasid_log2,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dirty_ranges_are_the_runs_of_set_bits() {
+        let mut bits = vec![0u64; 3];
+        for i in [0u64, 1, 2, 63, 64, 65, 130, 140] {
+            bits[(i / 64) as usize] |= 1 << (i % 64);
+        }
+        let b = DirtyBitmap {
+            iova: 0x1000_0000,
+            page_size: 4096,
+            pages: 150,
+            bits,
+        };
+        let r: Vec<(u64, u64)> = b.ranges().collect();
+        let p = |i: u64| 0x1000_0000 + i * 4096;
+        assert_eq!(
+            r,
+            vec![
+                (p(0), 3 * 4096),
+                (p(63), 3 * 4096),
+                (p(130), 4096),
+                (p(140), 4096)
+            ]
+        );
+        assert_eq!(b.count(), 8);
+        assert!(b.is_dirty(p(64)) && !b.is_dirty(p(3)) && !b.is_dirty(0) && !b.is_dirty(p(150)));
+    }
 
     #[test]
     fn hw_info_decodes_known_types_and_keeps_unknown_ones() {

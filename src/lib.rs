@@ -240,6 +240,9 @@ mod iommufd;
 pub mod irq;
 pub mod mdev;
 pub mod migration;
+#[cfg(feature = "iommufd-test-driver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "iommufd-test-driver")))]
+pub mod mock;
 pub mod p2p;
 pub mod region;
 pub mod reset;

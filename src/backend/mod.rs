@@ -140,6 +140,49 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_HWPT_SET_DIRTY_TRACKING`.
+    pub(crate) fn set_dirty_tracking(&self, hwpt: u32, on: bool) -> std::result::Result<(), Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::hwpt_set_dirty_tracking(fd.as_fd(), hwpt, on),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_HWPT_GET_DIRTY_BITMAP` into `bitmap`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn get_dirty_bitmap(
+        &self,
+        hwpt: u32,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        flags: u32,
+        bitmap: &mut [u64],
+    ) -> std::result::Result<(), Errno> {
+        match self {
+            Ctx::Cdev(fd) => {
+                sys::hwpt_get_dirty_bitmap(fd.as_fd(), hwpt, iova, len, page_size, flags, bitmap)
+            }
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_TEST_CMD` (the kernel's iommufd test driver).
+    ///
+    /// # Safety
+    /// As `sys::test_cmd`.
+    #[cfg(feature = "iommufd-test-driver")]
+    pub(crate) unsafe fn test_cmd(
+        &self,
+        cmd: &mut sys::IommuTestCmd,
+    ) -> std::result::Result<(), Errno> {
+        match self {
+            // SAFETY: forwarded: this function's contract.
+            Ctx::Cdev(fd) => unsafe { sys::test_cmd(fd.as_fd(), cmd) },
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
     /// `IOMMU_DESTROY` of object `id` (an HWPT); nothing on the legacy path.
     pub(crate) fn destroy(&self, id: u32) {
         if let Ctx::Cdev(fd) = self {

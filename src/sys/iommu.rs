@@ -153,6 +153,104 @@ pub fn get_hw_info(fd: BorrowedFd<'_>, dev_id: u32, data: &mut [u64]) -> nix::Re
     unsafe { raw::iommu_get_hw_info(fd.as_raw_fd(), &mut arg) }.map(|_| arg)
 }
 
+/// `struct iommu_hwpt_set_dirty_tracking`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwptSetDirtyTracking {
+    pub size: u32,
+    pub flags: u32,
+    pub hwpt_id: u32,
+    pub reserved: u32,
+}
+
+/// `struct iommu_hwpt_get_dirty_bitmap`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwptGetDirtyBitmap {
+    pub size: u32,
+    pub hwpt_id: u32,
+    pub flags: u32,
+    pub reserved: u32,
+    pub iova: u64,
+    pub length: u64,
+    pub page_size: u64,
+    pub data: u64,
+}
+
+pub const IOMMU_HWPT_DIRTY_TRACKING_ENABLE: u32 = 1;
+pub const IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR: u32 = 1;
+
+/// `struct iommu_test_cmd` (drivers/iommu/iommufd/iommufd_test.h, 7.3): the
+/// header, then the op's union member as words.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuTestCmd {
+    pub size: u32,
+    pub op: u32,
+    pub id: u32,
+    pub reserved: u32,
+    pub data: [u64; 7],
+}
+
+/// `IOMMU_TEST_CMD` (the iommufd test driver, `CONFIG_IOMMUFD_TEST`).
+///
+/// # Safety
+/// Any user pointer in `cmd`'s op data must be valid for what that op
+/// reads or writes through it (`IOMMU_TEST_OP_DIRTY` reads a bitmap).
+pub unsafe fn test_cmd(fd: BorrowedFd<'_>, cmd: &mut IommuTestCmd) -> nix::Result<()> {
+    cmd.size = argsz::<IommuTestCmd>();
+    // SAFETY: `cmd` is a live, exclusive struct; its pointers are the
+    // caller's to vouch for (this function's contract).
+    unsafe { raw::iommu_test_cmd(fd.as_raw_fd(), cmd) }.map(drop)
+}
+
+/// `IOMMU_HWPT_SET_DIRTY_TRACKING`.
+pub fn hwpt_set_dirty_tracking(fd: BorrowedFd<'_>, hwpt: u32, on: bool) -> nix::Result<()> {
+    let mut arg = IommuHwptSetDirtyTracking {
+        size: argsz::<IommuHwptSetDirtyTracking>(),
+        flags: if on {
+            IOMMU_HWPT_DIRTY_TRACKING_ENABLE
+        } else {
+            0
+        },
+        hwpt_id: hwpt,
+        reserved: 0,
+    };
+    // SAFETY: a live, exclusive, pointer-free struct.
+    unsafe { raw::iommu_hwpt_set_dirty_tracking(fd.as_raw_fd(), &mut arg) }.map(drop)
+}
+
+/// `IOMMU_HWPT_GET_DIRTY_BITMAP` of `[iova, iova + length)` at `page_size`
+/// into `bitmap` (one bit per page, set by the kernel; zero it first).
+pub fn hwpt_get_dirty_bitmap(
+    fd: BorrowedFd<'_>,
+    hwpt: u32,
+    iova: u64,
+    length: u64,
+    page_size: u64,
+    flags: u32,
+    bitmap: &mut [u64],
+) -> nix::Result<()> {
+    assert!(
+        (bitmap.len() as u64) * 64 >= length / page_size,
+        "the bitmap holds a bit per page"
+    );
+    let mut arg = IommuHwptGetDirtyBitmap {
+        size: argsz::<IommuHwptGetDirtyBitmap>(),
+        hwpt_id: hwpt,
+        flags,
+        reserved: 0,
+        iova,
+        length,
+        page_size,
+        data: bitmap.as_mut_ptr() as u64,
+    };
+    // SAFETY: `data` points at `bitmap`, exclusively borrowed for the call,
+    // with a bit for each of the `length / page_size` pages (asserted); the
+    // kernel writes no more.
+    unsafe { raw::iommu_hwpt_get_dirty_bitmap(fd.as_raw_fd(), &mut arg) }.map(drop)
+}
+
 /// `struct iommu_ioas_change_process`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -269,6 +367,15 @@ const_assert_eq!(offset_of!(IommuHwInfo, data_uptr), 16);
 const_assert_eq!(offset_of!(IommuHwInfo, data_type), 24);
 const_assert_eq!(offset_of!(IommuHwInfo, out_max_pasid_log2), 28);
 const_assert_eq!(offset_of!(IommuHwInfo, out_capabilities), 32);
+assert_eq_size!(IommuHwptSetDirtyTracking, [u8; 16]);
+const_assert_eq!(offset_of!(IommuHwptSetDirtyTracking, hwpt_id), 8);
+assert_eq_size!(IommuHwptGetDirtyBitmap, [u8; 48]);
+const_assert_eq!(offset_of!(IommuHwptGetDirtyBitmap, flags), 8);
+const_assert_eq!(offset_of!(IommuHwptGetDirtyBitmap, iova), 16);
+const_assert_eq!(offset_of!(IommuHwptGetDirtyBitmap, page_size), 32);
+const_assert_eq!(offset_of!(IommuHwptGetDirtyBitmap, data), 40);
+assert_eq_size!(IommuTestCmd, [u8; 72]);
+const_assert_eq!(offset_of!(IommuTestCmd, data), 16);
 assert_eq_size!(IommuIoasChangeProcess, [u8; 8]);
 const_assert_eq!(offset_of!(IommuIoasChangeProcess, reserved), 4);
 assert_eq_size!(IommuIoasCopy, [u8; 40]);

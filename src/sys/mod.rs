@@ -94,6 +94,9 @@ vfio_ioctls! {
     iommu_ioas_change_process = IOMMUFD_CMD_BASE + 0x12, IommuIoasChangeProcess;
     iommu_hwpt_alloc = IOMMUFD_CMD_BASE + 9, IommuHwptAlloc;
     iommu_get_hw_info = IOMMUFD_CMD_BASE + 0xa, IommuHwInfo;
+    iommu_hwpt_set_dirty_tracking = IOMMUFD_CMD_BASE + 0xb, IommuHwptSetDirtyTracking;
+    iommu_hwpt_get_dirty_bitmap = IOMMUFD_CMD_BASE + 0xc, IommuHwptGetDirtyBitmap;
+    iommu_test_cmd = IOMMUFD_CMD_BASE + 0x20, IommuTestCmd;
 }
 
 /// The `size`/`argsz` first field every iommufd and VFIO struct carries.
@@ -117,6 +120,7 @@ unsafe impl PlainArg for IommuDestroy {}
 unsafe impl PlainArg for IommuIoasAlloc {}
 // SAFETY: as above.
 unsafe impl PlainArg for IommuIoasChangeProcess {}
+
 // SAFETY: as above.
 unsafe impl PlainArg for IommuIoasUnmap {}
 // SAFETY: as above.
@@ -243,6 +247,9 @@ mod tests {
             ("iommu_ioas_change_process", 0x3b92),
             ("iommu_hwpt_alloc", 0x3b89),
             ("iommu_get_hw_info", 0x3b8a),
+            ("iommu_hwpt_set_dirty_tracking", 0x3b8b),
+            ("iommu_hwpt_get_dirty_bitmap", 0x3b8c),
+            ("iommu_test_cmd", 0x3ba0),
             ("vfio_device_get_pci_hot_reset_info", 0x3b70),
             ("vfio_device_pci_hot_reset", 0x3b71),
         ];
