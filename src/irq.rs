@@ -151,6 +151,11 @@ impl<S: Bound> Device<S> {
             return err;
         }
         let bad = |d: String| err.clone().kind_(ErrorKind::InvalidInput).detail(d);
+        if count == 0 && flags & vfio::VFIO_IRQ_SET_DATA_NONE != 0 && e == Errno::EINVAL {
+            return bad(format!(
+                "irq index {index} is not enabled: there is nothing to disable"
+            ));
+        }
         match self.irq_info(index) {
             Err(ie) if ie.kind() == ErrorKind::InvalidInput => {
                 bad(ie.details().unwrap_or_default().to_string())
