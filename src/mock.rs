@@ -66,11 +66,14 @@ impl MockDevice {
         // SAFETY: MOCK_DOMAIN carries no pointer.
         unsafe { ioas.iommufd().ctx().test_cmd(&mut cmd) }.map_err(|e| {
             let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN", format!("IOAS {}", ioas.id()), e);
-            if e == nix::errno::Errno::ENOTTY {
-                err.kind_(ErrorKind::Unsupported)
-                    .detail("no iommufd test driver: the kernel lacks CONFIG_IOMMUFD_TEST (or this is the legacy path)")
-            } else {
-                err
+            match e {
+                nix::errno::Errno::ENOTTY => err.kind_(ErrorKind::Unsupported).detail(
+                    "no iommufd test driver: the kernel lacks CONFIG_IOMMUFD_TEST (or this is the legacy path)",
+                ),
+                nix::errno::Errno::EINVAL => err.detail(
+                    "the test driver refused to make a mock device (seen on Linux 6.12 next to an Intel IOMMU, where the mock device does not pass iommufd's cache-coherency check)",
+                ),
+                _ => err,
             }
         })?;
         let w = cmd.data[0];
