@@ -94,6 +94,17 @@ pub struct DirtyTracking(());
 #[derive(Debug)]
 pub struct NestParent(());
 
+/// A nested HWPT: a stage-1 page table the guest owns (vendor data), over
+/// a [`NestParent`] stage-2, which it holds.
+#[derive(Debug)]
+pub struct Nested(());
+
+/// The kinds [`Hwpt::alloc`] makes from an IOAS (all but [`Nested`]).
+pub trait Alloc: Kind {}
+impl Alloc for Paging {}
+impl Alloc for DirtyTracking {}
+impl Alloc for NestParent {}
+
 /// What an HWPT was allocated as (type state). Sealed.
 pub trait Kind: sealed::Sealed + Send + Sync + 'static {
     #[doc(hidden)]
@@ -104,6 +115,11 @@ pub trait Kind: sealed::Sealed + Send + Sync + 'static {
 impl sealed::Sealed for Paging {}
 impl sealed::Sealed for DirtyTracking {}
 impl sealed::Sealed for NestParent {}
+impl sealed::Sealed for Nested {}
+impl Kind for Nested {
+    const FLAGS: u32 = 0;
+    const NAME: &'static str = "nested";
+}
 impl Kind for Paging {
     const FLAGS: u32 = 0;
     const NAME: &'static str = "paging";
@@ -126,6 +142,8 @@ impl Kind for () {
 struct HwptInner {
     ioas: Ioas,
     id: u32,
+    /// A nested HWPT's stage-2, kept until this one is destroyed.
+    parent: Option<Hwpt<()>>,
 }
 
 impl Drop for HwptInner {
@@ -177,7 +195,7 @@ impl<S: Bound> HwptDevice for Device<S> {
     }
 }
 
-impl<K: Kind> Hwpt<K> {
+impl<K: Alloc> Hwpt<K> {
     /// Allocates an HWPT of kind `K` on `ioas` for the IOMMU behind `dev`
     /// (`IOMMU_HWPT_ALLOC`).
     ///
@@ -201,6 +219,7 @@ impl<K: Kind> Hwpt<K> {
                 inner: Arc::new(HwptInner {
                     ioas: ioas.clone(),
                     id,
+                    parent: None,
                 }),
                 kind: PhantomData,
             }),
@@ -282,6 +301,178 @@ impl<K: Kind> PageTable for Hwpt<K> {
         Hwpt {
             inner: h.inner.clone(),
             kind: PhantomData,
+        }
+    }
+}
+
+/// A guest's stage-1 page table, as its IOMMU's driver describes it
+/// (`IOMMU_HWPT_DATA_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage1 {
+    /// `struct iommu_hwpt_vtd_s1`.
+    VtdS1 {
+        /// `IOMMU_VTD_S1_*`.
+        flags: u64,
+        /// The guest's stage-1 page table (a guest-physical address).
+        pgtbl_addr: u64,
+        /// Its address width.
+        addr_width: u32,
+    },
+    /// `struct iommu_hwpt_arm_smmuv3`: the guest's STE, little-endian words.
+    ArmSmmuV3 {
+        /// The STE.
+        ste: [u64; 2],
+    },
+    /// The iommufd test driver's (`IOMMU_HWPT_DATA_SELFTEST`).
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest {
+        /// The mock IOTLB's initial value.
+        iotlb: u32,
+    },
+}
+
+impl Stage1 {
+    fn encode(&self) -> (u32, Vec<u64>) {
+        match *self {
+            Stage1::VtdS1 {
+                flags,
+                pgtbl_addr,
+                addr_width,
+            } => (1, vec![flags, pgtbl_addr, u64::from(addr_width)]),
+            Stage1::ArmSmmuV3 { ste } => (2, ste.to_vec()),
+            #[cfg(feature = "iommufd-test-driver")]
+            Stage1::Selftest { iotlb } => (0xdead, vec![u64::from(iotlb)]),
+        }
+    }
+}
+
+impl Hwpt<Nested> {
+    /// Allocates a nested HWPT (`IOMMU_HWPT_ALLOC` with vendor data) over
+    /// `parent`, which only a [`NestParent`] can be: the type says so. The
+    /// nested HWPT holds its parent.
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc`]; `EOPNOTSUPP`/`EINVAL` when the IOMMU takes no
+    /// such stage-1 data.
+    #[doc(alias = "IOMMU_HWPT_ALLOC")]
+    pub fn alloc_nested(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<NestParent>,
+        stage1: &Stage1,
+    ) -> Result<Self> {
+        let (fd, dev_id, name) = dev.hwpt_dev();
+        let (data_type, data) = stage1.encode();
+        match fd
+            .ctx()
+            .hwpt_alloc_nested(dev_id, parent.id(), data_type, &data)
+        {
+            Ok(id) => Ok(Hwpt {
+                inner: Arc::new(HwptInner {
+                    ioas: parent.ioas().clone(),
+                    id,
+                    parent: Some(parent.erased()),
+                }),
+                kind: PhantomData,
+            }),
+            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), e)),
+        }
+    }
+
+    /// The stage-2 it nests on.
+    pub fn parent(&self) -> Hwpt<NestParent> {
+        let p = self
+            .inner
+            .parent
+            .as_ref()
+            .expect("a nested HWPT has a parent");
+        Hwpt {
+            inner: p.inner.clone(),
+            kind: PhantomData,
+        }
+    }
+
+    /// Flushes the IOMMU's caches of the guest's stage-1 (`IOMMU_HWPT_INVALIDATE`)
+    /// after the guest changed it; how many requests the kernel handled.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for an empty list or requests of mixed
+    /// types (checked first); the kernel's error says how many it handled
+    /// before the one it refused.
+    #[doc(alias = "IOMMU_HWPT_INVALIDATE")]
+    pub fn invalidate(&self, requests: &[Invalidation]) -> Result<u32> {
+        let obj = || format!("HWPT {}", self.inner.id);
+        let Some(first) = requests.first() else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "IOMMU_HWPT_INVALIDATE", obj())
+                    .detail("no invalidation request"),
+            );
+        };
+        let (data_type, words) = first.layout();
+        let mut entries = Vec::with_capacity(requests.len() * words);
+        for r in requests {
+            if r.layout().0 != data_type {
+                return Err(
+                    Error::new(ErrorKind::InvalidInput, "IOMMU_HWPT_INVALIDATE", obj())
+                        .detail("the requests of one call must all be of one type"),
+                );
+            }
+            r.encode(&mut entries);
+        }
+        let ctx = self.inner.ioas.iommufd().ctx();
+        ctx.invalidate(self.inner.id, data_type, words, &entries)
+            .map_err(|(e, done)| {
+                Error::sys("IOMMU_HWPT_INVALIDATE", obj(), e).detail(format!(
+                    "the kernel handled {done} of {} requests before refusing one",
+                    requests.len()
+                ))
+            })
+    }
+}
+
+/// One cache invalidation request for a nested HWPT (`IOMMU_HWPT_INVALIDATE_DATA_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// `struct iommu_hwpt_vtd_s1_invalidate`.
+    VtdS1 {
+        /// The first address.
+        addr: u64,
+        /// How many 4 KiB pages (`u64::MAX`: all).
+        npages: u64,
+        /// `IOMMU_VTD_INV_FLAGS_*`.
+        flags: u32,
+    },
+    /// The iommufd test driver's (`struct iommu_hwpt_invalidate_selftest`).
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest {
+        /// `IOMMU_TEST_INVALIDATE_FLAG_ALL` (1) or 0.
+        flags: u32,
+        /// The mock IOTLB entry.
+        iotlb_id: u32,
+    },
+}
+
+impl Invalidation {
+    /// (data type, words per entry).
+    fn layout(&self) -> (u32, usize) {
+        match self {
+            Invalidation::VtdS1 { .. } => (0, 3),
+            #[cfg(feature = "iommufd-test-driver")]
+            Invalidation::Selftest { .. } => (0xdead_beef, 1),
+        }
+    }
+    fn encode(&self, out: &mut Vec<u64>) {
+        match *self {
+            Invalidation::VtdS1 {
+                addr,
+                npages,
+                flags,
+            } => out.extend([addr, npages, u64::from(flags)]),
+            #[cfg(feature = "iommufd-test-driver")]
+            Invalidation::Selftest { flags, iotlb_id } => {
+                out.push(u64::from(flags) | (u64::from(iotlb_id) << 32))
+            }
         }
     }
 }

@@ -248,6 +248,7 @@ pub mod region;
 pub mod reset;
 pub mod sriov;
 pub mod sysfs;
+pub mod viommu;
 
 /// Locks `m`. A panic while it was held cannot leave the data half-updated
 /// in a way that matters here (each critical section is one insert/remove or

@@ -35,6 +35,7 @@ use crate::sys;
 const OP_MOCK_DOMAIN: u32 = 2;
 const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 const OP_DIRTY: u32 = 13;
+const OP_MD_CHECK_IOTLB: u32 = 14;
 
 /// A mock device of the iommufd test driver, bound to an iommufd and
 /// attached to a page table. Destroyed (`IOMMU_DESTROY` of its selftest
@@ -154,6 +155,35 @@ impl MockDevice {
         unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
             .map_err(|e| Error::sys("IOMMU_TEST_OP_DIRTY", self.name.clone(), e))?;
         Ok(cmd.data[5])
+    }
+}
+
+impl MockDevice {
+    /// Checks that entry `index` of `hwpt`'s mock IOTLB holds `value`
+    /// (`IOMMU_TEST_OP_MD_CHECK_IOTLB`): what an invalidation changed.
+    ///
+    /// # Errors
+    /// `EINVAL` when it holds something else.
+    pub fn check_iotlb<K: crate::hwpt::Kind>(
+        &self,
+        hwpt: &Hwpt<K>,
+        index: u32,
+        value: u32,
+    ) -> Result<()> {
+        let mut cmd = sys::IommuTestCmd {
+            op: OP_MD_CHECK_IOTLB,
+            id: hwpt.id(),
+            ..Default::default()
+        };
+        cmd.data[0] = u64::from(index) | (u64::from(value) << 32);
+        // SAFETY: MD_CHECK_IOTLB carries no pointer.
+        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }.map_err(|e| {
+            Error::sys(
+                "IOMMU_TEST_OP_MD_CHECK_IOTLB",
+                format!("HWPT {} entry {index}", hwpt.id()),
+                e,
+            )
+        })
     }
 }
 

@@ -104,3 +104,88 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
     }
     hwpt.set_dirty_tracking(false).unwrap();
 }
+
+/// Nesting on the test driver: a nest parent, a nested HWPT with the
+/// driver's stage-1 data (it holds its parent), the mock device moved onto
+/// it, an invalidation that empties the mock IOTLB, a vIOMMU on the parent
+/// and a vDEVICE with its virtual id.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn nesting_invalidation_viommu_and_vdevice_on_the_test_driver() {
+    use iommufd::hwpt::{Invalidation, NestParent, Nested, Stage1};
+    use iommufd::viommu::{Viommu, ViommuKind};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+    let nested =
+        Hwpt::<Nested>::alloc_nested(&dev, &parent, &Stage1::Selftest { iotlb: 0xbadbeef })
+            .unwrap();
+    assert_eq!(nested.parent().id(), parent.id());
+    let parent_id = parent.id();
+    drop(parent); // the nested HWPT holds it
+    dev.replace(&nested).unwrap();
+    assert_eq!(dev.hwpt_id(), nested.id());
+    for i in 0..4 {
+        dev.check_iotlb(&nested, i, 0xbadbeef).unwrap();
+    }
+    // One entry, then all.
+    let n = nested
+        .invalidate(&[Invalidation::Selftest {
+            flags: 0,
+            iotlb_id: 1,
+        }])
+        .unwrap();
+    assert_eq!(n, 1);
+    dev.check_iotlb(&nested, 1, 0).unwrap();
+    dev.check_iotlb(&nested, 2, 0xbadbeef).unwrap();
+    nested
+        .invalidate(&[Invalidation::Selftest {
+            flags: 1,
+            iotlb_id: 0,
+        }])
+        .unwrap();
+    for i in 0..4 {
+        dev.check_iotlb(&nested, i, 0).unwrap();
+    }
+    // A request the driver refuses (an IOTLB index past its 4): how many
+    // were handled before it is said.
+    let e = nested
+        .invalidate(&[
+            Invalidation::Selftest {
+                flags: 0,
+                iotlb_id: 0,
+            },
+            Invalidation::Selftest {
+                flags: 0,
+                iotlb_id: 9,
+            },
+        ])
+        .unwrap_err();
+    assert!(e.to_string().contains("handled 1 of 2"), "{e}");
+    let e = nested.invalidate(&[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    // A vIOMMU on the parent, and the mock device in it as virtual id 0x99.
+    let viommu = Viommu::alloc(&dev, &nested.parent(), ViommuKind::Selftest).unwrap();
+    assert_eq!(viommu.parent().id(), parent_id);
+    let vdev = viommu.alloc_vdevice(&dev, 0x99).unwrap();
+    assert_eq!(vdev.virt_id(), 0x99);
+    // The same device twice is refused.
+    assert!(viommu.alloc_vdevice(&dev, 0x9a).is_err());
+    drop(vdev);
+    drop(viommu);
+    dev.replace(&ioas).unwrap();
+}
+
+/// A mock device, or `None` after checking 6.12's refusal (see above).
+fn mock_or_6_12(ioas: &iommufd::Ioas) -> Option<MockDevice> {
+    if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") {
+        let e = MockDevice::new(ioas).unwrap_err();
+        assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EINVAL), "{e}");
+        return None;
+    }
+    Some(MockDevice::new(ioas).unwrap())
+}

@@ -140,6 +140,60 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_HWPT_ALLOC` of a nested HWPT with driver data.
+    pub(crate) fn hwpt_alloc_nested(
+        &self,
+        dev_id: u32,
+        parent: u32,
+        data_type: u32,
+        data: &[u64],
+    ) -> std::result::Result<u32, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::hwpt_alloc_data(fd.as_fd(), dev_id, parent, data_type, data),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_HWPT_INVALIDATE`; entries handled.
+    pub(crate) fn invalidate(
+        &self,
+        id: u32,
+        data_type: u32,
+        entry_words: usize,
+        entries: &[u64],
+    ) -> std::result::Result<u32, (Errno, u32)> {
+        match self {
+            Ctx::Cdev(fd) => sys::hwpt_invalidate(fd.as_fd(), id, data_type, entry_words, entries),
+            Ctx::Legacy => Err((Errno::ENOTTY, 0)),
+        }
+    }
+
+    /// `IOMMU_VIOMMU_ALLOC`.
+    pub(crate) fn viommu_alloc(
+        &self,
+        type_: u32,
+        dev_id: u32,
+        hwpt: u32,
+    ) -> std::result::Result<u32, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::viommu_alloc(fd.as_fd(), type_, dev_id, hwpt),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_VDEVICE_ALLOC`.
+    pub(crate) fn vdevice_alloc(
+        &self,
+        viommu: u32,
+        dev_id: u32,
+        virt_id: u64,
+    ) -> std::result::Result<u32, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::vdevice_alloc(fd.as_fd(), viommu, dev_id, virt_id),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
     /// `IOMMU_HWPT_SET_DIRTY_TRACKING`.
     pub(crate) fn set_dirty_tracking(&self, hwpt: u32, on: bool) -> std::result::Result<(), Errno> {
         match self {

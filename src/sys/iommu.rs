@@ -138,6 +138,127 @@ pub fn hwpt_alloc(fd: BorrowedFd<'_>, dev_id: u32, pt_id: u32, flags: u32) -> ni
     unsafe { raw::iommu_hwpt_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_hwpt_id)
 }
 
+/// `IOMMU_HWPT_ALLOC` of a nested HWPT on parent `pt_id` with driver data
+/// `data` of `data_type`; the new HWPT's id.
+pub fn hwpt_alloc_data(
+    fd: BorrowedFd<'_>,
+    dev_id: u32,
+    pt_id: u32,
+    data_type: u32,
+    data: &[u64],
+) -> nix::Result<u32> {
+    let mut arg = IommuHwptAlloc {
+        size: argsz::<IommuHwptAlloc>(),
+        dev_id,
+        pt_id,
+        data_type,
+        data_len: (data.len() * 8) as u32,
+        data_uptr: data.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `data_uptr` points at `data`, `data_len` bytes, borrowed for
+    // the call; the kernel only reads it.
+    unsafe { raw::iommu_hwpt_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_hwpt_id)
+}
+
+/// `struct iommu_hwpt_invalidate`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwptInvalidate {
+    pub size: u32,
+    pub hwpt_id: u32,
+    pub data_uptr: u64,
+    pub data_type: u32,
+    pub entry_len: u32,
+    pub entry_num: u32,
+    pub reserved: u32,
+}
+
+/// `IOMMU_HWPT_INVALIDATE` of `entries` (`entry_len` bytes each, in words)
+/// on HWPT (or vIOMMU) `id`; how many the kernel handled, also on error.
+pub fn hwpt_invalidate(
+    fd: BorrowedFd<'_>,
+    id: u32,
+    data_type: u32,
+    entry_words: usize,
+    entries: &[u64],
+) -> std::result::Result<u32, (nix::Error, u32)> {
+    assert!(entry_words > 0 && entries.len() % entry_words == 0);
+    let mut arg = IommuHwptInvalidate {
+        size: argsz::<IommuHwptInvalidate>(),
+        hwpt_id: id,
+        data_uptr: entries.as_ptr() as u64,
+        data_type,
+        entry_len: (entry_words * 8) as u32,
+        entry_num: (entries.len() / entry_words) as u32,
+        reserved: 0,
+    };
+    // SAFETY: `data_uptr` points at `entry_num` entries of `entry_len`
+    // bytes in `entries`, borrowed for the call; the kernel only reads them.
+    match unsafe { raw::iommu_hwpt_invalidate(fd.as_raw_fd(), &mut arg) } {
+        Ok(_) => Ok(arg.entry_num),
+        Err(e) => Err((e, arg.entry_num)),
+    }
+}
+
+/// `struct iommu_viommu_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuViommuAlloc {
+    pub size: u32,
+    pub flags: u32,
+    pub type_: u32,
+    pub dev_id: u32,
+    pub hwpt_id: u32,
+    pub out_viommu_id: u32,
+    pub data_len: u32,
+    pub reserved: u32,
+    pub data_uptr: u64,
+}
+
+/// `IOMMU_VIOMMU_ALLOC` of `type_` on nest parent `hwpt` for `dev_id`, no
+/// driver data; its id.
+pub fn viommu_alloc(fd: BorrowedFd<'_>, type_: u32, dev_id: u32, hwpt: u32) -> nix::Result<u32> {
+    let mut arg = IommuViommuAlloc {
+        size: argsz::<IommuViommuAlloc>(),
+        type_,
+        dev_id,
+        hwpt_id: hwpt,
+        ..Default::default()
+    };
+    // SAFETY: no data (`data_len` 0, `data_uptr` 0): a pointer-free struct.
+    unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
+}
+
+/// `struct iommu_vdevice_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuVdeviceAlloc {
+    pub size: u32,
+    pub viommu_id: u32,
+    pub dev_id: u32,
+    pub out_vdevice_id: u32,
+    pub virt_id: u64,
+}
+
+/// `IOMMU_VDEVICE_ALLOC`; its id.
+pub fn vdevice_alloc(
+    fd: BorrowedFd<'_>,
+    viommu: u32,
+    dev_id: u32,
+    virt_id: u64,
+) -> nix::Result<u32> {
+    let mut arg = IommuVdeviceAlloc {
+        size: argsz::<IommuVdeviceAlloc>(),
+        viommu_id: viommu,
+        dev_id,
+        out_vdevice_id: 0,
+        virt_id,
+    };
+    // SAFETY: a pointer-free struct.
+    unsafe { raw::iommu_vdevice_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_vdevice_id)
+}
+
 /// `IOMMU_GET_HW_INFO` of device `dev_id` into `data` (the driver's struct);
 /// the header as the kernel filled it (`data_len` is what it wrote or had).
 pub fn get_hw_info(fd: BorrowedFd<'_>, dev_id: u32, data: &mut [u64]) -> nix::Result<IommuHwInfo> {
@@ -367,6 +488,16 @@ const_assert_eq!(offset_of!(IommuHwInfo, data_uptr), 16);
 const_assert_eq!(offset_of!(IommuHwInfo, data_type), 24);
 const_assert_eq!(offset_of!(IommuHwInfo, out_max_pasid_log2), 28);
 const_assert_eq!(offset_of!(IommuHwInfo, out_capabilities), 32);
+assert_eq_size!(IommuHwptInvalidate, [u8; 32]);
+const_assert_eq!(offset_of!(IommuHwptInvalidate, data_uptr), 8);
+const_assert_eq!(offset_of!(IommuHwptInvalidate, data_type), 16);
+const_assert_eq!(offset_of!(IommuHwptInvalidate, entry_num), 24);
+assert_eq_size!(IommuViommuAlloc, [u8; 40]);
+const_assert_eq!(offset_of!(IommuViommuAlloc, hwpt_id), 16);
+const_assert_eq!(offset_of!(IommuViommuAlloc, out_viommu_id), 20);
+const_assert_eq!(offset_of!(IommuViommuAlloc, data_uptr), 32);
+assert_eq_size!(IommuVdeviceAlloc, [u8; 24]);
+const_assert_eq!(offset_of!(IommuVdeviceAlloc, virt_id), 16);
 assert_eq_size!(IommuHwptSetDirtyTracking, [u8; 16]);
 const_assert_eq!(offset_of!(IommuHwptSetDirtyTracking, hwpt_id), 8);
 assert_eq_size!(IommuHwptGetDirtyBitmap, [u8; 48]);
