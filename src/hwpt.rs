@@ -144,6 +144,8 @@ struct HwptInner {
     id: u32,
     /// A nested HWPT's stage-2, kept until this one is destroyed.
     parent: Option<Hwpt<()>>,
+    /// The fault queue it reports to, kept likewise.
+    _faults: Option<crate::iopf::FaultQueue>,
 }
 
 impl Drop for HwptInner {
@@ -220,6 +222,7 @@ impl<K: Alloc> Hwpt<K> {
                     ioas: ioas.clone(),
                     id,
                     parent: None,
+                    _faults: None,
                 }),
                 kind: PhantomData,
             }),
@@ -361,17 +364,40 @@ impl Hwpt<Nested> {
         parent: &Hwpt<NestParent>,
         stage1: &Stage1,
     ) -> Result<Self> {
+        Self::nested(dev, parent, stage1, None)
+    }
+
+    /// As [`alloc_nested`](Self::alloc_nested), and its devices' page
+    /// requests go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which the
+    /// HWPT holds.
+    pub fn alloc_nested_with_faults(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<NestParent>,
+        stage1: &Stage1,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        Self::nested(dev, parent, stage1, Some(faults))
+    }
+
+    fn nested(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<NestParent>,
+        stage1: &Stage1,
+        faults: Option<&crate::iopf::FaultQueue>,
+    ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         let (data_type, data) = stage1.encode();
+        let fault_id = faults.map(|f| f.id());
         match fd
             .ctx()
-            .hwpt_alloc_nested(dev_id, parent.id(), data_type, &data)
+            .hwpt_alloc_nested(dev_id, parent.id(), data_type, &data, fault_id)
         {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {
                     ioas: parent.ioas().clone(),
                     id,
                     parent: Some(parent.erased()),
+                    _faults: faults.cloned(),
                 }),
                 kind: PhantomData,
             }),

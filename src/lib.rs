@@ -237,6 +237,7 @@ pub mod handover;
 pub mod hwpt;
 pub mod ioas;
 mod iommufd;
+pub mod iopf;
 pub mod irq;
 pub mod mdev;
 pub mod migration;

@@ -36,6 +36,7 @@ const OP_MOCK_DOMAIN: u32 = 2;
 const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 const OP_DIRTY: u32 = 13;
 const OP_MD_CHECK_IOTLB: u32 = 14;
+const OP_TRIGGER_IOPF: u32 = 15;
 
 /// A mock device of the iommufd test driver, bound to an iommufd and
 /// attached to a page table. Destroyed (`IOMMU_DESTROY` of its selftest
@@ -184,6 +185,25 @@ impl MockDevice {
                 e,
             )
         })
+    }
+}
+
+impl MockDevice {
+    /// Plays the device asking for a page (`IOMMU_TEST_OP_TRIGGER_IOPF`):
+    /// a page request for `addr` with PASID `pasid`, group `grpid` and
+    /// `perm`, delivered to the fault queue of the HWPT it is attached to.
+    pub fn trigger_page_fault(&self, pasid: u32, grpid: u32, perm: u32, addr: u64) -> Result<()> {
+        let mut cmd = sys::IommuTestCmd {
+            op: OP_TRIGGER_IOPF,
+            ..Default::default()
+        };
+        // struct { u32 dev_id, pasid, grpid, perm; u64 addr; }
+        cmd.data[0] = u64::from(self.idev_id) | (u64::from(pasid) << 32);
+        cmd.data[1] = u64::from(grpid) | (u64::from(perm) << 32);
+        cmd.data[2] = addr;
+        // SAFETY: TRIGGER_IOPF carries no pointer.
+        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
+            .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_IOPF", self.name.clone(), e))
     }
 }
 

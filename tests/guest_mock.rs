@@ -189,3 +189,37 @@ fn mock_or_6_12(ioas: &iommufd::Ioas) -> Option<MockDevice> {
     }
     Some(MockDevice::new(ioas).unwrap())
 }
+
+/// An I/O page fault: a nested HWPT reporting to a fault queue, the mock
+/// device moved onto it asks for a page, the VMM reads the typed record
+/// from the queue's fd and answers it.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_page_fault_is_read_from_the_fault_queue_and_answered() {
+    use iommufd::hwpt::{NestParent, Nested, Stage1};
+    use iommufd::iopf::{FaultQueue, Response};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let faults = FaultQueue::alloc(&fd).unwrap();
+    let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+    let s1 = Stage1::Selftest { iotlb: 0xbadbeef };
+    let nested = Hwpt::<Nested>::alloc_nested_with_faults(&dev, &parent, &s1, &faults).unwrap();
+    dev.replace(&nested).unwrap();
+    dev.trigger_page_fault(1, 2, 0b11, 0xdead_beaf).unwrap();
+    let got = faults.read().unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let f = &got[0];
+    assert_eq!(
+        (f.dev_id, f.pasid, f.grpid, f.perm),
+        (dev.dev_id(), Some(1), 2, 0b11),
+        "{f:?}"
+    );
+    assert_eq!(f.addr & !0xfff, 0xdead_beaf & !0xfff, "{f:?}");
+    faults.respond(f, Response::Success).unwrap();
+    // The queue outlives our handle while the HWPT reports to it.
+    drop(faults);
+    dev.replace(&ioas).unwrap();
+}

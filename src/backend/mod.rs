@@ -147,9 +147,25 @@ impl Ctx {
         parent: u32,
         data_type: u32,
         data: &[u64],
+        fault_id: Option<u32>,
     ) -> std::result::Result<u32, Errno> {
         match self {
-            Ctx::Cdev(fd) => sys::hwpt_alloc_data(fd.as_fd(), dev_id, parent, data_type, data),
+            Ctx::Cdev(fd) => {
+                sys::hwpt_alloc_data(fd.as_fd(), dev_id, parent, data_type, data, fault_id)
+            }
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `IOMMU_FAULT_QUEUE_ALLOC`: (id, fd).
+    pub(crate) fn fault_queue_alloc(&self) -> std::result::Result<(u32, OwnedFd), Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::fault_queue_alloc(fd.as_fd()).map(|(id, raw)| {
+                // SAFETY: the kernel just installed `raw` for us.
+                (id, unsafe {
+                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw)
+                })
+            }),
             Ctx::Legacy => Err(Errno::ENOTTY),
         }
     }

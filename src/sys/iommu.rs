@@ -122,6 +122,43 @@ pub struct IommuHwInfo {
 pub const IOMMU_HWPT_ALLOC_NEST_PARENT: u32 = 1 << 0;
 pub const IOMMU_HWPT_ALLOC_DIRTY_TRACKING: u32 = 1 << 1;
 pub const IOMMU_HW_CAP_DIRTY_TRACKING: u64 = 1 << 0;
+pub const IOMMU_HWPT_FAULT_ID_VALID: u32 = 1 << 2;
+
+/// `struct iommu_fault_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuFaultAlloc {
+    pub size: u32,
+    pub flags: u32,
+    pub out_fault_id: u32,
+    pub out_fault_fd: u32,
+}
+
+/// `struct iommu_hwpt_pgfault`: one record read from a fault queue's fd.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwptPgfault {
+    pub flags: u32,
+    pub dev_id: u32,
+    pub pasid: u32,
+    pub grpid: u32,
+    pub perm: u32,
+    pub reserved: u32,
+    pub addr: u64,
+    pub length: u32,
+    pub cookie: u32,
+}
+
+/// `IOMMU_FAULT_QUEUE_ALLOC`: (fault object id, its fd).
+pub fn fault_queue_alloc(fd: BorrowedFd<'_>) -> nix::Result<(u32, i32)> {
+    let mut arg = IommuFaultAlloc {
+        size: argsz::<IommuFaultAlloc>(),
+        ..Default::default()
+    };
+    // SAFETY: a live, exclusive, pointer-free struct.
+    unsafe { raw::iommu_fault_queue_alloc(fd.as_raw_fd(), &mut arg) }
+        .map(|_| (arg.out_fault_id, arg.out_fault_fd as i32))
+}
 
 /// `IOMMU_HWPT_ALLOC` of a paging HWPT on IOAS `pt_id` for device `dev_id`,
 /// with `flags` and no driver data; the new HWPT's id.
@@ -146,9 +183,16 @@ pub fn hwpt_alloc_data(
     pt_id: u32,
     data_type: u32,
     data: &[u64],
+    fault_id: Option<u32>,
 ) -> nix::Result<u32> {
     let mut arg = IommuHwptAlloc {
         size: argsz::<IommuHwptAlloc>(),
+        flags: if fault_id.is_some() {
+            IOMMU_HWPT_FAULT_ID_VALID
+        } else {
+            0
+        },
+        fault_id: fault_id.unwrap_or(0),
         dev_id,
         pt_id,
         data_type,
@@ -488,6 +532,12 @@ const_assert_eq!(offset_of!(IommuHwInfo, data_uptr), 16);
 const_assert_eq!(offset_of!(IommuHwInfo, data_type), 24);
 const_assert_eq!(offset_of!(IommuHwInfo, out_max_pasid_log2), 28);
 const_assert_eq!(offset_of!(IommuHwInfo, out_capabilities), 32);
+assert_eq_size!(IommuFaultAlloc, [u8; 16]);
+assert_eq_size!(IommuHwptPgfault, [u8; 40]);
+const_assert_eq!(offset_of!(IommuHwptPgfault, addr), 24);
+const_assert_eq!(offset_of!(IommuHwptPgfault, length), 32);
+const_assert_eq!(offset_of!(IommuHwptPgfault, cookie), 36);
+const_assert_eq!(offset_of!(IommuFaultAlloc, out_fault_fd), 12);
 assert_eq_size!(IommuHwptInvalidate, [u8; 32]);
 const_assert_eq!(offset_of!(IommuHwptInvalidate, data_uptr), 8);
 const_assert_eq!(offset_of!(IommuHwptInvalidate, data_type), 16);

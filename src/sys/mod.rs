@@ -98,6 +98,7 @@ vfio_ioctls! {
     iommu_hwpt_get_dirty_bitmap = IOMMUFD_CMD_BASE + 0xc, IommuHwptGetDirtyBitmap;
     iommu_test_cmd = IOMMUFD_CMD_BASE + 0x20, IommuTestCmd;
     iommu_hwpt_invalidate = IOMMUFD_CMD_BASE + 0xd, IommuHwptInvalidate;
+    iommu_fault_queue_alloc = IOMMUFD_CMD_BASE + 0xe, IommuFaultAlloc;
     iommu_viommu_alloc = IOMMUFD_CMD_BASE + 0x10, IommuViommuAlloc;
     iommu_vdevice_alloc = IOMMUFD_CMD_BASE + 0x11, IommuVdeviceAlloc;
 }
@@ -254,6 +255,7 @@ mod tests {
             ("iommu_hwpt_get_dirty_bitmap", 0x3b8c),
             ("iommu_test_cmd", 0x3ba0),
             ("iommu_hwpt_invalidate", 0x3b8d),
+            ("iommu_fault_queue_alloc", 0x3b8e),
             ("iommu_viommu_alloc", 0x3b90),
             ("iommu_vdevice_alloc", 0x3b91),
             ("vfio_device_get_pci_hot_reset_info", 0x3b70),
