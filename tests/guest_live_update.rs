@@ -221,3 +221,48 @@ fn handover_refuses_a_mapping_made_by_address() {
     assert_eq!(out, MSG_B);
     drop(h);
 }
+
+/// Adoption is no way around the memory model: a second `Iommufd` on a
+/// dup of the fd and a second handle on a live IOAS can remove a live
+/// mapping's range behind its `Mapping`, but then the device no longer
+/// reaches the memory, and the `Mapping` never hands it back as if it
+/// were still its own to unmap: its unmap fails (the range is gone), and
+/// it keeps the memory.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_second_handle_from_a_dup_cannot_free_memory_under_the_device() {
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let (src, dst) = support::map_src_dst(
+        &ioas,
+        MSG_B,
+        Iova::Fixed(IOVA),
+        Iova::Fixed(IOVA + 0x10000),
+        4096,
+    );
+    let dup = fd.iommufd_fd().unwrap().try_clone_to_owned().unwrap();
+    let fd2 = Iommufd::adopt(dup).unwrap();
+    let ioas2 = iommufd::Ioas::adopt(&fd2, ioas.id()).unwrap();
+    // The second handle does not know the mappings: it removes dst's range.
+    assert_eq!(ioas2.unmap(dst.iova(), 4096).unwrap(), 4096);
+    // The device cannot reach dst's memory any more.
+    let edu = Edu::new(&dev);
+    edu.read_from_ram(src.iova(), MSG_B.len() as u64);
+    edu.write_to_ram(dst.iova(), MSG_B.len() as u64);
+    let mut out = vec![0u8; MSG_B.len()];
+    dst.read_bytes(0, &mut out).unwrap();
+    assert_ne!(out, MSG_B, "DMA reached a range another handle unmapped");
+    // dst's own unmap fails, naming the cause, and hands the mapping back
+    // (still owning its memory); dropping it then leaks the memory.
+    let e = dst.unmap().unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::NotMapped, "{}", e.error());
+    drop(e.into_inner());
+    // Dropping the second handle asks the kernel to destroy the IOAS, which
+    // refuses while the device is attached (EBUSY): the first handle's IOAS
+    // goes on working.
+    drop(ioas2);
+    let out = support::round_trip(&dev, &ioas, MSG_B, Iova::Any, Iova::Any);
+    assert_eq!(out, MSG_B);
+    drop((src, dev));
+}
