@@ -146,6 +146,8 @@ struct HwptInner {
     parent: Option<Hwpt<()>>,
     /// The fault queue it reports to, kept likewise.
     _faults: Option<crate::iopf::FaultQueue>,
+    /// The vIOMMU a nested HWPT was allocated on, kept likewise.
+    _viommu: Option<crate::viommu::Viommu>,
 }
 
 impl Drop for HwptInner {
@@ -223,6 +225,7 @@ impl<K: Alloc> Hwpt<K> {
                     id,
                     parent: None,
                     _faults: None,
+                    _viommu: None,
                 }),
                 kind: PhantomData,
             }),
@@ -398,6 +401,37 @@ impl Hwpt<Nested> {
                     id,
                     parent: Some(parent.erased()),
                     _faults: faults.cloned(),
+                    _viommu: None,
+                }),
+                kind: PhantomData,
+            }),
+            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), e)),
+        }
+    }
+
+    /// Allocates a nested HWPT on a vIOMMU (`IOMMU_HWPT_ALLOC` with the
+    /// vIOMMU as its parent): the guest's stage-1 under that vIOMMU, whose
+    /// devices' events (vEVENTQ) then report through it. It holds the
+    /// vIOMMU, and through it the nest parent.
+    pub fn alloc_nested_on(
+        dev: &impl HwptDevice,
+        viommu: &crate::viommu::Viommu,
+        stage1: &Stage1,
+    ) -> Result<Self> {
+        let (fd, dev_id, name) = dev.hwpt_dev();
+        let (data_type, data) = stage1.encode();
+        let parent = viommu.parent();
+        match fd
+            .ctx()
+            .hwpt_alloc_nested(dev_id, viommu.id(), data_type, &data, None)
+        {
+            Ok(id) => Ok(Hwpt {
+                inner: Arc::new(HwptInner {
+                    ioas: parent.ioas().clone(),
+                    id,
+                    parent: Some(parent.erased()),
+                    _faults: None,
+                    _viommu: Some(viommu.clone()),
                 }),
                 kind: PhantomData,
             }),

@@ -37,6 +37,7 @@ const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
 const OP_DIRTY: u32 = 13;
 const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
+const OP_TRIGGER_VEVENT: u32 = 17;
 
 /// A mock device of the iommufd test driver, bound to an iommufd and
 /// attached to a page table. Destroyed (`IOMMU_DESTROY` of its selftest
@@ -204,6 +205,22 @@ impl MockDevice {
         // SAFETY: TRIGGER_IOPF carries no pointer.
         unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
             .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_IOPF", self.name.clone(), e))
+    }
+}
+
+impl MockDevice {
+    /// Plays the IOMMU reporting an event for this device to its vIOMMU
+    /// (`IOMMU_TEST_OP_TRIGGER_VEVENT`): the vEVENTQ gets an event carrying
+    /// the device's virtual id.
+    pub fn trigger_vevent(&self) -> Result<()> {
+        let mut cmd = sys::IommuTestCmd {
+            op: OP_TRIGGER_VEVENT,
+            ..Default::default()
+        };
+        cmd.data[0] = u64::from(self.idev_id);
+        // SAFETY: TRIGGER_VEVENT carries no pointer.
+        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
+            .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_VEVENT", self.name.clone(), e))
     }
 }
 

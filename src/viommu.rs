@@ -3,8 +3,11 @@
 //!
 //! A [`Viommu`] lives on a [`NestParent`] HWPT and holds it. A [`Vdevice`]
 //! is one device as the guest's vIOMMU knows it (its virtual id, such as a
-//! vSID or a vRID): it borrows its vIOMMU and its device, so it cannot
-//! outlive either (`ui-tests/compile-fail/vdevice_outlives_viommu`).
+//! vSID or a vRID): it borrows its vIOMMU, so it cannot outlive it
+//! (`ui-tests/compile-fail/vdevice_outlives_viommu`). It does not borrow the
+//! device, which must still move (to a nested HWPT allocated on the
+//! vIOMMU, [`Hwpt::alloc_nested_on`](crate::hwpt::Hwpt::alloc_nested_on))
+//! while the vDEVICE lives; drop the vDEVICE before unbinding the device.
 //!
 //! ```no_run
 //! use iommufd::hwpt::{Hwpt, NestParent};
@@ -20,7 +23,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::{Hwpt, HwptDevice, NestParent};
 use nix::errno::Errno;
 use std::fmt;
-use std::marker::PhantomData;
 
 /// A vIOMMU type (`IOMMU_VIOMMU_TYPE_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,18 +45,30 @@ impl ViommuKind {
     }
 }
 
-/// A virtual IOMMU on a nest parent HWPT, which it holds. Destroyed when
-/// dropped; its [`Vdevice`]s borrow it.
-pub struct Viommu {
+struct ViommuInner {
     parent: Hwpt<NestParent>,
     id: u32,
 }
 
+impl Drop for ViommuInner {
+    fn drop(&mut self) {
+        // Its vDEVICEs and vEVENTQs borrow a handle, and the nested HWPTs
+        // on it hold one, so none is left.
+        self.parent.ioas().iommufd().ctx().destroy(self.id);
+    }
+}
+
+/// A virtual IOMMU on a nest parent HWPT, which it holds. A handle: clones
+/// share it, nested HWPTs allocated on it hold one, and it is destroyed
+/// with the last; its [`Vdevice`]s and [`Veventq`]s borrow it.
+#[derive(Clone)]
+pub struct Viommu(std::sync::Arc<ViommuInner>);
+
 impl fmt::Debug for Viommu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Viommu")
-            .field("id", &self.id)
-            .field("parent", &self.parent.id())
+            .field("id", &self.0.id)
+            .field("parent", &self.0.parent.id())
             .finish()
     }
 }
@@ -87,10 +101,10 @@ impl Viommu {
     ) -> Result<Viommu> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         match fd.ctx().viommu_alloc(kind.number(), dev_id, parent.id()) {
-            Ok(id) => Ok(Viommu {
+            Ok(id) => Ok(Viommu(std::sync::Arc::new(ViommuInner {
                 parent: parent.clone(),
                 id,
-            }),
+            }))),
             Err(e) => Err(alloc_error(
                 "IOMMU_VIOMMU_ALLOC",
                 format!("{name} on HWPT {}", parent.id()),
@@ -101,55 +115,175 @@ impl Viommu {
 
     /// Its id in the iommufd.
     pub fn id(&self) -> u32 {
-        self.id
+        self.0.id
     }
 
     /// The nest parent it lives on.
     pub fn parent(&self) -> &Hwpt<NestParent> {
-        &self.parent
+        &self.0.parent
     }
 
     /// Tells the vIOMMU that `dev` is, to the guest, device `virt_id`
-    /// (`IOMMU_VDEVICE_ALLOC`). The vDEVICE borrows both.
+    /// (`IOMMU_VDEVICE_ALLOC`). The vDEVICE borrows the vIOMMU; drop it
+    /// before the device is unbound.
     ///
     /// # Errors
     /// From the kernel: `EEXIST` when the virtual id or the device is taken.
     #[doc(alias = "IOMMU_VDEVICE_ALLOC")]
-    pub fn alloc_vdevice<'v, D: HwptDevice>(
-        &'v self,
-        dev: &'v D,
-        virt_id: u64,
-    ) -> Result<Vdevice<'v>> {
+    pub fn alloc_vdevice<D: HwptDevice>(&self, dev: &D, virt_id: u64) -> Result<Vdevice<'_>> {
         let (fd, dev_id, name) = dev.hwpt_dev();
-        match fd.ctx().vdevice_alloc(self.id, dev_id, virt_id) {
+        match fd.ctx().vdevice_alloc(self.0.id, dev_id, virt_id) {
             Ok(id) => Ok(Vdevice {
                 viommu: self,
                 id,
                 virt_id,
-                _dev: PhantomData,
             }),
             Err(e) => Err(alloc_error(
                 "IOMMU_VDEVICE_ALLOC",
-                format!("{name} as {virt_id:#x} on vIOMMU {}", self.id),
+                format!("{name} as {virt_id:#x} on vIOMMU {}", self.0.id),
                 e,
             )),
         }
     }
 }
 
-impl Drop for Viommu {
-    fn drop(&mut self) {
-        // Its vDEVICEs borrow it, so none is left.
-        self.parent.ioas().iommufd().ctx().destroy(self.id);
+/// A vEVENTQ type (`IOMMU_VEVENTQ_TYPE_*`) and the size of its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VeventqKind {
+    /// ARM SMMUv3 events (`struct iommu_vevent_arm_smmuv3`, 32 bytes).
+    ArmSmmuV3,
+    /// The iommufd test driver's (`struct iommu_viommu_event_selftest`, 4 bytes).
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest,
+}
+
+impl VeventqKind {
+    fn number(self) -> u32 {
+        match self {
+            VeventqKind::ArmSmmuV3 => 1,
+            #[cfg(feature = "iommufd-test-driver")]
+            VeventqKind::Selftest => 0xbeef_beef,
+        }
+    }
+    fn event_len(self) -> usize {
+        match self {
+            VeventqKind::ArmSmmuV3 => 32,
+            #[cfg(feature = "iommufd-test-driver")]
+            VeventqKind::Selftest => 4,
+        }
     }
 }
 
-/// A device as a vIOMMU's guest knows it; borrows the vIOMMU and the device.
+impl Viommu {
+    /// Allocates a vEVENTQ of `kind` holding up to `depth` events
+    /// (`IOMMU_VEVENTQ_ALLOC`): the events the IOMMU reports for this
+    /// vIOMMU's devices, for the VMM to forward to its guest. It borrows
+    /// the vIOMMU.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] when the IOMMU has no such queue, on the
+    /// legacy path and before 6.15; `EEXIST` for a second queue of a type.
+    #[doc(alias = "IOMMU_VEVENTQ_ALLOC")]
+    pub fn alloc_veventq(&self, kind: VeventqKind, depth: u32) -> Result<Veventq<'_>> {
+        let ctx = self.0.parent.ioas().iommufd().ctx();
+        match ctx.veventq_alloc(self.0.id, kind.number(), depth) {
+            Ok((id, fd)) => Ok(Veventq {
+                viommu: self,
+                id,
+                fd,
+                kind,
+            }),
+            Err(e) => Err(alloc_error(
+                "IOMMU_VEVENTQ_ALLOC",
+                format!("vIOMMU {}", self.0.id),
+                e,
+            )),
+        }
+    }
+}
+
+/// A virtual event queue of a vIOMMU: an fd to poll and typed events.
+pub struct Veventq<'v> {
+    viommu: &'v Viommu,
+    id: u32,
+    fd: std::os::fd::OwnedFd,
+    kind: VeventqKind,
+}
+
+impl fmt::Debug for Veventq<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Veventq")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("viommu", &self.viommu.0.id)
+            .finish()
+    }
+}
+
+/// One virtual event (`struct iommufd_vevent_header` and its data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vevent {
+    /// The queue's running sequence number of this event.
+    pub sequence: u32,
+    /// Events were lost before this one (the queue was full); no data.
+    pub lost_before: bool,
+    /// The event, as the vIOMMU type defines it.
+    pub data: Vec<u8>,
+}
+
+impl Veventq<'_> {
+    /// Its id in the iommufd.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Reads the events queued now (blocks while there are none: poll
+    /// [`as_fd`](std::os::fd::AsFd::as_fd) first).
+    pub fn read(&self) -> Result<Vec<Vevent>> {
+        let mut buf = vec![0u8; 64 * (8 + self.kind.event_len())];
+        let n = nix::unistd::read(&self.fd, &mut buf)
+            .map_err(|e| Error::sys("read", format!("vEVENTQ {}", self.id), e))?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= n {
+            let flags = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+            let sequence = u32::from_ne_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes"));
+            at += 8;
+            let lost = flags & 1 != 0;
+            let len = if lost {
+                0
+            } else {
+                self.kind.event_len().min(n - at)
+            };
+            out.push(Vevent {
+                sequence,
+                lost_before: lost,
+                data: buf[at..at + len].to_vec(),
+            });
+            at += len;
+        }
+        Ok(out)
+    }
+}
+
+impl std::os::fd::AsFd for Veventq<'_> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+}
+
+impl Drop for Veventq<'_> {
+    fn drop(&mut self) {
+        self.viommu.0.parent.ioas().iommufd().ctx().destroy(self.id);
+    }
+}
+
+/// A device as a vIOMMU's guest knows it; borrows the vIOMMU.
 pub struct Vdevice<'v> {
     viommu: &'v Viommu,
     id: u32,
     virt_id: u64,
-    _dev: PhantomData<&'v ()>,
 }
 
 impl fmt::Debug for Vdevice<'_> {
@@ -157,7 +291,7 @@ impl fmt::Debug for Vdevice<'_> {
         f.debug_struct("Vdevice")
             .field("id", &self.id)
             .field("virt_id", &format_args!("{:#x}", self.virt_id))
-            .field("viommu", &self.viommu.id)
+            .field("viommu", &self.viommu.0.id)
             .finish()
     }
 }
@@ -175,6 +309,6 @@ impl Vdevice<'_> {
 
 impl Drop for Vdevice<'_> {
     fn drop(&mut self) {
-        self.viommu.parent.ioas().iommufd().ctx().destroy(self.id);
+        self.viommu.0.parent.ioas().iommufd().ctx().destroy(self.id);
     }
 }

@@ -223,3 +223,38 @@ fn a_page_fault_is_read_from_the_fault_queue_and_answered() {
     drop(faults);
     dev.replace(&ioas).unwrap();
 }
+
+/// vEVENTQ: events the (mock) IOMMU reports for a vIOMMU's device, read
+/// from the queue's fd with their sequence numbers and the device's
+/// virtual id.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn vevents_reach_the_viommus_event_queue() {
+    use iommufd::hwpt::NestParent;
+    use iommufd::viommu::{VeventqKind, Viommu, ViommuKind};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+    let viommu = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+    let vdev = viommu.alloc_vdevice(&dev, 0x99).unwrap();
+    let q = viommu.alloc_veventq(VeventqKind::Selftest, 4).unwrap();
+    // The device reports through its vIOMMU once attached to a nested HWPT
+    // allocated on it (which holds the vIOMMU).
+    let s1 = iommufd::hwpt::Stage1::Selftest { iotlb: 0 };
+    let nested = Hwpt::<iommufd::hwpt::Nested>::alloc_nested_on(&dev, &viommu, &s1).unwrap();
+    dev.replace(&nested).unwrap();
+    dev.trigger_vevent().unwrap();
+    dev.trigger_vevent().unwrap();
+    let got = q.read().unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for e in &got {
+        assert!(!e.lost_before, "{e:?}");
+        assert_eq!(e.data, 0x99u32.to_ne_bytes(), "{e:?}");
+    }
+    assert_eq!(got[1].sequence, got[0].sequence.wrapping_add(1), "{got:?}");
+    dev.replace(&ioas).unwrap();
+    drop((q, vdev));
+}

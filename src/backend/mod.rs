@@ -197,6 +197,26 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_VEVENTQ_ALLOC`: (id, fd).
+    pub(crate) fn veventq_alloc(
+        &self,
+        viommu: u32,
+        type_: u32,
+        depth: u32,
+    ) -> std::result::Result<(u32, OwnedFd), Errno> {
+        match self {
+            Ctx::Cdev(fd) => {
+                sys::veventq_alloc(fd.as_fd(), viommu, type_, depth).map(|(id, raw)| {
+                    // SAFETY: the kernel just installed `raw` for us.
+                    (id, unsafe {
+                        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw)
+                    })
+                })
+            }
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
     /// `IOMMU_VDEVICE_ALLOC`.
     pub(crate) fn vdevice_alloc(
         &self,

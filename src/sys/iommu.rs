@@ -274,6 +274,39 @@ pub fn viommu_alloc(fd: BorrowedFd<'_>, type_: u32, dev_id: u32, hwpt: u32) -> n
     unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
 }
 
+/// `struct iommu_veventq_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuVeventqAlloc {
+    pub size: u32,
+    pub flags: u32,
+    pub viommu_id: u32,
+    pub type_: u32,
+    pub veventq_depth: u32,
+    pub out_veventq_id: u32,
+    pub out_veventq_fd: u32,
+    pub reserved: u32,
+}
+
+/// `IOMMU_VEVENTQ_ALLOC`: (id, fd).
+pub fn veventq_alloc(
+    fd: BorrowedFd<'_>,
+    viommu: u32,
+    type_: u32,
+    depth: u32,
+) -> nix::Result<(u32, i32)> {
+    let mut arg = IommuVeventqAlloc {
+        size: argsz::<IommuVeventqAlloc>(),
+        viommu_id: viommu,
+        type_,
+        veventq_depth: depth,
+        ..Default::default()
+    };
+    // SAFETY: a live, exclusive, pointer-free struct.
+    unsafe { raw::iommu_veventq_alloc(fd.as_raw_fd(), &mut arg) }
+        .map(|_| (arg.out_veventq_id, arg.out_veventq_fd as i32))
+}
+
 /// `struct iommu_vdevice_alloc`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -547,6 +580,8 @@ const_assert_eq!(offset_of!(IommuViommuAlloc, hwpt_id), 16);
 const_assert_eq!(offset_of!(IommuViommuAlloc, out_viommu_id), 20);
 const_assert_eq!(offset_of!(IommuViommuAlloc, data_uptr), 32);
 assert_eq_size!(IommuVdeviceAlloc, [u8; 24]);
+assert_eq_size!(IommuVeventqAlloc, [u8; 32]);
+const_assert_eq!(offset_of!(IommuVeventqAlloc, out_veventq_fd), 24);
 const_assert_eq!(offset_of!(IommuVdeviceAlloc, virt_id), 16);
 assert_eq_size!(IommuHwptSetDirtyTracking, [u8; 16]);
 const_assert_eq!(offset_of!(IommuHwptSetDirtyTracking, hwpt_id), 8);

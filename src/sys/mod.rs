@@ -101,6 +101,7 @@ vfio_ioctls! {
     iommu_fault_queue_alloc = IOMMUFD_CMD_BASE + 0xe, IommuFaultAlloc;
     iommu_viommu_alloc = IOMMUFD_CMD_BASE + 0x10, IommuViommuAlloc;
     iommu_vdevice_alloc = IOMMUFD_CMD_BASE + 0x11, IommuVdeviceAlloc;
+    iommu_veventq_alloc = IOMMUFD_CMD_BASE + 0x13, IommuVeventqAlloc;
 }
 
 /// The `size`/`argsz` first field every iommufd and VFIO struct carries.
@@ -258,6 +259,7 @@ mod tests {
             ("iommu_fault_queue_alloc", 0x3b8e),
             ("iommu_viommu_alloc", 0x3b90),
             ("iommu_vdevice_alloc", 0x3b91),
+            ("iommu_veventq_alloc", 0x3b93),
             ("vfio_device_get_pci_hot_reset_info", 0x3b70),
             ("vfio_device_pci_hot_reset", 0x3b71),
         ];
