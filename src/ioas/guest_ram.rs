@@ -155,21 +155,8 @@ impl Ioas {
             .file_offset()
             .filter(|_| mmap.flags() & nix::libc::MAP_SHARED != 0);
         if let (Some(file), true) = (shared_file, self.inner.space.maps_files()) {
-            let at = self.precheck(Iova::Fixed(gpa.0), len as u64)?;
-            let got = self.mapped_by(at, len as u64, access, || {
-                self.inner.space.map_file(
-                    self.inner.iommufd.ctx(),
-                    self.inner.id,
-                    file.file().as_fd(),
-                    file.start(),
-                    len as u64,
-                    at,
-                    access,
-                )
-            });
-            match got {
-                // The file's pages belong to the kernel's reference to the
-                // file: an orphan costs an IOVA range, not soundness.
+            let at = Iova::Fixed(gpa.0);
+            match self.map_fd(file.file().as_fd(), file.start(), len as u64, at, access) {
                 Ok(iova) => {
                     let ram = GuestRam {
                         mmap,
@@ -177,19 +164,11 @@ impl Ioas {
                         len,
                         by_file: true,
                     };
-                    return Ok(Mapping::new(
-                        self.clone(),
-                        iova,
-                        len as u64,
-                        ram,
-                        NonNull::dangling(),
-                        0,
-                    )
-                    .file_backed(true));
+                    return Ok(self.file_mapping(iova, len as u64, ram));
                 }
                 // No MAP_FILE on this kernel: by address, below.
-                Err((e, _)) if e.kind() == ErrorKind::Unsupported => {}
-                Err((e, _)) => return Err(e),
+                Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                Err(e) => return Err(e),
             }
         }
         let va = NonNull::new(mmap.as_ptr()).expect("an mmap is never at address 0");
