@@ -39,6 +39,26 @@ const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
 const OP_TRIGGER_VEVENT: u32 = 17;
 
+/// Issues a test-driver op whose data holds no user pointer (every op here
+/// but `IOMMU_TEST_OP_DIRTY`); the command as the driver filled it.
+fn plain_op(
+    fd: &Iommufd,
+    op: u32,
+    id: u32,
+    data: [u64; 7],
+) -> std::result::Result<sys::IommuTestCmd, nix::errno::Errno> {
+    let mut cmd = sys::IommuTestCmd {
+        op,
+        id,
+        data,
+        ..Default::default()
+    };
+    // SAFETY: the callers pass only ops whose data carries no pointer
+    // (MOCK_DOMAIN, MOCK_DOMAIN_REPLACE, MD_CHECK_IOTLB, TRIGGER_IOPF,
+    // TRIGGER_VEVENT): the driver touches nothing but `cmd`.
+    unsafe { fd.ctx().test_cmd(&mut cmd) }.map(|()| cmd)
+}
+
 /// A mock device of the iommufd test driver, bound to an iommufd and
 /// attached to a page table. Destroyed (`IOMMU_DESTROY` of its selftest
 /// object) when dropped.
@@ -61,13 +81,7 @@ impl MockDevice {
     /// [`ErrorKind::Unsupported`] (`ENOTTY`) on a kernel without
     /// `CONFIG_IOMMUFD_TEST`, or on the legacy path.
     pub fn new(ioas: &Ioas) -> Result<MockDevice> {
-        let mut cmd = sys::IommuTestCmd {
-            op: OP_MOCK_DOMAIN,
-            id: ioas.id(),
-            ..Default::default()
-        };
-        // SAFETY: MOCK_DOMAIN carries no pointer.
-        unsafe { ioas.iommufd().ctx().test_cmd(&mut cmd) }.map_err(|e| {
+        let cmd = plain_op(ioas.iommufd(), OP_MOCK_DOMAIN, ioas.id(), [0; 7]).map_err(|e| {
             let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN", format!("IOAS {}", ioas.id()), e);
             match e {
                 nix::errno::Errno::ENOTTY => err.kind_(ErrorKind::Unsupported).detail(
@@ -110,14 +124,8 @@ impl MockDevice {
 
     /// Moves it to `pt` (`IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`).
     pub fn replace<P: PageTable>(&mut self, pt: &P) -> Result<()> {
-        let mut cmd = sys::IommuTestCmd {
-            op: OP_MOCK_DOMAIN_REPLACE,
-            id: self.stdev_id,
-            ..Default::default()
-        };
-        cmd.data[0] = u64::from(pt.pt_id());
-        // SAFETY: MOCK_DOMAIN_REPLACE carries no pointer.
-        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
+        let data = [u64::from(pt.pt_id()), 0, 0, 0, 0, 0, 0];
+        let cmd = plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, data)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e))?;
         self.hwpt_id = cmd.data[0] as u32;
         self._pt = pt.pt_hwpt();
@@ -158,9 +166,7 @@ impl MockDevice {
             .map_err(|e| Error::sys("IOMMU_TEST_OP_DIRTY", self.name.clone(), e))?;
         Ok(cmd.data[5])
     }
-}
 
-impl MockDevice {
     /// Checks that entry `index` of `hwpt`'s mock IOTLB holds `value`
     /// (`IOMMU_TEST_OP_MD_CHECK_IOTLB`): what an invalidation changed.
     ///
@@ -172,54 +178,52 @@ impl MockDevice {
         index: u32,
         value: u32,
     ) -> Result<()> {
-        let mut cmd = sys::IommuTestCmd {
-            op: OP_MD_CHECK_IOTLB,
-            id: hwpt.id(),
-            ..Default::default()
-        };
-        cmd.data[0] = u64::from(index) | (u64::from(value) << 32);
-        // SAFETY: MD_CHECK_IOTLB carries no pointer.
-        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }.map_err(|e| {
-            Error::sys(
-                "IOMMU_TEST_OP_MD_CHECK_IOTLB",
-                format!("HWPT {} entry {index}", hwpt.id()),
-                e,
-            )
-        })
+        let data = [
+            u64::from(index) | (u64::from(value) << 32),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        plain_op(&self.iommufd, OP_MD_CHECK_IOTLB, hwpt.id(), data)
+            .map(drop)
+            .map_err(|e| {
+                Error::sys(
+                    "IOMMU_TEST_OP_MD_CHECK_IOTLB",
+                    format!("HWPT {} entry {index}", hwpt.id()),
+                    e,
+                )
+            })
     }
-}
 
-impl MockDevice {
     /// Plays the device asking for a page (`IOMMU_TEST_OP_TRIGGER_IOPF`):
     /// a page request for `addr` with PASID `pasid`, group `grpid` and
     /// `perm`, delivered to the fault queue of the HWPT it is attached to.
     pub fn trigger_page_fault(&self, pasid: u32, grpid: u32, perm: u32, addr: u64) -> Result<()> {
-        let mut cmd = sys::IommuTestCmd {
-            op: OP_TRIGGER_IOPF,
-            ..Default::default()
-        };
         // struct { u32 dev_id, pasid, grpid, perm; u64 addr; }
-        cmd.data[0] = u64::from(self.idev_id) | (u64::from(pasid) << 32);
-        cmd.data[1] = u64::from(grpid) | (u64::from(perm) << 32);
-        cmd.data[2] = addr;
-        // SAFETY: TRIGGER_IOPF carries no pointer.
-        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
+        let data = [
+            u64::from(self.idev_id) | (u64::from(pasid) << 32),
+            u64::from(grpid) | (u64::from(perm) << 32),
+            addr,
+            0,
+            0,
+            0,
+            0,
+        ];
+        plain_op(&self.iommufd, OP_TRIGGER_IOPF, 0, data)
+            .map(drop)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_IOPF", self.name.clone(), e))
     }
-}
 
-impl MockDevice {
     /// Plays the IOMMU reporting an event for this device to its vIOMMU
     /// (`IOMMU_TEST_OP_TRIGGER_VEVENT`): the vEVENTQ gets an event carrying
     /// the device's virtual id.
     pub fn trigger_vevent(&self) -> Result<()> {
-        let mut cmd = sys::IommuTestCmd {
-            op: OP_TRIGGER_VEVENT,
-            ..Default::default()
-        };
-        cmd.data[0] = u64::from(self.idev_id);
-        // SAFETY: TRIGGER_VEVENT carries no pointer.
-        unsafe { self.iommufd.ctx().test_cmd(&mut cmd) }
+        let data = [u64::from(self.idev_id), 0, 0, 0, 0, 0, 0];
+        plain_op(&self.iommufd, OP_TRIGGER_VEVENT, 0, data)
+            .map(drop)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_VEVENT", self.name.clone(), e))
     }
 }
