@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) attached: Option<(Ioas, u32)>,
     /// The HWPT attached to, when the page table is one (kept alive here).
     pub(crate) hwpt: Option<Hwpt<()>>,
+    /// The PASIDs attached and their HWPTs (kept alive here).
+    pub(crate) pasids: crate::pasid::PasidTable,
     pub(crate) bound: Option<(Iommufd, u32)>,
     /// Region info by index, queried once: it cannot change while the fd is
     /// bound, and config-space accesses would otherwise pay an ioctl each.
@@ -210,6 +212,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         name,
         attached: None,
         hwpt: None,
+        pasids: Default::default(),
         bound: None,
         regions: Default::default(),
         decoding: Default::default(),
@@ -470,7 +473,7 @@ impl Device<BlockDma> {
         self,
         pt: &P,
     ) -> std::result::Result<Device<Attached<P>>, TransitionError<Self>> {
-        match attach_pt(&self.inner, pt.pt_ioas(), pt.pt_id()) {
+        match attach_pt(&self.inner, pt) {
             Ok(id) => {
                 let mut inner = self.inner;
                 inner.attached = Some((pt.pt_ioas().clone(), id));
@@ -484,7 +487,7 @@ impl Device<BlockDma> {
 
 /// Refuses an IOAS of another iommufd: IOAS ids are per iommufd, so the
 /// kernel could find a different object under the same id.
-fn same_iommufd(inner: &Inner, ioas: &Ioas) -> Result<()> {
+pub(crate) fn same_iommufd(inner: &Inner, ioas: &Ioas) -> Result<()> {
     let (fd, _) = inner.bound.as_ref().expect("bound state has an iommufd");
     if fd.same_as(ioas.iommufd()) {
         return Ok(());
@@ -498,9 +501,23 @@ fn same_iommufd(inner: &Inner, ioas: &Ioas) -> Result<()> {
     .hint("allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to"))
 }
 
-fn attach_pt(inner: &Inner, ioas: &Ioas, id: u32) -> Result<u32> {
+fn attach_pt<P: PageTable>(inner: &Inner, pt: &P) -> Result<u32> {
+    let ioas = pt.pt_ioas();
     same_iommufd(inner, ioas)?;
-    inner.link.attach(&inner.name, id, ioas.space())
+    inner
+        .link
+        .attach(&inner.name, pt.pt_id(), ioas.space())
+        .map_err(|e| explain_rid(inner, pt, e))
+}
+
+/// A RID attach refused because PASIDs are attached and `pt` is not
+/// PASID-capable gets that said; any other error is returned as it is.
+fn explain_rid<P: PageTable>(inner: &Inner, pt: &P, e: Error) -> Error {
+    let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
+    if inner.pasids.is_empty() || pasid_capable || e.raw_errno() != Some(Errno::EINVAL) {
+        return e;
+    }
+    crate::pasid::rid_error(e, &inner.pasids)
 }
 
 impl<P: PageTable> Device<Attached<P>> {
@@ -549,11 +566,14 @@ impl<P: PageTable> Device<Attached<P>> {
         let moved = same_iommufd(&self.inner, ioas)
             .map_err(|e| (e, false))
             .and_then(|()| {
-                self.inner.link.replace(
-                    &self.inner.name,
-                    self.ioas().space(),
-                    (to.pt_id(), ioas.space()),
-                )
+                self.inner
+                    .link
+                    .replace(
+                        &self.inner.name,
+                        self.ioas().space(),
+                        (to.pt_id(), ioas.space()),
+                    )
+                    .map_err(|(e, lost)| (explain_rid(&self.inner, to, e), lost))
             });
         match moved {
             Ok(pt) => {

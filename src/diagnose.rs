@@ -188,6 +188,13 @@ pub(crate) fn vf_token_unsupported(name: &str, e: Errno) -> Error {
         .hint("Device::bind_ignoring_vf_token binds anyway, accepting that the kernel does not check")
 }
 
+/// The running kernel's (major, minor), from `uname`.
+pub(crate) fn kernel_version() -> Option<(u32, u32)> {
+    let r = kernel_release();
+    let mut it = r.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
 fn kernel_release() -> String {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())

@@ -72,6 +72,7 @@ use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
 use crate::diagnose;
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
 use crate::ioas::Ioas;
+use crate::hwpt::PageTable;
 use crate::iommufd::Iommufd;
 use crate::sysfs::{self, PciDevice};
 use std::fmt;
@@ -133,6 +134,71 @@ impl<S: State> Group<S> {
             e.object()
         );
         e.with_object(obj)
+    }
+}
+
+/// Detaches each of `members` into `blocked`; one the kernel will not
+/// detach is dropped (its fd closes, which detaches it) and named in
+/// `closed`.
+fn detach_into<P: PageTable>(
+    members: Vec<Device<Attached<P>>>,
+    blocked: &mut Vec<Device<BlockDma>>,
+    closed: &mut Vec<String>,
+) {
+    for d in members {
+        match d.detach() {
+            Ok(b) => blocked.push(b),
+            Err(de) => {
+                let (d, de) = de.into_parts();
+                closed.push(format!("{} ({de})", d.name()));
+            }
+        }
+    }
+}
+
+/// After a failure that may have lost a group's attachment: the detached
+/// members attached to `pt` again, all or none; the error says where the
+/// group is now.
+#[cold]
+#[inline(never)]
+fn reestablish<P: PageTable>(
+    number: u32,
+    blocked: Vec<Device<BlockDma>>,
+    closed: &[String],
+    pt: &P,
+    e: Error,
+) -> (GroupReplaced<P>, Error) {
+    let id = pt.pt_id();
+    let closed = if closed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; closed, since they could not be detached: {}",
+            closed.join(", ")
+        )
+    };
+    if blocked.is_empty() {
+        return (
+            Fallback::Closed,
+            e.append_detail(format!("the old attachment may be lost and no member could be detached to re-establish it{closed}")),
+        );
+    }
+    match move_all(number, blocked, |d| d.attach(pt), |d| d.detach()) {
+        Ok(g) => (
+            Fallback::Kept(g),
+            e.append_detail(format!(
+                "the group was detached and attached to page table {id} again, where it is now{closed}"
+            )),
+        ),
+        Err(ae) => {
+            let (g, ae) = ae.into_parts();
+            (
+                Fallback::Blocked(g),
+                e.append_detail(format!(
+                    "the old attachment may be lost, and attaching the group to page table {id} again failed ({ae}): the group is blocked (BlockDma){closed}"
+                )),
+            )
+        }
     }
 }
 
@@ -365,20 +431,15 @@ impl Group<BlockDma> {
     #[doc(alias = "VFIO_DEVICE_ATTACH_IOMMUFD_PT")]
     ///
     /// Example: [the `group` module docs](crate::group).
-    pub fn attach(
+    pub fn attach<P: PageTable>(
         self,
-        ioas: &Ioas,
-    ) -> std::result::Result<Group<Attached<Ioas>>, TransitionError<Self>> {
-        move_all(
-            self.number,
-            self.members,
-            |d| d.attach(ioas),
-            |d| d.detach(),
-        )
+        pt: &P,
+    ) -> std::result::Result<Group<Attached<P>>, TransitionError<Self>> {
+        move_all(self.number, self.members, |d| d.attach(pt), |d| d.detach())
     }
 }
 
-impl Group<Attached<Ioas>> {
+impl<P: PageTable> Group<Attached<P>> {
     /// Moves the whole group to `ioas` (each member's replace is atomic).
     ///
     /// # Errors
@@ -391,14 +452,17 @@ impl Group<Attached<Ioas>> {
     /// be detached is closed, and named in the error.
     ///
     /// Example: [the `group` module docs](crate::group).
-    pub fn replace(self, ioas: &Ioas) -> std::result::Result<Self, TransitionError<GroupReplaced>> {
-        let old = self.ioas().clone();
+    pub fn replace<Q: PageTable>(
+        self,
+        to: &Q,
+    ) -> std::result::Result<Group<Attached<Q>>, TransitionError<GroupReplaced<P>>> {
+        let old = self.page_table();
         let number = self.number;
         let n = self.members.len();
         let mut done = Vec::with_capacity(n);
         let mut rest = self.members.into_iter();
         while let Some(d) = rest.next() {
-            let (failed, err, mut lost) = match d.replace_once(ioas) {
+            let (failed, err, mut lost) = match d.replace_once(to) {
                 Ok(d) => {
                     done.push(d);
                     continue;
@@ -406,83 +470,38 @@ impl Group<Attached<Ioas>> {
                 Err(e) => e,
             };
             let k = done.len();
+            let obj = format!("group {number} member {} of {n} ({})", k + 1, err.object());
+            let err = err.with_object(obj);
             let mut back = Vec::with_capacity(n);
+            // Members that could not be moved back: still on `to`, or worse.
+            let mut stuck = Vec::new();
             for d in done {
                 match d.replace_once(&old) {
                     Ok(d) => back.push(d),
-                    // Left on `ioas` (or worse): only the whole group's
-                    // re-establishment makes the types true again.
                     Err((d, _, _)) => {
                         lost = true;
-                        back.push(d);
+                        stuck.push(d);
                     }
                 }
             }
             back.push(failed);
             back.extend(rest);
-            let g = group(number, back);
-            let err = g.member_error(k, err);
             if !lost {
                 let err =
                     err.append_detail(format!("the {k} member(s) already moved were moved back"));
-                return Err(TransitionError::new(Fallback::Kept(g), err));
+                return Err(TransitionError::new(Fallback::Kept(group(number, back)), err));
             }
-            let (back, err) = g.reattach(&old, err);
+            // Only the whole group's re-establishment makes the types true
+            // again: every member detached (a known state), then all
+            // attached to the old page table, all or none.
+            let mut blocked = Vec::with_capacity(n);
+            let mut closed = Vec::new();
+            detach_into(back, &mut blocked, &mut closed);
+            detach_into(stuck, &mut blocked, &mut closed);
+            let (back, err) = reestablish(number, blocked, &closed, &old, err);
             return Err(TransitionError::new(back, err));
         }
         Ok(group(number, done))
-    }
-
-    /// As [`Device::replace`]'s re-establishment, for the whole group: every
-    /// member detached (a known state), then all attached to `ioas`, all or
-    /// none.
-    #[cold]
-    #[inline(never)]
-    fn reattach(self, ioas: &Ioas, e: Error) -> (GroupReplaced, Error) {
-        let (number, id) = (self.number, ioas.id());
-        let mut blocked = Vec::with_capacity(self.members.len());
-        let mut closed = Vec::new();
-        for d in self.members {
-            match d.detach() {
-                Ok(b) => blocked.push(b),
-                Err(de) => {
-                    // Dropped here: its fd closes, which detaches it.
-                    let (d, de) = de.into_parts();
-                    closed.push(format!("{} ({de})", d.name()));
-                }
-            }
-        }
-        let closed = if closed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; closed, since they could not be detached: {}",
-                closed.join(", ")
-            )
-        };
-        if blocked.is_empty() {
-            return (
-                Fallback::Closed,
-                e.append_detail(format!("the old attachment may be lost and no member could be detached to re-establish it{closed}")),
-            );
-        }
-        match move_all(number, blocked, |d| d.attach(ioas), |d| d.detach()) {
-            Ok(g) => (
-                Fallback::Kept(g),
-                e.append_detail(format!(
-                    "the group was detached and attached to IOAS {id} again, where it is now{closed}"
-                )),
-            ),
-            Err(ae) => {
-                let (g, ae) = ae.into_parts();
-                (
-                    Fallback::Blocked(g),
-                    e.append_detail(format!(
-                        "the old attachment may be lost, and attaching the group to IOAS {id} again failed ({ae}): the group is blocked (BlockDma){closed}"
-                    )),
-                )
-            }
-        }
     }
 
     /// Detaches the whole group: back to the blocking domain.
@@ -490,20 +509,26 @@ impl Group<Attached<Ioas>> {
     ///
     /// Example: [the `group` module docs](crate::group).
     pub fn detach(self) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
-        let ioas = self.ioas().clone();
+        let pt = self.page_table();
         move_all(
             self.number,
             self.members,
             |d| d.detach(),
-            |d| d.attach(&ioas),
+            |d| d.attach(&pt),
         )
     }
 
-    /// The IOAS every member is attached to.
+    /// The IOAS every member is attached to (an HWPT's IOAS, when the page
+    /// table is one).
     ///
     /// Example: [the `group` module docs](crate::group).
     pub fn ioas(&self) -> &Ioas {
         self.members[0].ioas()
+    }
+
+    /// The page table every member is attached to (a handle).
+    pub fn page_table(&self) -> P {
+        self.members[0].page_table()
     }
 }
 
@@ -538,9 +563,9 @@ impl Group<BlockDma> {
     }
 }
 
-impl Group<Attached<Ioas>> {
+impl<P: PageTable> Group<Attached<P>> {
     /// Opens member `bdf`, binds it to the group's iommufd and attaches it
-    /// to the group's IOAS (seed Stage-2, step 6). It is typed attached
+    /// to the group's page table (seed Stage-2, step 6). It is typed attached
     /// because it is: once bound, a member of an attached group reaches
     /// the group's page table whether it is attached or not.
     ///
@@ -551,7 +576,7 @@ impl Group<Attached<Ioas>> {
     pub fn add(&mut self, bdf: &str) -> Result<()> {
         let d = self
             .joining(bdf)?
-            .attach(self.ioas())
+            .attach(&self.page_table())
             .map_err(Error::from)?;
         self.insert(d);
         Ok(())
@@ -631,7 +656,7 @@ impl Released {
 /// What a failed [`Group::replace`] hands back (see [`Fallback`]).
 ///
 /// Example: [the `group` module docs](crate::group).
-pub type GroupReplaced = Fallback<Group<Attached<Ioas>>, Group<BlockDma>>;
+pub type GroupReplaced<P = Ioas> = Fallback<Group<Attached<P>>, Group<BlockDma>>;
 
 impl<S: Bound> Group<S> {
     /// Member `i` (in BDF order), for MMIO, config space and IRQs. Only a

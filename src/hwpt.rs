@@ -148,6 +148,8 @@ struct HwptInner {
     _faults: Option<crate::iopf::FaultQueue>,
     /// The vIOMMU a nested HWPT was allocated on, kept likewise.
     _viommu: Option<crate::viommu::Viommu>,
+    /// Allocated with `IOMMU_HWPT_ALLOC_PASID`.
+    pasid: bool,
 }
 
 impl Drop for HwptInner {
@@ -209,6 +211,12 @@ impl<K: Alloc> Hwpt<K> {
     /// [`ErrorKind::Unsupported`] on the legacy path and kernels before 6.6.
     #[doc(alias = "IOMMU_HWPT_ALLOC")]
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
+        Self::alloc_with(dev, ioas, 0)
+    }
+
+    /// [`alloc`](Self::alloc) with `extra` allocation flags beside the
+    /// kind's (`IOMMU_HWPT_ALLOC_PASID` for a [`PasidHwpt`](crate::pasid::PasidHwpt)).
+    pub(crate) fn alloc_with(dev: &impl HwptDevice, ioas: &Ioas, extra: u32) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         if !fd.same_as(ioas.iommufd()) {
             return Err(Error::new(
@@ -218,7 +226,7 @@ impl<K: Alloc> Hwpt<K> {
             )
             .detail("the IOAS belongs to another iommufd than the one the device is bound to"));
         }
-        match fd.ctx().hwpt_alloc(dev_id, ioas.id(), K::FLAGS) {
+        match fd.ctx().hwpt_alloc(dev_id, ioas.id(), K::FLAGS | extra) {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {
                     ioas: ioas.clone(),
@@ -226,19 +234,25 @@ impl<K: Alloc> Hwpt<K> {
                     parent: None,
                     _faults: None,
                     _viommu: None,
+                    pasid: extra & sys::IOMMU_HWPT_ALLOC_PASID != 0,
                 }),
                 kind: PhantomData,
             }),
-            Err(e) => Err(alloc_error::<K>(name, ioas.id(), e)),
+            Err(e) => Err(alloc_error::<K>(name, ioas.id(), extra, e)),
         }
     }
 }
 
 #[cold]
-fn alloc_error<K: Kind>(name: &str, ioas: u32, e: Errno) -> Error {
+fn alloc_error<K: Kind>(name: &str, ioas: u32, extra: u32, e: Errno) -> Error {
+    let pasid = if extra & sys::IOMMU_HWPT_ALLOC_PASID != 0 {
+        ", PASID-capable"
+    } else {
+        ""
+    };
     let err = Error::sys(
         "IOMMU_HWPT_ALLOC",
-        format!("{name} on IOAS {ioas} ({} HWPT)", K::NAME),
+        format!("{name} on IOAS {ioas} ({} HWPT{pasid})", K::NAME),
         e,
     );
     match e {
@@ -249,6 +263,13 @@ fn alloc_error<K: Kind>(name: &str, ioas: u32, e: Errno) -> Error {
                 }
                 sys::IOMMU_HWPT_ALLOC_NEST_PARENT => {
                     "the IOMMU behind the device cannot nest (no stage-1 over stage-2 translation; emulated VT-d without x-flts=on has none)"
+                }
+                _ if !pasid.is_empty() => {
+                    if crate::diagnose::kernel_version().is_some_and(|v| v < (6, 15)) {
+                        "this kernel has no IOMMU_HWPT_ALLOC_PASID (PASID-capable page tables came in Linux 6.15)"
+                    } else {
+                        "the IOMMU behind the device cannot make page tables for PASIDs (IOMMU_HWPT_ALLOC_PASID)"
+                    }
                 }
                 _ => "the IOMMU behind the device cannot make this page table",
             };
@@ -275,8 +296,13 @@ impl<K: Kind> Hwpt<K> {
         &self.inner.ioas
     }
 
+    /// Whether it was allocated PASID-capable (a [`PasidHwpt`](crate::pasid::PasidHwpt)).
+    pub(crate) fn pasid_capable(&self) -> bool {
+        self.inner.pasid
+    }
+
     /// The same HWPT, its kind erased: what an attached device holds.
-    fn erased(&self) -> Hwpt<()> {
+    pub(crate) fn erase(&self) -> Hwpt<()> {
         Hwpt {
             inner: self.inner.clone(),
             kind: PhantomData,
@@ -297,7 +323,7 @@ impl<K: Kind> PageTable for Hwpt<K> {
     }
     #[inline]
     fn pt_hwpt(&self) -> Option<Hwpt<()>> {
-        Some(self.erased())
+        Some(self.erase())
     }
     #[inline]
     fn pt_from(_: &Ioas, hwpt: Option<&Hwpt<()>>) -> Self {
@@ -399,13 +425,14 @@ impl Hwpt<Nested> {
                 inner: Arc::new(HwptInner {
                     ioas: parent.ioas().clone(),
                     id,
-                    parent: Some(parent.erased()),
+                    parent: Some(parent.erase()),
                     _faults: faults.cloned(),
                     _viommu: None,
+                    pasid: false,
                 }),
                 kind: PhantomData,
             }),
-            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), e)),
+            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), 0, e)),
         }
     }
 
@@ -429,13 +456,14 @@ impl Hwpt<Nested> {
                 inner: Arc::new(HwptInner {
                     ioas: parent.ioas().clone(),
                     id,
-                    parent: Some(parent.erased()),
+                    parent: Some(parent.erase()),
                     _faults: None,
                     _viommu: Some(viommu.clone()),
+                    pasid: false,
                 }),
                 kind: PhantomData,
             }),
-            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), e)),
+            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), 0, e)),
         }
     }
 

@@ -245,6 +245,7 @@ pub mod migration;
 #[cfg_attr(docsrs, doc(cfg(feature = "iommufd-test-driver")))]
 pub mod mock;
 pub mod p2p;
+pub mod pasid;
 pub mod region;
 pub mod reset;
 pub mod sriov;
@@ -275,6 +276,7 @@ pub use irq::{EventFd, IrqInfo};
 pub use mdev::{Mdev, MdevParent, MdevType};
 pub use migration::{AnyMigration, LoadStream, Migration, MigrationCaps, SaveStream};
 pub use p2p::BarDmaBuf;
+pub use pasid::{Pasid, PasidHwpt};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
 pub use reset::{Affected, HotResetInfo};
 

@@ -27,17 +27,25 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::sealed;
-use crate::hwpt::{DirtyTracking, Hwpt, HwptDevice, PageTable};
+use crate::hwpt::{DirtyTracking, Hwpt, HwptDevice, Kind, PageTable};
+use crate::pasid::{Pasid, PasidHwpt, PasidOp, PasidTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::sys;
 
 const OP_MOCK_DOMAIN: u32 = 2;
 const OP_MOCK_DOMAIN_REPLACE: u32 = 10;
+const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
 const OP_DIRTY: u32 = 13;
 const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
 const OP_TRIGGER_VEVENT: u32 = 17;
+const OP_PASID_ATTACH: u32 = 18;
+const OP_PASID_REPLACE: u32 = 19;
+const OP_PASID_DETACH: u32 = 20;
+const OP_PASID_CHECK_HWPT: u32 = 21;
+/// `MOCK_FLAGS_DEVICE_PASID`: the mock device has 20 PASID bits.
+const MOCK_FLAGS_DEVICE_PASID: u64 = 1 << 2;
 
 /// Issues a test-driver op whose data holds no user pointer (every op here
 /// but `IOMMU_TEST_OP_DIRTY`); the command as the driver filled it.
@@ -54,8 +62,9 @@ fn plain_op(
         ..Default::default()
     };
     // SAFETY: the callers pass only ops whose data carries no pointer
-    // (MOCK_DOMAIN, MOCK_DOMAIN_REPLACE, MD_CHECK_IOTLB, TRIGGER_IOPF,
-    // TRIGGER_VEVENT): the driver touches nothing but `cmd`.
+    // (MOCK_DOMAIN, MOCK_DOMAIN_FLAGS, MOCK_DOMAIN_REPLACE, MD_CHECK_IOTLB,
+    // TRIGGER_IOPF, TRIGGER_VEVENT, PASID_*): the driver touches nothing
+    // but `cmd`.
     unsafe { fd.ctx().test_cmd(&mut cmd) }.map(|()| cmd)
 }
 
@@ -70,6 +79,8 @@ pub struct MockDevice {
     hwpt_id: u32,
     /// What it is attached to, kept alive while it is.
     _pt: Option<Hwpt<()>>,
+    /// Its PASIDs and their HWPTs, kept likewise.
+    pasids: PasidTable,
     _ioas: Ioas,
     name: String,
 }
@@ -81,8 +92,29 @@ impl MockDevice {
     /// [`ErrorKind::Unsupported`] (`ENOTTY`) on a kernel without
     /// `CONFIG_IOMMUFD_TEST`, or on the legacy path.
     pub fn new(ioas: &Ioas) -> Result<MockDevice> {
-        let cmd = plain_op(ioas.iommufd(), OP_MOCK_DOMAIN, ioas.id(), [0; 7]).map_err(|e| {
-            let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN", format!("IOAS {}", ioas.id()), e);
+        Self::with_op(ioas, OP_MOCK_DOMAIN, "IOMMU_TEST_OP_MOCK_DOMAIN", 0)
+    }
+
+    /// A mock device with the PASID capability (20 bits), attached to
+    /// `ioas` (`IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS` with
+    /// `MOCK_FLAGS_DEVICE_PASID`).
+    ///
+    /// # Errors
+    /// As [`MockDevice::new`].
+    pub fn new_with_pasid(ioas: &Ioas) -> Result<MockDevice> {
+        Self::with_op(
+            ioas,
+            OP_MOCK_DOMAIN_FLAGS,
+            "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS",
+            MOCK_FLAGS_DEVICE_PASID << 32,
+        )
+    }
+
+    fn with_op(ioas: &Ioas, op: u32, op_name: &'static str, flags: u64) -> Result<MockDevice> {
+        // struct { u32 out_stdev_id, out_hwpt_id, out_idev_id, dev_flags; }
+        let data = [0, flags, 0, 0, 0, 0, 0];
+        let cmd = plain_op(ioas.iommufd(), op, ioas.id(), data).map_err(|e| {
+            let err = Error::sys(op_name, format!("IOAS {}", ioas.id()), e);
             match e {
                 nix::errno::Errno::ENOTTY => err.kind_(ErrorKind::Unsupported).detail(
                     "no iommufd test driver: the kernel lacks CONFIG_IOMMUFD_TEST (or this is the legacy path)",
@@ -102,6 +134,7 @@ impl MockDevice {
             idev_id,
             hwpt_id,
             _pt: None,
+            pasids: PasidTable::default(),
             _ioas: ioas.clone(),
             name: format!("mock device {stdev_id}"),
         })
@@ -126,7 +159,15 @@ impl MockDevice {
     pub fn replace<P: PageTable>(&mut self, pt: &P) -> Result<()> {
         let data = [u64::from(pt.pt_id()), 0, 0, 0, 0, 0, 0];
         let cmd = plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, data)
-            .map_err(|e| Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e))?;
+            .map_err(|e| {
+                let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e);
+                let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
+                if e == nix::errno::Errno::EINVAL && !pasid_capable && !self.pasids.is_empty() {
+                    crate::pasid::rid_error(err, &self.pasids)
+                } else {
+                    err
+                }
+            })?;
         self.hwpt_id = cmd.data[0] as u32;
         self._pt = pt.pt_hwpt();
         self._ioas = pt.pt_ioas().clone();
@@ -225,6 +266,109 @@ impl MockDevice {
         plain_op(&self.iommufd, OP_TRIGGER_VEVENT, 0, data)
             .map(drop)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_VEVENT", self.name.clone(), e))
+    }
+}
+
+/// PASIDs, as [`Device`](crate::Device) has them (see [`crate::pasid`]),
+/// through the test driver's ops: the mock has the PASID capability that
+/// emulated hardware lacks.
+impl MockDevice {
+    /// Attaches `pasid` to `hwpt` (`IOMMU_TEST_OP_PASID_ATTACH`).
+    ///
+    /// # Errors
+    /// As [`Device::attach_pasid`](crate::Device::attach_pasid).
+    pub fn attach_pasid<K: Kind>(&mut self, pasid: Pasid, hwpt: &PasidHwpt<K>) -> Result<()> {
+        self.change_pasid(PasidOp::Attach, pasid, hwpt)
+    }
+
+    /// Moves the attached `pasid` to `hwpt` (`IOMMU_TEST_OP_PASID_REPLACE`).
+    ///
+    /// # Errors
+    /// As [`Device::replace_pasid`](crate::Device::replace_pasid).
+    pub fn replace_pasid<K: Kind>(&mut self, pasid: Pasid, hwpt: &PasidHwpt<K>) -> Result<()> {
+        self.change_pasid(PasidOp::Replace, pasid, hwpt)
+    }
+
+    fn change_pasid<K: Kind>(
+        &mut self,
+        op: PasidOp,
+        pasid: Pasid,
+        hwpt: &PasidHwpt<K>,
+    ) -> Result<()> {
+        self.pasids.check(&self.name, op, pasid)?;
+        let dev = (&self.iommufd, self.idev_id, self.name.as_str());
+        self.pasids.check_capable(dev, op, pasid)?;
+        let (code, op_name) = match op {
+            PasidOp::Replace => (OP_PASID_REPLACE, "IOMMU_TEST_OP_PASID_REPLACE"),
+            _ => (OP_PASID_ATTACH, "IOMMU_TEST_OP_PASID_ATTACH"),
+        };
+        // struct { u32 pasid, pt_id; }
+        let data = [
+            u64::from(pasid.get()) | (u64::from(hwpt.id()) << 32),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        match plain_op(&self.iommufd, code, self.stdev_id, data) {
+            Ok(_) => {
+                self.pasids.set(pasid, hwpt.erase());
+                Ok(())
+            }
+            Err(e) => {
+                let err = Error::sys(
+                    op_name,
+                    format!("{} {pasid} -> HWPT {}", self.name, hwpt.id()),
+                    e,
+                );
+                let rid = Some(self._pt.as_ref().is_some_and(Hwpt::pasid_capable));
+                Err(crate::pasid::attach_error(err, rid, e))
+            }
+        }
+    }
+
+    /// Detaches `pasid` (`IOMMU_TEST_OP_PASID_DETACH`).
+    ///
+    /// # Errors
+    /// A PASID that is not attached.
+    pub fn detach_pasid(&mut self, pasid: Pasid) -> Result<()> {
+        self.pasids.check(&self.name, PasidOp::Detach, pasid)?;
+        let data = [u64::from(pasid.get()), 0, 0, 0, 0, 0, 0];
+        plain_op(&self.iommufd, OP_PASID_DETACH, self.stdev_id, data)
+            .map_err(|e| Error::sys("IOMMU_TEST_OP_PASID_DETACH", self.name.clone(), e))?;
+        self.pasids.remove(pasid);
+        Ok(())
+    }
+
+    /// Asks the driver what `pasid` is attached to, from the IOMMU core's
+    /// side (`IOMMU_TEST_OP_PASID_CHECK_HWPT`): true if it is `hwpt`
+    /// (`None`: attached to nothing).
+    pub fn pasid_is_on(&self, pasid: Pasid, hwpt: Option<u32>) -> Result<bool> {
+        let data = [
+            u64::from(pasid.get()) | (u64::from(hwpt.unwrap_or(0)) << 32),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        match plain_op(&self.iommufd, OP_PASID_CHECK_HWPT, self.stdev_id, data) {
+            Ok(_) => Ok(true),
+            Err(nix::errno::Errno::EINVAL) => Ok(false),
+            Err(e) => Err(Error::sys(
+                "IOMMU_TEST_OP_PASID_CHECK_HWPT",
+                format!("{} {pasid}", self.name),
+                e,
+            )),
+        }
+    }
+
+    /// The HWPT id `pasid` is attached to, as this value recorded it.
+    pub fn pasid_hwpt(&self, pasid: Pasid) -> Option<u32> {
+        self.pasids.get(pasid)
     }
 }
 

@@ -88,3 +88,103 @@ fn legacy_has_no_hwpt_and_says_so() {
     let e = Hwpt::<Paging>::alloc(&dev, &ioas).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
+
+/// PASIDs on the emulated VT-d and edu: neither has PASID support, so the
+/// attach is refused, by name, and loses nothing (the RID's DMA still
+/// works). On 6.12 the kernel has no PASID attach at all, and the crate
+/// says so.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn pasid_on_edu_is_refused_by_name_and_loses_nothing() {
+    use iommufd::{Pasid, PasidHwpt};
+    assert_eq!(Pasid::new(0).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(Pasid::new(Pasid::MAX + 1).is_err());
+    let p1 = Pasid::new(1).unwrap();
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = support::bound_singleton(&fd);
+    if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") {
+        let e = PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert!(e.to_string().contains("6.15"), "{e}");
+        return;
+    }
+    // VT-d makes PASID-capable page tables; the RID attaches to one.
+    let rid = PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap();
+    let mut dev: Device<Attached<PasidHwpt>> = dev.attach(&rid).unwrap();
+    assert_eq!(dev.hwpt_id(), rid.id());
+    assert_eq!(
+        support::round_trip(&dev, &ioas, MSG, Iova::Any, Iova::Any),
+        MSG
+    );
+    let sva = fd.alloc_ioas().unwrap();
+    let table = PasidHwpt::<Paging>::alloc(&dev, &sva).unwrap();
+    // Replace and detach of a PASID that is not attached: refused before
+    // the kernel, which would have attached it instead.
+    let e = dev.replace_pasid(p1, &table).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("not attached"), "{e}");
+    assert_eq!(e.raw_errno(), None, "{e}");
+    let e = dev.detach_pasid(p1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    // The attach. Linux 7.3 would accept it and do nothing (the IOMMU core
+    // skips a device without PASIDs), so the crate refuses it, asking
+    // IOMMU_GET_HW_INFO once.
+    let e = dev.attach_pasid(p1, &table).unwrap_err();
+    eprintln!("{e}");
+    assert_eq!(e.raw_errno(), None, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("cannot use PASIDs"), "{e}");
+    assert!(e.to_string().contains("PASID 1"), "{e}");
+    assert_eq!(dev.pasids().count(), 0);
+    assert_eq!(dev.pasid_hwpt(p1), None);
+    // Nothing lost: the RID's attachment and DMA are as they were.
+    assert_eq!(dev.hwpt_id(), rid.id());
+    assert_eq!(
+        support::round_trip(&dev, &ioas, MSG, Iova::Any, Iova::Any),
+        MSG
+    );
+    // Back to a plain IOAS: allowed, no PASID is attached.
+    let dev = dev.replace(&ioas).unwrap();
+    dev.detach().unwrap();
+}
+
+/// A multi-device group on an HWPT: attached, DMA through each member,
+/// moved to the IOAS and back (each member's replace atomic), the HWPT
+/// kept alive by the group, then detached.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_group_attaches_and_replaces_between_hwpt_and_ioas() {
+    use iommufd::Group;
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut group = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
+    support::edu_members(&mut group);
+    let hwpt = Hwpt::<Paging>::alloc(group.member(0).unwrap(), &ioas).unwrap();
+    let group: Group<Attached<Hwpt>> = group.attach(&hwpt).unwrap();
+    assert_eq!(group.page_table().id(), hwpt.id());
+    group_dma(&group, &ioas);
+    let id = hwpt.id();
+    drop(hwpt);
+    let group = group.replace(&ioas).unwrap();
+    group_dma(&group, &ioas);
+    let hwpt2 = Hwpt::<Paging>::alloc(group.member(0).unwrap(), &ioas).unwrap();
+    let group = group.replace(&hwpt2).unwrap();
+    assert_eq!(group.page_table().id(), hwpt2.id());
+    assert_ne!(hwpt2.id(), id);
+    group_dma(&group, &ioas);
+    let group = group.detach().unwrap();
+    for d in group.members() {
+        assert_eq!(Edu::new(d).liveness(3), !3);
+    }
+}
+
+/// A round trip through each member of `g`, all on one page table.
+fn group_dma<P: iommufd::PageTable>(g: &iommufd::Group<Attached<P>>, ioas: &iommufd::Ioas) {
+    for d in g.members() {
+        assert_eq!(d.hwpt_id(), g.members()[0].hwpt_id());
+        let out = support::round_trip(d, ioas, MSG, Iova::Any, Iova::Any);
+        assert_eq!(out, MSG, "{}", d.name());
+    }
+}

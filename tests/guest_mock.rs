@@ -258,3 +258,90 @@ fn vevents_reach_the_viommus_event_queue() {
     dev.replace(&ioas).unwrap();
     drop((q, vdev));
 }
+
+/// PASIDs on the test driver's PASID-capable mock device: attach, replace
+/// and detach, each checked from the IOMMU core's side; the kernel's rules
+/// (the RID on a PASID-capable page table while PASIDs are attached) and
+/// the crate's (attach is not replace) refused by name; a mock device
+/// without the capability refused as such.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn pasids_attach_replace_and_detach_on_the_test_driver() {
+    use iommufd::hwpt::Paging;
+    use iommufd::{Pasid, PasidHwpt};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    if mock_or_6_12(&ioas).is_none() {
+        return;
+    }
+    let mut dev = MockDevice::new_with_pasid(&ioas).unwrap();
+    let info = dev.hw_info().unwrap();
+    assert!(info.pasid(), "{info:?}");
+    assert_eq!(info.max_pasid_log2, 20, "{info:?}");
+    let p = Pasid::new(100).unwrap();
+    let rid = PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap();
+    let other = fd.alloc_ioas().unwrap();
+    let table = PasidHwpt::<Paging>::alloc(&dev, &other).unwrap();
+
+    // The RID is on the IOAS's own page table, which is not PASID-capable.
+    let e = dev.attach_pasid(p, &table).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("RID"), "{e}");
+    assert!(dev.pasid_is_on(p, None).unwrap(), "a refused attach left it detached");
+
+    // RID onto a PASID-capable page table; then the PASID attaches.
+    dev.replace(&rid).unwrap();
+    dev.attach_pasid(p, &table).unwrap();
+    assert!(dev.pasid_is_on(p, Some(table.id())).unwrap());
+    assert_eq!(dev.pasid_hwpt(p), Some(table.id()));
+    // Attach is not replace: refused before the kernel, which still has it.
+    let e = dev.attach_pasid(p, &rid).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("attached already"), "{e}");
+    assert!(dev.pasid_is_on(p, Some(table.id())).unwrap());
+    // While a PASID is attached the RID may not go to a plain page table.
+    let plain = Hwpt::<Paging>::alloc(&dev, &ioas).unwrap();
+    let e = dev.replace(&plain).unwrap_err();
+    assert!(e.to_string().contains("PASIDs 100"), "{e}");
+    assert_eq!(dev.hwpt_id(), rid.id());
+
+    // Replace; the value keeps the page table alive, not the caller.
+    dev.replace_pasid(p, &rid).unwrap();
+    assert!(dev.pasid_is_on(p, Some(rid.id())).unwrap());
+    let id = table.id();
+    dev.replace_pasid(p, &table).unwrap();
+    drop(table);
+    assert!(dev.pasid_is_on(p, Some(id)).unwrap());
+
+    // A second PASID on a dirty-tracking PASID table: everything an
+    // Hwpt<DirtyTracking> does, it does.
+    let p7 = Pasid::new(7).unwrap();
+    let dirty = PasidHwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
+    dev.attach_pasid(p7, &dirty).unwrap();
+    dirty.set_dirty_tracking(true).unwrap();
+    assert_eq!(
+        dirty.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
+        0
+    );
+
+    // Detach both; detaching again is refused.
+    dev.detach_pasid(p).unwrap();
+    dev.detach_pasid(p7).unwrap();
+    assert!(dev.pasid_is_on(p, None).unwrap());
+    assert!(dev.pasid_is_on(p7, None).unwrap());
+    assert_eq!(
+        dev.detach_pasid(p).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    // With no PASID attached the RID may go anywhere again.
+    dev.replace(&plain).unwrap();
+
+    // A mock device without the PASID capability: refused as such.
+    let mut no_pasid = MockDevice::new(&ioas).unwrap();
+    assert!(!no_pasid.hw_info().unwrap().pasid());
+    no_pasid.replace(&rid).unwrap();
+    let e = no_pasid.attach_pasid(p, &rid).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("cannot use PASIDs"), "{e}");
+    no_pasid.replace(&ioas).unwrap();
+}

@@ -208,6 +208,33 @@ fn attach_error(err: Error, name: &str, e: Errno) -> Error {
     }
 }
 
+/// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`: attaches
+/// `pasid` of the device to page table `pt` (the kernel replaces when the
+/// PASID is attached already). Returns the page table id.
+pub(crate) fn attach_pasid(
+    dev: BorrowedFd<'_>,
+    pasid: u32,
+    pt: u32,
+) -> std::result::Result<u32, Errno> {
+    let mut arg = vfio::vfio_device_attach_iommufd_pt {
+        argsz: sys::argsz::<vfio::vfio_device_attach_iommufd_pt>(),
+        flags: sys::VFIO_DEVICE_ATTACH_PASID,
+        pt_id: pt,
+        pasid,
+    };
+    sys::ioctl(dev, sys::raw::vfio_device_attach_iommufd_pt, &mut arg).map(|_| arg.pt_id)
+}
+
+/// `VFIO_DEVICE_DETACH_IOMMUFD_PT` with `VFIO_DEVICE_DETACH_PASID`.
+pub(crate) fn detach_pasid(dev: BorrowedFd<'_>, pasid: u32) -> std::result::Result<(), Errno> {
+    let mut arg = vfio::vfio_device_detach_iommufd_pt {
+        argsz: sys::argsz::<vfio::vfio_device_detach_iommufd_pt>(),
+        flags: sys::VFIO_DEVICE_DETACH_PASID,
+        pasid,
+    };
+    sys::ioctl(dev, sys::raw::vfio_device_detach_iommufd_pt, &mut arg).map(drop)
+}
+
 /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: back to the blocking domain.
 pub(crate) fn detach(dev: BorrowedFd<'_>, name: &str) -> Result<()> {
     let mut arg = vfio::vfio_device_detach_iommufd_pt {

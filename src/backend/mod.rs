@@ -568,6 +568,23 @@ impl Link {
         }
     }
 
+    /// Attaches (or replaces) `pasid` of a bound device to page table `pt`;
+    /// returns the page table id. The legacy path has no PASID attach.
+    pub(crate) fn attach_pasid(&self, pasid: u32, pt: u32) -> std::result::Result<u32, Errno> {
+        match self {
+            Link::Cdev { fd, .. } => cdev::attach_pasid(fd.as_fd(), pasid, pt),
+            Link::Legacy(_) => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// Detaches `pasid` of a bound device.
+    pub(crate) fn detach_pasid(&self, pasid: u32) -> std::result::Result<(), Errno> {
+        match self {
+            Link::Cdev { fd, .. } => cdev::detach_pasid(fd.as_fd(), pasid),
+            Link::Legacy(_) => Err(Errno::ENOTTY),
+        }
+    }
+
     /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: the flags and, per device the
     /// reset affects, (id, segment, bus, devfn). The id is a device id of
     /// the iommufd on the cdev path, a group number on the legacy path

@@ -123,6 +123,7 @@ pub const IOMMU_HWPT_ALLOC_NEST_PARENT: u32 = 1 << 0;
 pub const IOMMU_HWPT_ALLOC_DIRTY_TRACKING: u32 = 1 << 1;
 pub const IOMMU_HW_CAP_DIRTY_TRACKING: u64 = 1 << 0;
 pub const IOMMU_HWPT_FAULT_ID_VALID: u32 = 1 << 2;
+pub const IOMMU_HWPT_ALLOC_PASID: u32 = 1 << 3;
 
 /// `struct iommu_fault_alloc`.
 #[repr(C)]

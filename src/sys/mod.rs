@@ -23,7 +23,8 @@ pub(crate) use iommu::*;
 pub(crate) use vfio::{
     bind_iommufd, bind_iommufd_token, check_extension, device_feature, device_reset,
     get_api_version, group_get_device_fd, group_unset_container, hot_reset, hot_reset_info,
-    iommu_get_info, region_info, set_iommu, set_irqs,
+    iommu_get_info, region_info, set_iommu, set_irqs, VFIO_DEVICE_ATTACH_PASID,
+    VFIO_DEVICE_DETACH_PASID,
 };
 
 /// `VFIO_TYPE` (`';'`) and the two command bases.

@@ -9,6 +9,14 @@ use crate::{Opts, Result};
 /// The test that counts instructions and syscalls (`tests/guest_overhead.rs`).
 const OVERHEAD: &str = "guest_overhead";
 
+/// The hot-unplug test (binary, test) runs last in the boot: it removes a
+/// device from the machine, and QEMU's TCG has been seen to abort on a
+/// later MMIO access after such a change (see `guest::boot_guest`).
+const UNPLUG: (&str, &str) = (
+    "guest_real_devices",
+    "unplug_request_reaches_the_req_eventfd_and_the_unplug_completes",
+);
+
 pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     let kernel = find_or_build_kernel(&o.kernel)?;
     // `guest_overhead` counts instructions and syscalls under valgrind, which
@@ -37,13 +45,25 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     }
     let filter = o.filter.as_deref().map(shell_quote).unwrap_or_default();
     let mut body = String::from("rc=0\n");
+    let mut last = String::new();
     for (name, exe) in &bins {
-        body += &format!(
-            "echo \"guest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --show-output --color never {filter} || rc=1\n",
-            ver = shell_quote(&o.kernel),
-            exe = shell_quote(&exe.display().to_string()),
-        );
+        let run = |args: &str| {
+            format!(
+                "echo \"guest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --show-output --color never {args} || rc=1\n",
+                ver = shell_quote(&o.kernel),
+                exe = shell_quote(&exe.display().to_string()),
+            )
+        };
+        if name == UNPLUG.0 {
+            body += &run(&format!("{filter} --skip {}", UNPLUG.1));
+            if o.filter.as_deref().is_none_or(|f| UNPLUG.1.contains(f)) {
+                last = run(&format!("--exact {}", UNPLUG.1));
+            }
+        } else {
+            body += &run(&filter);
+        }
     }
+    body += &last;
     body += "exit $rc\n";
     let job = write_job("vmtest", &body)?;
     let out = boot_guest(&kernel, &job, o)?;

@@ -1,0 +1,412 @@
+//! PASIDs: DMA a device tags with a Process Address Space ID goes through
+//! a page table of its own, attached apart from the device's RID (its
+//! untagged DMA). The merged form of the seed's Stage-3 "sub-group".
+//!
+//! A PASID attachment is not a state of the device: the RID keeps its own
+//! state ([`BlockDma`](crate::BlockDma), [`Attached`](crate::Attached)),
+//! and any number of PASIDs attach beside it. So they are not transitions
+//! but operations of a bound device, typed apart from the RID's:
+//! [`Device::attach_pasid`], [`Device::replace_pasid`],
+//! [`Device::detach_pasid`], each taking a checked [`Pasid`], never a bare
+//! number, and a [`PasidHwpt`], never an [`Ioas`].
+//!
+//! The kernel's rules (iommufd, Linux 6.15 and later), and where they are
+//! kept:
+//! - The page table of a PASID must be allocated PASID-capable
+//!   (`IOMMU_HWPT_ALLOC_PASID`). The page table the kernel makes for an
+//!   IOAS is not, so a PASID takes a [`PasidHwpt`] only: in the type.
+//! - While any PASID is attached, the RID's page table must be
+//!   PASID-capable too: attach or replace the RID onto a [`PasidHwpt`]
+//!   first (it is a [`PageTable`]). Checked by the kernel; its `EINVAL` is
+//!   explained with what the device is attached to.
+//! - The device must have the PASID capability, and the IOMMU PASID
+//!   support ([`HwInfo::pasid`](crate::HwInfo::pasid)); the PASID must be
+//!   below `2^max_pasid_log2`. The kernel checks the width, but it accepts
+//!   a PASID attach of a device that has no PASIDs at all and does nothing
+//!   with it (Linux 7.3, measured with edu on emulated VT-d: the IOMMU
+//!   core skips such devices), leaving the caller believing in a page
+//!   table the device never uses. So the crate checks both, with
+//!   `IOMMU_GET_HW_INFO` asked once per device at its first PASID attach
+//!   (it cannot change while the device is bound).
+//! - Attaching a PASID that is attached is a replace in the kernel; here
+//!   [`attach_pasid`](Device::attach_pasid) refuses it and
+//!   [`replace_pasid`](Device::replace_pasid) refuses a PASID that is not
+//!   attached, so neither silently does the other's job.
+//! - Unbinding detaches every PASID (the kernel does it, and the device's
+//!   table of them goes with the value).
+//!
+//! The memory model is unchanged: a PASID's page table is built from an
+//! IOAS, whose mappings own their memory.
+//!
+//! ```no_run
+//! use iommufd::pasid::{Pasid, PasidHwpt};
+//! # fn f(fd: &iommufd::Iommufd, dev: iommufd::Device<iommufd::BlockDma>) -> Result<(), Box<dyn std::error::Error>> {
+//! let ioas = fd.alloc_ioas()?;
+//! let rid = PasidHwpt::alloc(&dev, &ioas)?;
+//! let mut dev = dev.attach(&rid).map_err(iommufd::Error::from)?; // the RID, PASID-capable
+//! let sva = fd.alloc_ioas()?;
+//! let table = PasidHwpt::alloc(&dev, &sva)?;
+//! dev.attach_pasid(Pasid::new(1)?, &table)?; // DMA tagged PASID 1 -> `sva`
+//! dev.detach_pasid(Pasid::new(1)?)?;
+//! # Ok(()) }
+//! ```
+
+use crate::device::{Bound, Device};
+use crate::error::{Error, ErrorKind, Result};
+use crate::hwpt::{sealed, Alloc, Hwpt, HwptDevice, Kind, PageTable, Paging};
+use crate::ioas::Ioas;
+use crate::sys;
+use nix::errno::Errno;
+use std::fmt;
+use std::ops::Deref;
+
+/// A PASID: `1..=0xf_ffff` (20 bits; 0 is the RID's, `IOMMU_NO_PASID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pasid(u32);
+
+impl Pasid {
+    /// The largest PASID PCIe can carry.
+    pub const MAX: u32 = (1 << 20) - 1;
+
+    /// `n` as a PASID.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for 0 (the RID's) and above [`Pasid::MAX`].
+    pub fn new(n: u32) -> Result<Pasid> {
+        if n == 0 || n > Self::MAX {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "PASID", n.to_string()).detail(
+                    "a PASID is 1..=0xfffff: 0 is the device's RID (its untagged DMA), which attaches with Device::attach",
+                ),
+            );
+        }
+        Ok(Pasid(n))
+    }
+
+    /// The number.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Pasid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PASID {}", self.0)
+    }
+}
+
+/// An [`Hwpt`] allocated PASID-capable (`IOMMU_HWPT_ALLOC_PASID`): what a
+/// PASID attaches to, and what the RID must be attached to while any PASID
+/// is. Everything an `Hwpt<K>` does it does (it derefs to one); it is a
+/// [`PageTable`] for the RID too.
+pub struct PasidHwpt<K = Paging>(Hwpt<K>);
+
+impl<K: Alloc> PasidHwpt<K> {
+    /// Allocates a PASID-capable HWPT of kind `K` on `ioas` for the IOMMU
+    /// behind `dev` (`IOMMU_HWPT_ALLOC` with `IOMMU_HWPT_ALLOC_PASID`).
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc`]; `EOPNOTSUPP` names the flag the IOMMU refuses.
+    #[doc(alias = "IOMMU_HWPT_ALLOC_PASID")]
+    pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
+        Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+    }
+}
+
+impl<K> PasidHwpt<K> {
+    /// The HWPT, as its kind.
+    pub fn hwpt(&self) -> &Hwpt<K> {
+        &self.0
+    }
+}
+
+impl<K> Deref for PasidHwpt<K> {
+    type Target = Hwpt<K>;
+    fn deref(&self) -> &Hwpt<K> {
+        &self.0
+    }
+}
+
+impl<K> Clone for PasidHwpt<K> {
+    fn clone(&self) -> Self {
+        PasidHwpt(self.0.clone())
+    }
+}
+
+impl<K: Kind> fmt::Debug for PasidHwpt<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PasidHwpt").field(&self.0).finish()
+    }
+}
+
+impl<K: Kind> sealed::Sealed for PasidHwpt<K> {}
+impl<K: Kind> PageTable for PasidHwpt<K> {
+    const STATE: &'static str = "Attached<PasidHwpt>";
+    #[inline]
+    fn pt_id(&self) -> u32 {
+        self.0.pt_id()
+    }
+    #[inline]
+    fn pt_ioas(&self) -> &Ioas {
+        self.0.pt_ioas()
+    }
+    #[inline]
+    fn pt_hwpt(&self) -> Option<Hwpt<()>> {
+        self.0.pt_hwpt()
+    }
+    #[inline]
+    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>) -> Self {
+        // The device's state says `Attached<PasidHwpt<K>>`: what it holds
+        // was allocated as one.
+        PasidHwpt(Hwpt::pt_from(ioas, hwpt))
+    }
+}
+
+/// The PASIDs of one device and what each is attached to (the handles are
+/// kept here while attached), and how many PASIDs the device has.
+#[derive(Debug, Default)]
+pub(crate) struct PasidTable {
+    attached: Vec<(u32, Hwpt<()>)>,
+    /// `max_pasid_log2` from `IOMMU_GET_HW_INFO`, asked at the first
+    /// attach: it cannot change while the device is bound.
+    bits: Option<u8>,
+}
+
+/// What to do with a PASID: for the checks and the messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PasidOp {
+    Attach,
+    Replace,
+    Detach,
+}
+
+impl PasidOp {
+    fn name(self) -> &'static str {
+        match self {
+            PasidOp::Attach => "attach PASID",
+            PasidOp::Replace => "replace PASID",
+            PasidOp::Detach => "detach PASID",
+        }
+    }
+}
+
+impl PasidTable {
+    fn find(&self, pasid: Pasid) -> Option<usize> {
+        self.attached.iter().position(|(p, _)| *p == pasid.0)
+    }
+
+    /// The HWPT id `pasid` is attached to.
+    pub(crate) fn get(&self, pasid: Pasid) -> Option<u32> {
+        self.find(pasid).map(|i| self.attached[i].1.id())
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Pasid, u32)> + '_ {
+        self.attached.iter().map(|(p, h)| (Pasid(*p), h.id()))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.attached.is_empty()
+    }
+
+    /// Refuses an attach of an attached PASID and a replace or detach of
+    /// one that is not: before the ioctl, because the kernel would do the
+    /// other operation instead of failing.
+    pub(crate) fn check(&self, name: &str, op: PasidOp, pasid: Pasid) -> Result<()> {
+        match (op, self.get(pasid)) {
+            (PasidOp::Attach, Some(id)) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                op.name(),
+                format!("{name} {pasid}"),
+            )
+            .detail(format!("{pasid} is attached already (to HWPT {id})"))
+            .hint("replace_pasid moves it to another page table in one step")),
+            (PasidOp::Replace | PasidOp::Detach, None) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                op.name(),
+                format!("{name} {pasid}"),
+            )
+            .detail(format!("{pasid} is not attached"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a PASID the device cannot use: none at all
+    /// (`max_pasid_log2` 0), or one beyond its width. The kernel checks
+    /// the width, but accepts a PASID attach of a device without PASIDs
+    /// and does nothing with it (Linux 7.3, measured with edu on VT-d:
+    /// the IOMMU core skips devices whose `max_pasids` is 0), so a caller
+    /// would believe in a page table the device never uses. Asks
+    /// `IOMMU_GET_HW_INFO` once per device.
+    pub(crate) fn check_capable(
+        &mut self,
+        (fd, dev_id, name): (&crate::Iommufd, u32, &str),
+        op: PasidOp,
+        pasid: Pasid,
+    ) -> Result<()> {
+        let bits = match self.bits {
+            Some(b) => b,
+            None => {
+                let b = crate::hwpt::hw_info_of(fd, dev_id, name)?.max_pasid_log2;
+                self.bits = Some(b);
+                b
+            }
+        };
+        if bits == 0 {
+            return Err(Error::new(ErrorKind::Unsupported, op.name(), format!("{name} {pasid}"))
+                .detail(format!("{name} cannot use PASIDs: IOMMU_GET_HW_INFO reports max_pasid_log2 0 (the device has no PASID capability, or its IOMMU no PASID support; emulated VT-d has none). The kernel would accept the attach and do nothing with it")));
+        }
+        if bits < 32 && u64::from(pasid.0) >= 1u64 << bits {
+            return Err(Error::new(ErrorKind::InvalidInput, op.name(), format!("{name} {pasid}"))
+                .detail(format!("{pasid} is beyond the device's {} PASIDs (max_pasid_log2 {bits})", 1u64 << bits)));
+        }
+        Ok(())
+    }
+
+    /// Records that `pasid` is now attached to `hwpt`.
+    pub(crate) fn set(&mut self, pasid: Pasid, hwpt: Hwpt<()>) {
+        match self.find(pasid) {
+            Some(i) => self.attached[i].1 = hwpt,
+            None => self.attached.push((pasid.0, hwpt)),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, pasid: Pasid) {
+        if let Some(i) = self.find(pasid) {
+            self.attached.swap_remove(i);
+        }
+    }
+}
+
+/// Explains a refused PASID attach. `rid` is what the RID is attached
+/// to: `None` when blocked, `Some(true)` for a PASID-capable page table.
+#[cold]
+pub(crate) fn attach_error(err: Error, rid: Option<bool>, e: Errno) -> Error {
+    if e == Errno::ENOTTY {
+        return err.kind_(ErrorKind::Unsupported).detail(
+            "no PASID attach on the legacy group path: it needs the VFIO device cdev bound to /dev/iommu",
+        );
+    }
+    if !matches!(e, Errno::EINVAL | Errno::EOPNOTSUPP) {
+        return err;
+    }
+    match crate::diagnose::kernel_version() {
+        Some((major, minor)) if (major, minor) < (6, 15) => {
+            err.kind_(ErrorKind::Unsupported).detail(format!(
+                "Linux {major}.{minor} has no PASID attach (VFIO_DEVICE_ATTACH_PASID and PASID-capable page tables came in 6.15)"
+            ))
+        }
+        _ if rid == Some(false) => err.kind_(ErrorKind::InvalidInput).detail(
+            "the device's RID is attached to a page table that is not PASID-capable; while PASIDs are attached the RID's must be one",
+        ).hint("move the RID onto a PasidHwpt first (Device::replace), then attach the PASID"),
+        _ if e == Errno::EOPNOTSUPP => err.kind_(ErrorKind::Unsupported).detail(
+            "the IOMMU's driver does not attach PASIDs of this device",
+        ),
+        _ => err,
+    }
+}
+
+/// Explains a refused RID attach or replace of a device with PASIDs
+/// attached, when the target is not PASID-capable.
+#[cold]
+pub(crate) fn rid_error(err: Error, pasids: &PasidTable) -> Error {
+    let list: Vec<String> = pasids.iter().map(|(p, _)| p.get().to_string()).collect();
+    err.detail(format!(
+        "PASIDs {} of the device are attached, so its RID may only go to a PASID-capable page table (a PasidHwpt)",
+        list.join(", ")
+    ))
+}
+
+impl<S: Bound> Device<S> {
+    /// Attaches `pasid` of the device to `hwpt`
+    /// (`VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`):
+    /// the device's DMA tagged with it goes through `hwpt`. The RID's
+    /// attachment is unchanged, and must be PASID-capable (see the
+    /// [module docs](crate::pasid)).
+    ///
+    /// # Errors
+    /// A PASID that is attached already (use
+    /// [`replace_pasid`](Self::replace_pasid)), an HWPT of another iommufd;
+    /// [`ErrorKind::Unsupported`] when the device or its IOMMU has no
+    /// PASID, before Linux 6.15 and on the legacy path, each named.
+    #[doc(alias = "VFIO_DEVICE_ATTACH_PASID")]
+    pub fn attach_pasid<K: Kind>(&mut self, pasid: Pasid, hwpt: &PasidHwpt<K>) -> Result<()> {
+        self.change_pasid(PasidOp::Attach, pasid, hwpt)
+    }
+
+    /// Moves the attached `pasid` to `hwpt` in one ioctl (the kernel's
+    /// atomic replace).
+    ///
+    /// # Errors
+    /// A PASID that is not attached; as [`attach_pasid`](Self::attach_pasid).
+    pub fn replace_pasid<K: Kind>(&mut self, pasid: Pasid, hwpt: &PasidHwpt<K>) -> Result<()> {
+        self.change_pasid(PasidOp::Replace, pasid, hwpt)
+    }
+
+    fn change_pasid<K: Kind>(
+        &mut self,
+        op: PasidOp,
+        pasid: Pasid,
+        hwpt: &PasidHwpt<K>,
+    ) -> Result<()> {
+        crate::device::same_iommufd(&self.inner, hwpt.ioas())?;
+        self.inner.pasids.check(&self.inner.name, op, pasid)?;
+        let (fd, dev_id) = self.inner.bound.as_ref().expect("bound state");
+        let dev = (fd, *dev_id, self.inner.name.as_str());
+        self.inner.pasids.check_capable(dev, op, pasid)?;
+        match self.inner.link.attach_pasid(pasid.0, hwpt.id()) {
+            Ok(_) => {
+                self.inner.pasids.set(pasid, hwpt.erase());
+                Ok(())
+            }
+            Err(e) => Err(self.pasid_error(op, pasid, hwpt.id(), e)),
+        }
+    }
+
+    #[cold]
+    fn pasid_error(&self, op: PasidOp, pasid: Pasid, hwpt: u32, e: Errno) -> Error {
+        let name = &self.inner.name;
+        let err = Error::sys(
+            "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+            format!("{name} {pasid} -> HWPT {hwpt} ({})", op.name()),
+            e,
+        );
+        let rid = self
+            .inner
+            .attached
+            .as_ref()
+            .map(|_| self.inner.hwpt.as_ref().is_some_and(Hwpt::pasid_capable));
+        attach_error(err, rid, e)
+    }
+
+    /// Detaches `pasid` (`VFIO_DEVICE_DETACH_IOMMUFD_PT` with
+    /// `VFIO_DEVICE_DETACH_PASID`): its DMA is blocked again.
+    ///
+    /// # Errors
+    /// A PASID that is not attached.
+    pub fn detach_pasid(&mut self, pasid: Pasid) -> Result<()> {
+        self.inner
+            .pasids
+            .check(&self.inner.name, PasidOp::Detach, pasid)?;
+        match self.inner.link.detach_pasid(pasid.0) {
+            Ok(()) => {
+                self.inner.pasids.remove(pasid);
+                Ok(())
+            }
+            Err(e) => Err(Error::sys(
+                "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+                format!("{} {pasid}", self.inner.name),
+                e,
+            )),
+        }
+    }
+
+    /// The HWPT id `pasid` is attached to, if it is.
+    pub fn pasid_hwpt(&self, pasid: Pasid) -> Option<u32> {
+        self.inner.pasids.get(pasid)
+    }
+
+    /// The attached PASIDs and their HWPT ids.
+    pub fn pasids(&self) -> impl Iterator<Item = (Pasid, u32)> + '_ {
+        self.inner.pasids.iter()
+    }
+}
