@@ -164,20 +164,32 @@ fn a_group_attaches_and_replaces_between_hwpt_and_ioas() {
     let hwpt = Hwpt::<Paging>::alloc(group.member(0).unwrap(), &ioas).unwrap();
     let group: Group<Attached<Hwpt>> = group.attach(&hwpt).unwrap();
     assert_eq!(group.page_table().id(), hwpt.id());
-    group_dma(&group, &ioas);
-    let id = hwpt.id();
+    // The group holds the HWPT: the caller's handle may go.
     drop(hwpt);
+    group_dma(&group, &ioas);
     let group = group.replace(&ioas).unwrap();
     group_dma(&group, &ioas);
     let hwpt2 = Hwpt::<Paging>::alloc(group.member(0).unwrap(), &ioas).unwrap();
     let group = group.replace(&hwpt2).unwrap();
     assert_eq!(group.page_table().id(), hwpt2.id());
-    assert_ne!(hwpt2.id(), id);
     group_dma(&group, &ioas);
     let group = group.detach().unwrap();
     for d in group.members() {
         assert_eq!(Edu::new(d).liveness(3), !3);
     }
+    drop(group);
+    // A member added to a group on an HWPT joins that HWPT.
+    let part = Group::open_members(t.pair_group, &[t.pair[0].as_str()])
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
+    let hwpt = Hwpt::<Paging>::alloc(part.member(0).unwrap(), &ioas).unwrap();
+    let mut part = part.attach(&hwpt).unwrap();
+    part.add(&t.pair[1]).unwrap();
+    assert_eq!(part.len(), 2);
+    support::edu_members(&mut part);
+    assert_eq!(part.members()[1].hwpt_id(), hwpt.id());
+    group_dma(&part, &ioas);
 }
 
 /// A round trip through each member of `g`, all on one page table.
