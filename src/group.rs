@@ -71,8 +71,8 @@
 use crate::device::{Attached, BlockDma, Bound, Device, State, Unbound};
 use crate::diagnose;
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
-use crate::ioas::Ioas;
 use crate::hwpt::PageTable;
+use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::sysfs::{self, PciDevice};
 use std::fmt;
@@ -489,7 +489,10 @@ impl<P: PageTable> Group<Attached<P>> {
             if !lost {
                 let err =
                     err.append_detail(format!("the {k} member(s) already moved were moved back"));
-                return Err(TransitionError::new(Fallback::Kept(group(number, back)), err));
+                return Err(TransitionError::new(
+                    Fallback::Kept(group(number, back)),
+                    err,
+                ));
             }
             // Only the whole group's re-establishment makes the types true
             // again: every member detached (a known state), then all
@@ -510,12 +513,7 @@ impl<P: PageTable> Group<Attached<P>> {
     /// Example: [the `group` module docs](crate::group).
     pub fn detach(self) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
         let pt = self.page_table();
-        move_all(
-            self.number,
-            self.members,
-            |d| d.detach(),
-            |d| d.attach(&pt),
-        )
+        move_all(self.number, self.members, |d| d.detach(), |d| d.attach(&pt))
     }
 
     /// The IOAS every member is attached to (an HWPT's IOAS, when the page

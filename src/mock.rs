@@ -28,9 +28,9 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::sealed;
 use crate::hwpt::{DirtyTracking, Hwpt, HwptDevice, Kind, PageTable};
-use crate::pasid::{Pasid, PasidHwpt, PasidOp, PasidTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
+use crate::pasid::{Pasid, PasidHwpt, PasidOp, PasidTable};
 use crate::sys;
 
 const OP_MOCK_DOMAIN: u32 = 2;
@@ -158,8 +158,8 @@ impl MockDevice {
     /// Moves it to `pt` (`IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`).
     pub fn replace<P: PageTable>(&mut self, pt: &P) -> Result<()> {
         let data = [u64::from(pt.pt_id()), 0, 0, 0, 0, 0, 0];
-        let cmd = plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, data)
-            .map_err(|e| {
+        let cmd =
+            plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, data).map_err(|e| {
                 let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e);
                 let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
                 if e == nix::errno::Errno::EINVAL && !pasid_capable && !self.pasids.is_empty() {

@@ -39,13 +39,14 @@
 //! IOAS, whose mappings own their memory.
 //!
 //! ```no_run
+//! use iommufd::hwpt::Paging;
 //! use iommufd::pasid::{Pasid, PasidHwpt};
 //! # fn f(fd: &iommufd::Iommufd, dev: iommufd::Device<iommufd::BlockDma>) -> Result<(), Box<dyn std::error::Error>> {
 //! let ioas = fd.alloc_ioas()?;
-//! let rid = PasidHwpt::alloc(&dev, &ioas)?;
+//! let rid = PasidHwpt::<Paging>::alloc(&dev, &ioas)?;
 //! let mut dev = dev.attach(&rid).map_err(iommufd::Error::from)?; // the RID, PASID-capable
 //! let sva = fd.alloc_ioas()?;
-//! let table = PasidHwpt::alloc(&dev, &sva)?;
+//! let table = PasidHwpt::<Paging>::alloc(&dev, &sva)?;
 //! dev.attach_pasid(Pasid::new(1)?, &table)?; // DMA tagged PASID 1 -> `sva`
 //! dev.detach_pasid(Pasid::new(1)?)?;
 //! # Ok(()) }
@@ -256,8 +257,15 @@ impl PasidTable {
                 .detail(format!("{name} cannot use PASIDs: IOMMU_GET_HW_INFO reports max_pasid_log2 0 (the device has no PASID capability, or its IOMMU no PASID support; emulated VT-d has none). The kernel would accept the attach and do nothing with it")));
         }
         if bits < 32 && u64::from(pasid.0) >= 1u64 << bits {
-            return Err(Error::new(ErrorKind::InvalidInput, op.name(), format!("{name} {pasid}"))
-                .detail(format!("{pasid} is beyond the device's {} PASIDs (max_pasid_log2 {bits})", 1u64 << bits)));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                op.name(),
+                format!("{name} {pasid}"),
+            )
+            .detail(format!(
+                "{pasid} is beyond the device's {} PASIDs (max_pasid_log2 {bits})",
+                1u64 << bits
+            )));
         }
         Ok(())
     }

@@ -287,7 +287,10 @@ fn pasids_attach_replace_and_detach_on_the_test_driver() {
     let e = dev.attach_pasid(p, &table).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("RID"), "{e}");
-    assert!(dev.pasid_is_on(p, None).unwrap(), "a refused attach left it detached");
+    assert!(
+        dev.pasid_is_on(p, None).unwrap(),
+        "a refused attach left it detached"
+    );
 
     // RID onto a PASID-capable page table; then the PASID attaches.
     dev.replace(&rid).unwrap();
@@ -319,10 +322,7 @@ fn pasids_attach_replace_and_detach_on_the_test_driver() {
     let dirty = PasidHwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
     dev.attach_pasid(p7, &dirty).unwrap();
     dirty.set_dirty_tracking(true).unwrap();
-    assert_eq!(
-        dirty.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
-        0
-    );
+    assert_eq!(dirty.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
 
     // Detach both; detaching again is refused.
     dev.detach_pasid(p).unwrap();

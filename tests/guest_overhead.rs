@@ -24,7 +24,8 @@
 
 mod support;
 
-use iommufd::{Access, Device, DmaBuffer, Ioas, Iommufd, Iova};
+use iommufd::hwpt::Paging;
+use iommufd::{Access, Device, DmaBuffer, Hwpt, Ioas, Iommufd, Iova};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -44,6 +45,7 @@ const BUDGETS: &[(&str, &str, u64, u64)] = &[
     ("any", "4 KiB map + unmap at a kernel-chosen IOVA", 0, 350),
     ("config", "config_read of 4 bytes", 0, 45),
     ("attach", "attach + detach", 0, 240),
+    ("hwpt", "attach + detach onto an HWPT", 0, 265),
     // The group check (see the crate's soundness section) lists the
     // device's `iommu_group/devices`: `openat` (relative to `vfio-dev`,
     // which both sides list), `getdents64`, `close`; and the crate needs
@@ -196,7 +198,7 @@ fn body(raw: bool) {
     }
     if raw {
         let dev = raw::open_device(&bdf);
-        raw::bind(&dev, fd.iommufd_fd().unwrap()).unwrap();
+        let dev_id = raw::bind_dev_id(&dev, fd.iommufd_fd().unwrap()).unwrap();
         let (_, config) = raw::region(&dev, iommufd::pci::CONFIG).unwrap();
         fence();
         measure_config(|b| {
@@ -209,6 +211,14 @@ fn body(raw: bool) {
             raw::detach(&dev).unwrap();
         });
         fence();
+        let hwpt = raw::hwpt_alloc(fd.iommufd_fd().unwrap(), dev_id, ioas.id()).unwrap();
+        fence();
+        measure_hwpt(|| {
+            raw::attach(&dev, hwpt).unwrap();
+            raw::detach(&dev).unwrap();
+        });
+        fence();
+        raw::destroy(fd.iommufd_fd().unwrap(), hwpt).unwrap();
         drop(dev);
         fence();
         measure_open(|| drop(raw::open_device(&bdf)));
@@ -252,7 +262,14 @@ fn body(raw: bool) {
             dev = Some(d.attach(&ioas).unwrap().detach().unwrap());
         });
         fence();
-        drop(dev);
+        let hwpt = Hwpt::<Paging>::alloc(dev.as_ref().unwrap(), &ioas).unwrap();
+        fence();
+        measure_hwpt(|| {
+            let d = dev.take().unwrap();
+            dev = Some(d.attach(&hwpt).unwrap().detach().unwrap());
+        });
+        fence();
+        drop((dev, hwpt));
         fence();
         measure_open(|| drop(Device::open(&bdf).unwrap()));
         fence();
@@ -339,6 +356,11 @@ fn measure_config(mut read: impl FnMut(&mut [u8])) {
 
 #[inline(never)]
 fn measure_attach(mut cycle: impl FnMut()) {
+    (0..N).for_each(|_| cycle());
+}
+
+#[inline(never)]
+fn measure_hwpt(mut cycle: impl FnMut()) {
     (0..N).for_each(|_| cycle());
 }
 

@@ -48,6 +48,11 @@ nix::ioctl_readwrite_bad!(raw_alloc, nix::request_code_none!(b';', 0x81), [u32; 
 nix::ioctl_readwrite_bad!(raw_bind, nix::request_code_none!(b';', 118), [u32; 6]);
 nix::ioctl_readwrite_bad!(raw_attach, nix::request_code_none!(b';', 119), [u32; 4]);
 nix::ioctl_readwrite_bad!(raw_detach, nix::request_code_none!(b';', 120), [u32; 3]);
+nix::ioctl_readwrite_bad!(
+    raw_hwpt_alloc,
+    nix::request_code_none!(b';', 0x89),
+    [u32; 10]
+);
 nix::ioctl_readwrite_bad!(raw_feature, nix::request_code_none!(b';', 117), [u32; 4]);
 // `VFIO_DEVICE_GET_REGION_INFO` on a `struct vfio_region_info` seen as
 // `[argsz, flags, index, cap_offset, size (2 words), offset (2 words)]`.
@@ -185,6 +190,22 @@ pub fn bind(dev: impl AsFd, iommu: impl AsFd) -> Result<(), Errno> {
     let mut b = [24u32, 0, iommu.as_fd().as_raw_fd() as u32, 0, 0, 0];
     // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
     unsafe { raw_bind(dev.as_fd().as_raw_fd(), &mut b) }.map(drop)
+}
+
+/// `VFIO_DEVICE_BIND_IOMMUFD` of device cdev `dev` to `iommu`; its device id.
+pub fn bind_dev_id(dev: impl AsFd, iommu: impl AsFd) -> Result<u32, Errno> {
+    let mut b = [24u32, 0, iommu.as_fd().as_raw_fd() as u32, 0, 0, 0];
+    // SAFETY: a 24-byte vfio_device_bind_iommufd with no token pointer.
+    unsafe { raw_bind(dev.as_fd().as_raw_fd(), &mut b) }.map(|_| b[3])
+}
+
+/// `IOMMU_HWPT_ALLOC` of a plain HWPT on IOAS `ioas` for device `dev_id`.
+pub fn hwpt_alloc(iommu: impl AsFd, dev_id: u32, ioas: u32) -> Result<u32, Errno> {
+    // size, flags, dev_id, pt_id, out_hwpt_id, reserved, data_type,
+    // data_len, data_uptr (2 words): the 40 bytes up to data_uptr.
+    let mut a = [40u32, 0, dev_id, ioas, 0, 0, 0, 0, 0, 0];
+    // SAFETY: a 40-byte iommu_hwpt_alloc with no data pointer.
+    unsafe { raw_hwpt_alloc(iommu.as_fd().as_raw_fd(), &mut a) }.map(|_| a[4])
 }
 
 /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` of `dev` to page table `pt`.

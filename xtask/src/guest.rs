@@ -50,7 +50,10 @@ pub(crate) fn boot_guest(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOut
     let first = boot(kernel, job, o)?;
     let why = match (&first.emulator_crash, first.stalled) {
         (Some(line), _) if first.exit.is_none() => format!("QEMU itself crashed ({line})"),
-        (_, true) => format!("the guest froze (no console output for {}s)", stall().as_secs()),
+        (_, true) => format!(
+            "the guest froze (no console output for {}s)",
+            stall().as_secs()
+        ),
         _ => return Ok(first),
     };
     eprintln!("xtask: {why}; its results are discarded and it boots once more");
