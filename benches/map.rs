@@ -198,28 +198,41 @@ fn main() {
     dirty_row(&fd);
 }
 
-/// Reading (and clearing) the dirty bitmap of a 1 GiB IOVA range at 4 KiB
-/// granularity, on an HWPT of the kernel's iommufd test driver (the mock
-/// IOMMU's aperture is [16 MiB, 2 GiB)): `Hwpt::read_dirty` against the raw
-/// `IOMMU_HWPT_GET_DIRTY_BITMAP` into a zeroed bitmap of its own.
+/// Reading (and clearing) the dirty bitmap of a 4 GiB IOVA range at 4 KiB
+/// granularity, on an HWPT of the kernel's iommufd test driver:
+/// `Hwpt::read_dirty` against the raw `IOMMU_HWPT_GET_DIRTY_BITMAP` into a
+/// zeroed bitmap of its own. The default mock page table covers only
+/// [16 MiB, 2 GiB), so the HWPT is the mock's huge one (whole IOVA space);
+/// the 4 GiB are one 1 GiB memfd mapped four times (`IOMMU_IOAS_MAP_FILE`),
+/// which a 4 GiB guest can hold.
 fn dirty_row(fd: &Iommufd) {
-    use iommufd::hwpt::{DirtyTracking, Hwpt};
-    const BASE: u64 = 1 << 24;
-    const LEN: u64 = 1 << 30;
+    use iommufd::hwpt::DirtyTracking;
+    const BASE: u64 = 1 << 32;
+    const PART: u64 = 1 << 30;
+    const LEN: u64 = 4 * PART;
+    let scratch = fd.alloc_ioas().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
-    let Ok(mut dev) = iommufd::mock::MockDevice::new(&ioas) else {
-        println!("bench: | dirty bitmap of 1 GiB | skipped: no iommufd test driver |");
+    let Ok(mut dev) = iommufd::mock::MockDevice::new(&scratch) else {
+        println!("bench: | dirty bitmap of 4 GiB | skipped: no iommufd test driver |");
         return;
     };
-    let hwpt = Hwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
+    let hwpt = dev.alloc_huge::<DirtyTracking>(&ioas).unwrap();
     dev.replace(&hwpt).unwrap();
-    let _m = ioas
-        .map(
-            DmaBuffer::new(LEN as usize).unwrap(),
-            Iova::Fixed(BASE),
-            Access::READ_WRITE,
-        )
-        .unwrap();
+    let memfd =
+        nix::sys::memfd::memfd_create(c"dirty", nix::sys::memfd::MFdFlags::empty()).unwrap();
+    nix::unistd::ftruncate(&memfd, PART as i64).unwrap();
+    let _m: Vec<_> = (0..4)
+        .map(|i| {
+            ioas.map_file(
+                &memfd,
+                0,
+                PART,
+                Iova::Fixed(BASE + i * PART),
+                Access::READ_WRITE,
+            )
+            .unwrap()
+        })
+        .collect();
     hwpt.set_dirty_tracking(true).unwrap();
     let raw_fd = fd.iommufd_fd().unwrap();
     let id = hwpt.id();
@@ -245,7 +258,7 @@ fn dirty_row(fd: &Iommufd) {
         black_box(hwpt.read_dirty(BASE, LEN, 4096, false).unwrap());
     };
     row(
-        "dirty bitmap of 1 GiB at 4 KiB, read and cleared (iommufd test driver)",
+        "dirty bitmap of 4 GiB at 4 KiB, read and cleared (iommufd test driver, huge mock page table)",
         20,
         &mut [("raw", &mut r), ("crate", &mut c)],
     );

@@ -211,12 +211,19 @@ impl<K: Alloc> Hwpt<K> {
     /// [`ErrorKind::Unsupported`] on the legacy path and kernels before 6.6.
     #[doc(alias = "IOMMU_HWPT_ALLOC")]
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
-        Self::alloc_with(dev, ioas, 0)
+        Self::alloc_with(dev, ioas, 0, None)
     }
 
     /// [`alloc`](Self::alloc) with `extra` allocation flags beside the
-    /// kind's (`IOMMU_HWPT_ALLOC_PASID` for a [`PasidHwpt`](crate::pasid::PasidHwpt)).
-    pub(crate) fn alloc_with(dev: &impl HwptDevice, ioas: &Ioas, extra: u32) -> Result<Self> {
+    /// kind's (`IOMMU_HWPT_ALLOC_PASID` for a [`PasidHwpt`](crate::pasid::PasidHwpt)),
+    /// and driver data (type, words) for a driver that takes some for a
+    /// paging HWPT (the test driver's huge page table).
+    pub(crate) fn alloc_with(
+        dev: &impl HwptDevice,
+        ioas: &Ioas,
+        extra: u32,
+        data: Option<(u32, &[u64])>,
+    ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         if !fd.same_as(ioas.iommufd()) {
             return Err(Error::new(
@@ -226,7 +233,15 @@ impl<K: Alloc> Hwpt<K> {
             )
             .detail("the IOAS belongs to another iommufd than the one the device is bound to"));
         }
-        match fd.ctx().hwpt_alloc(dev_id, ioas.id(), K::FLAGS | extra) {
+        let flags = K::FLAGS | extra;
+        let r = match data {
+            None => fd.ctx().hwpt_alloc(dev_id, ioas.id(), flags),
+            Some((ty, words)) => {
+                fd.ctx()
+                    .hwpt_alloc_data((dev_id, ioas.id(), flags), ty, words, None)
+            }
+        };
+        match r {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {
                     ioas: ioas.clone(),
@@ -419,7 +434,7 @@ impl Hwpt<Nested> {
         let fault_id = faults.map(|f| f.id());
         match fd
             .ctx()
-            .hwpt_alloc_nested(dev_id, parent.id(), data_type, &data, fault_id)
+            .hwpt_alloc_data((dev_id, parent.id(), 0), data_type, &data, fault_id)
         {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {
@@ -450,7 +465,7 @@ impl Hwpt<Nested> {
         let parent = viommu.parent();
         match fd
             .ctx()
-            .hwpt_alloc_nested(dev_id, viommu.id(), data_type, &data, None)
+            .hwpt_alloc_data((dev_id, viommu.id(), 0), data_type, &data, None)
         {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {

@@ -27,7 +27,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::sealed;
-use crate::hwpt::{DirtyTracking, Hwpt, HwptDevice, Kind, PageTable};
+use crate::hwpt::{Alloc, DirtyTracking, Hwpt, HwptDevice, Kind, PageTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::pasid::{Pasid, PasidHwpt, PasidOp, PasidTable};
@@ -44,6 +44,10 @@ const OP_PASID_ATTACH: u32 = 18;
 const OP_PASID_REPLACE: u32 = 19;
 const OP_PASID_DETACH: u32 = 20;
 const OP_PASID_CHECK_HWPT: u32 = 21;
+/// `IOMMU_HWPT_DATA_SELFTEST`, `IOMMU_TEST_IOTLB_DEFAULT`, `MOCK_IOMMUPT_HUGE`.
+const HWPT_DATA_SELFTEST: u32 = 0xdead;
+const IOTLB_DEFAULT: u32 = 0xbadbeef;
+const MOCK_IOMMUPT_HUGE: u32 = 1;
 /// `MOCK_FLAGS_DEVICE_PASID`: the mock device has 20 PASID bits.
 const MOCK_FLAGS_DEVICE_PASID: u64 = 1 << 2;
 
@@ -172,6 +176,19 @@ impl MockDevice {
         self._pt = pt.pt_hwpt();
         self._ioas = pt.pt_ioas().clone();
         Ok(())
+    }
+
+    /// An HWPT of kind `K` on `ioas` with the test driver's huge page table
+    /// (`IOMMU_HWPT_DATA_SELFTEST` with `MOCK_IOMMUPT_HUGE`): 1 MiB entries
+    /// and the whole 56-bit IOVA space, where the default mock page table
+    /// has only [16 MiB, 2 GiB). For ranges larger than that.
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc`].
+    pub fn alloc_huge<K: Alloc>(&self, ioas: &Ioas) -> Result<Hwpt<K>> {
+        // struct iommu_hwpt_selftest { u32 iotlb; u32 pagetable_type; }
+        let cfg = u64::from(IOTLB_DEFAULT) | (u64::from(MOCK_IOMMUPT_HUGE) << 32);
+        Hwpt::alloc_with(self, ioas, 0, Some((HWPT_DATA_SELFTEST, &[cfg])))
     }
 
     /// Plays the device writing memory: marks the pages of

@@ -110,7 +110,7 @@ impl<K: Alloc> PasidHwpt<K> {
     /// As [`Hwpt::alloc`]; `EOPNOTSUPP` names the flag the IOMMU refuses.
     #[doc(alias = "IOMMU_HWPT_ALLOC_PASID")]
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
-        Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+        Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID, None).map(PasidHwpt)
     }
 }
 

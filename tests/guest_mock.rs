@@ -345,3 +345,46 @@ fn pasids_attach_replace_and_detach_on_the_test_driver() {
     assert!(e.to_string().contains("cannot use PASIDs"), "{e}");
     no_pasid.replace(&ioas).unwrap();
 }
+
+/// The test driver's huge page table (`MockDevice::alloc_huge`): dirty
+/// tracking above the default mock aperture ([16 MiB, 2 GiB)), at 8 GiB.
+/// The mock may report at its entry size (1 MiB when the memory is
+/// contiguous), so the check is that what was written is reported, and
+/// nothing beyond the mapping.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_huge_mock_page_table_tracks_above_the_default_aperture() {
+    const AT: u64 = 8 << 30;
+    const MAPPED: u64 = 2 << 20;
+    let fd = Iommufd::open_iommufd().unwrap();
+    let scratch = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&scratch) else {
+        return;
+    };
+    let ioas = fd.alloc_ioas().unwrap();
+    let hwpt = dev.alloc_huge::<DirtyTracking>(&ioas).unwrap();
+    dev.replace(&hwpt).unwrap();
+    let _m = ioas
+        .map(
+            DmaBuffer::new(MAPPED as usize).unwrap(),
+            Iova::Fixed(AT),
+            Access::READ_WRITE,
+        )
+        .unwrap();
+    // (The map at 8 GiB is what the default mock page table refuses.)
+    hwpt.set_dirty_tracking(true).unwrap();
+    // Pages 0 and 300 of the mapping written.
+    let mut pages = vec![0u64; (MAPPED / PAGE / 64) as usize];
+    pages[0] |= 1;
+    pages[300 / 64] |= 1 << (300 % 64);
+    assert!(dev.mark_dirty(&hwpt, AT, MAPPED, PAGE, &pages).unwrap() >= 2);
+    let d = hwpt.read_dirty(AT, 2 * MAPPED, PAGE, false).unwrap();
+    assert!(
+        d.is_dirty(AT) && d.is_dirty(AT + 300 * PAGE),
+        "{:?}",
+        d.ranges().collect::<Vec<_>>()
+    );
+    assert!(d.ranges().all(|(a, l)| a >= AT && a + l <= AT + MAPPED));
+    // Cleared by the read.
+    assert_eq!(hwpt.read_dirty(AT, MAPPED, PAGE, false).unwrap().count(), 0);
+}

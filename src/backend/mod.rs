@@ -140,19 +140,24 @@ impl Ctx {
         }
     }
 
-    /// `IOMMU_HWPT_ALLOC` of a nested HWPT with driver data.
-    pub(crate) fn hwpt_alloc_nested(
+    /// `IOMMU_HWPT_ALLOC` with driver data: a nested HWPT on `parent` (a
+    /// nest parent or a vIOMMU), or a paging HWPT on an IOAS with `flags`
+    /// for a driver that takes data for those (the test driver).
+    pub(crate) fn hwpt_alloc_data(
         &self,
-        dev_id: u32,
-        parent: u32,
+        (dev_id, parent, flags): (u32, u32, u32),
         data_type: u32,
         data: &[u64],
         fault_id: Option<u32>,
     ) -> std::result::Result<u32, Errno> {
         match self {
-            Ctx::Cdev(fd) => {
-                sys::hwpt_alloc_data(fd.as_fd(), dev_id, parent, data_type, data, fault_id)
-            }
+            Ctx::Cdev(fd) => sys::hwpt_alloc_data(
+                fd.as_fd(),
+                (dev_id, parent, flags),
+                data_type,
+                data,
+                fault_id,
+            ),
             Ctx::Legacy => Err(Errno::ENOTTY),
         }
     }

@@ -176,12 +176,12 @@ pub fn hwpt_alloc(fd: BorrowedFd<'_>, dev_id: u32, pt_id: u32, flags: u32) -> ni
     unsafe { raw::iommu_hwpt_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_hwpt_id)
 }
 
-/// `IOMMU_HWPT_ALLOC` of a nested HWPT on parent `pt_id` with driver data
+/// `IOMMU_HWPT_ALLOC` on `pt_id` (a nest parent, a vIOMMU, or an IOAS for
+/// a driver that takes data for paging HWPTs) with `flags` and driver data
 /// `data` of `data_type`; the new HWPT's id.
 pub fn hwpt_alloc_data(
     fd: BorrowedFd<'_>,
-    dev_id: u32,
-    pt_id: u32,
+    (dev_id, pt_id, flags): (u32, u32, u32),
     data_type: u32,
     data: &[u64],
     fault_id: Option<u32>,
@@ -189,9 +189,9 @@ pub fn hwpt_alloc_data(
     let mut arg = IommuHwptAlloc {
         size: argsz::<IommuHwptAlloc>(),
         flags: if fault_id.is_some() {
-            IOMMU_HWPT_FAULT_ID_VALID
+            flags | IOMMU_HWPT_FAULT_ID_VALID
         } else {
-            0
+            flags
         },
         fault_id: fault_id.unwrap_or(0),
         dev_id,
