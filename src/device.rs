@@ -599,6 +599,11 @@ impl<P: PageTable> Device<Attached<P>> {
     #[inline(never)]
     fn reattach(self, pt: &P, e: Error) -> (Replaced<P>, Error) {
         let id = pt.pt_id();
+        let e = if self.inner.pasids.is_empty() {
+            e
+        } else {
+            e.append_detail("its PASIDs were detached with it".to_string())
+        };
         let blocked = match self.detach() {
             Ok(b) => b,
             Err(de) => {
@@ -638,7 +643,13 @@ impl<P: PageTable> Device<Attached<P>> {
     #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
     ///
     /// Example: [the `device` module docs](crate::device).
-    pub fn detach(self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+    pub fn detach(mut self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
+        // `BlockDma` blocks all the device's DMA: its PASIDs go first.
+        if !self.inner.pasids.is_empty() {
+            if let Err(e) = crate::pasid::detach_all(&mut self.inner) {
+                return self.fail(e);
+            }
+        }
         match self
             .inner
             .link

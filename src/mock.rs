@@ -160,7 +160,12 @@ impl MockDevice {
     }
 
     /// Moves it to `pt` (`IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`).
+    ///
+    /// # Errors
+    /// A page table of another iommufd is refused before the kernel (ids
+    /// are per iommufd).
     pub fn replace<P: PageTable>(&mut self, pt: &P) -> Result<()> {
+        self.same_iommufd(pt.pt_ioas(), "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE")?;
         let data = [u64::from(pt.pt_id()), 0, 0, 0, 0, 0, 0];
         let cmd =
             plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, data).map_err(|e| {
@@ -312,13 +317,15 @@ impl MockDevice {
         pasid: Pasid,
         hwpt: &PasidHwpt<K>,
     ) -> Result<()> {
+        self.same_iommufd(hwpt.ioas(), op_name_of(op))?;
         self.pasids.check(&self.name, op, pasid)?;
         let dev = (&self.iommufd, self.idev_id, self.name.as_str());
         self.pasids.check_capable(dev, op, pasid)?;
-        let (code, op_name) = match op {
-            PasidOp::Replace => (OP_PASID_REPLACE, "IOMMU_TEST_OP_PASID_REPLACE"),
-            _ => (OP_PASID_ATTACH, "IOMMU_TEST_OP_PASID_ATTACH"),
+        let code = match op {
+            PasidOp::Replace => OP_PASID_REPLACE,
+            _ => OP_PASID_ATTACH,
         };
+        let op_name = op_name_of(op);
         // struct { u32 pasid, pt_id; }
         let data = [
             u64::from(pasid.get()) | (u64::from(hwpt.id()) << 32),
@@ -344,6 +351,14 @@ impl MockDevice {
                 Err(crate::pasid::attach_error(err, rid, e))
             }
         }
+    }
+
+    fn same_iommufd(&self, ioas: &Ioas, op: &'static str) -> Result<()> {
+        if self.iommufd.same_as(ioas.iommufd()) {
+            return Ok(());
+        }
+        Err(Error::new(ErrorKind::InvalidInput, op, self.name.clone())
+            .detail("the page table belongs to another iommufd than the one the mock device is bound to"))
     }
 
     /// Detaches `pasid` (`IOMMU_TEST_OP_PASID_DETACH`).
@@ -386,6 +401,14 @@ impl MockDevice {
     /// The HWPT id `pasid` is attached to, as this value recorded it.
     pub fn pasid_hwpt(&self, pasid: Pasid) -> Option<u32> {
         self.pasids.get(pasid)
+    }
+}
+
+fn op_name_of(op: PasidOp) -> &'static str {
+    match op {
+        PasidOp::Replace => "IOMMU_TEST_OP_PASID_REPLACE",
+        PasidOp::Detach => "IOMMU_TEST_OP_PASID_DETACH",
+        PasidOp::Attach => "IOMMU_TEST_OP_PASID_ATTACH",
     }
 }
 

@@ -2,13 +2,17 @@
 //! a page table of its own, attached apart from the device's RID (its
 //! untagged DMA). The merged form of the seed's Stage-3 "sub-group".
 //!
-//! A PASID attachment is not a state of the device: the RID keeps its own
-//! state ([`BlockDma`](crate::BlockDma), [`Attached`](crate::Attached)),
-//! and any number of PASIDs attach beside it. So they are not transitions
-//! but operations of a bound device, typed apart from the RID's:
+//! PASIDs attach beside the RID of an attached device
+//! (`Device<Attached<_>>`), any number of them, so they are not
+//! transitions but operations, typed apart from the RID's:
 //! [`Device::attach_pasid`], [`Device::replace_pasid`],
 //! [`Device::detach_pasid`], each taking a checked [`Pasid`], never a bare
-//! number, and a [`PasidHwpt`], never an [`Ioas`].
+//! number, and a [`PasidHwpt`], never an [`Ioas`]. A
+//! [`BlockDma`](crate::BlockDma) device has none: the kernel would let
+//! PASIDs attach to a device whose RID is blocked, but then `BlockDma`
+//! would no longer mean that the device's DMA is blocked. So
+//! [`Device::detach`] detaches the PASIDs with the RID, and
+//! `attach_pasid` does not exist on `BlockDma` (rule 27).
 //!
 //! The kernel's rules (iommufd, Linux 6.15 and later), and where they are
 //! kept:
@@ -52,7 +56,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::device::{Bound, Device};
+use crate::device::{Attached, Bound, Device};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::{sealed, Alloc, Hwpt, HwptDevice, Kind, PageTable, Paging};
 use crate::ioas::Ioas;
@@ -324,7 +328,25 @@ pub(crate) fn rid_error(err: Error, pasids: &PasidTable) -> Error {
     ))
 }
 
-impl<S: Bound> Device<S> {
+/// Detaches every PASID of the device (before the RID's detach: a
+/// `BlockDma` device reaches nothing). On error, those detached so far are
+/// out of the table.
+pub(crate) fn detach_all(inner: &mut crate::device::Inner) -> Result<()> {
+    let pasids: Vec<Pasid> = inner.pasids.iter().map(|(p, _)| p).collect();
+    for p in pasids {
+        inner.link.detach_pasid(p.0).map_err(|e| {
+            Error::sys(
+                "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+                format!("{} {p}", inner.name),
+                e,
+            )
+        })?;
+        inner.pasids.remove(p);
+    }
+    Ok(())
+}
+
+impl<P: PageTable> Device<Attached<P>> {
     /// Attaches `pasid` of the device to `hwpt`
     /// (`VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`):
     /// the device's DMA tagged with it goes through `hwpt`. The RID's
@@ -407,7 +429,9 @@ impl<S: Bound> Device<S> {
             )),
         }
     }
+}
 
+impl<S: Bound> Device<S> {
     /// The HWPT id `pasid` is attached to, if it is.
     pub fn pasid_hwpt(&self, pasid: Pasid) -> Option<u32> {
         self.inner.pasids.get(pasid)

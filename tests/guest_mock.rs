@@ -324,6 +324,21 @@ fn pasids_attach_replace_and_detach_on_the_test_driver() {
     dirty.set_dirty_tracking(true).unwrap();
     assert_eq!(dirty.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
 
+    // A page table of another iommufd: refused before the kernel, which
+    // would look its id up in this one.
+    let fd2 = Iommufd::open_iommufd().unwrap();
+    let ioas2 = fd2.alloc_ioas().unwrap();
+    let dev2 = MockDevice::new_with_pasid(&ioas2).unwrap();
+    let foreign = PasidHwpt::<Paging>::alloc(&dev2, &ioas2).unwrap();
+    let e = dev
+        .attach_pasid(Pasid::new(9).unwrap(), &foreign)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(e.raw_errno(), None, "{e}");
+    let e = dev.replace(&foreign).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(dev.hwpt_id(), rid.id());
+
     // Detach both; detaching again is refused.
     dev.detach_pasid(p).unwrap();
     dev.detach_pasid(p7).unwrap();

@@ -3,7 +3,7 @@ use iommufd::hwpt::{Hwpt, Paging};
 use iommufd::*;
 fn main() {}
 #[allow(dead_code, unused_variables, unused_mut, unused_imports)]
-fn case(dev: &mut Device<BlockDma>, ioas: &Ioas) -> Result<(), Box<dyn std::error::Error>> {
+fn case(dev: &mut Device<Attached<Ioas>>, ioas: &Ioas) -> Result<(), Box<dyn std::error::Error>> {
     let table = PasidHwpt::<Paging>::alloc(&*dev, ioas)?;
     dev.attach_pasid(Pasid::new(1)?, &table)?;
     Ok(())
