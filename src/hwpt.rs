@@ -408,7 +408,7 @@ impl Hwpt<Nested> {
         parent: &Hwpt<NestParent>,
         stage1: &Stage1,
     ) -> Result<Self> {
-        Self::nested(dev, parent, stage1, None)
+        Self::nested(dev, parent, stage1, None, 0)
     }
 
     /// As [`alloc_nested`](Self::alloc_nested), and its devices' page
@@ -420,21 +420,24 @@ impl Hwpt<Nested> {
         stage1: &Stage1,
         faults: &crate::iopf::FaultQueue,
     ) -> Result<Self> {
-        Self::nested(dev, parent, stage1, Some(faults))
+        Self::nested(dev, parent, stage1, Some(faults), 0)
     }
 
-    fn nested(
+    /// A nested HWPT over `parent` with allocation `flags`
+    /// (`IOMMU_HWPT_ALLOC_PASID` for a [`PasidHwpt`](crate::pasid::PasidHwpt)).
+    pub(crate) fn nested(
         dev: &impl HwptDevice,
         parent: &Hwpt<NestParent>,
         stage1: &Stage1,
         faults: Option<&crate::iopf::FaultQueue>,
+        flags: u32,
     ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         let (data_type, data) = stage1.encode();
         let fault_id = faults.map(|f| f.id());
         match fd
             .ctx()
-            .hwpt_alloc_data((dev_id, parent.id(), 0), data_type, &data, fault_id)
+            .hwpt_alloc_data((dev_id, parent.id(), flags), data_type, &data, fault_id)
         {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {
@@ -443,11 +446,11 @@ impl Hwpt<Nested> {
                     parent: Some(parent.erase()),
                     _faults: faults.cloned(),
                     _viommu: None,
-                    pasid: false,
+                    pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
                 }),
                 kind: PhantomData,
             }),
-            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), 0, e)),
+            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), flags, e)),
         }
     }
 
@@ -460,12 +463,22 @@ impl Hwpt<Nested> {
         viommu: &crate::viommu::Viommu,
         stage1: &Stage1,
     ) -> Result<Self> {
+        Self::nested_on(dev, viommu, stage1, 0)
+    }
+
+    /// [`alloc_nested_on`](Self::alloc_nested_on) with allocation `flags`.
+    pub(crate) fn nested_on(
+        dev: &impl HwptDevice,
+        viommu: &crate::viommu::Viommu,
+        stage1: &Stage1,
+        flags: u32,
+    ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         let (data_type, data) = stage1.encode();
         let parent = viommu.parent();
         match fd
             .ctx()
-            .hwpt_alloc_data((dev_id, viommu.id(), 0), data_type, &data, None)
+            .hwpt_alloc_data((dev_id, viommu.id(), flags), data_type, &data, None)
         {
             Ok(id) => Ok(Hwpt {
                 inner: Arc::new(HwptInner {
@@ -474,11 +487,11 @@ impl Hwpt<Nested> {
                     parent: Some(parent.erase()),
                     _faults: None,
                     _viommu: Some(viommu.clone()),
-                    pasid: false,
+                    pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
                 }),
                 kind: PhantomData,
             }),
-            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), 0, e)),
+            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), flags, e)),
         }
     }
 

@@ -58,7 +58,9 @@
 
 use crate::device::{Attached, Bound, Device};
 use crate::error::{Error, ErrorKind, Result};
-use crate::hwpt::{sealed, Alloc, Hwpt, HwptDevice, Kind, PageTable, Paging};
+use crate::hwpt::{
+    sealed, Alloc, Hwpt, HwptDevice, Kind, NestParent, Nested, PageTable, Paging, Stage1,
+};
 use crate::ioas::Ioas;
 use crate::sys;
 use nix::errno::Errno;
@@ -115,6 +117,35 @@ impl<K: Alloc> PasidHwpt<K> {
     #[doc(alias = "IOMMU_HWPT_ALLOC_PASID")]
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
         Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID, None).map(PasidHwpt)
+    }
+}
+
+impl PasidHwpt<Nested> {
+    /// A PASID-capable nested HWPT over `parent`: a guest's stage-1 for a
+    /// PASID (guest SVA: a guest process's page table, at the PASID the
+    /// guest gave it). The nested HWPT holds its parent.
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc_nested`].
+    pub fn alloc_nested(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<NestParent>,
+        stage1: &Stage1,
+    ) -> Result<Self> {
+        Hwpt::nested(dev, parent, stage1, None, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+    }
+
+    /// As [`alloc_nested`](Self::alloc_nested), on a vIOMMU (see
+    /// [`Hwpt::alloc_nested_on`]).
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc_nested_on`].
+    pub fn alloc_nested_on(
+        dev: &impl HwptDevice,
+        viommu: &crate::viommu::Viommu,
+        stage1: &Stage1,
+    ) -> Result<Self> {
+        Hwpt::nested_on(dev, viommu, stage1, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
     }
 }
 

@@ -324,6 +324,27 @@ fn pasids_attach_replace_and_detach_on_the_test_driver() {
     dirty.set_dirty_tracking(true).unwrap();
     assert_eq!(dirty.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
 
+    // Guest SVA: a PASID on a PASID-capable nested HWPT (the guest's
+    // stage-1), over a nest parent, and one on a vIOMMU.
+    {
+        use iommufd::hwpt::{NestParent, Nested, Stage1};
+        use iommufd::viommu::{Viommu, ViommuKind};
+        let s1 = Stage1::Selftest { iotlb: 0xbadbeef };
+        let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+        let guest = PasidHwpt::<Nested>::alloc_nested(&dev, &parent, &s1).unwrap();
+        let p3 = Pasid::new(3).unwrap();
+        dev.attach_pasid(p3, &guest).unwrap();
+        assert!(dev.pasid_is_on(p3, Some(guest.id())).unwrap());
+        // The nest parent itself is no PASID table, but the nested one is:
+        // the parent comes back through it.
+        assert_eq!(guest.parent().id(), parent.id());
+        let viommu = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+        let on_viommu = PasidHwpt::<Nested>::alloc_nested_on(&dev, &viommu, &s1).unwrap();
+        dev.replace_pasid(p3, &on_viommu).unwrap();
+        assert!(dev.pasid_is_on(p3, Some(on_viommu.id())).unwrap());
+        dev.detach_pasid(p3).unwrap();
+    }
+
     // A page table of another iommufd: refused before the kernel, which
     // would look its id up in this one.
     let fd2 = Iommufd::open_iommufd().unwrap();
