@@ -162,7 +162,10 @@ impl Handover {
     /// Hands over an attached device, and its IOAS.
     ///
     /// # Errors
-    /// A device bound to another iommufd is handed back.
+    /// A device bound to another iommufd is handed back; so is one with
+    /// PASIDs attached ([`ErrorKind::InvalidInput`]): the kernel has no
+    /// query for a device's PASIDs, so the new process could not read them
+    /// back, and its `Device` would not know they reach memory.
     ///
     /// Example: [the `handover` module docs](crate::handover).
     pub fn device(
@@ -172,6 +175,13 @@ impl Handover {
         if dev.ioas().iommufd() != &self.iommufd {
             let e = self.foreign("handover", dev.name().to_string());
             return Err(TransitionError::new(dev, e.expect("an error")));
+        }
+        let first_pasid = dev.pasids().next().map(|(p, _)| p);
+        if let Some(p) = first_pasid {
+            let e = Error::new(ErrorKind::InvalidInput, "handover", dev.name().to_string())
+                .detail(format!("{p} of the device is attached: the kernel has no query for a device's PASIDs, so the new process could not adopt them checked"))
+                .hint("detach its PASIDs (Device::detach_pasid) before the handover, and attach them again in the new process");
+            return Err(TransitionError::new(dev, e));
         }
         self.add_ioas(&dev.ioas().clone());
         self.devices.push(dev);
