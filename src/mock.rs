@@ -317,40 +317,23 @@ impl MockDevice {
         pasid: Pasid,
         hwpt: &PasidHwpt<K>,
     ) -> Result<()> {
-        self.same_iommufd(hwpt.ioas(), op_name_of(op))?;
-        self.pasids.check(&self.name, op, pasid)?;
-        let dev = (&self.iommufd, self.idev_id, self.name.as_str());
-        self.pasids.check_capable(dev, op, pasid)?;
         let code = match op {
             PasidOp::Replace => OP_PASID_REPLACE,
             _ => OP_PASID_ATTACH,
         };
-        let op_name = op_name_of(op);
-        // struct { u32 pasid, pt_id; }
-        let data = [
-            u64::from(pasid.get()) | (u64::from(hwpt.id()) << 32),
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        match plain_op(&self.iommufd, code, self.stdev_id, data) {
-            Ok(_) => {
-                self.pasids.set(pasid, hwpt.erase());
-                Ok(())
-            }
-            Err(e) => {
-                let err = Error::sys(
-                    op_name,
-                    format!("{} {pasid} -> HWPT {}", self.name, hwpt.id()),
-                    e,
-                );
-                let rid = Some(self._pt.as_ref().is_some_and(Hwpt::pasid_capable));
-                Err(crate::pasid::attach_error(err, rid, e))
-            }
-        }
+        let rid = Some(self._pt.as_ref().is_some_and(Hwpt::pasid_capable));
+        let (fd, stdev) = (&self.iommufd, self.stdev_id);
+        self.pasids.change(
+            (fd, self.idev_id, &self.name),
+            (op, op_name_of(op)),
+            (pasid, hwpt),
+            rid,
+            // struct { u32 pasid, pt_id; }
+            |p, h| {
+                let data = [u64::from(p) | (u64::from(h) << 32), 0, 0, 0, 0, 0, 0];
+                plain_op(fd, code, stdev, data).map(drop)
+            },
+        )
     }
 
     fn same_iommufd(&self, ioas: &Ioas, op: &'static str) -> Result<()> {

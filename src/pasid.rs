@@ -305,6 +305,45 @@ impl PasidTable {
         Ok(())
     }
 
+    /// What an attach and a replace share on every kind of device: the
+    /// checks (an `hwpt` of this iommufd, attach is not replace, a device
+    /// with PASIDs), the kernel's `call(pasid, hwpt id)`, the record. On
+    /// the kernel's error, `op_name` and `rid` (what the RID is on: `None`
+    /// blocked, `Some(true)` PASID-capable) make the explanation.
+    pub(crate) fn change<K: Kind>(
+        &mut self,
+        dev: (&crate::Iommufd, u32, &str),
+        (op, op_name): (PasidOp, &'static str),
+        (pasid, hwpt): (Pasid, &PasidHwpt<K>),
+        rid: Option<bool>,
+        call: impl FnOnce(u32, u32) -> std::result::Result<(), Errno>,
+    ) -> Result<()> {
+        let (fd, _, name) = dev;
+        if !fd.same_as(hwpt.ioas().iommufd()) {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, op_name, format!("{name} {pasid}")).detail(
+                    "the page table belongs to another iommufd than the one the device is bound to",
+                ),
+            );
+        }
+        self.check(name, op, pasid)?;
+        self.check_capable(dev, op, pasid)?;
+        match call(pasid.0, hwpt.id()) {
+            Ok(()) => {
+                self.set(pasid, hwpt.erase());
+                Ok(())
+            }
+            Err(e) => {
+                let err = Error::sys(
+                    op_name,
+                    format!("{name} {pasid} -> HWPT {} ({})", hwpt.id(), op.name()),
+                    e,
+                );
+                Err(attach_error(err, rid, e))
+            }
+        }
+    }
+
     /// Records that `pasid` is now attached to `hwpt`.
     pub(crate) fn set(&mut self, pasid: Pasid, hwpt: Hwpt<()>) {
         match self.find(pasid) {
@@ -409,34 +448,18 @@ impl<P: PageTable> Device<Attached<P>> {
         pasid: Pasid,
         hwpt: &PasidHwpt<K>,
     ) -> Result<()> {
-        crate::device::same_iommufd(&self.inner, hwpt.ioas())?;
-        self.inner.pasids.check(&self.inner.name, op, pasid)?;
-        let (fd, dev_id) = self.inner.bound.as_ref().expect("bound state");
-        let dev = (fd, *dev_id, self.inner.name.as_str());
-        self.inner.pasids.check_capable(dev, op, pasid)?;
-        match self.inner.link.attach_pasid(pasid.0, hwpt.id()) {
-            Ok(_) => {
-                self.inner.pasids.set(pasid, hwpt.erase());
-                Ok(())
-            }
-            Err(e) => Err(self.pasid_error(op, pasid, hwpt.id(), e)),
-        }
-    }
-
-    #[cold]
-    fn pasid_error(&self, op: PasidOp, pasid: Pasid, hwpt: u32, e: Errno) -> Error {
-        let name = &self.inner.name;
-        let err = Error::sys(
-            "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
-            format!("{name} {pasid} -> HWPT {hwpt} ({})", op.name()),
-            e,
-        );
-        let rid = self
-            .inner
-            .attached
-            .as_ref()
-            .map(|_| self.inner.hwpt.as_ref().is_some_and(Hwpt::pasid_capable));
-        attach_error(err, rid, e)
+        let inner = &mut *self.inner;
+        let (fd, dev_id) = inner.bound.as_ref().expect("bound state");
+        // Attached (this impl's state): is the RID's page table PASID-capable?
+        let rid = Some(inner.hwpt.as_ref().is_some_and(Hwpt::pasid_capable));
+        let link = &inner.link;
+        inner.pasids.change(
+            (fd, *dev_id, &inner.name),
+            (op, "VFIO_DEVICE_ATTACH_IOMMUFD_PT"),
+            (pasid, hwpt),
+            rid,
+            |p, h| link.attach_pasid(p, h).map(drop),
+        )
     }
 
     /// Detaches `pasid` (`VFIO_DEVICE_DETACH_IOMMUFD_PT` with
