@@ -12,7 +12,11 @@
 //! | [`Device<Unbound>`] | cdev opened, not bound | nothing: the kernel refuses ioctl and mmap (`EINVAL`) |
 //! | [`Device<BlockDma>`] | bound to an [`Iommufd`] (`VFIO_DEVICE_BIND_IOMMUFD`) | regions, MMIO, config, IRQs; the group sits in a blocking domain, so DMA goes nowhere |
 //! | [`Device<Attached<Ioas>>`] | attached to an [`Ioas`] (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`) | the same, and DMA reaches exactly the IOAS's mappings |
+//! | `Device<Attached<Hwpt<K>>>`, `Device<Attached<PasidHwpt<K>>>` | attached to a hardware page table ([`Hwpt`], [`PasidHwpt`]) built from an IOAS | the same, through a page table whose kind is in its type (dirty tracking, nest parent, nested, PASID-capable); PASIDs attach beside the RID ([`pasid`]) |
 //!
+//! Every transition takes any [`PageTable`] (an IOAS or an HWPT), so one
+//! `attach`/`replace`/`detach` serves all of them (see [`hwpt`] for an
+//! example that moves a device between an HWPT and an IOAS).
 //! Transitions consume the device and issue the real ioctl. On failure they
 //! hand the device back, unchanged, in a [`TransitionError`]:
 //!
