@@ -631,6 +631,64 @@ impl Hwpt<DirtyTracking> {
         page_size: u64,
         keep: bool,
     ) -> Result<DirtyBitmap> {
+        let pages = self.check_range(iova, len, page_size)?;
+        let mut bits = vec![0u64; pages.div_ceil(64) as usize];
+        self.get_bitmap(iova, len, page_size, keep, &mut bits)?;
+        Ok(DirtyBitmap {
+            iova,
+            page_size,
+            pages,
+            bits,
+        })
+    }
+
+    /// As [`read_dirty`](Self::read_dirty), into `out`, whose buffer is
+    /// reused: what a migration loop calls every round. Once the buffer is
+    /// big enough nothing is allocated (for a large range, an allocation
+    /// per read is an `mmap` and a `munmap` in the C library). On error
+    /// `out` covers no pages.
+    ///
+    /// # Errors
+    /// As [`read_dirty`](Self::read_dirty).
+    ///
+    /// ```no_run
+    /// # fn f(hwpt: &iommufd::Hwpt<iommufd::hwpt::DirtyTracking>) -> iommufd::Result<()> {
+    /// let mut dirty = iommufd::hwpt::DirtyBitmap::default();
+    /// loop {
+    ///     hwpt.read_dirty_into(1 << 32, 4 << 30, 4096, false, &mut dirty)?;
+    ///     for (iova, len) in dirty.ranges() {
+    ///         // copy [iova, iova + len) of guest RAM to the destination
+    ///         # let _ = (iova, len);
+    ///     }
+    ///     # break;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn read_dirty_into(
+        &self,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        keep: bool,
+        out: &mut DirtyBitmap,
+    ) -> Result<()> {
+        out.pages = 0;
+        out.bits.clear();
+        let pages = self.check_range(iova, len, page_size)?;
+        out.bits.resize(pages.div_ceil(64) as usize, 0);
+        if let Err(e) = self.get_bitmap(iova, len, page_size, keep, &mut out.bits) {
+            out.bits.clear();
+            return Err(e);
+        }
+        out.iova = iova;
+        out.page_size = page_size;
+        out.pages = pages;
+        Ok(())
+    }
+
+    /// The checks of a dirty read: the number of pages.
+    #[inline]
+    fn check_range(&self, iova: u64, len: u64, page_size: u64) -> Result<u64> {
         if !page_size.is_power_of_two()
             || iova % page_size != 0
             || len % page_size != 0
@@ -639,23 +697,28 @@ impl Hwpt<DirtyTracking> {
         {
             return Err(self.bad_range(iova, len, page_size));
         }
-        let pages = len / page_size;
-        let mut bits = vec![0u64; pages.div_ceil(64) as usize];
+        Ok(len / page_size)
+    }
+
+    /// `IOMMU_HWPT_GET_DIRTY_BITMAP` into `bits`, which holds a zeroed bit
+    /// for each page of the range.
+    #[inline]
+    fn get_bitmap(
+        &self,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        keep: bool,
+        bits: &mut [u64],
+    ) -> Result<()> {
         let flags = if keep {
             sys::IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
         } else {
             0
         };
         let ctx = self.inner.ioas.iommufd().ctx();
-        match ctx.get_dirty_bitmap(self.inner.id, iova, len, page_size, flags, &mut bits) {
-            Ok(()) => Ok(DirtyBitmap {
-                iova,
-                page_size,
-                pages,
-                bits,
-            }),
-            Err(e) => Err(self.read_error(iova, len, e)),
-        }
+        ctx.get_dirty_bitmap(self.inner.id, iova, len, page_size, flags, bits)
+            .map_err(|e| self.read_error(iova, len, e))
     }
 
     #[cold]
@@ -686,7 +749,9 @@ impl Hwpt<DirtyTracking> {
 }
 
 /// The dirty pages of a range ([`Hwpt::read_dirty`]): one bit per page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The default one covers no pages: a buffer for
+/// [`Hwpt::read_dirty_into`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DirtyBitmap {
     iova: u64,
     page_size: u64,

@@ -88,6 +88,29 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
     let d = hwpt.read_dirty(later, LEN, PAGE, false).unwrap();
     assert!(d.is_dirty(later + 3 * PAGE) && d.count() == 1, "{d:?}");
 
+    // Into a reused buffer: the same bits as read_dirty, a stale buffer
+    // zeroed first (a bigger read, then a smaller one), nothing on error.
+    let mut buf = iommufd::hwpt::DirtyBitmap::default();
+    assert_eq!(buf.count(), 0);
+    dev.mark_dirty(&hwpt, BASE, LEN, PAGE, &[0b11]).unwrap(); // pages 0, 1
+    hwpt.read_dirty_into(BASE, LEN, PAGE, true, &mut buf)
+        .unwrap();
+    assert_eq!(buf, hwpt.read_dirty(BASE, LEN, PAGE, true).unwrap());
+    assert_eq!(buf.ranges().collect::<Vec<_>>(), vec![(BASE, 2 * PAGE)]);
+    hwpt.read_dirty_into(BASE + PAGE, PAGE, PAGE, false, &mut buf)
+        .unwrap();
+    assert_eq!(buf.ranges().collect::<Vec<_>>(), vec![(BASE + PAGE, PAGE)]);
+    hwpt.read_dirty_into(BASE, LEN, PAGE, false, &mut buf)
+        .unwrap();
+    assert_eq!(buf.ranges().collect::<Vec<_>>(), vec![(BASE, PAGE)]);
+    hwpt.read_dirty_into(BASE, LEN, PAGE, false, &mut buf)
+        .unwrap();
+    assert_eq!(buf.count(), 0, "the buffer was zeroed before the read");
+    let e = hwpt.read_dirty_into(BASE + 1, LEN, PAGE, false, &mut buf);
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(buf.count(), 0);
+    assert_eq!(buf.ranges().count(), 0);
+
     // Bad ranges are refused before the ioctl.
     for (iova, len, page) in [
         (BASE, LEN, 3000),

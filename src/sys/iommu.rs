@@ -396,6 +396,7 @@ pub struct IommuTestCmd {
 /// # Safety
 /// Any user pointer in `cmd`'s op data must be valid for what that op
 /// reads or writes through it (`IOMMU_TEST_OP_DIRTY` reads a bitmap).
+#[cfg(feature = "iommufd-test-driver")]
 pub unsafe fn test_cmd(fd: BorrowedFd<'_>, cmd: &mut IommuTestCmd) -> nix::Result<()> {
     cmd.size = argsz::<IommuTestCmd>();
     // SAFETY: `cmd` is a live, exclusive struct; its pointers are the

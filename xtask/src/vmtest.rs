@@ -37,7 +37,15 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     // Instruction budgets are for optimized code: this one test is built in
     // release.
     bins.extend(cargo_build(
-        &["test", "--release", "--no-run", "--test", OVERHEAD],
+        &[
+            "test",
+            "--release",
+            "--no-run",
+            "--features",
+            "iommufd-test-driver",
+            "--test",
+            OVERHEAD,
+        ],
         |v| v["target"]["name"] == OVERHEAD,
     )?);
     if bins.is_empty() {
