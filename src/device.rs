@@ -588,7 +588,11 @@ impl<P: PageTable> Device<Attached<P>> {
 
     /// The page table the device is attached to (a handle).
     pub fn page_table(&self) -> P {
-        P::pt_from(self.ioas(), self.inner.hwpt.as_ref())
+        P::pt_from(
+            self.ioas(),
+            self.inner.hwpt.as_ref(),
+            crate::hwpt::sealed::Token(()),
+        )
     }
 
     /// Makes the device's attachment true again after a failure that may

@@ -45,6 +45,13 @@ pub(crate) mod sealed {
     /// Seals [`PageTable`](super::PageTable), [`Kind`](super::Kind) and
     /// [`HwptDevice`](super::HwptDevice): only this crate's types.
     pub trait Sealed {}
+
+    /// Proof that the caller is this crate: a trait method that takes one
+    /// cannot be called from outside, though the trait is public. What
+    /// rebuilds a typed page table from a handle takes it, so no caller
+    /// can turn a plain HWPT into a `Hwpt<DirtyTracking>` or a
+    /// `PasidHwpt` that the kernel never allocated as one.
+    pub struct Token(pub(crate) ());
 }
 
 /// What a device attaches to: an [`Ioas`] (the kernel picks or makes the
@@ -59,7 +66,7 @@ pub trait PageTable: sealed::Sealed + Clone + Send + Sync + 'static {
     #[doc(hidden)]
     fn pt_hwpt(&self) -> Option<Hwpt<()>>;
     #[doc(hidden)]
-    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>) -> Self;
+    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>, _: sealed::Token) -> Self;
 }
 
 impl sealed::Sealed for Ioas {}
@@ -78,7 +85,7 @@ impl PageTable for Ioas {
         None
     }
     #[inline]
-    fn pt_from(ioas: &Ioas, _: Option<&Hwpt<()>>) -> Self {
+    fn pt_from(ioas: &Ioas, _: Option<&Hwpt<()>>, _: sealed::Token) -> Self {
         ioas.clone()
     }
 }
@@ -341,7 +348,7 @@ impl<K: Kind> PageTable for Hwpt<K> {
         Some(self.erase())
     }
     #[inline]
-    fn pt_from(_: &Ioas, hwpt: Option<&Hwpt<()>>) -> Self {
+    fn pt_from(_: &Ioas, hwpt: Option<&Hwpt<()>>, _: sealed::Token) -> Self {
         // The device's state says `Attached<Hwpt<K>>`: the handle it holds
         // is of that HWPT, allocated as a `K`.
         let h = hwpt.expect("attached to an HWPT");

@@ -191,10 +191,10 @@ impl<K: Kind> PageTable for PasidHwpt<K> {
         self.0.pt_hwpt()
     }
     #[inline]
-    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>) -> Self {
+    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>, t: sealed::Token) -> Self {
         // The device's state says `Attached<PasidHwpt<K>>`: what it holds
         // was allocated as one.
-        PasidHwpt(Hwpt::pt_from(ioas, hwpt))
+        PasidHwpt(Hwpt::pt_from(ioas, hwpt, t))
     }
 }
 
