@@ -237,21 +237,8 @@ fn dirty_row(fd: &Iommufd) {
     let raw_fd = fd.iommufd_fd().unwrap();
     let id = hwpt.id();
     let mut r = || {
-        // struct iommu_hwpt_get_dirty_bitmap: size, hwpt_id, flags, reserved,
-        // iova, length, page_size, data.
         let mut bits = vec![0u64; (LEN / 4096 / 64) as usize];
-        let arg: [u64; 6] = [
-            48 | (u64::from(id) << 32),
-            0,
-            BASE,
-            LEN,
-            4096,
-            bits.as_mut_ptr() as u64,
-        ];
-        // SAFETY: IOMMU_HWPT_GET_DIRTY_BITMAP (0x3b8c) writes a bit per page
-        // of the range into `bits`, which holds them all.
-        let rc = unsafe { nix::libc::ioctl(raw_fd.as_raw_fd(), 0x3b8c, arg.as_ptr()) };
-        assert_eq!(rc, 0);
+        support::raw::get_dirty_bitmap(raw_fd, id, BASE, LEN, &mut bits);
         black_box(&bits);
     };
     let mut c = || {

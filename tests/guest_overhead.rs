@@ -338,20 +338,7 @@ fn dirty(raw: bool, fd: &Iommufd, fence: impl Fn()) {
         fence();
         measure_dirty(|| {
             bits.fill(0);
-            // struct iommu_hwpt_get_dirty_bitmap: size, hwpt_id, flags,
-            // reserved, iova, length, page_size, data.
-            let arg: [u64; 6] = [
-                48 | (u64::from(id) << 32),
-                0,
-                BASE,
-                LEN,
-                4096,
-                bits.as_mut_ptr() as u64,
-            ];
-            // SAFETY: IOMMU_HWPT_GET_DIRTY_BITMAP (0x3b8c) writes a bit per
-            // page of the range (16) into `bits`, which holds 64.
-            let rc = unsafe { nix::libc::ioctl(iommu.as_raw_fd(), 0x3b8c, arg.as_ptr()) };
-            assert_eq!(rc, 0);
+            raw::get_dirty_bitmap(iommu, id, BASE, LEN, &mut bits);
         });
         fence();
     } else {

@@ -53,6 +53,7 @@ nix::ioctl_readwrite_bad!(
     nix::request_code_none!(b';', 0x89),
     [u32; 10]
 );
+nix::ioctl_readwrite_bad!(raw_dirty, nix::request_code_none!(b';', 0x8c), [u64; 6]);
 nix::ioctl_readwrite_bad!(raw_feature, nix::request_code_none!(b';', 117), [u32; 4]);
 // `VFIO_DEVICE_GET_REGION_INFO` on a `struct vfio_region_info` seen as
 // `[argsz, flags, index, cap_offset, size (2 words), offset (2 words)]`.
@@ -206,6 +207,25 @@ pub fn hwpt_alloc(iommu: impl AsFd, dev_id: u32, ioas: u32) -> Result<u32, Errno
     let mut a = [40u32, 0, dev_id, ioas, 0, 0, 0, 0, 0, 0];
     // SAFETY: a 40-byte iommu_hwpt_alloc with no data pointer.
     unsafe { raw_hwpt_alloc(iommu.as_fd().as_raw_fd(), &mut a) }.map(|_| a[4])
+}
+
+/// `IOMMU_HWPT_GET_DIRTY_BITMAP` of `[iova, iova + len)` of `hwpt` at 4 KiB
+/// pages into `bits` (cleared in the kernel as read).
+pub fn get_dirty_bitmap(iommu: impl AsFd, hwpt: u32, iova: u64, len: u64, bits: &mut [u64]) {
+    assert!(bits.len() as u64 * 64 >= len / 4096, "a bit per page");
+    // struct iommu_hwpt_get_dirty_bitmap: size, hwpt_id, flags, reserved,
+    // iova, length, page_size, data.
+    let mut arg: [u64; 6] = [
+        48 | (u64::from(hwpt) << 32),
+        0,
+        iova,
+        len,
+        4096,
+        bits.as_mut_ptr() as u64,
+    ];
+    // SAFETY: the kernel writes a bit per 4 KiB page of the range into
+    // `bits`, which holds them all (asserted), and reads only `arg`.
+    unsafe { raw_dirty(iommu.as_fd().as_raw_fd(), &mut arg) }.unwrap();
 }
 
 /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` of `dev` to page table `pt`.
