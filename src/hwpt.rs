@@ -639,7 +639,8 @@ impl Hwpt<DirtyTracking> {
         keep: bool,
     ) -> Result<DirtyBitmap> {
         let pages = self.check_range(iova, len, page_size)?;
-        let mut bits = vec![0u64; pages.div_ceil(64) as usize];
+        let mut bits = Vec::new();
+        self.zeroed_bits(&mut bits, iova, len, pages)?;
         self.get_bitmap(iova, len, page_size, keep, &mut bits)?;
         Ok(DirtyBitmap {
             iova,
@@ -682,7 +683,7 @@ impl Hwpt<DirtyTracking> {
         out.pages = 0;
         out.bits.clear();
         let pages = self.check_range(iova, len, page_size)?;
-        out.bits.resize(pages.div_ceil(64) as usize, 0);
+        self.zeroed_bits(&mut out.bits, iova, len, pages)?;
         if let Err(e) = self.get_bitmap(iova, len, page_size, keep, &mut out.bits) {
             out.bits.clear();
             return Err(e);
@@ -705,6 +706,31 @@ impl Hwpt<DirtyTracking> {
             return Err(self.bad_range(iova, len, page_size));
         }
         Ok(len / page_size)
+    }
+
+    /// `bits` (empty) made a zeroed bit per page. A range no memory could
+    /// hold the bitmap of is an error, not an abort of the process.
+    #[inline]
+    fn zeroed_bits(&self, bits: &mut Vec<u64>, iova: u64, len: u64, pages: u64) -> Result<()> {
+        let words = usize::try_from(pages.div_ceil(64)).unwrap_or(usize::MAX);
+        if bits.try_reserve_exact(words).is_err() {
+            return Err(self.too_big(iova, len, pages));
+        }
+        bits.resize(words, 0);
+        Ok(())
+    }
+
+    #[cold]
+    fn too_big(&self, iova: u64, len: u64, pages: u64) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "IOMMU_HWPT_GET_DIRTY_BITMAP",
+            format!("HWPT {} {}", self.inner.id, crate::error::range(iova, len)),
+        )
+        .detail(format!(
+            "a bitmap of {pages} pages ({} bytes) cannot be allocated: read the range in parts, or at a larger page size",
+            pages.div_ceil(8)
+        ))
     }
 
     /// `IOMMU_HWPT_GET_DIRTY_BITMAP` into `bits`, which holds a zeroed bit

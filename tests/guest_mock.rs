@@ -111,6 +111,14 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
     assert_eq!(buf.count(), 0);
     assert_eq!(buf.ranges().count(), 0);
 
+    // A range whose bitmap no memory could hold (2^51 pages, 256 TiB of
+    // bits): an error, not an abort of the process.
+    let e = hwpt.read_dirty(0, 1 << 63, PAGE, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("cannot be allocated"), "{e}");
+    let e = hwpt.read_dirty_into(0, 1 << 63, PAGE, false, &mut buf);
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidInput);
+
     // Bad ranges are refused before the ioctl.
     for (iova, len, page) in [
         (BASE, LEN, 3000),
