@@ -524,33 +524,59 @@ impl Hwpt<Nested> {
     /// before the one it refused.
     #[doc(alias = "IOMMU_HWPT_INVALIDATE")]
     pub fn invalidate(&self, requests: &[Invalidation]) -> Result<u32> {
-        let obj = || format!("HWPT {}", self.inner.id);
-        let Some(first) = requests.first() else {
+        let id = self.inner.id;
+        invalidate_on(
+            self.inner.ioas.iommufd(),
+            id,
+            &|| format!("HWPT {id}"),
+            requests,
+        )
+    }
+}
+
+/// A cache invalidation request of some data type (`IOMMU_HWPT_INVALIDATE`):
+/// for an HWPT ([`Invalidation`]) or a vIOMMU
+/// ([`ViommuInvalidation`](crate::viommu::ViommuInvalidation)).
+pub(crate) trait Request {
+    /// (data type, bytes per entry).
+    fn layout(&self) -> (u32, usize);
+    /// Appends the entry, `layout().1` bytes.
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// `IOMMU_HWPT_INVALIDATE` of `requests`, all of one type, on object `id`
+/// (an HWPT or a vIOMMU) of `fd`; how many the kernel handled.
+pub(crate) fn invalidate_on<R: Request>(
+    fd: &crate::Iommufd,
+    id: u32,
+    obj: &dyn Fn() -> String,
+    requests: &[R],
+) -> Result<u32> {
+    let Some(first) = requests.first() else {
+        return Err(
+            Error::new(ErrorKind::InvalidInput, "IOMMU_HWPT_INVALIDATE", obj())
+                .detail("no invalidation request"),
+        );
+    };
+    let (data_type, len) = first.layout();
+    let mut entries = Vec::with_capacity(requests.len() * len);
+    for r in requests {
+        if r.layout().0 != data_type {
             return Err(
                 Error::new(ErrorKind::InvalidInput, "IOMMU_HWPT_INVALIDATE", obj())
-                    .detail("no invalidation request"),
+                    .detail("the requests of one call must all be of one type"),
             );
-        };
-        let (data_type, words) = first.layout();
-        let mut entries = Vec::with_capacity(requests.len() * words);
-        for r in requests {
-            if r.layout().0 != data_type {
-                return Err(
-                    Error::new(ErrorKind::InvalidInput, "IOMMU_HWPT_INVALIDATE", obj())
-                        .detail("the requests of one call must all be of one type"),
-                );
-            }
-            r.encode(&mut entries);
         }
-        let ctx = self.inner.ioas.iommufd().ctx();
-        ctx.invalidate(self.inner.id, data_type, words, &entries)
-            .map_err(|(e, done)| {
-                Error::sys("IOMMU_HWPT_INVALIDATE", obj(), e).detail(format!(
-                    "the kernel handled {done} of {} requests before refusing one",
-                    requests.len()
-                ))
-            })
+        r.encode(&mut entries);
     }
+    fd.ctx()
+        .invalidate(id, data_type, len, &entries)
+        .map_err(|(e, done)| {
+            Error::sys("IOMMU_HWPT_INVALIDATE", obj(), e).detail(format!(
+                "the kernel handled {done} of {} requests before refusing one",
+                requests.len()
+            ))
+        })
 }
 
 /// One cache invalidation request for a nested HWPT (`IOMMU_HWPT_INVALIDATE_DATA_*`).
@@ -576,25 +602,31 @@ pub enum Invalidation {
     },
 }
 
-impl Invalidation {
-    /// (data type, words per entry).
+impl Request for Invalidation {
     fn layout(&self) -> (u32, usize) {
         match self {
-            Invalidation::VtdS1 { .. } => (0, 3),
+            Invalidation::VtdS1 { .. } => (0, 24),
             #[cfg(feature = "iommufd-test-driver")]
-            Invalidation::Selftest { .. } => (0xdead_beef, 1),
+            Invalidation::Selftest { .. } => (0xdead_beef, 8),
         }
     }
-    fn encode(&self, out: &mut Vec<u64>) {
+    fn encode(&self, out: &mut Vec<u8>) {
         match *self {
+            // struct iommu_hwpt_vtd_s1_invalidate { u64 addr, npages; u32 flags, reserved; }
             Invalidation::VtdS1 {
                 addr,
                 npages,
                 flags,
-            } => out.extend([addr, npages, u64::from(flags)]),
+            } => {
+                for w in [addr, npages, u64::from(flags)] {
+                    out.extend_from_slice(&w.to_ne_bytes());
+                }
+            }
+            // struct iommu_hwpt_invalidate_selftest { u32 flags, iotlb_id; }
             #[cfg(feature = "iommufd-test-driver")]
             Invalidation::Selftest { flags, iotlb_id } => {
-                out.push(u64::from(flags) | (u64::from(iotlb_id) << 32))
+                out.extend_from_slice(&flags.to_ne_bytes());
+                out.extend_from_slice(&iotlb_id.to_ne_bytes());
             }
         }
     }
@@ -995,6 +1027,27 @@ pub(crate) fn hw_info_of(fd: &crate::Iommufd, dev_id: u32, name: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalidation_entries_have_the_kernels_sizes() {
+        // struct iommu_hwpt_vtd_s1_invalidate: 24 bytes, addr first.
+        let mut out = Vec::new();
+        let r = Invalidation::VtdS1 {
+            addr: 0x1000,
+            npages: 2,
+            flags: 1,
+        };
+        r.encode(&mut out);
+        assert_eq!((r.layout(), out.len()), ((0, 24), 24));
+        assert_eq!(out[..8], 0x1000u64.to_ne_bytes());
+        assert_eq!(out[16..20], 1u32.to_ne_bytes());
+        // struct iommu_viommu_arm_smmuv3_invalidate: two little-endian words.
+        let mut out = Vec::new();
+        let r = crate::viommu::ViommuInvalidation::ArmSmmuV3 { cmd: [1, 2] };
+        r.encode(&mut out);
+        assert_eq!((r.layout(), out.len()), ((1, 16), 16));
+        assert_eq!(out[8..], 2u64.to_le_bytes());
+    }
 
     #[test]
     fn dirty_ranges_are_the_runs_of_set_bits() {

@@ -39,6 +39,7 @@ const OP_MOCK_DOMAIN_FLAGS: u32 = 12;
 const OP_DIRTY: u32 = 13;
 const OP_MD_CHECK_IOTLB: u32 = 14;
 const OP_TRIGGER_IOPF: u32 = 15;
+const OP_DEV_CHECK_CACHE: u32 = 16;
 const OP_TRIGGER_VEVENT: u32 = 17;
 const OP_PASID_ATTACH: u32 = 18;
 const OP_PASID_REPLACE: u32 = 19;
@@ -67,8 +68,8 @@ fn plain_op(
     };
     // SAFETY: the callers pass only ops whose data carries no pointer
     // (MOCK_DOMAIN, MOCK_DOMAIN_FLAGS, MOCK_DOMAIN_REPLACE, MD_CHECK_IOTLB,
-    // TRIGGER_IOPF, TRIGGER_VEVENT, PASID_*): the driver touches nothing
-    // but `cmd`.
+    // DEV_CHECK_CACHE, TRIGGER_IOPF, TRIGGER_VEVENT, PASID_*): the driver
+    // touches nothing but `cmd`.
     unsafe { fd.ctx().test_cmd(&mut cmd) }.map(|()| cmd)
 }
 
@@ -256,6 +257,35 @@ impl MockDevice {
                 Error::sys(
                     "IOMMU_TEST_OP_MD_CHECK_IOTLB",
                     format!("HWPT {} entry {index}", hwpt.id()),
+                    e,
+                )
+            })
+    }
+
+    /// Checks that entry `index` of this device's mock cache (the one a
+    /// vIOMMU invalidation clears) holds `value`
+    /// (`IOMMU_TEST_OP_DEV_CHECK_CACHE`; the driver fills it with
+    /// `0xbaddad`).
+    ///
+    /// # Errors
+    /// `EINVAL` when it holds something else.
+    pub fn check_dev_cache(&self, index: u32, value: u32) -> Result<()> {
+        // struct { u32 id, cache; }
+        let data = [
+            u64::from(index) | (u64::from(value) << 32),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        plain_op(&self.iommufd, OP_DEV_CHECK_CACHE, self.idev_id, data)
+            .map(drop)
+            .map_err(|e| {
+                Error::sys(
+                    "IOMMU_TEST_OP_DEV_CHECK_CACHE",
+                    format!("{} cache entry {index}", self.name),
                     e,
                 )
             })

@@ -123,6 +123,34 @@ impl Viommu {
         &self.0.parent
     }
 
+    /// Invalidates what the vIOMMU caches per device, as the guest asked
+    /// (`IOMMU_HWPT_INVALIDATE` on the vIOMMU): requests name devices by
+    /// their virtual ids ([`Vdevice::virt_id`]). All of one type per call.
+    /// Returns how many the kernel handled.
+    ///
+    /// # Errors
+    /// No request, or requests of two types ([`ErrorKind::InvalidInput`]);
+    /// from the kernel (a virtual id no vDEVICE has: `EINVAL`), with how
+    /// many requests were handled before the refused one.
+    ///
+    /// ```no_run
+    /// # fn f(viommu: &iommufd::viommu::Viommu, cmd: [u64; 2]) -> iommufd::Result<()> {
+    /// use iommufd::viommu::ViommuInvalidation;
+    /// // An SMMUv3 command the guest wrote into its command queue.
+    /// viommu.invalidate(&[ViommuInvalidation::ArmSmmuV3 { cmd }])?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "IOMMU_HWPT_INVALIDATE")]
+    pub fn invalidate(&self, requests: &[ViommuInvalidation]) -> Result<u32> {
+        let id = self.0.id;
+        crate::hwpt::invalidate_on(
+            self.0.parent.ioas().iommufd(),
+            id,
+            &|| format!("vIOMMU {id}"),
+            requests,
+        )
+    }
+
     /// Tells the vIOMMU that `dev` is, to the guest, device `virt_id`
     /// (`IOMMU_VDEVICE_ALLOC`). The vDEVICE borrows the vIOMMU; drop it
     /// before the device is unbound.
@@ -143,6 +171,59 @@ impl Viommu {
                 format!("{name} as {virt_id:#x} on vIOMMU {}", self.0.id),
                 e,
             )),
+        }
+    }
+}
+
+/// One cache invalidation request for a vIOMMU
+/// (`IOMMU_VIOMMU_INVALIDATE_DATA_*`): the per-device caches of the
+/// vIOMMU's hardware, devices named by their virtual ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ViommuInvalidation {
+    /// `struct iommu_viommu_arm_smmuv3_invalidate`: one 128-bit SMMUv3
+    /// command-queue entry, as the guest wrote it (little-endian words).
+    ArmSmmuV3 {
+        /// The command.
+        cmd: [u64; 2],
+    },
+    /// The iommufd test driver's (`struct iommu_viommu_invalidate_selftest`).
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest {
+        /// `IOMMU_TEST_INVALIDATE_FLAG_ALL` (1) or 0.
+        flags: u32,
+        /// The device's virtual id.
+        vdev_id: u32,
+        /// The mock device cache entry.
+        cache_id: u32,
+    },
+}
+
+impl crate::hwpt::Request for ViommuInvalidation {
+    fn layout(&self) -> (u32, usize) {
+        match self {
+            ViommuInvalidation::ArmSmmuV3 { .. } => (1, 16),
+            #[cfg(feature = "iommufd-test-driver")]
+            ViommuInvalidation::Selftest { .. } => (0xdead_beef, 12),
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            ViommuInvalidation::ArmSmmuV3 { cmd } => {
+                for w in cmd {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            #[cfg(feature = "iommufd-test-driver")]
+            ViommuInvalidation::Selftest {
+                flags,
+                vdev_id,
+                cache_id,
+            } => {
+                for w in [flags, vdev_id, cache_id] {
+                    out.extend_from_slice(&w.to_ne_bytes());
+                }
+            }
         }
     }
 }

@@ -206,6 +206,44 @@ fn nesting_invalidation_viommu_and_vdevice_on_the_test_driver() {
     assert_eq!(vdev.virt_id(), 0x99);
     // The same device twice is refused.
     assert!(viommu.alloc_vdevice(&dev, 0x9a).is_err());
+
+    // The vIOMMU's per-device cache, invalidated by virtual id: one entry,
+    // then all; an id no vDEVICE has is refused, with the count handled.
+    use iommufd::viommu::ViommuInvalidation;
+    for i in 0..4 {
+        dev.check_dev_cache(i, 0xbaddad).unwrap();
+    }
+    let one = |cache_id| ViommuInvalidation::Selftest {
+        flags: 0,
+        vdev_id: 0x99,
+        cache_id,
+    };
+    assert_eq!(viommu.invalidate(&[one(2)]).unwrap(), 1);
+    dev.check_dev_cache(2, 0).unwrap();
+    dev.check_dev_cache(1, 0xbaddad).unwrap();
+    let stranger = ViommuInvalidation::Selftest {
+        flags: 0,
+        vdev_id: 0x77,
+        cache_id: 0,
+    };
+    let e = viommu.invalidate(&[one(1), stranger]).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EINVAL), "{e}");
+    assert!(e.to_string().contains("handled 1 of 2"), "{e}");
+    dev.check_dev_cache(1, 0).unwrap();
+    dev.check_dev_cache(0, 0xbaddad).unwrap();
+    let all = ViommuInvalidation::Selftest {
+        flags: 1,
+        vdev_id: 0x99,
+        cache_id: 0,
+    };
+    viommu.invalidate(&[all]).unwrap();
+    for i in 0..4 {
+        dev.check_dev_cache(i, 0).unwrap();
+    }
+    // Two types in one call are refused before the kernel.
+    let smmu = ViommuInvalidation::ArmSmmuV3 { cmd: [0, 0] };
+    let e = viommu.invalidate(&[all, smmu]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     drop(vdev);
     drop(viommu);
     dev.replace(&ioas).unwrap();

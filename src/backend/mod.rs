@@ -180,11 +180,11 @@ impl Ctx {
         &self,
         id: u32,
         data_type: u32,
-        entry_words: usize,
-        entries: &[u64],
+        entry_len: usize,
+        entries: &[u8],
     ) -> std::result::Result<u32, (Errno, u32)> {
         match self {
-            Ctx::Cdev(fd) => sys::hwpt_invalidate(fd.as_fd(), id, data_type, entry_words, entries),
+            Ctx::Cdev(fd) => sys::hwpt_invalidate(fd.as_fd(), id, data_type, entry_len, entries),
             Ctx::Legacy => Err((Errno::ENOTTY, 0)),
         }
     }

@@ -219,23 +219,23 @@ pub struct IommuHwptInvalidate {
     pub reserved: u32,
 }
 
-/// `IOMMU_HWPT_INVALIDATE` of `entries` (`entry_len` bytes each, in words)
-/// on HWPT (or vIOMMU) `id`; how many the kernel handled, also on error.
+/// `IOMMU_HWPT_INVALIDATE` of `entries` (`entry_len` bytes each) on HWPT
+/// (or vIOMMU) `id`; how many the kernel handled, also on error.
 pub fn hwpt_invalidate(
     fd: BorrowedFd<'_>,
     id: u32,
     data_type: u32,
-    entry_words: usize,
-    entries: &[u64],
+    entry_len: usize,
+    entries: &[u8],
 ) -> std::result::Result<u32, (nix::Error, u32)> {
-    assert!(entry_words > 0 && entries.len() % entry_words == 0);
+    assert!(entry_len > 0 && entries.len() % entry_len == 0);
     let mut arg = IommuHwptInvalidate {
         size: argsz::<IommuHwptInvalidate>(),
         hwpt_id: id,
         data_uptr: entries.as_ptr() as u64,
         data_type,
-        entry_len: (entry_words * 8) as u32,
-        entry_num: (entries.len() / entry_words) as u32,
+        entry_len: entry_len as u32,
+        entry_num: (entries.len() / entry_len) as u32,
         reserved: 0,
     };
     // SAFETY: `data_uptr` points at `entry_num` entries of `entry_len`
