@@ -643,7 +643,13 @@ impl<P: PageTable> Device<Attached<P>> {
     }
 
     /// Detaches (`VFIO_DEVICE_DETACH_IOMMUFD_PT`): the device's group goes back
-    /// to the blocking domain, so DMA is blocked again.
+    /// to the blocking domain, so DMA is blocked again. Any PASIDs attached
+    /// ([`attach_pasid`](Self::attach_pasid)) are detached first, so that
+    /// `BlockDma` blocks PASID-tagged DMA too.
+    ///
+    /// # Errors
+    /// The device comes back attached; PASIDs detached before the failure
+    /// stay detached ([`pasids`](Self::pasids) tells which remain).
     #[doc(alias = "VFIO_DEVICE_DETACH_IOMMUFD_PT")]
     ///
     /// Example: [the `device` module docs](crate::device).
