@@ -21,6 +21,18 @@ pub(crate) struct GuestOutcome {
     /// What the NVMe test reported writing (`VMT-NVME-WROTE ...` lines),
     /// for the host to check in the image after the guest powered off.
     pub(crate) nvme_writes: Vec<String>,
+    /// The job's steps that ran to their end (`VMT-DONE key rc` lines).
+    pub(crate) done: Vec<Step>,
+}
+
+/// A step of a guest job (one test binary) that ran to its end: its key,
+/// its exit code, and the libtest counts printed since its
+/// `guest: running key` line.
+pub(crate) struct Step {
+    pub(crate) key: String,
+    pub(crate) rc: i32,
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
 }
 
 /// No console line for this long means the guest froze. Every test prints a
@@ -36,7 +48,8 @@ pub(crate) fn stall() -> Duration {
     Duration::from_secs(secs.unwrap_or(90))
 }
 
-/// Boots as [`boot`] does, and boots once more if the guest froze or QEMU
+/// For the bench and the demo (`vmtest` resumes by step instead, see
+/// `vmtest::BOOTS`): boots as [`boot`] does, and boots once more if the guest froze or QEMU
 /// itself crashed. The first attempt's counts are dropped, and the retry is
 /// announced, so neither is ever a silent pass; a second one is a failure.
 ///
@@ -163,7 +176,10 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         stalled: false,
         emulator_crash: None,
         nvme_writes: Vec::new(),
+        done: Vec::new(),
     };
+    // Counts since the current step's `guest: running` line.
+    let mut step = (0, 0);
     let stdout = std::io::stdout();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -179,6 +195,22 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
                     let (p, f) = parse_counts(rest);
                     out.passed += p;
                     out.failed += f;
+                    step = (step.0 + p, step.1 + f);
+                }
+                if clean.trim().starts_with("guest: running ") {
+                    step = (0, 0);
+                }
+                if let Some(rest) = clean.trim().strip_prefix("VMT-DONE ") {
+                    let mut w = rest.split_whitespace();
+                    if let (Some(key), Some(rc)) = (w.next(), w.next().and_then(|r| r.parse().ok()))
+                    {
+                        out.done.push(Step {
+                            key: key.to_string(),
+                            rc,
+                            passed: step.0,
+                            failed: step.1,
+                        });
+                    }
                 }
                 // A guest test asks the host side for a QMP command
                 // (`device_del` of the hotplug edu).

@@ -1,7 +1,7 @@
 //! `cargo xtask vmtest` and `cargo xtask demo`: device tests and the demo in the guest.
 
 use crate::cargo::cargo_build;
-use crate::guest::{boot_guest, shell_quote, write_job};
+use crate::guest::{boot, boot_guest, shell_quote, stall, write_job, Step};
 use crate::host::{apt_install, have};
 use crate::kernel::find_or_build_kernel;
 use crate::{Opts, Result};
@@ -16,6 +16,10 @@ const UNPLUG: (&str, &str) = (
     "guest_real_devices",
     "unplug_request_reaches_the_req_eventfd_and_the_unplug_completes",
 );
+
+/// Boots per kernel at most: the first, and one more for each freeze or
+/// QEMU crash, each resuming from the step that did not finish.
+const BOOTS: usize = 3;
 
 pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
     let kernel = find_or_build_kernel(&o.kernel)?;
@@ -52,41 +56,103 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
         return Err("no guest_* test targets were built".into());
     }
     let filter = o.filter.as_deref().map(shell_quote).unwrap_or_default();
-    let mut body = String::from("rc=0\n");
-    let mut last = String::new();
+    // One step per test binary (the hot-unplug test a step of its own, last),
+    // each ending with `VMT-DONE key rc`, so that a boot that freezes or
+    // crashes is resumed from the step it was in.
+    let mut steps: Vec<(String, String)> = Vec::new();
+    let mut last = None;
     for (name, exe) in &bins {
-        let run = |args: &str| {
-            format!(
-                "echo \"guest: running {name}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --show-output --color never {args} || rc=1\n",
-                ver = shell_quote(&o.kernel),
-                exe = shell_quote(&exe.display().to_string()),
+        let step = |key: &str, args: &str| {
+            (
+                key.to_string(),
+                format!(
+                    "echo \"guest: running {key}\"\nIOMMUFD_TEST_KERNEL_VERSION={ver} {exe} --include-ignored --test-threads=1 --show-output --color never {args}\nr=$?\necho \"VMT-DONE {key} $r\"\n[ $r -eq 0 ] || rc=1\n",
+                    ver = shell_quote(&o.kernel),
+                    exe = shell_quote(&exe.display().to_string()),
+                ),
             )
         };
         if name == UNPLUG.0 {
-            body += &run(&format!("{filter} --skip {}", UNPLUG.1));
+            steps.push(step(name, &format!("{filter} --skip {}", UNPLUG.1)));
             if o.filter.as_deref().is_none_or(|f| UNPLUG.1.contains(f)) {
-                last = run(&format!("--exact {}", UNPLUG.1));
+                last = Some(step(
+                    &format!("{name}-unplug"),
+                    &format!("--exact {}", UNPLUG.1),
+                ));
             }
         } else {
-            body += &run(&filter);
+            steps.push(step(name, &filter));
         }
     }
-    body += &last;
-    body += "exit $rc\n";
-    let job = write_job("vmtest", &body)?;
-    let out = boot_guest(&kernel, &job, o)?;
-    let nvme_ok = check_nvme_image(&out.nvme_writes);
-    let ok = out.exit == Some(0) && out.failed == 0 && out.passed > 0 && nvme_ok;
-    match out.exit {
+    steps.extend(last);
+    let total = steps.len();
+    let mut finished: Vec<Step> = Vec::new();
+    let mut nvme_ok = true;
+    let mut exit = None;
+    for attempt in 1..=BOOTS {
+        let body = format!(
+            "rc=0\n{}exit $rc\n",
+            steps.iter().map(|(_, s)| s.as_str()).collect::<String>()
+        );
+        let job = write_job("vmtest", &body)?;
+        let out = boot(&kernel, &job, o)?;
+        // Each boot starts from a fresh NVMe image: check what this one wrote.
+        nvme_ok &= check_nvme_image(&out.nvme_writes);
+        steps.retain(|(key, _)| !out.done.iter().any(|d| &d.key == key));
+        finished.extend(out.done);
+        if out.exit.is_some() {
+            exit = out.exit;
+            break;
+        }
+        let why = match (&out.emulator_crash, out.stalled) {
+            (Some(line), _) => format!("QEMU itself crashed ({line})"),
+            (None, true) => format!(
+                "the guest froze (no console output for {}s)",
+                stall().as_secs()
+            ),
+            (None, false) => break, // timed out, or QEMU died otherwise: no retry
+        };
+        if attempt == BOOTS {
+            eprintln!("xtask: {why}, in boot {attempt} of {BOOTS}; giving up");
+            break;
+        }
+        // The step it was in runs again from its start; its partial counts
+        // are dropped (only finished steps count).
+        eprintln!(
+            "xtask: {why}; {} of {total} steps had finished and are kept; booting once more for the other {}",
+            total - steps.len(),
+            steps.len()
+        );
+    }
+    let passed: u64 = finished.iter().map(|s| s.passed).sum();
+    let failed: u64 = finished.iter().map(|s| s.failed).sum();
+    let bad: Vec<&str> = finished
+        .iter()
+        .filter(|s| s.rc != 0)
+        .map(|s| s.key.as_str())
+        .collect();
+    let ok = exit == Some(0)
+        && steps.is_empty()
+        && bad.is_empty()
+        && failed == 0
+        && passed > 0
+        && nvme_ok;
+    match exit {
         None => eprintln!("xtask: the guest never reported an exit status"),
         Some(c) if c != 0 => eprintln!("xtask: guest job exited with {c}"),
         _ => {}
     }
-    if out.passed == 0 {
+    if !bad.is_empty() {
+        eprintln!(
+            "xtask: test binaries that exited non-zero: {}",
+            bad.join(", ")
+        );
+    }
+    if passed == 0 {
         eprintln!("xtask: zero device tests passed in the guest; that is a failure, not a skip");
     }
     println!("vmtest: kernel {}", o.kernel);
-    println!("vmtest: {} passed, {} failed", out.passed, out.failed);
+    println!("vmtest: {passed} passed, {failed} failed");
     Ok(ok)
 }
 
