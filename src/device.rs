@@ -485,20 +485,15 @@ impl Device<BlockDma> {
     }
 }
 
-/// Refuses an IOAS of another iommufd: IOAS ids are per iommufd, so the
-/// kernel could find a different object under the same id.
+/// Refuses an IOAS of another iommufd (see [`Iommufd::check_own`]).
 pub(crate) fn same_iommufd(inner: &Inner, ioas: &Ioas) -> Result<()> {
     let (fd, _) = inner.bound.as_ref().expect("bound state has an iommufd");
-    if fd.same_as(ioas.iommufd()) {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::InvalidInput,
+    fd.check_own(
+        ioas.iommufd(),
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
-        format!("{} -> IOAS {}", inner.name, ioas.id()),
+        || format!("{} -> IOAS {}", inner.name, ioas.id()),
+        "the IOAS",
     )
-    .detail("the IOAS belongs to another iommufd than the one the device is bound to")
-    .hint("allocate the IOAS on the same Iommufd (or a clone of it) that the device was bound to"))
 }
 
 fn attach_pt<P: PageTable>(inner: &Inner, pt: &P) -> Result<u32> {
@@ -507,17 +502,7 @@ fn attach_pt<P: PageTable>(inner: &Inner, pt: &P) -> Result<u32> {
     inner
         .link
         .attach(&inner.name, pt.pt_id(), ioas.space())
-        .map_err(|e| explain_rid(inner, pt, e))
-}
-
-/// A RID attach refused because PASIDs are attached and `pt` is not
-/// PASID-capable gets that said; any other error is returned as it is.
-fn explain_rid<P: PageTable>(inner: &Inner, pt: &P, e: Error) -> Error {
-    let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
-    if inner.pasids.is_empty() || pasid_capable || e.raw_errno() != Some(Errno::EINVAL) {
-        return e;
-    }
-    crate::pasid::rid_error(e, &inner.pasids)
+        .map_err(|e| crate::pasid::rid_error(e, &inner.pasids, pt))
 }
 
 impl<P: PageTable> Device<Attached<P>> {
@@ -573,7 +558,7 @@ impl<P: PageTable> Device<Attached<P>> {
                         self.ioas().space(),
                         (to.pt_id(), ioas.space()),
                     )
-                    .map_err(|(e, lost)| (explain_rid(&self.inner, to, e), lost))
+                    .map_err(|(e, lost)| (crate::pasid::rid_error(e, &self.inner.pasids, to), lost))
             });
         match moved {
             Ok(pt) => {

@@ -126,15 +126,15 @@ impl<S: State> Group<S> {
     }
 
     fn member_error(&self, k: usize, e: Error) -> Error {
-        let obj = format!(
-            "group {} member {} of {} ({})",
-            self.number,
-            k + 1,
-            self.members.len(),
-            e.object()
-        );
-        e.with_object(obj)
+        member_error(self.number, k, self.members.len(), e)
     }
+}
+
+/// `e` of member `k` (from 0) of group `number`, which has `n` members:
+/// the object says which.
+fn member_error(number: u32, k: usize, n: usize, e: Error) -> Error {
+    let obj = format!("group {number} member {} of {n} ({})", k + 1, e.object());
+    e.with_object(obj)
 }
 
 /// Detaches each of `members` into `blocked`; one the kernel will not
@@ -470,8 +470,7 @@ impl<P: PageTable> Group<Attached<P>> {
                 Err(e) => e,
             };
             let k = done.len();
-            let obj = format!("group {number} member {} of {n} ({})", k + 1, err.object());
-            let err = err.with_object(obj);
+            let err = member_error(number, k, n, err);
             let mut back = Vec::with_capacity(n);
             // Members that could not be moved back: still on `to`, or worse.
             let mut stuck = Vec::new();

@@ -159,6 +159,21 @@ struct HwptInner {
     pasid: bool,
 }
 
+impl HwptInner {
+    /// The handle of HWPT `id` the kernel just allocated on `ioas` with
+    /// `flags`; what a nested HWPT holds besides is set by its caller.
+    fn new(ioas: &Ioas, id: u32, flags: u32) -> HwptInner {
+        HwptInner {
+            ioas: ioas.clone(),
+            id,
+            parent: None,
+            _faults: None,
+            _viommu: None,
+            pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
+        }
+    }
+}
+
 impl Drop for HwptInner {
     fn drop(&mut self) {
         // Every device attached to it holds a handle, so none is now.
@@ -232,14 +247,12 @@ impl<K: Alloc> Hwpt<K> {
         data: Option<(u32, &[u64])>,
     ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
-        if !fd.same_as(ioas.iommufd()) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "IOMMU_HWPT_ALLOC",
-                format!("{name} on IOAS {}", ioas.id()),
-            )
-            .detail("the IOAS belongs to another iommufd than the one the device is bound to"));
-        }
+        fd.check_own(
+            ioas.iommufd(),
+            "IOMMU_HWPT_ALLOC",
+            || format!("{name} on IOAS {}", ioas.id()),
+            "the IOAS",
+        )?;
         let flags = K::FLAGS | extra;
         let r = match data {
             None => fd.ctx().hwpt_alloc(dev_id, ioas.id(), flags),
@@ -250,14 +263,7 @@ impl<K: Alloc> Hwpt<K> {
         };
         match r {
             Ok(id) => Ok(Hwpt {
-                inner: Arc::new(HwptInner {
-                    ioas: ioas.clone(),
-                    id,
-                    parent: None,
-                    _faults: None,
-                    _viommu: None,
-                    pasid: extra & sys::IOMMU_HWPT_ALLOC_PASID != 0,
-                }),
+                inner: Arc::new(HwptInner::new(ioas, id, flags)),
                 kind: PhantomData,
             }),
             Err(e) => Err(alloc_error::<K>(name, ioas.id(), extra, e)),
@@ -439,26 +445,7 @@ impl Hwpt<Nested> {
         faults: Option<&crate::iopf::FaultQueue>,
         flags: u32,
     ) -> Result<Self> {
-        let (fd, dev_id, name) = dev.hwpt_dev();
-        let (data_type, data) = stage1.encode();
-        let fault_id = faults.map(|f| f.id());
-        match fd
-            .ctx()
-            .hwpt_alloc_data((dev_id, parent.id(), flags), data_type, &data, fault_id)
-        {
-            Ok(id) => Ok(Hwpt {
-                inner: Arc::new(HwptInner {
-                    ioas: parent.ioas().clone(),
-                    id,
-                    parent: Some(parent.erase()),
-                    _faults: faults.cloned(),
-                    _viommu: None,
-                    pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
-                }),
-                kind: PhantomData,
-            }),
-            Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), flags, e)),
-        }
+        Self::nested_at(dev, (parent.id(), parent, None), stage1, faults, flags)
     }
 
     /// Allocates a nested HWPT on a vIOMMU (`IOMMU_HWPT_ALLOC` with the
@@ -480,24 +467,37 @@ impl Hwpt<Nested> {
         stage1: &Stage1,
         flags: u32,
     ) -> Result<Self> {
+        let at = (viommu.id(), viommu.parent(), Some(viommu));
+        Self::nested_at(dev, at, stage1, None, flags)
+    }
+
+    /// `IOMMU_HWPT_ALLOC` of a nested HWPT at object `pt_id` (the nest
+    /// parent itself, or a vIOMMU on it), holding the parent, the vIOMMU
+    /// and the fault queue.
+    fn nested_at(
+        dev: &impl HwptDevice,
+        (pt_id, parent, viommu): (u32, &Hwpt<NestParent>, Option<&crate::viommu::Viommu>),
+        stage1: &Stage1,
+        faults: Option<&crate::iopf::FaultQueue>,
+        flags: u32,
+    ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
         let (data_type, data) = stage1.encode();
-        let parent = viommu.parent();
+        let fault_id = faults.map(|f| f.id());
         match fd
             .ctx()
-            .hwpt_alloc_data((dev_id, viommu.id(), flags), data_type, &data, None)
+            .hwpt_alloc_data((dev_id, pt_id, flags), data_type, &data, fault_id)
         {
-            Ok(id) => Ok(Hwpt {
-                inner: Arc::new(HwptInner {
-                    ioas: parent.ioas().clone(),
-                    id,
-                    parent: Some(parent.erase()),
-                    _faults: None,
-                    _viommu: Some(viommu.clone()),
-                    pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
-                }),
-                kind: PhantomData,
-            }),
+            Ok(id) => {
+                let mut inner = HwptInner::new(parent.ioas(), id, flags);
+                inner.parent = Some(parent.erase());
+                inner._faults = faults.cloned();
+                inner._viommu = viommu.cloned();
+                Ok(Hwpt {
+                    inner: Arc::new(inner),
+                    kind: PhantomData,
+                })
+            }
             Err(e) => Err(alloc_error::<Nested>(name, parent.ioas().id(), flags, e)),
         }
     }

@@ -171,6 +171,24 @@ impl Iommufd {
         Arc::ptr_eq(&self.ctx, &other.ctx)
     }
 
+    /// Refuses, before any ioctl, an object of `other` (`what`: "the IOAS",
+    /// "the page table") for a device bound to this iommufd: ids are per
+    /// iommufd, so the kernel could find a different object under the same
+    /// id.
+    #[inline]
+    pub(crate) fn check_own(
+        &self,
+        other: &Iommufd,
+        op: &'static str,
+        obj: impl FnOnce() -> String,
+        what: &str,
+    ) -> crate::Result<()> {
+        if self.same_as(other) {
+            return Ok(());
+        }
+        Err(foreign(op, obj(), what))
+    }
+
     pub(crate) fn ctx(&self) -> &Ctx {
         &self.ctx
     }
@@ -218,4 +236,15 @@ impl fmt::Debug for Iommufd {
                 .finish(),
         }
     }
+}
+
+#[cold]
+fn foreign(op: &'static str, obj: String, what: &str) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::InvalidInput, op, obj)
+        .detail(format!(
+            "{what} belongs to another iommufd than the one the device is bound to"
+        ))
+        .hint(format!(
+            "allocate {what} on the same Iommufd (or a clone of it) that the device was bound to"
+        ))
 }

@@ -58,14 +58,15 @@ fn plain_op(
     fd: &Iommufd,
     op: u32,
     id: u32,
-    data: [u64; 7],
+    data: &[u64],
 ) -> std::result::Result<sys::IommuTestCmd, nix::errno::Errno> {
     let mut cmd = sys::IommuTestCmd {
         op,
         id,
-        data,
         ..Default::default()
     };
+    // The op's struct, its first words; the rest of the union stays zero.
+    cmd.data[..data.len()].copy_from_slice(data);
     // SAFETY: the callers pass only ops whose data carries no pointer
     // (MOCK_DOMAIN, MOCK_DOMAIN_FLAGS, MOCK_DOMAIN_REPLACE, MD_CHECK_IOTLB,
     // DEV_CHECK_CACHE, TRIGGER_IOPF, TRIGGER_VEVENT, PASID_*): the driver
@@ -117,8 +118,8 @@ impl MockDevice {
 
     fn with_op(ioas: &Ioas, op: u32, op_name: &'static str, flags: u64) -> Result<MockDevice> {
         // struct { u32 out_stdev_id, out_hwpt_id, out_idev_id, dev_flags; }
-        let data = [0, flags, 0, 0, 0, 0, 0];
-        let cmd = plain_op(ioas.iommufd(), op, ioas.id(), data).map_err(|e| {
+        let data = [0, flags];
+        let cmd = plain_op(ioas.iommufd(), op, ioas.id(), &data).map_err(|e| {
             let err = Error::sys(op_name, format!("IOAS {}", ioas.id()), e);
             match e {
                 nix::errno::Errno::ENOTTY => err.kind_(ErrorKind::Unsupported).detail(
@@ -166,17 +167,17 @@ impl MockDevice {
     /// A page table of another iommufd is refused before the kernel (ids
     /// are per iommufd).
     pub fn replace<P: PageTable>(&mut self, pt: &P) -> Result<()> {
-        self.same_iommufd(pt.pt_ioas(), "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE")?;
-        let data = [u64::from(pt.pt_id()), 0, 0, 0, 0, 0, 0];
+        self.iommufd.check_own(
+            pt.pt_ioas().iommufd(),
+            "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE",
+            || self.name.clone(),
+            "the page table",
+        )?;
+        let data = [u64::from(pt.pt_id())];
         let cmd =
-            plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, data).map_err(|e| {
+            plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, &data).map_err(|e| {
                 let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e);
-                let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
-                if e == nix::errno::Errno::EINVAL && !pasid_capable && !self.pasids.is_empty() {
-                    crate::pasid::rid_error(err, &self.pasids)
-                } else {
-                    err
-                }
+                crate::pasid::rid_error(err, &self.pasids, pt)
             })?;
         self.hwpt_id = cmd.data[0] as u32;
         self._pt = pt.pt_hwpt();
@@ -242,16 +243,8 @@ impl MockDevice {
         index: u32,
         value: u32,
     ) -> Result<()> {
-        let data = [
-            u64::from(index) | (u64::from(value) << 32),
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        plain_op(&self.iommufd, OP_MD_CHECK_IOTLB, hwpt.id(), data)
+        let data = [u64::from(index) | (u64::from(value) << 32)];
+        plain_op(&self.iommufd, OP_MD_CHECK_IOTLB, hwpt.id(), &data)
             .map(drop)
             .map_err(|e| {
                 Error::sys(
@@ -271,16 +264,8 @@ impl MockDevice {
     /// `EINVAL` when it holds something else.
     pub fn check_dev_cache(&self, index: u32, value: u32) -> Result<()> {
         // struct { u32 id, cache; }
-        let data = [
-            u64::from(index) | (u64::from(value) << 32),
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        plain_op(&self.iommufd, OP_DEV_CHECK_CACHE, self.idev_id, data)
+        let data = [u64::from(index) | (u64::from(value) << 32)];
+        plain_op(&self.iommufd, OP_DEV_CHECK_CACHE, self.idev_id, &data)
             .map(drop)
             .map_err(|e| {
                 Error::sys(
@@ -300,12 +285,8 @@ impl MockDevice {
             u64::from(self.idev_id) | (u64::from(pasid) << 32),
             u64::from(grpid) | (u64::from(perm) << 32),
             addr,
-            0,
-            0,
-            0,
-            0,
         ];
-        plain_op(&self.iommufd, OP_TRIGGER_IOPF, 0, data)
+        plain_op(&self.iommufd, OP_TRIGGER_IOPF, 0, &data)
             .map(drop)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_IOPF", self.name.clone(), e))
     }
@@ -314,8 +295,8 @@ impl MockDevice {
     /// (`IOMMU_TEST_OP_TRIGGER_VEVENT`): the vEVENTQ gets an event carrying
     /// the device's virtual id.
     pub fn trigger_vevent(&self) -> Result<()> {
-        let data = [u64::from(self.idev_id), 0, 0, 0, 0, 0, 0];
-        plain_op(&self.iommufd, OP_TRIGGER_VEVENT, 0, data)
+        let data = [u64::from(self.idev_id)];
+        plain_op(&self.iommufd, OP_TRIGGER_VEVENT, 0, &data)
             .map(drop)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_TRIGGER_VEVENT", self.name.clone(), e))
     }
@@ -351,7 +332,7 @@ impl MockDevice {
             PasidOp::Replace => OP_PASID_REPLACE,
             _ => OP_PASID_ATTACH,
         };
-        let rid = Some(self._pt.as_ref().is_some_and(Hwpt::pasid_capable));
+        let rid = self._pt.as_ref().is_some_and(Hwpt::pasid_capable);
         let (fd, stdev) = (&self.iommufd, self.stdev_id);
         self.pasids.change(
             (fd, self.idev_id, &self.name),
@@ -360,18 +341,10 @@ impl MockDevice {
             rid,
             // struct { u32 pasid, pt_id; }
             |p, h| {
-                let data = [u64::from(p) | (u64::from(h) << 32), 0, 0, 0, 0, 0, 0];
-                plain_op(fd, code, stdev, data).map(drop)
+                let data = [u64::from(p) | (u64::from(h) << 32)];
+                plain_op(fd, code, stdev, &data).map(drop)
             },
         )
-    }
-
-    fn same_iommufd(&self, ioas: &Ioas, op: &'static str) -> Result<()> {
-        if self.iommufd.same_as(ioas.iommufd()) {
-            return Ok(());
-        }
-        Err(Error::new(ErrorKind::InvalidInput, op, self.name.clone())
-            .detail("the page table belongs to another iommufd than the one the mock device is bound to"))
     }
 
     /// Detaches `pasid` (`IOMMU_TEST_OP_PASID_DETACH`).
@@ -380,8 +353,8 @@ impl MockDevice {
     /// A PASID that is not attached.
     pub fn detach_pasid(&mut self, pasid: Pasid) -> Result<()> {
         self.pasids.check(&self.name, PasidOp::Detach, pasid)?;
-        let data = [u64::from(pasid.get()), 0, 0, 0, 0, 0, 0];
-        plain_op(&self.iommufd, OP_PASID_DETACH, self.stdev_id, data)
+        let data = [u64::from(pasid.get())];
+        plain_op(&self.iommufd, OP_PASID_DETACH, self.stdev_id, &data)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_PASID_DETACH", self.name.clone(), e))?;
         self.pasids.remove(pasid);
         Ok(())
@@ -391,16 +364,8 @@ impl MockDevice {
     /// side (`IOMMU_TEST_OP_PASID_CHECK_HWPT`): true if it is `hwpt`
     /// (`None`: attached to nothing).
     pub fn pasid_is_on(&self, pasid: Pasid, hwpt: Option<u32>) -> Result<bool> {
-        let data = [
-            u64::from(pasid.get()) | (u64::from(hwpt.unwrap_or(0)) << 32),
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        match plain_op(&self.iommufd, OP_PASID_CHECK_HWPT, self.stdev_id, data) {
+        let data = [u64::from(pasid.get()) | (u64::from(hwpt.unwrap_or(0)) << 32)];
+        match plain_op(&self.iommufd, OP_PASID_CHECK_HWPT, self.stdev_id, &data) {
             Ok(_) => Ok(true),
             Err(nix::errno::Errno::EINVAL) => Ok(false),
             Err(e) => Err(Error::sys(

@@ -308,24 +308,24 @@ impl PasidTable {
     /// What an attach and a replace share on every kind of device: the
     /// checks (an `hwpt` of this iommufd, attach is not replace, a device
     /// with PASIDs), the kernel's `call(pasid, hwpt id)`, the record. On
-    /// the kernel's error, `op_name` and `rid` (what the RID is on: `None`
-    /// blocked, `Some(true)` PASID-capable) make the explanation.
+    /// the kernel's error, `op_name` and `rid_pasid_capable` (whether the
+    /// RID's page table is; the RID is attached, rule 27) make the
+    /// explanation.
     pub(crate) fn change<K: Kind>(
         &mut self,
         dev: (&crate::Iommufd, u32, &str),
         (op, op_name): (PasidOp, &'static str),
         (pasid, hwpt): (Pasid, &PasidHwpt<K>),
-        rid: Option<bool>,
+        rid_pasid_capable: bool,
         call: impl FnOnce(u32, u32) -> std::result::Result<(), Errno>,
     ) -> Result<()> {
         let (fd, _, name) = dev;
-        if !fd.same_as(hwpt.ioas().iommufd()) {
-            return Err(
-                Error::new(ErrorKind::InvalidInput, op_name, format!("{name} {pasid}")).detail(
-                    "the page table belongs to another iommufd than the one the device is bound to",
-                ),
-            );
-        }
+        fd.check_own(
+            hwpt.ioas().iommufd(),
+            op_name,
+            || format!("{name} {pasid}"),
+            "the page table",
+        )?;
         self.check(name, op, pasid)?;
         self.check_capable(dev, op, pasid)?;
         match call(pasid.0, hwpt.id()) {
@@ -339,7 +339,7 @@ impl PasidTable {
                     format!("{name} {pasid} -> HWPT {} ({})", hwpt.id(), op.name()),
                     e,
                 );
-                Err(attach_error(err, rid, e))
+                Err(attach_error(err, rid_pasid_capable, e))
             }
         }
     }
@@ -359,10 +359,10 @@ impl PasidTable {
     }
 }
 
-/// Explains a refused PASID attach. `rid` is what the RID is attached
-/// to: `None` when blocked, `Some(true)` for a PASID-capable page table.
+/// Explains a refused PASID attach; `rid_pasid_capable`: whether the
+/// RID's page table is PASID-capable.
 #[cold]
-pub(crate) fn attach_error(err: Error, rid: Option<bool>, e: Errno) -> Error {
+fn attach_error(err: Error, rid_pasid_capable: bool, e: Errno) -> Error {
     if e == Errno::ENOTTY {
         return err.kind_(ErrorKind::Unsupported).detail(
             "no PASID attach on the legacy group path: it needs the VFIO device cdev bound to /dev/iommu",
@@ -377,7 +377,7 @@ pub(crate) fn attach_error(err: Error, rid: Option<bool>, e: Errno) -> Error {
                 "Linux {major}.{minor} has no PASID attach (VFIO_DEVICE_ATTACH_PASID and PASID-capable page tables came in 6.15)"
             ))
         }
-        _ if rid == Some(false) => err.kind_(ErrorKind::InvalidInput).detail(
+        _ if !rid_pasid_capable => err.kind_(ErrorKind::InvalidInput).detail(
             "the device's RID is attached to a page table that is not PASID-capable; while PASIDs are attached the RID's must be one",
         ).hint("move the RID onto a PasidHwpt first (Device::replace), then attach the PASID"),
         _ if e == Errno::EOPNOTSUPP => err.kind_(ErrorKind::Unsupported).detail(
@@ -387,10 +387,15 @@ pub(crate) fn attach_error(err: Error, rid: Option<bool>, e: Errno) -> Error {
     }
 }
 
-/// Explains a refused RID attach or replace of a device with PASIDs
-/// attached, when the target is not PASID-capable.
+/// A RID attach or replace refused (`EINVAL`) because PASIDs are attached
+/// and the target `pt` is not PASID-capable gets that said; any other error
+/// comes back as it is.
 #[cold]
-pub(crate) fn rid_error(err: Error, pasids: &PasidTable) -> Error {
+pub(crate) fn rid_error<P: PageTable>(err: Error, pasids: &PasidTable, pt: &P) -> Error {
+    let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
+    if pasids.is_empty() || pasid_capable || err.raw_errno() != Some(Errno::EINVAL) {
+        return err;
+    }
     let list: Vec<String> = pasids.iter().map(|(p, _)| p.get().to_string()).collect();
     err.detail(format!(
         "PASIDs {} of the device are attached, so its RID may only go to a PASID-capable page table (a PasidHwpt)",
@@ -451,7 +456,7 @@ impl<P: PageTable> Device<Attached<P>> {
         let inner = &mut *self.inner;
         let (fd, dev_id) = inner.bound.as_ref().expect("bound state");
         // Attached (this impl's state): is the RID's page table PASID-capable?
-        let rid = Some(inner.hwpt.as_ref().is_some_and(Hwpt::pasid_capable));
+        let rid = inner.hwpt.as_ref().is_some_and(Hwpt::pasid_capable);
         let link = &inner.link;
         inner.pasids.change(
             (fd, *dev_id, &inner.name),

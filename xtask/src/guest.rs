@@ -61,20 +61,31 @@ pub(crate) fn stall() -> Duration {
 /// crate, so it gets the same one retry as a frozen guest.
 pub(crate) fn boot_guest(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
     let first = boot(kernel, job, o)?;
-    let why = match (&first.emulator_crash, first.stalled) {
-        (Some(line), _) if first.exit.is_none() => format!("QEMU itself crashed ({line})"),
-        (_, true) => format!(
-            "the guest froze (no console output for {}s)",
-            stall().as_secs()
-        ),
-        _ => return Ok(first),
+    let Some(why) = first.retry_reason() else {
+        return Ok(first);
     };
     eprintln!("xtask: {why}; its results are discarded and it boots once more");
     let second = boot(kernel, job, o)?;
-    if second.stalled || (second.emulator_crash.is_some() && second.exit.is_none()) {
+    if second.retry_reason().is_some() {
         eprintln!("xtask: the second boot failed the same way; giving up");
     }
     Ok(second)
+}
+
+impl GuestOutcome {
+    /// Why the boot deserves another: the guest froze, or QEMU itself
+    /// aborted before the guest reported its exit status. `None` for a boot
+    /// that ended (passed or not), timed out, or died otherwise.
+    pub(crate) fn retry_reason(&self) -> Option<String> {
+        match (&self.emulator_crash, self.stalled) {
+            (Some(line), _) if self.exit.is_none() => Some(format!("QEMU itself crashed ({line})")),
+            (_, true) => Some(format!(
+                "the guest froze (no console output for {}s)",
+                stall().as_secs()
+            )),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn ensure_qemu() -> Result<()> {

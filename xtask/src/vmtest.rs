@@ -1,7 +1,7 @@
 //! `cargo xtask vmtest` and `cargo xtask demo`: device tests and the demo in the guest.
 
 use crate::cargo::cargo_build;
-use crate::guest::{boot, boot_guest, shell_quote, stall, write_job, Step};
+use crate::guest::{boot, boot_guest, shell_quote, write_job, Step};
 use crate::host::{apt_install, have};
 use crate::kernel::find_or_build_kernel;
 use crate::{Opts, Result};
@@ -95,23 +95,17 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
             steps.iter().map(|(_, s)| s.as_str()).collect::<String>()
         );
         let job = write_job("vmtest", &body)?;
-        let out = boot(&kernel, &job, o)?;
+        let mut out = boot(&kernel, &job, o)?;
         // Each boot starts from a fresh NVMe image: check what this one wrote.
         nvme_ok &= check_nvme_image(&out.nvme_writes);
         steps.retain(|(key, _)| !out.done.iter().any(|d| &d.key == key));
-        finished.extend(out.done);
+        finished.append(&mut out.done);
         if out.exit.is_some() {
             exit = out.exit;
             break;
         }
-        let why = match (&out.emulator_crash, out.stalled) {
-            (Some(line), _) => format!("QEMU itself crashed ({line})"),
-            (None, true) => format!(
-                "the guest froze (no console output for {}s)",
-                stall().as_secs()
-            ),
-            (None, false) => break, // timed out, or QEMU died otherwise: no retry
-        };
+        // Timed out, or QEMU died otherwise: no retry.
+        let Some(why) = out.retry_reason() else { break };
         if attempt == BOOTS {
             eprintln!("xtask: {why}, in boot {attempt} of {BOOTS}; giving up");
             break;
