@@ -53,12 +53,13 @@ pub(crate) fn stall() -> Duration {
 /// itself crashed. The first attempt's counts are dropped, and the retry is
 /// announced, so neither is ever a silent pass; a second one is a failure.
 ///
-/// The crash seen here (once in about ten CI runs, on 6.12, right after the
-/// hot-unplug test): QEMU 10.0's TCG aborts in `iotlb_to_section`
-/// (`section_index < d->map.sections_nb`), a vCPU's TLB still naming a
-/// memory section of the address-space map the unplug replaced. It is
-/// QEMU's own assertion, not anything the guest can cause through the
-/// crate, so it gets the same one retry as a frozen guest.
+/// The crash seen here (twice in about a dozen CI runs: on 6.12 right after
+/// the hot-unplug test, on 7.3 at the start of `guest_overhead`): QEMU
+/// 10.0's TCG aborts in `iotlb_to_section`
+/// (`section_index < d->map.sections_nb`), a vCPU's TLB naming a memory
+/// section that its address-space map does not have. It is QEMU's own
+/// assertion, not anything the guest can cause through the crate, so it
+/// gets the same one retry as a frozen guest.
 pub(crate) fn boot_guest(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> {
     let first = boot(kernel, job, o)?;
     let Some(why) = first.retry_reason() else {
