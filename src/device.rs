@@ -115,6 +115,10 @@ pub(crate) struct Inner {
     pub(crate) decoding: crate::decoding::Decoding,
     /// `VFIO_DEVICE_FEATURE_MIGRATION` flags (0: none), probed once.
     pub(crate) migration: OnceLock<u64>,
+    /// For an mdev: its instance is open here, so removing it would wait
+    /// for this fd (see [`crate::mdev::Mdev::remove`]). After `link`: the
+    /// record goes once the fd is closed.
+    _mdev: Option<crate::owner::OpenMdev>,
 }
 
 /// vfio-pci has 9 regions (6 BARs, ROM, config, VGA); a few more for
@@ -209,7 +213,6 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
     make(Inner {
         bars: Vec::new(),
         link,
-        name,
         attached: None,
         hwpt: None,
         pasids: Default::default(),
@@ -217,6 +220,8 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         regions: Default::default(),
         decoding: Default::default(),
         migration: OnceLock::new(),
+        _mdev: crate::mdev::is_uuid(&name).then(|| crate::owner::OpenMdev::new(&name)),
+        name,
     })
 }
 

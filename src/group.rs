@@ -74,6 +74,7 @@ use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
 use crate::hwpt::PageTable;
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
+use crate::owner::GroupClaim;
 use crate::sysfs::{self, PciDevice};
 use std::fmt;
 use std::marker::PhantomData;
@@ -83,15 +84,17 @@ use std::path::Path;
 ///
 /// Example: [the `group` module docs](crate::group).
 pub struct Group<S: State> {
-    number: u32,
     members: Vec<Device<S>>,
+    /// The group number, held by this value alone in this process (after
+    /// the members: their fds close first).
+    claim: GroupClaim,
     state: PhantomData<S>,
 }
 
-fn group<S: State>(number: u32, members: Vec<Device<S>>) -> Group<S> {
+fn group<S: State>(claim: GroupClaim, members: Vec<Device<S>>) -> Group<S> {
     Group {
-        number,
         members,
+        claim,
         state: PhantomData,
     }
 }
@@ -101,7 +104,7 @@ impl<S: State> Group<S> {
     ///
     /// Example: [the `group` module docs](crate::group).
     pub fn number(&self) -> u32 {
-        self.number
+        self.claim.number()
     }
 
     /// The member devices' names (BDFs), in BDF order.
@@ -126,7 +129,7 @@ impl<S: State> Group<S> {
     }
 
     fn member_error(&self, k: usize, e: Error) -> Error {
-        member_error(self.number, k, self.members.len(), e)
+        member_error(self.number(), k, self.members.len(), e)
     }
 }
 
@@ -162,7 +165,7 @@ fn detach_into<P: PageTable>(
 #[cold]
 #[inline(never)]
 fn reestablish<P: PageTable>(
-    number: u32,
+    claim: GroupClaim,
     blocked: Vec<Device<BlockDma>>,
     closed: &[String],
     pt: &P,
@@ -183,7 +186,7 @@ fn reestablish<P: PageTable>(
             e.append_detail(format!("the old attachment may be lost and no member could be detached to re-establish it{closed}")),
         );
     }
-    match move_all(number, blocked, |d| d.attach(pt), |d| d.detach()) {
+    match move_all(claim, blocked, |d| d.attach(pt), |d| d.detach()) {
         Ok(g) => (
             Fallback::Kept(g),
             e.append_detail(format!(
@@ -204,7 +207,7 @@ fn reestablish<P: PageTable>(
 
 /// A step of a group transition, with the undo for the members already moved.
 fn move_all<A: State, B: State>(
-    number: u32,
+    claim: GroupClaim,
     members: Vec<Device<A>>,
     step: impl Fn(Device<A>) -> std::result::Result<Device<B>, TransitionError<Device<A>>>,
     undo: impl Fn(Device<B>) -> std::result::Result<Device<A>, TransitionError<Device<B>>>,
@@ -233,7 +236,7 @@ fn move_all<A: State, B: State>(
                 }
                 back.push(failed);
                 back.extend(rest);
-                let g = group(number, back);
+                let g = group(claim, back);
                 let mut err = g.member_error(k, err);
                 err = if lost.is_empty() {
                     err.append_detail(format!("the {k} member(s) already moved were rolled back"))
@@ -244,7 +247,7 @@ fn move_all<A: State, B: State>(
             }
         }
     }
-    Ok(group(number, done))
+    Ok(group(claim, done))
 }
 
 impl Group<Unbound> {
@@ -347,6 +350,7 @@ impl Group<Unbound> {
         backend: crate::Backend,
         only: Option<&[&str]>,
     ) -> Result<Self> {
+        let claim = GroupClaim::take(number)?;
         let members = sysfs::group_members(sys, number)?;
         let bad: Vec<PciDevice> = members
             .iter()
@@ -398,7 +402,7 @@ impl Group<Unbound> {
                 }
             }
         }
-        Ok(group(number, devs))
+        Ok(group(claim, devs))
     }
 
     /// Binds every member to `iommufd`. The first bind claims DMA ownership of
@@ -415,7 +419,7 @@ impl Group<Unbound> {
         iommufd: &Iommufd,
     ) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
         move_all(
-            self.number,
+            self.claim,
             self.members,
             |d| d.bind(iommufd),
             |d| d.unbind(),
@@ -435,7 +439,7 @@ impl Group<BlockDma> {
         self,
         pt: &P,
     ) -> std::result::Result<Group<Attached<P>>, TransitionError<Self>> {
-        move_all(self.number, self.members, |d| d.attach(pt), |d| d.detach())
+        move_all(self.claim, self.members, |d| d.attach(pt), |d| d.detach())
     }
 }
 
@@ -457,7 +461,8 @@ impl<P: PageTable> Group<Attached<P>> {
         to: &Q,
     ) -> std::result::Result<Group<Attached<Q>>, TransitionError<GroupReplaced<P>>> {
         let old = self.page_table();
-        let number = self.number;
+        let claim = self.claim;
+        let number = claim.number();
         let n = self.members.len();
         let mut done = Vec::with_capacity(n);
         let mut rest = self.members.into_iter();
@@ -489,7 +494,7 @@ impl<P: PageTable> Group<Attached<P>> {
                 let err =
                     err.append_detail(format!("the {k} member(s) already moved were moved back"));
                 return Err(TransitionError::new(
-                    Fallback::Kept(group(number, back)),
+                    Fallback::Kept(group(claim, back)),
                     err,
                 ));
             }
@@ -500,10 +505,10 @@ impl<P: PageTable> Group<Attached<P>> {
             let mut closed = Vec::new();
             detach_into(back, &mut blocked, &mut closed);
             detach_into(stuck, &mut blocked, &mut closed);
-            let (back, err) = reestablish(number, blocked, &closed, &old, err);
+            let (back, err) = reestablish(claim, blocked, &closed, &old, err);
             return Err(TransitionError::new(back, err));
         }
-        Ok(group(number, done))
+        Ok(group(claim, done))
     }
 
     /// Detaches the whole group: back to the blocking domain.
@@ -512,7 +517,7 @@ impl<P: PageTable> Group<Attached<P>> {
     /// Example: [the `group` module docs](crate::group).
     pub fn detach(self) -> std::result::Result<Group<BlockDma>, TransitionError<Self>> {
         let pt = self.page_table();
-        move_all(self.number, self.members, |d| d.detach(), |d| d.attach(&pt))
+        move_all(self.claim, self.members, |d| d.detach(), |d| d.attach(&pt))
     }
 
     /// The IOAS every member is attached to (an HWPT's IOAS, when the page
@@ -688,7 +693,7 @@ impl<S: Bound> Group<S> {
     /// [`ErrorKind::InvalidInput`] for an index past the members, or the
     /// last member; the group is unchanged.
     pub fn release(&mut self, i: usize) -> Result<Released> {
-        let object = || format!("group {} member {i}", self.number);
+        let object = || format!("group {} member {i}", self.number());
         if i >= self.members.len() {
             return Err(Error::new(ErrorKind::InvalidInput, "release", object())
                 .detail(format!("the group has {} member(s)", self.members.len())));
@@ -703,7 +708,7 @@ impl<S: Bound> Group<S> {
         let bdf = d.name().to_string();
         drop(d); // BARs unmapped, fd closed: the kernel unbinds it.
         Ok(Released {
-            number: self.number,
+            number: self.number(),
             bdf,
             iommufd,
         })
@@ -712,17 +717,17 @@ impl<S: Bound> Group<S> {
     /// `bdf`, a member of this group not open yet, bound to the group's
     /// iommufd.
     fn joining(&self, bdf: &str) -> Result<Device<BlockDma>> {
-        let object = || format!("group {} {bdf}", self.number);
+        let object = || format!("group {} {bdf}", self.number());
         if self.members.iter().any(|m| m.name() == bdf) {
             return Err(Error::new(ErrorKind::InvalidInput, "add", object())
                 .detail("already a member of the group"));
         }
         let group = sysfs::group_of(Path::new("/sys"), bdf)?;
-        if group != self.number {
+        if group != self.number() {
             return Err(
                 Error::new(ErrorKind::InvalidInput, "add", object()).detail(format!(
                     "{bdf} is in IOMMU group {group}, not {}",
-                    self.number
+                    self.number()
                 )),
             );
         }
@@ -755,7 +760,7 @@ impl<S: Bound> Group<S> {
         Err(Error::new(
             ErrorKind::InvalidInput,
             "rejoin",
-            format!("group {} {}", self.number, r.bdf),
+            format!("group {} {}", self.number(), r.bdf),
         )
         .detail("the member was released from this group while it was bound to another iommufd")
         .hint("rejoin it to the group on that iommufd, or unbind the group first"))
@@ -765,7 +770,7 @@ impl<S: Bound> Group<S> {
     ///
     /// Example: [the `group` module docs](crate::group).
     pub fn map_bar(&mut self, i: usize, index: u32) -> Result<()> {
-        let n = self.number;
+        let n = self.number();
         self.members
             .get_mut(i)
             .ok_or_else(|| {
@@ -789,12 +794,11 @@ impl<S: Bound> Group<S> {
     ///
     /// Example: [the `group` module docs](crate::group).
     pub fn unbind(self) -> std::result::Result<Group<Unbound>, Error> {
-        let number = self.number;
         let mut out = Vec::new();
         for d in self.members {
             out.push(d.unbind().map_err(Error::from)?);
         }
-        Ok(group(number, out))
+        Ok(group(self.claim, out))
     }
 
     /// Closes every member.
@@ -816,11 +820,11 @@ impl<S: State> Group<S> {
             Err(Error::new(
                 ErrorKind::InvalidInput,
                 "rejoin",
-                format!("group {} {}", self.number, r.bdf),
+                format!("group {} {}", self.number(), r.bdf),
             )
             .detail(detail))
         };
-        if r.number != self.number {
+        if r.number != self.number() {
             return err(format!(
                 "{} was released from IOMMU group {}",
                 r.bdf, r.number
@@ -836,7 +840,7 @@ impl<S: State> Group<S> {
 impl<S: State> fmt::Debug for Group<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(&format!("Group<{}>", S::NAME))
-            .field("number", &self.number)
+            .field("number", &self.number())
             .field("members", &self.member_names())
             .finish()
     }

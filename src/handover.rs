@@ -131,11 +131,10 @@ impl Handover {
         })
     }
 
-    fn foreign(&self, op: &'static str, object: String) -> Option<Error> {
-        Some(
-            Error::new(ErrorKind::InvalidInput, op, object)
-                .detail("it belongs to another iommufd than the one handed over"),
-        )
+    #[cold]
+    fn foreign(&self, op: &'static str, object: String) -> Error {
+        Error::new(ErrorKind::InvalidInput, op, object)
+            .detail("it belongs to another iommufd than the one handed over")
     }
 
     fn add_ioas(&mut self, ioas: &Ioas) {
@@ -153,7 +152,7 @@ impl Handover {
     pub fn ioas(&mut self, ioas: Ioas) -> std::result::Result<(), TransitionError<Ioas>> {
         if ioas.iommufd() != &self.iommufd {
             let e = self.foreign("handover", format!("IOAS {}", ioas.id()));
-            return Err(TransitionError::new(ioas, e.expect("an error")));
+            return Err(TransitionError::new(ioas, e));
         }
         self.add_ioas(&ioas);
         Ok(())
@@ -174,7 +173,7 @@ impl Handover {
     ) -> std::result::Result<(), TransitionError<Device<Attached<Ioas>>>> {
         if dev.ioas().iommufd() != &self.iommufd {
             let e = self.foreign("handover", dev.name().to_string());
-            return Err(TransitionError::new(dev, e.expect("an error")));
+            return Err(TransitionError::new(dev, e));
         }
         let first_pasid = dev.pasids().next().map(|(p, _)| p);
         if let Some(p) = first_pasid {
@@ -201,25 +200,39 @@ impl Handover {
         &mut self,
         m: Mapping<M>,
     ) -> std::result::Result<(), TransitionError<Mapping<M>>> {
+        match self.check_mapping(&m) {
+            Ok(()) => {
+                self.push_mapping(m);
+                Ok(())
+            }
+            Err(e) => Err(TransitionError::new(m, e)),
+        }
+    }
+
+    /// Whether `m` can be handed over: made by file, in this iommufd.
+    fn check_mapping<M>(&self, m: &Mapping<M>) -> Result<()> {
         if m.ioas().iommufd() != &self.iommufd {
-            let e = self.foreign("handover", m.ioas().range_object(m.iova(), m.len()));
-            return Err(TransitionError::new(m, e.expect("an error")));
+            return Err(self.foreign("handover", m.ioas().range_object(m.iova(), m.len())));
         }
         if !m.by_file() {
-            let e = by_address(&m);
-            return Err(TransitionError::new(m, e));
+            return Err(by_address(m));
         }
+        Ok(())
+    }
+
+    /// Takes a checked mapping, and its IOAS.
+    fn push_mapping<M: Send + 'static>(&mut self, m: Mapping<M>) {
         self.add_ioas(&m.ioas().clone());
         self.mappings
             .push((m.ioas().id(), m.iova(), m.len(), Box::new(m)));
-        Ok(())
     }
 
     /// Hands over every guest RAM mapping (they must all be by file: shared
     /// memfd-backed regions on Linux 6.13 and later).
     ///
     /// # Errors
-    /// Handed back whole when one region was mapped by address (named).
+    /// Handed back whole when one region was mapped by address, or is in
+    /// another iommufd's IOAS (named).
     #[cfg(feature = "vm-memory")]
     #[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
     ///
@@ -228,13 +241,12 @@ impl Handover {
         &mut self,
         maps: crate::GuestMappings<B>,
     ) -> std::result::Result<(), TransitionError<crate::GuestMappings<B>>> {
-        let in_the_way = maps.iter().find(|m| !m.by_file()).map(by_address);
-        if let Some(e) = in_the_way {
+        let checked = maps.iter().try_for_each(|m| self.check_mapping(m));
+        if let Err(e) = checked {
             return Err(TransitionError::new(maps, e));
         }
         for m in maps.into_mappings() {
-            self.mapping(m)
-                .unwrap_or_else(|_| unreachable!("checked: by file, same iommufd"));
+            self.push_mapping(m);
         }
         Ok(())
     }
@@ -257,6 +269,9 @@ impl Handover {
     ///
     /// Example: [the `handover` module docs](crate::handover).
     pub fn send(self, sock: &UnixStream) -> std::result::Result<(), TransitionError<Handover>> {
+        if let Err(e) = self.holds_every_handle() {
+            return Err(TransitionError::new(self, e));
+        }
         let (bytes, fds) = self.encode();
         if fds.len() > MAX_FDS || bytes.len() > MAX_BYTES {
             let e = Error::new(ErrorKind::InvalidInput, "handover", "unix socket").detail(format!(
@@ -309,6 +324,41 @@ impl Handover {
         Ok(())
     }
 
+    /// Refuses a send that would leave a handle behind: after it, this
+    /// process must not be able to map into, unmap from, detach or destroy
+    /// anything it handed over. Clones are fine while the handover is
+    /// built; at the send, every handle of the iommufd (its clones, its
+    /// IOASes, bound devices) and of each IOAS (its clones, mappings,
+    /// devices, HWPTs, copies) must be inside the handover. Counted from
+    /// the handles' shares, so nothing is asked of the kernel.
+    fn holds_every_handle(&self) -> Result<()> {
+        // The handover's own handle, one per IOAS, one per bound device.
+        let expected = 1 + self.ioases.len() + self.devices.len();
+        let got = self.iommufd.handles();
+        if got != expected {
+            return Err(left_behind(
+                "the iommufd",
+                got - expected.min(got),
+                "a clone of the Iommufd, an IOAS of it not handed over, or a device bound to it",
+            ));
+        }
+        for ioas in &self.ioases {
+            let id = ioas.id();
+            let devices = self.devices.iter().filter(|d| d.ioas().id() == id).count();
+            let mappings = self.mappings.iter().filter(|m| m.0 == id).count();
+            let expected = 1 + devices + mappings;
+            let got = ioas.handles();
+            if got != expected {
+                return Err(left_behind(
+                    &format!("IOAS {id}"),
+                    got - expected.min(got),
+                    "a clone of the Ioas, a mapping in it not handed over, an HWPT on it, or a device attached to it",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn encode(&self) -> (Vec<u8>, Vec<RawFd>) {
         let mut b = MAGIC.to_vec();
         for n in [
@@ -349,6 +399,29 @@ impl Handover {
         fds.extend(self.files.iter().map(|f| f.as_raw_fd()));
         (b, fds)
     }
+}
+
+#[cold]
+fn left_behind(what: &str, n: usize, which: &str) -> Error {
+    Error::new(ErrorKind::Busy, "handover", what.to_string())
+        .detail(format!("{n} handle(s) of {what} would stay in this process after the send ({which}), and could still act on what the new process owns"))
+        .hint("hand them over too (Handover::ioas, device, mapping), or drop them before sending")
+}
+
+/// Each device fd adoptable, and no device named twice: two fds of one
+/// device would become two values that each believe they alone detach it.
+fn distinct_devices(devices: &[(OwnedFd, u32, u32, String)]) -> Result<()> {
+    let mut names: Vec<String> = Vec::with_capacity(devices.len());
+    for (dev, ..) in devices {
+        let name = device::adoptable(dev)?;
+        if names.contains(&name) {
+            return Err(Error::new(ErrorKind::InvalidInput, "handover", name).detail(
+                "the message hands this device over twice (two fds of one device): adopting both would make two owners of one kernel device",
+            ));
+        }
+        names.push(name);
+    }
+    Ok(())
 }
 
 #[cold]
@@ -589,31 +662,39 @@ impl Received {
                 return Err(TransitionError::new(back, e));
             }
         };
+        // Each IOAS id is held for its value as it is checked (a message
+        // that names one twice is refused here), and the values are made
+        // from what was checked, without asking the kernel again.
         let checked = ioases
             .iter()
-            .try_for_each(|&id| Ioas::adoptable(&fd, id).map(drop))
-            .and_then(|()| {
-                devices
-                    .iter()
-                    .try_for_each(|(dev, ..)| device::adoptable(dev).map(drop))
-            })
-            .and_then(|()| fd.change_process());
-        if let Err(e) = checked {
-            let iommufd = fd
-                .into_fd()
-                .unwrap_or_else(|_| unreachable!("no handle was made"));
-            let back = Received {
-                iommufd,
-                ioases,
-                devices,
-                mappings,
-                files,
-            };
-            return Err(TransitionError::new(back, e));
-        }
-        let ioases: Vec<Ioas> = ioases
-            .iter()
-            .map(|&id| Ioas::adopt(&fd, id).expect("checked just now"))
+            .map(|&id| Ioas::adoptable(&fd, id))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|spaces| {
+                distinct_devices(&devices)?;
+                fd.change_process()?;
+                Ok(spaces)
+            });
+        let spaces = match checked {
+            Ok(spaces) => spaces,
+            Err(e) => {
+                let back = |iommufd| Received {
+                    iommufd,
+                    ioases,
+                    devices,
+                    mappings,
+                    files,
+                };
+                // Nothing was made on it: the ids held so far dropped with
+                // the error, so this handle is the only one.
+                let iommufd = fd
+                    .into_fd()
+                    .unwrap_or_else(|_| unreachable!("no handle was made"));
+                return Err(TransitionError::new(back(iommufd), e));
+            }
+        };
+        let ioases: Vec<Ioas> = spaces
+            .into_iter()
+            .map(|(held, space)| Ioas::with(held, space))
             .collect();
         let mut adopted = Vec::new();
         let mut refused = Vec::new();

@@ -413,8 +413,9 @@ impl Hwpt<Nested> {
     /// nested HWPT holds its parent.
     ///
     /// # Errors
-    /// As [`Hwpt::alloc`]; `EOPNOTSUPP`/`EINVAL` when the IOMMU takes no
-    /// such stage-1 data.
+    /// As [`Hwpt::alloc`]: a nest parent (or fault queue, vIOMMU) of another
+    /// iommufd than `dev`'s is refused first; `EOPNOTSUPP`/`EINVAL` when
+    /// the IOMMU takes no such stage-1 data.
     #[doc(alias = "IOMMU_HWPT_ALLOC")]
     pub fn alloc_nested(
         dev: &impl HwptDevice,
@@ -482,6 +483,15 @@ impl Hwpt<Nested> {
         flags: u32,
     ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
+        crate::owner::same_iommufd(
+            "IOMMU_HWPT_ALLOC",
+            || format!("{name} on HWPT {pt_id}"),
+            fd,
+            &[
+                (parent.ioas().iommufd(), "the nest parent"),
+                (faults.map_or(fd, |f| f.iommufd()), "the fault queue"),
+            ],
+        )?;
         let (data_type, data) = stage1.encode();
         let fault_id = faults.map(|f| f.id());
         match fd

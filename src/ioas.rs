@@ -21,6 +21,7 @@ use crate::backend::{MapFail, Space};
 use crate::dma::{DmaMemory, HugeBuffer, RawMemory};
 use crate::error::{range, Error, ErrorKind, Result, TransitionError};
 use crate::iommufd::Iommufd;
+use crate::owner::HeldId;
 use crate::sys;
 use crate::table::Table;
 use nix::errno::Errno;
@@ -37,8 +38,9 @@ pub use crate::iova::{Access, Iova, IovaRange, IovaRanges};
 pub mod guest_ram;
 
 pub(crate) struct IoasInner {
-    iommufd: Iommufd,
-    id: u32,
+    /// The id and its iommufd, held by this IOAS alone in this process
+    /// (clones of an `Ioas` share this inner).
+    obj: HeldId,
     /// Ranges mapped through this crate, `iova -> len`, to name the overlap on EEXIST.
     mapped: Mutex<Table>,
     /// The kernel side: an iommufd object, or the legacy path's mappings and containers.
@@ -53,7 +55,7 @@ impl Drop for IoasInner {
     fn drop(&mut self) {
         // Every device attached to this IOAS and every mapping in it holds a
         // handle, so by now nothing uses it; the kernel frees its mappings.
-        self.space.destroy(self.iommufd.ctx(), self.id);
+        self.space.destroy(self.obj.iommufd().ctx(), self.obj.id());
     }
 }
 
@@ -78,7 +80,7 @@ impl Ioas {
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn alloc(iommufd: &Iommufd) -> Result<Ioas> {
         let (id, space) = Space::alloc(iommufd.ctx())?;
-        Ok(Ioas::with(iommufd, id, space))
+        Ok(Ioas::with(HeldId::fresh(iommufd, id), space))
     }
 
     /// Takes over IOAS `id` of `iommufd`, made by another process that
@@ -92,32 +94,40 @@ impl Ioas {
     /// file, or pages the other process pinned, never this process's own
     /// memory), so [`Ioas::unmap`] removes them by range.
     ///
+    /// One IOAS has one handle family in a process: an id that an `Ioas`
+    /// of this process holds is refused (clone that handle instead), since
+    /// the second family would destroy the IOAS under the first.
+    ///
     /// # Errors
+    /// [`ErrorKind::Busy`] when an `Ioas` of this process holds `id`;
     /// `ENOENT` when `id` is no IOAS of this iommufd;
     /// [`ErrorKind::Unsupported`] on the legacy path, which has no IOAS
     /// objects to hand over.
     pub fn adopt(iommufd: &Iommufd, id: u32) -> Result<Ioas> {
-        let space = Ioas::adoptable(iommufd, id)?;
-        Ok(Ioas::with(iommufd, id, space))
+        let (held, space) = Ioas::adoptable(iommufd, id)?;
+        Ok(Ioas::with(held, space))
     }
 
-    /// The kernel side of IOAS `id` if it is one in `iommufd`; nothing is
-    /// made (so nothing is destroyed when a later check fails).
-    pub(crate) fn adoptable(iommufd: &Iommufd, id: u32) -> Result<Space> {
-        Space::adopt(iommufd.ctx(), id).map_err(|e| {
+    /// IOAS `id` of `iommufd`, held for a value about to be made, and its
+    /// kernel side; nothing is made that a drop would destroy (so nothing
+    /// is destroyed when a later check fails).
+    pub(crate) fn adoptable(iommufd: &Iommufd, id: u32) -> Result<(HeldId, Space)> {
+        let held = HeldId::adopt(iommufd, id, "IOAS")?;
+        let space = Space::adopt(iommufd.ctx(), id).map_err(|e| {
             if e.raw_errno() == Some(Errno::ENOENT) {
                 e.detail("no IOAS with this id in this iommufd (ids are per iommufd: was the id sent with this iommufd?)")
             } else {
                 e
             }
-        })
+        })?;
+        Ok((held, space))
     }
 
-    fn with(iommufd: &Iommufd, id: u32, space: Space) -> Ioas {
+    /// The handle of a held IOAS and its kernel side.
+    pub(crate) fn with(obj: HeldId, space: Space) -> Ioas {
         Ioas {
             inner: Arc::new(IoasInner {
-                iommufd: iommufd.clone(),
-                id,
+                obj,
                 mapped: Mutex::new(Table::new()),
                 space,
                 allowed: Mutex::new(Vec::new()),
@@ -126,22 +136,28 @@ impl Ioas {
         }
     }
 
+    /// How many handles of this IOAS exist in this process (clones, and
+    /// those its mappings, devices and HWPTs hold).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// The IOAS id within its iommufd.
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn id(&self) -> u32 {
-        self.inner.id
+        self.inner.obj.id()
     }
 
     /// The iommufd this IOAS lives in.
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iommufd(&self) -> &Iommufd {
-        &self.inner.iommufd
+        &self.inner.obj.iommufd()
     }
 
     fn object(&self) -> String {
-        format!("IOAS {}", self.inner.id)
+        format!("IOAS {}", self.inner.obj.id())
     }
 
     /// "IOAS n IOVA [start, last]", the object of an error about a range.
@@ -162,7 +178,7 @@ impl Ioas {
     pub fn iova_ranges(&self) -> Result<IovaRanges> {
         self.inner
             .space
-            .iova_ranges(self.inner.iommufd.ctx(), self.inner.id)
+            .iova_ranges(self.inner.obj.iommufd().ctx(), self.inner.obj.id())
     }
 
     /// Restricts the IOVAs the kernel may hand out or that devices may
@@ -176,7 +192,7 @@ impl Ioas {
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<()> {
         self.inner
             .space
-            .allow_iovas(self.inner.iommufd.ctx(), self.inner.id, ranges)?;
+            .allow_iovas(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), ranges)?;
         let mut allowed = crate::lock(&self.inner.allowed);
         *allowed = ranges.to_vec();
         self.inner
@@ -204,7 +220,7 @@ impl Ioas {
     fn option(&self, op: u16, val: u64) -> Result<u64> {
         self.inner
             .space
-            .huge_pages_option(self.inner.iommufd.ctx(), self.inner.id, op, val)
+            .huge_pages_option(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), op, val)
     }
 
     /// Maps `memory` for DMA at `iova` (`IOMMU_IOAS_MAP`).
@@ -290,8 +306,8 @@ impl Ioas {
         let file = memory.file();
         let got = self.mapped_by(at, len as u64, access, || {
             self.inner.space.map_file(
-                self.inner.iommufd.ctx(),
-                self.inner.id,
+                self.inner.obj.iommufd().ctx(),
+                self.inner.obj.id(),
                 file,
                 0,
                 len as u64,
@@ -387,8 +403,8 @@ impl Ioas {
         }
         self.mapped_by(at, len, access, || {
             self.inner.space.map_file(
-                self.inner.iommufd.ctx(),
-                self.inner.id,
+                self.inner.obj.iommufd().ctx(),
+                self.inner.obj.id(),
                 file,
                 start,
                 len,
@@ -426,7 +442,7 @@ impl Ioas {
     ) -> Result<Mapping<Shared<M>>> {
         let len = src.len;
         let at = self.precheck(iova, len)?;
-        if !src.ioas.inner.iommufd.same_as(&self.inner.iommufd) {
+        if !src.ioas.inner.obj.iommufd().same_as(&self.inner.obj.iommufd()) {
             return Err(
                 Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object()).detail(
                     format!(
@@ -444,9 +460,9 @@ impl Ioas {
         let got = self
             .mapped_by(at, len, access, || unsafe {
                 self.inner.space.copy(
-                    self.inner.iommufd.ctx(),
-                    self.inner.id,
-                    (&src.ioas.inner.space, src.ioas.inner.id, src.iova, src_va),
+                    self.inner.obj.iommufd().ctx(),
+                    self.inner.obj.id(),
+                    (&src.ioas.inner.space, src.ioas.inner.obj.id(), src.iova, src_va),
                     len,
                     at,
                     access,
@@ -493,7 +509,7 @@ impl Ioas {
         }
         self.inner
             .space
-            .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len)
+            .unmap(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), iova, len)
             .map_err(|e| self.unmap_error(iova, len, e, false))
     }
 
@@ -551,7 +567,7 @@ impl Ioas {
         let unmap = || {
             self.inner
                 .space
-                .unmap(self.inner.iommufd.ctx(), self.inner.id, iova, len)
+                .unmap(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), iova, len)
         };
         let result = match unmap() {
             Err(Errno::EFAULT) => match unmap() {
@@ -687,8 +703,8 @@ impl Ioas {
         // SAFETY: forwarded from this function's contract.
         self.mapped_by(at, len as u64, access, || unsafe {
             self.inner.space.map(
-                self.inner.iommufd.ctx(),
-                self.inner.id,
+                self.inner.obj.iommufd().ctx(),
+                self.inner.obj.id(),
                 va,
                 len as u64,
                 at,
@@ -765,7 +781,7 @@ impl Ioas {
             matches!(
                 self.inner
                     .space
-                    .unmap(self.inner.iommufd.ctx(), self.inner.id, s, l),
+                    .unmap(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), s, l),
                 Ok(_) | Err(Errno::ENOENT)
             )
         };
@@ -876,7 +892,7 @@ impl Iommufd {
 
 impl fmt::Debug for Ioas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ioas").field("id", &self.inner.id).finish()
+        f.debug_struct("Ioas").field("id", &self.inner.obj.id()).finish()
     }
 }
 

@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind, Result, TransitionError};
 use nix::errno::Errno;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 /// An open iommufd (`/dev/iommu`): the context that owns IOASes and that
 /// devices bind to.
@@ -17,8 +17,70 @@ use std::sync::Arc;
 /// so the crate refuses to attach a device to an IOAS of another iommufd.
 #[derive(Clone)]
 pub struct Iommufd {
+    shared: Arc<Shared>,
+}
+
+/// What every handle of one iommufd shares.
+struct Shared {
     /// `/dev/iommu`, or the legacy path (containers are made per group at bind).
-    ctx: Arc<Ctx>,
+    ctx: Ctx,
+    /// The object ids that a value of this process holds (see
+    /// [`crate::owner`]): an id here has exactly one owner, so it cannot be
+    /// adopted again.
+    held: Mutex<Vec<u32>>,
+}
+
+/// Every iommufd fd a value of this process holds, to refuse adopting one
+/// of them again (see [`Iommufd::adopt`]).
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+impl Iommufd {
+    fn with(ctx: Ctx) -> Iommufd {
+        let shared = Arc::new(Shared {
+            ctx,
+            held: Mutex::new(Vec::new()),
+        });
+        if shared.ctx.iommufd_fd().is_some() {
+            let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+            live.retain(|w| w.strong_count() > 0);
+            live.push(Arc::downgrade(&shared));
+        }
+        Iommufd { shared }
+    }
+
+    /// The live `Iommufd` of this process whose fd shares `fd`'s open file
+    /// (a dup of it, or the same file received back through a socket).
+    fn holder_of(fd: BorrowedFd<'_>) -> Option<Iommufd> {
+        let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        live.iter().filter_map(Weak::upgrade).find_map(|shared| {
+            let theirs = shared.ctx.iommufd_fd()?;
+            same_open_file(theirs, fd).then(|| Iommufd {
+                shared: shared.clone(),
+            })
+        })
+    }
+}
+
+/// Whether `a` and `b` are one open file (one `struct file`): file status
+/// flags belong to the open file, so flipping `O_NONBLOCK` on `b` shows on
+/// `a` exactly then. The flag is put back at once; iommufd's ioctls do not
+/// look at it. (`kcmp` would say it directly, but needs
+/// `CONFIG_CHECKPOINT_RESTORE`, which VMM hosts often lack.)
+fn same_open_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = |fd| fcntl(fd, FcntlArg::F_GETFL).map(OFlag::from_bits_retain);
+    let (Ok(fa), Ok(fb)) = (flags(a), flags(b)) else {
+        return false;
+    };
+    if fa.contains(OFlag::O_NONBLOCK) != fb.contains(OFlag::O_NONBLOCK) {
+        return false;
+    }
+    if fcntl(b, FcntlArg::F_SETFL(fb ^ OFlag::O_NONBLOCK)).is_err() {
+        return false;
+    }
+    let same = flags(a).is_ok_and(|now| now != fa);
+    let _ = fcntl(b, FcntlArg::F_SETFL(fb));
+    same
 }
 
 impl Iommufd {
@@ -51,16 +113,14 @@ impl Iommufd {
                 .detail("neither /dev/iommu with /dev/vfio/devices nor the legacy /dev/vfio/vfio exists")
                 .hint("load vfio-pci (modprobe vfio-pci) on a kernel with CONFIG_IOMMUFD + CONFIG_VFIO_DEVICE_CDEV, or CONFIG_VFIO_CONTAINER"));
         }
-        Ok(Iommufd {
-            ctx: Arc::new(Ctx::Legacy),
-        })
+        Ok(Iommufd::with(Ctx::Legacy))
     }
 
     /// Which path this context uses.
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn backend(&self) -> Backend {
-        self.ctx.kind()
+        self.shared.ctx.kind()
     }
 
     /// Opens `/dev/iommu`.
@@ -72,7 +132,8 @@ impl Iommufd {
     pub fn open_iommufd() -> Result<Self> {
         let path = "/dev/iommu";
         match backend::cdev::open_rw(std::path::Path::new(path)) {
-            Ok(fd) => Ok(Iommufd::from_fd(fd)),
+            // A fresh open file: no value can hold it.
+            Ok(fd) => Ok(Iommufd::with(Ctx::Cdev(fd))),
             Err(Errno::ENOENT) => Err(Error::sys("open", path, Errno::ENOENT)
                 .kind_(ErrorKind::NoIommufd)
                 .hint("this kernel has no iommufd: enable CONFIG_IOMMUFD (Linux >= 6.2), or use the legacy VFIO container path")),
@@ -86,20 +147,26 @@ impl Iommufd {
     ///
     /// The fd is not checked here; an fd that is not an iommufd makes the first
     /// operation on it fail (for example [`Device::bind`](crate::Device::bind)
-    /// fails and hands the device back).
+    /// fails and hands the device back). An fd that shares its open file
+    /// with an `Iommufd` of this process (a dup of its fd) gives a clone of
+    /// that one, and is closed: one open iommufd has one family of handles
+    /// in a process (see [`adopt`](Self::adopt), which refuses instead).
     pub fn from_fd(fd: OwnedFd) -> Self {
-        Iommufd {
-            ctx: Arc::new(Ctx::Cdev(fd)),
-        }
+        Iommufd::holder_of(fd.as_fd()).unwrap_or_else(|| Iommufd::with(Ctx::Cdev(fd)))
     }
 
     /// Wraps an iommufd received from another process, checked: `fd` must be
     /// an open `/dev/iommu` (the same character device, by `fstat`), so that
-    /// IOAS ids and device ids received with it mean what they say.
+    /// IOAS ids and device ids received with it mean what they say, and
+    /// must not be one this process holds already: one open iommufd has one
+    /// `Iommufd` (and its clones) in a process, which knows every object id
+    /// its values hold.
     ///
     /// # Errors
     /// The fd is handed back: [`ErrorKind::InvalidInput`] when it is not
-    /// `/dev/iommu`; [`ErrorKind::NoIommufd`] when this kernel has none.
+    /// `/dev/iommu`; [`ErrorKind::Busy`] when it is the open file of an
+    /// `Iommufd` of this process (a dup; clone that one instead);
+    /// [`ErrorKind::NoIommufd`] when this kernel has none.
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn adopt(fd: OwnedFd) -> std::result::Result<Self, TransitionError<OwnedFd>> {
@@ -118,7 +185,19 @@ impl Iommufd {
                 if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFCHR
                     && st.st_rdev == node.st_rdev =>
             {
-                Ok(Iommufd::from_fd(fd))
+                match Iommufd::holder_of(fd.as_fd()) {
+                    None => Ok(Iommufd::with(Ctx::Cdev(fd))),
+                    Some(_) => {
+                        let err = Error::new(
+                            ErrorKind::Busy,
+                            "adopt",
+                            format!("fd {}", fd.as_raw_fd()),
+                        )
+                        .detail("an Iommufd of this process holds this open /dev/iommu already (the fd is a dup of its fd, or came back through a socket); a second one would not know what the first holds, and its handles would act on the first one's objects")
+                        .hint("clone the Iommufd that holds it instead of adopting the fd");
+                        Err(TransitionError::new(fd, err))
+                    }
+                }
             }
             got => {
                 let err = Error::new(
@@ -155,26 +234,29 @@ impl Iommufd {
     /// legacy path.
     #[doc(alias = "IOMMU_IOAS_CHANGE_PROCESS")]
     pub fn change_process(&self) -> Result<()> {
-        self.ctx.change_process().map_err(change_process_error)
+        self.shared.ctx.change_process().map_err(change_process_error)
     }
 
     /// The fd back, when this is the only handle (nothing was made on it yet).
     pub(crate) fn into_fd(self) -> std::result::Result<OwnedFd, Self> {
-        match Arc::try_unwrap(self.ctx) {
-            Ok(Ctx::Cdev(fd)) => Ok(fd),
-            Ok(ctx) => Err(Iommufd { ctx: Arc::new(ctx) }),
-            Err(ctx) => Err(Iommufd { ctx }),
+        match Arc::try_unwrap(self.shared) {
+            Ok(Shared {
+                ctx: Ctx::Cdev(fd), ..
+            }) => Ok(fd),
+            Ok(shared) => Err(Iommufd {
+                shared: Arc::new(shared),
+            }),
+            Err(shared) => Err(Iommufd { shared }),
         }
     }
 
     pub(crate) fn same_as(&self, other: &Iommufd) -> bool {
-        Arc::ptr_eq(&self.ctx, &other.ctx)
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// Refuses, before any ioctl, an object of `other` (`what`: "the IOAS",
-    /// "the page table") for a device bound to this iommufd: ids are per
-    /// iommufd, so the kernel could find a different object under the same
-    /// id.
+    /// "the page table") for a device bound to this iommufd (see
+    /// [`crate::owner::same_iommufd`], which takes several).
     #[inline]
     pub(crate) fn check_own(
         &self,
@@ -183,14 +265,22 @@ impl Iommufd {
         obj: impl FnOnce() -> String,
         what: &str,
     ) -> crate::Result<()> {
-        if self.same_as(other) {
-            return Ok(());
-        }
-        Err(foreign(op, obj(), what))
+        crate::owner::same_iommufd(op, obj, self, &[(other, what)])
     }
 
     pub(crate) fn ctx(&self) -> &Ctx {
-        &self.ctx
+        &self.shared.ctx
+    }
+
+    /// The table of object ids held in this process (see [`crate::owner`]).
+    pub(crate) fn held(&self) -> &Mutex<Vec<u32>> {
+        &self.shared.held
+    }
+
+    /// How many handles of this iommufd exist in this process (clones,
+    /// and those held by its objects).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
     }
 }
 
@@ -212,7 +302,7 @@ impl Iommufd {
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iommufd_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.ctx.iommufd_fd()
+        self.shared.ctx.iommufd_fd()
     }
 }
 
@@ -236,15 +326,4 @@ impl fmt::Debug for Iommufd {
                 .finish(),
         }
     }
-}
-
-#[cold]
-fn foreign(op: &'static str, obj: String, what: &str) -> crate::Error {
-    crate::Error::new(crate::ErrorKind::InvalidInput, op, obj)
-        .detail(format!(
-            "{what} belongs to another iommufd than the one the device is bound to"
-        ))
-        .hint(format!(
-            "allocate {what} on the same Iommufd (or a clone of it) that the device was bound to"
-        ))
 }

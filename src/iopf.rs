@@ -107,6 +107,11 @@ impl FaultQueue {
         }
     }
 
+    /// The iommufd it lives in.
+    pub(crate) fn iommufd(&self) -> &Iommufd {
+        &self.0.iommufd
+    }
+
     /// Its id in the iommufd.
     pub fn id(&self) -> u32 {
         self.0.id

@@ -230,6 +230,7 @@ mod diagnose;
 #[cfg(test)]
 mod fuzz;
 mod iova;
+mod owner;
 mod sys;
 mod table;
 

@@ -27,7 +27,7 @@
 //! ```
 
 use crate::device::{Device, Unbound};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, TransitionError};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -249,7 +249,7 @@ fn new_uuid() -> Result<String> {
 }
 
 /// Whether `s` is a UUID as sysfs spells one (8-4-4-4-12 hex digits).
-fn is_uuid(s: &str) -> bool {
+pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {
@@ -310,17 +310,43 @@ impl Mdev {
     /// Removes the instance.
     ///
     /// While its device is open, the kernel does not fail the removal: it
-    /// asks the device's user to let go (the REQ interrupt) and waits, so
-    /// this call blocks until every fd of the device is closed. Close it
-    /// first.
+    /// asks the device's user to let go (the REQ interrupt) and waits until
+    /// every fd of the device is closed. A [`Device`] of this process that
+    /// has it open would make this thread wait for itself, so that is
+    /// refused before the write. (A device open in another process still
+    /// makes the call wait for that process to close it.)
     ///
     /// # Errors
-    /// The errno of the `remove` write.
+    /// The instance is handed back: [`ErrorKind::Busy`] while a `Device`
+    /// of this process has it open (close it first); the errno of the
+    /// `remove` write.
     ///
     /// Example: [the `mdev` module docs](crate::mdev).
-    pub fn remove(mut self) -> Result<()> {
-        self.remove_on_drop = false;
-        self.remove_now()
+    pub fn remove(mut self) -> std::result::Result<(), TransitionError<Mdev>> {
+        if let Err(e) = self.removable() {
+            return Err(TransitionError::new(self, e));
+        }
+        match self.remove_now() {
+            Ok(()) => {
+                self.remove_on_drop = false;
+                Ok(())
+            }
+            Err(e) => Err(TransitionError::new(self, e)),
+        }
+    }
+
+    /// Refuses a removal that would wait for a device of this process.
+    fn removable(&self) -> Result<()> {
+        if !crate::owner::OpenMdev::is_open(&self.uuid) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Busy,
+            "remove mdev",
+            format!("{} (parent {})", self.uuid, self.parent),
+        )
+        .detail("a Device of this process has the instance open; the kernel's remove waits until every fd of the device is closed, so this thread would wait for itself")
+        .hint("close the device (Device::close, or drop it) before removing its instance"))
     }
 
     fn remove_now(&self) -> Result<()> {
@@ -337,8 +363,11 @@ impl Mdev {
 }
 
 impl Drop for Mdev {
+    /// With [`remove_on_drop`](Mdev::remove_on_drop), removes the instance,
+    /// unless a device of this process has it open (the removal would wait
+    /// for it forever): then the instance stays, as if never marked.
     fn drop(&mut self) {
-        if self.remove_on_drop {
+        if self.remove_on_drop && self.removable().is_ok() {
             let _ = self.remove_now();
         }
     }

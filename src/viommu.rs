@@ -91,8 +91,9 @@ impl Viommu {
     /// Allocates a vIOMMU of `kind` on `parent` for the IOMMU behind `dev`.
     ///
     /// # Errors
-    /// [`ErrorKind::Unsupported`] when the IOMMU has no such vIOMMU, on the
-    /// legacy path, and before 6.13.
+    /// A nest parent of another iommufd than `dev`'s is refused first
+    /// ([`ErrorKind::InvalidInput`]); [`ErrorKind::Unsupported`] when the
+    /// IOMMU has no such vIOMMU, on the legacy path, and before 6.13.
     #[doc(alias = "IOMMU_VIOMMU_ALLOC")]
     pub fn alloc(
         dev: &impl HwptDevice,
@@ -100,6 +101,12 @@ impl Viommu {
         kind: ViommuKind,
     ) -> Result<Viommu> {
         let (fd, dev_id, name) = dev.hwpt_dev();
+        crate::owner::same_iommufd(
+            "IOMMU_VIOMMU_ALLOC",
+            || format!("{name} on HWPT {}", parent.id()),
+            fd,
+            &[(parent.ioas().iommufd(), "the nest parent")],
+        )?;
         match fd.ctx().viommu_alloc(kind.number(), dev_id, parent.id()) {
             Ok(id) => Ok(Viommu(std::sync::Arc::new(ViommuInner {
                 parent: parent.clone(),
@@ -156,10 +163,18 @@ impl Viommu {
     /// before the device is unbound.
     ///
     /// # Errors
-    /// From the kernel: `EEXIST` when the virtual id or the device is taken.
+    /// A device bound to another iommufd than the vIOMMU's is refused first
+    /// ([`ErrorKind::InvalidInput`]); from the kernel: `EEXIST` when the
+    /// virtual id or the device is taken.
     #[doc(alias = "IOMMU_VDEVICE_ALLOC")]
     pub fn alloc_vdevice<D: HwptDevice>(&self, dev: &D, virt_id: u64) -> Result<Vdevice<'_>> {
         let (fd, dev_id, name) = dev.hwpt_dev();
+        crate::owner::same_iommufd(
+            "IOMMU_VDEVICE_ALLOC",
+            || format!("{name} as {virt_id:#x} on vIOMMU {}", self.0.id),
+            fd,
+            &[(self.0.parent.ioas().iommufd(), "the vIOMMU")],
+        )?;
         match fd.ctx().vdevice_alloc(self.0.id, dev_id, virt_id) {
             Ok(id) => Ok(Vdevice {
                 viommu: self,

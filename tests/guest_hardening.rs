@@ -225,3 +225,76 @@ fn memory_decoding_off_never_raises_sigbus() {
     assert!(out.status.success(), "the child failed:\n{log}");
     assert!(log.contains("1 passed"), "the child ran the test:\n{log}");
 }
+
+/// One owner per IOMMU group in a process: while a `Group` holds the pair
+/// group, opening it again (whole, in part, or a released member by BDF)
+/// is refused. Before, `open_members` of the other member came back typed
+/// `Group<BlockDma>` while its edu's DMA landed in the first value's IOAS.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_group_held_in_this_process_is_not_opened_again() {
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut g = Group::open_members(t.pair_group, &[t.pair[0].as_str()])
+        .unwrap()
+        .bind(&fd)
+        .unwrap()
+        .attach(&ioas)
+        .unwrap();
+    let busy = |e: iommufd::Error| {
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("group {}", t.pair_group)), "{msg}");
+        assert!(msg.contains("Group::add"), "says the way in: {msg}");
+    };
+    busy(Group::open_members(t.pair_group, &[t.pair[1].as_str()]).unwrap_err());
+    busy(Group::open(t.pair_group).unwrap_err());
+    busy(Group::open_containing(&t.pair[1]).unwrap_err());
+    // The way in: through the value that holds the group.
+    g.add(&t.pair[1]).unwrap();
+    let released = g.release(1).unwrap();
+    busy(Group::open_members(t.pair_group, &[released.name()]).unwrap_err());
+    g.rejoin(released).unwrap();
+    support::edu_members(&mut g);
+    for i in 0..2 {
+        let out = support::round_trip(g.member(i).unwrap(), &ioas, b"one owner", iommufd::Iova::Any, iommufd::Iova::Any);
+        assert_eq!(out, b"one owner");
+    }
+    drop(g);
+    pair_is_free(&t);
+}
+
+/// Removing an mdev whose device is open in this process would wait in
+/// the kernel for this process to close it: refused before the write, and
+/// the instance handed back; a `remove_on_drop` instance dropped while
+/// open stays.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn an_mdev_open_in_this_process_is_not_removed_under_it() {
+    use iommufd::mdev::{self, Mdev};
+    let ty = mdev::parents()
+        .unwrap()
+        .into_iter()
+        .flat_map(|p| p.types().unwrap())
+        .find(|t| t.id() == "mtty-1")
+        .expect("the mtty sample mdev");
+    let m = ty.create().unwrap();
+    let uuid = m.uuid().to_string();
+    let dir = Path::new("/sys/bus/mdev/devices").join(&uuid);
+    let dev = m.open().unwrap();
+    let e = m.remove().unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
+    assert!(e.error().to_string().contains("wait for itself"), "{}", e.error());
+    let m = e.into_inner();
+    // Bound and dropped with remove_on_drop while open: it stays.
+    let fd = Iommufd::open().unwrap();
+    let dev = dev.bind(&fd).unwrap();
+    drop(m.remove_on_drop());
+    assert!(dir.exists(), "an instance open here was removed");
+    // Closed, it is removed.
+    drop(dev);
+    let m = Mdev::existing(&uuid).unwrap();
+    m.remove().unwrap();
+    assert!(!dir.exists());
+}

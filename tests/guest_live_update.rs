@@ -205,6 +205,18 @@ fn handover_refuses_a_mapping_made_by_address() {
         "{msg}"
     );
     let src = e.into_inner();
+    // The caller kept clones of the iommufd (`fd`) and of the IOAS (the
+    // device and the mappings hold it): after a send they could still act
+    // on what the new process owns, so the send is refused, naming them.
+    let (a, _b) = UnixStream::pair().unwrap();
+    let e = h.send(&a).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
+    assert!(
+        e.error().to_string().contains("handle(s) of the iommufd"),
+        "{}",
+        e.error()
+    );
+    let h = e.into_inner();
     let e = fd.change_process().unwrap_err();
     if kernel() == "6.12" {
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
@@ -222,47 +234,103 @@ fn handover_refuses_a_mapping_made_by_address() {
     drop(h);
 }
 
-/// Adoption is no way around the memory model: a second `Iommufd` on a
-/// dup of the fd and a second handle on a live IOAS can remove a live
-/// mapping's range behind its `Mapping`, but then the device no longer
-/// reaches the memory, and the `Mapping` never hands it back as if it
-/// were still its own to unmap: its unmap fails (the range is gone), and
-/// it keeps the memory.
+/// One open iommufd has one family of handles in a process: a dup of its
+/// fd cannot be adopted as a second `Iommufd` (`from_fd` gives the same
+/// one), and an IOAS id a handle holds cannot be adopted again. Before
+/// this, a second handle could remove a live mapping's range behind its
+/// `Mapping`, and its drop destroyed the IOAS the first one still used.
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
-fn a_second_handle_from_a_dup_cannot_free_memory_under_the_device() {
+fn a_second_handle_to_an_iommufd_or_an_ioas_is_refused() {
     let fd = Iommufd::open_iommufd().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
-    let (src, dst) = support::map_src_dst(
-        &ioas,
-        MSG_B,
-        Iova::Fixed(IOVA),
-        Iova::Fixed(IOVA + 0x10000),
-        4096,
-    );
-    let dup = fd.iommufd_fd().unwrap().try_clone_to_owned().unwrap();
-    let fd2 = Iommufd::adopt(dup).unwrap();
-    let ioas2 = iommufd::Ioas::adopt(&fd2, ioas.id()).unwrap();
-    // The second handle does not know the mappings: it removes dst's range.
-    assert_eq!(ioas2.unmap(dst.iova(), 4096).unwrap(), 4096);
-    // The device cannot reach dst's memory any more.
-    let edu = Edu::new(&dev);
-    edu.read_from_ram(src.iova(), MSG_B.len() as u64);
-    edu.write_to_ram(dst.iova(), MSG_B.len() as u64);
-    let mut out = vec![0u8; MSG_B.len()];
-    dst.read_bytes(0, &mut out).unwrap();
-    assert_ne!(out, MSG_B, "DMA reached a range another handle unmapped");
-    // dst's own unmap fails, naming the cause, and hands the mapping back
-    // (still owning its memory); dropping it then leaks the memory.
-    let e = dst.unmap().unwrap_err();
-    assert_eq!(e.error().kind(), ErrorKind::NotMapped, "{}", e.error());
-    drop(e.into_inner());
-    // Dropping the second handle asks the kernel to destroy the IOAS, which
-    // refuses while the device is attached (EBUSY): the first handle's IOAS
-    // goes on working.
-    drop(ioas2);
+    let dup = || fd.iommufd_fd().unwrap().try_clone_to_owned().unwrap();
+    let e = Iommufd::adopt(dup()).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
+    assert!(e.error().to_string().contains("clone the Iommufd"), "{}", e.error());
+    // A fresh /dev/iommu is another iommufd, and is adopted.
+    let other = support::open_rw("/dev/iommu");
+    let fd3 = Iommufd::adopt(other).unwrap();
+    assert_ne!(fd3, fd);
+    // `from_fd` of a dup is the same iommufd.
+    let fd2 = Iommufd::from_fd(dup());
+    assert_eq!(fd2, fd);
+    let e = iommufd::Ioas::adopt(&fd2, ioas.id()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains(&format!("IOAS {}", ioas.id())), "{e}");
+    // Once the handles are gone, the id can be adopted (here: by the same
+    // process, as a new process would after a handover).
+    let id = ioas.id();
     let out = support::round_trip(&dev, &ioas, MSG_B, Iova::Any, Iova::Any);
     assert_eq!(out, MSG_B);
-    drop((src, dev));
+    let dev = dev.detach().unwrap();
+    drop(ioas);
+    let e = iommufd::Ioas::adopt(&fd2, id).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::ENOENT), "destroyed with its last handle: {e}");
+    let again = fd.alloc_ioas().unwrap();
+    let dev = dev.attach(&again).unwrap();
+    let out = support::round_trip(&dev, &again, MSG_B, Iova::Any, Iova::Any);
+    assert_eq!(out, MSG_B);
+}
+
+/// A handover message that names one IOAS or one device twice would make
+/// two owners of one kernel thing in the new process: refused, and handed
+/// back whole.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_handover_naming_a_thing_twice_is_refused() {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::io::IoSlice;
+    use std::os::fd::{AsFd, AsRawFd};
+    use support::raw;
+    let t = support::Topology::discover();
+    // Another process's iommufd, as raw fds: one IOAS, one bound device on it.
+    let iommu = support::open_rw("/dev/iommu");
+    let ioas = raw::alloc_ioas(&iommu).unwrap();
+    let dev = raw::open_device(&t.singleton);
+    let dev_id = raw::bind_dev_id(&dev, &iommu).unwrap();
+    raw::attach(&dev, ioas).unwrap();
+    let send = |ioases: &[u32], devices: usize| {
+        let mut b = b"IOMMUFD\x01".to_vec();
+        for n in [ioases.len(), devices, 0, 0] {
+            b.extend((n as u32).to_le_bytes());
+        }
+        for i in ioases {
+            b.extend(i.to_le_bytes());
+        }
+        let mut fds = vec![iommu.as_raw_fd()];
+        for _ in 0..devices {
+            b.extend(dev_id.to_le_bytes());
+            b.extend(ioas.to_le_bytes());
+            b.extend((t.singleton.len() as u16).to_le_bytes());
+            b.extend(t.singleton.as_bytes());
+            fds.push(dev.as_fd().as_raw_fd());
+        }
+        let (a, b2) = UnixStream::pair().unwrap();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(a.as_raw_fd(), &[IoSlice::new(&b)], &cmsg, MsgFlags::empty(), None).unwrap();
+        handover::receive(&b2).unwrap()
+    };
+    let e = send(&[ioas, ioas], 0).adopt().unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
+    assert!(e.error().to_string().contains(&format!("IOAS {ioas}")), "{}", e.error());
+    assert_eq!(e.into_inner().ioas_ids(), &[ioas, ioas], "handed back whole");
+    let e = send(&[ioas], 2).adopt().unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    assert!(e.error().to_string().contains("twice"), "{}", e.error());
+    drop(e);
+    // Named once each, the same fds are adopted.
+    let adopted = send(&[ioas], 1).adopt();
+    if kernel() == "6.12" {
+        // No IOMMU_IOAS_CHANGE_PROCESS: refused after the checks.
+        let e = adopted.unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::Unsupported, "{}", e.error());
+        return;
+    }
+    let mut adopted = adopted.unwrap();
+    assert_eq!(adopted.devices.len(), 1, "{:?}", adopted.refused);
+    let dev = adopted.devices.pop().unwrap();
+    let out = support::round_trip(&dev, &adopted.ioases[0], MSG_B, Iova::Any, Iova::Any);
+    assert_eq!(out, MSG_B);
 }

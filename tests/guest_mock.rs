@@ -497,3 +497,47 @@ fn a_huge_mock_page_table_tracks_above_the_default_aperture() {
     // Cleared by the read.
     assert_eq!(hwpt.read_dirty(AT, MAPPED, PAGE, false).unwrap().count(), 0);
 }
+
+/// Every constructor that takes two objects refuses a mix of iommufds
+/// before the kernel sees the ids: the kernel would look the second
+/// object's id up in the first iommufd and find whatever has it there, and
+/// the handle made from the answer would later destroy that. (Before, a
+/// nested HWPT over another iommufd's parent was allocated on an object of
+/// the same id, and its drop destroyed another iommufd's IOAS.)
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn objects_of_two_iommufds_never_meet_in_one_call() {
+    use iommufd::hwpt::{NestParent, Nested, Stage1};
+    use iommufd::iopf::FaultQueue;
+    use iommufd::viommu::{Viommu, ViommuKind};
+    let (fd1, fd2) = (Iommufd::open_iommufd().unwrap(), Iommufd::open_iommufd().unwrap());
+    let (ioas1, ioas2) = (fd1.alloc_ioas().unwrap(), fd2.alloc_ioas().unwrap());
+    let Some(dev1) = mock_or_6_12(&ioas1) else {
+        return;
+    };
+    let dev2 = MockDevice::new(&ioas2).unwrap();
+    let parent1 = Hwpt::<NestParent>::alloc(&dev1, &ioas1).unwrap();
+    let parent2 = Hwpt::<NestParent>::alloc(&dev2, &ioas2).unwrap();
+    let s1 = Stage1::Selftest { iotlb: 0 };
+    let foreign = |e: iommufd::Error, what: &str| {
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("another iommufd") && msg.contains(what), "{what}: {msg}");
+    };
+    foreign(Hwpt::<Nested>::alloc_nested(&dev1, &parent2, &s1).unwrap_err(), "the nest parent");
+    foreign(Viommu::alloc(&dev1, &parent2, ViommuKind::Selftest).unwrap_err(), "the nest parent");
+    let viommu2 = Viommu::alloc(&dev2, &parent2, ViommuKind::Selftest).unwrap();
+    foreign(viommu2.alloc_vdevice(&dev1, 0x99).unwrap_err(), "the vIOMMU");
+    let faults2 = FaultQueue::alloc(&fd2).unwrap();
+    foreign(
+        Hwpt::<Nested>::alloc_nested_with_faults(&dev1, &parent1, &s1, &faults2).unwrap_err(),
+        "the fault queue",
+    );
+    foreign(Hwpt::<Nested>::alloc_nested_on(&dev1, &viommu2, &s1).unwrap_err(), "the nest parent");
+    // Nothing of either iommufd was touched: both IOASes are there, and
+    // the same calls within one iommufd work.
+    assert!(ioas1.iova_ranges().is_ok() && ioas2.iova_ranges().is_ok());
+    let faults1 = FaultQueue::alloc(&fd1).unwrap();
+    Hwpt::<Nested>::alloc_nested_with_faults(&dev1, &parent1, &s1, &faults1).unwrap();
+    viommu2.alloc_vdevice(&dev2, 0x99).unwrap();
+}
