@@ -51,10 +51,32 @@ pub(crate) struct Decoding {
     pm: OnceLock<Option<u64>>,
 }
 
+impl Decoding {
+    /// Runs `export` (a BAR export's ioctl) with the decoding state locked,
+    /// so no decoding-off write passes its check meanwhile, and counts the
+    /// export when it succeeds; the export's drop calls [`unexported`](Self::unexported).
+    pub(crate) fn exporting<T>(&self, export: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut st = crate::lock(&self.state);
+        let got = export()?;
+        st.exports += 1;
+        Ok(got)
+    }
+
+    /// An export made by [`exporting`](Self::exporting) is gone.
+    pub(crate) fn unexported(&self) {
+        let mut st = crate::lock(&self.state);
+        st.exports = st.exports.saturating_sub(1);
+    }
+}
+
 #[derive(Default)]
 struct State {
     memory_off: bool,
     d3hot: bool,
+    /// BAR ranges exported as dma-bufs and alive ([`crate::p2p`]): vfio-pci
+    /// revokes them when decoding goes off, and a peer's mapping of one
+    /// would reach nothing behind a value that says it does.
+    exports: usize,
 }
 
 impl Decoding {
@@ -116,6 +138,9 @@ impl<S: Bound> Device<S> {
             return Err(self.decoding_busy(offset, what));
         }
         let mut st = crate::lock(&self.inner.decoding.state);
+        if let Some(what) = what.filter(|_| st.exports > 0) {
+            return Err(self.decoding_exported(offset, what, st.exports));
+        }
         self.pwrite_at(pci::CONFIG, at, offset, data)?;
         if let Some(on) = memory {
             st.memory_off = !on;
@@ -175,6 +200,21 @@ impl<S: Bound> Device<S> {
             if bars.len() == 1 { "is" } else { "are" }
         ))
         .hint("unmap the BARs first (Device::unmap_bar, once no Mmio view is alive), or keep memory decoding on")
+    }
+}
+
+impl<S: Bound> Device<S> {
+    #[cold]
+    fn decoding_exported(&self, offset: u64, what: &str, n: usize) -> Error {
+        Error::new(
+            ErrorKind::Busy,
+            "config_write",
+            format!("{} config offset {offset:#x}", self.name()),
+        )
+        .detail(format!(
+            "the write {what} while {n} BAR range(s) of the device are exported as dma-bufs: vfio-pci would revoke them, and the IOMMU entries of a peer's mapping with them, while the Mapping says the peer reaches the BAR; nothing was written"
+        ))
+        .hint("unmap and drop the exports first (Mapping::unmap of the peer mapping), or keep memory decoding on")
     }
 }
 

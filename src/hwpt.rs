@@ -209,6 +209,20 @@ impl<K: Kind> fmt::Debug for Hwpt<K> {
     }
 }
 
+#[cfg(test)]
+mod bitmap_tests {
+    use super::DirtyBitmap;
+
+    /// The default bitmap (a buffer for `read_dirty_into`) answers every
+    /// question without a page size: nothing is dirty.
+    #[test]
+    fn the_default_bitmap_covers_no_pages() {
+        let b = DirtyBitmap::default();
+        assert!(!b.is_dirty(0) && !b.is_dirty(u64::MAX));
+        assert_eq!((b.count(), b.ranges().count()), (0, 0));
+    }
+}
+
 /// Something bound to an iommufd with a device id, for which an HWPT can be
 /// allocated: a bound [`Device`]. Sealed: no way to forge one.
 pub trait HwptDevice: sealed::Sealed {
@@ -845,7 +859,11 @@ impl DirtyBitmap {
     }
     /// Whether the page at `iova` is dirty (false outside the range).
     pub fn is_dirty(&self, iova: u64) -> bool {
-        let Some(i) = iova.checked_sub(self.iova).map(|o| o / self.page_size) else {
+        // `checked_div`: the default bitmap has no page size (and no pages).
+        let Some(i) = iova
+            .checked_sub(self.iova)
+            .and_then(|o| o.checked_div(self.page_size))
+        else {
             return false;
         };
         i < self.pages && self.bits[(i / 64) as usize] >> (i % 64) & 1 == 1

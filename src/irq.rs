@@ -125,9 +125,30 @@ impl<S: Bound> Device<S> {
             big.extend(data);
             &mut big
         };
-        sys::set_irqs(self.device_fd(), buf)
-            .map(drop)
-            .map_err(|e| self.set_irqs_error(what, index, flags, start, count, e))
+        match sys::set_irqs(self.device_fd(), buf) {
+            Ok(0) => Ok(()),
+            // The kernel's contract is 0 or -1; vfio-pci passes up the count
+            // `pci_alloc_irq_vectors` managed when it is short of the vectors
+            // asked for, after giving them back. Not a success.
+            Ok(got) => Err(self.set_irqs_short(what, index, start, count, got)),
+            Err(e) => Err(self.set_irqs_error(what, index, flags, start, count, e)),
+        }
+    }
+
+    /// A `VFIO_DEVICE_SET_IRQS` that returned a positive count.
+    #[cold]
+    fn set_irqs_short(&self, what: &'static str, index: u32, start: u32, count: u32, got: i32) -> Error {
+        let end = u64::from(start) + u64::from(count);
+        Error::new(
+            ErrorKind::Kernel,
+            what,
+            format!("{} irq index {index} vectors {start}..{end}", self.name()),
+        )
+        .errno(Errno::ENOSPC)
+        .detail(format!(
+            "the kernel returned {got} instead of 0: it could allocate only {got} interrupt vector(s) for the index, gave them back, and routed nothing; the index is not enabled now"
+        ))
+        .hint("interrupt vectors (or interrupt-remapping entries) ran short on the host: retry, or route fewer vectors")
     }
 
     /// Explains a refused `VFIO_DEVICE_SET_IRQS` from the index's info.

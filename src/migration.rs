@@ -132,11 +132,11 @@ pub trait MigState: sealed::Sealed + Sized {
     #[doc(hidden)]
     fn any<S: Bound>(m: Migration<Self, S>) -> AnyMigration<S>;
     #[doc(hidden)]
-    fn save_stream(self) -> Option<SaveStream> {
+    fn save_stream(self) -> Option<SaveFd> {
         None
     }
     #[doc(hidden)]
-    fn load_stream(self) -> Option<LoadStream> {
+    fn load_stream(self) -> Option<LoadFd> {
         None
     }
 }
@@ -156,13 +156,13 @@ macro_rules! states {
             states!(@streams $field);
         }
     )*};
-    (@streams SaveStream) => {
-        fn save_stream(self) -> Option<SaveStream> {
+    (@streams SaveFd) => {
+        fn save_stream(self) -> Option<SaveFd> {
             Some(self.0)
         }
     };
-    (@streams LoadStream) => {
-        fn load_stream(self) -> Option<LoadStream> {
+    (@streams LoadFd) => {
+        fn load_stream(self) -> Option<LoadFd> {
             Some(self.0)
         }
     };
@@ -177,13 +177,13 @@ states! {
     /// STOP: no DMA, no interrupts, no change of internal state (type state).
     Stop(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_STOP, "STOP", Stop;
     /// PRE_COPY: running, its state streaming out as it changes (type state).
-    PreCopy(SaveStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY, "PRE_COPY", PreCopy;
+    PreCopy(SaveFd) = vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY, "PRE_COPY", PreCopy;
     /// PRE_COPY_P2P: PRE_COPY without peer-to-peer DMA (type state).
-    PreCopyP2p(SaveStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P, "PRE_COPY_P2P", PreCopyP2p;
+    PreCopyP2p(SaveFd) = vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P, "PRE_COPY_P2P", PreCopyP2p;
     /// STOP_COPY: stopped, its whole state streaming out (type state).
-    StopCopy(SaveStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_STOP_COPY, "STOP_COPY", StopCopy;
+    StopCopy(SaveFd) = vfio_device_mig_state_VFIO_DEVICE_STATE_STOP_COPY, "STOP_COPY", StopCopy;
     /// RESUMING: stopped, loading a state written into its stream (type state).
-    Resuming(LoadStream) = vfio_device_mig_state_VFIO_DEVICE_STATE_RESUMING, "RESUMING", Resuming;
+    Resuming(LoadFd) = vfio_device_mig_state_VFIO_DEVICE_STATE_RESUMING, "RESUMING", Resuming;
     /// ERROR: an arc failed and the device could not go back; only a reset
     /// leaves it (type state).
     MigError(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_ERROR, "ERROR", Error;
@@ -197,48 +197,62 @@ states! {
 /// returns 0).
 ///
 /// Example: [the `migration` module docs](crate::migration).
-pub struct SaveStream(OwnedFd);
+pub struct SaveStream<'m>(&'m OwnedFd);
 
 /// The stream a device in RESUMING loads its state from: write what a
 /// [`SaveStream`] of a compatible device produced.
 ///
 /// Example: [the `migration` module docs](crate::migration).
-pub struct LoadStream(OwnedFd);
+pub struct LoadStream<'m>(&'m OwnedFd);
 
-impl std::io::Read for SaveStream {
+/// The fds of the streams, owned by the states they live in. A state's
+/// `stream()` lends them out only as a [`SaveStream`]/[`LoadStream`]
+/// borrowing the state, never as `&mut` to the owner: swapping two
+/// states' streams (`mem::swap`) would make one device's arc end the
+/// other's stream (rule 18). Public in a private module: unnameable.
+mod fds {
+    use std::os::fd::OwnedFd;
+    #[derive(Debug)]
+    pub struct SaveFd(pub(crate) OwnedFd);
+    #[derive(Debug)]
+    pub struct LoadFd(pub(crate) OwnedFd);
+}
+use fds::{LoadFd, SaveFd};
+
+impl std::io::Read for SaveStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(nix::unistd::read(&self.0, buf)?)
+        Ok(nix::unistd::read(self.0, buf)?)
     }
 }
 
-impl std::io::Write for LoadStream {
+impl std::io::Write for LoadStream<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Ok(nix::unistd::write(&self.0, buf)?)
+        Ok(nix::unistd::write(self.0, buf)?)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
-impl AsFd for SaveStream {
+impl AsFd for SaveStream<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
 }
 
-impl AsFd for LoadStream {
+impl AsFd for LoadStream<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
 }
 
-impl fmt::Debug for SaveStream {
+impl fmt::Debug for SaveStream<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("SaveStream").field(&self.0).finish()
     }
 }
 
-impl fmt::Debug for LoadStream {
+impl fmt::Debug for LoadStream<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("LoadStream").field(&self.0).finish()
     }
@@ -301,6 +315,20 @@ impl<S: Bound> AnyMigration<S> {
             AnyMigration::StopCopy(_) => StopCopy::NAME,
             AnyMigration::Resuming(_) => Resuming::NAME,
             AnyMigration::Error(_) => MigError::NAME,
+        }
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        match self {
+            AnyMigration::Running(m) => m.name(),
+            AnyMigration::RunningP2p(m) => m.name(),
+            AnyMigration::Stop(m) => m.name(),
+            AnyMigration::PreCopy(m) => m.name(),
+            AnyMigration::PreCopyP2p(m) => m.name(),
+            AnyMigration::StopCopy(m) => m.name(),
+            AnyMigration::Resuming(m) => m.name(),
+            AnyMigration::Error(m) => m.name(),
         }
     }
 }
@@ -492,19 +520,16 @@ impl<St: MigState, S: Bound> Migration<St, S> {
                     Some(st) => Ok(Migration { dev, caps, st }),
                     // The kernel moved but gave no stream where one was due.
                     None => {
-                        let e = Error::new(ErrorKind::Kernel, OP, dev.name().to_string()).detail(
+                        let back = streamless(dev, caps, To::STATE);
+                        let e = Error::new(ErrorKind::Kernel, OP, back.name().to_string()).detail(
                             format!(
-                                "{} -> {}: the kernel returned no data fd for the new state",
+                                "{} -> {}: the kernel returned no data fd for the new state; the crate moved the device on to {} (read back)",
                                 St::NAME,
-                                To::NAME
+                                To::NAME,
+                                back.state()
                             ),
                         );
-                        let lost = Migration {
-                            dev,
-                            caps,
-                            st: MigError(()),
-                        };
-                        Err(TransitionError::new(AnyMigration::Error(lost), e))
+                        Err(TransitionError::new(back, e))
                     }
                 }
             }
@@ -528,6 +553,15 @@ impl<St: MigState, S: Bound> Migration<St, S> {
             );
         }
         let back = self.settle(now);
+        if let Some(n) = now.filter(|&n| state_name(n) != back.state() && n != MigError::STATE) {
+            // A streaming state whose stream the failed ioctl did not hand
+            // over (it failed after the move, copying out the result).
+            e = e.append_detail(format!(
+                "the kernel had moved to {} but its data fd was lost with the failure, so the crate moved the device on to {} (read back)",
+                state_name(n),
+                back.state()
+            ));
+        }
         if let AnyMigration::Error(_) = back {
             e = e.hint("only a device reset leaves ERROR: Migration::<MigError>::reset");
         }
@@ -568,21 +602,54 @@ impl<St: MigState, S: Bound> Migration<St, S> {
                     Some(s) if n == StopCopy::STATE => StopCopy::any(m!(StopCopy(s))),
                     Some(s) if n == PreCopy::STATE => PreCopy::any(m!(PreCopy(s))),
                     Some(s) => PreCopyP2p::any(m!(PreCopyP2p(s))),
-                    None => AnyMigration::Error(m!(MigError(()))),
+                    None => streamless(dev, caps, n),
                 }
             }
             Some(n) if n == Resuming::STATE => match st.load_stream() {
                 Some(s) => AnyMigration::Resuming(m!(Resuming(s))),
-                None => AnyMigration::Error(m!(MigError(()))),
+                None => streamless(dev, caps, n),
             },
             _ => AnyMigration::Error(m!(MigError(()))),
         }
     }
 }
 
+/// A device the kernel moved into streaming state `n` without handing over
+/// the stream (an arc that failed after the move, at the copy of its
+/// result, or returned no fd): no value can stand for a streaming state
+/// without its stream, so the device is moved on to the state without one
+/// next to it (RESUMING and STOP_COPY to STOP, PRE_COPY to RUNNING,
+/// PRE_COPY_P2P to RUNNING_P2P: arcs the kernel takes from each) and
+/// handed back in the state read back then.
+#[cold]
+#[inline(never)]
+fn streamless<S: Bound>(dev: Device<S>, caps: MigrationCaps, n: u32) -> AnyMigration<S> {
+    let to = if n == PreCopy::STATE {
+        Running::STATE
+    } else if n == PreCopyP2p::STATE {
+        RunningP2p::STATE
+    } else {
+        Stop::STATE
+    };
+    let now = set_state(dev.device_fd(), to)
+        .ok()
+        .and_then(|_| get_state(dev.device_fd()).ok());
+    macro_rules! m {
+        ($st:expr) => {
+            Migration { dev, caps, st: $st }
+        };
+    }
+    match now {
+        Some(n) if n == Running::STATE => AnyMigration::Running(m!(Running(()))),
+        Some(n) if n == RunningP2p::STATE => AnyMigration::RunningP2p(m!(RunningP2p(()))),
+        Some(n) if n == Stop::STATE => AnyMigration::Stop(m!(Stop(()))),
+        _ => AnyMigration::Error(m!(MigError(()))),
+    }
+}
+
 /// A new stream from the fd an arc returned.
-fn save(fd: Option<OwnedFd>) -> Option<SaveStream> {
-    fd.map(SaveStream)
+fn save(fd: Option<OwnedFd>) -> Option<SaveFd> {
+    fd.map(SaveFd)
 }
 
 impl<S: Bound> Migration<Running, S> {
@@ -628,7 +695,7 @@ impl<S: Bound> Migration<Running, S> {
     ///
     /// Example: [the `migration` module docs](crate::migration).
     pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
-        self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadStream(fd))))
+        self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadFd(fd))))
     }
 }
 
@@ -683,7 +750,7 @@ impl<S: Bound> Migration<Stop, S> {
     ///
     /// Example: [the `migration` module docs](crate::migration).
     pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
-        self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadStream(fd))))
+        self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadFd(fd))))
     }
 }
 
@@ -698,8 +765,8 @@ impl<S: Bound> Migration<PreCopy, S> {
     /// The save stream.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stream(&mut self) -> &mut SaveStream {
-        &mut self.st.0
+    pub fn stream(&mut self) -> SaveStream<'_> {
+        SaveStream(&self.st.0 .0)
     }
 
     /// How much initial and dirty state is ready (`VFIO_MIG_GET_PRECOPY_INFO`).
@@ -738,8 +805,8 @@ impl<S: Bound> Migration<PreCopyP2p, S> {
     /// The save stream.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stream(&mut self) -> &mut SaveStream {
-        &mut self.st.0
+    pub fn stream(&mut self) -> SaveStream<'_> {
+        SaveStream(&self.st.0 .0)
     }
 
     /// As [`Migration::<PreCopy>::precopy_info`](Migration::precopy_info).
@@ -773,8 +840,8 @@ impl<S: Bound> Migration<StopCopy, S> {
     /// The save stream: the rest of the state, to its end (`read` returns 0).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stream(&mut self) -> &mut SaveStream {
-        &mut self.st.0
+    pub fn stream(&mut self) -> SaveStream<'_> {
+        SaveStream(&self.st.0 .0)
     }
 
     /// STOP_COPY → STOP: the stream ends.
@@ -789,8 +856,8 @@ impl<S: Bound> Migration<Resuming, S> {
     /// The load stream.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stream(&mut self) -> &mut LoadStream {
-        &mut self.st.0
+    pub fn stream(&mut self) -> LoadStream<'_> {
+        LoadStream(&self.st.0 .0)
     }
 
     /// RESUMING → STOP: the device takes in what was written.
@@ -827,7 +894,7 @@ impl<S: Bound> Migration<Resuming, S> {
 
 impl<St: MigState, S: Bound> Migration<St, S> {
     /// `VFIO_DEVICE_RESET`: the kernel puts a migrating device back in RUNNING.
-    fn reset_to_running(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+    fn reset_to_running(mut self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
         if let Err(e) = self.dev.reset() {
             return Err(TransitionError::new(self, e));
         }
@@ -853,13 +920,13 @@ impl<S: Bound> Migration<MigError, S> {
     }
 }
 
-fn precopy_info(stream: &SaveStream, name: &str) -> Result<PrecopyInfo> {
+fn precopy_info(stream: &SaveFd, name: &str) -> Result<PrecopyInfo> {
     let mut arg = vfio::vfio_precopy_info {
         argsz: sys::argsz::<vfio::vfio_precopy_info>(),
         ..Default::default()
     };
     sys::ioctl(
-        stream.as_fd(),
+        stream.0.as_fd(),
         sys::raw::vfio_mig_get_precopy_info,
         &mut arg,
     )

@@ -34,7 +34,6 @@ use crate::ioas::{Access, Ioas, Iova, Mapping};
 use crate::sys::{self, vfio};
 use nix::errno::Errno;
 use std::fmt;
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 /// `VFIO_DEVICE_FEATURE_DMA_BUF` (include/uapi/linux/vfio.h, Linux 7.3).
@@ -50,7 +49,15 @@ pub struct BarDmaBuf<'d> {
     offset: u64,
     len: u64,
     name: String,
-    _device: PhantomData<&'d ()>,
+    /// The exporter's decoding state, which counts this export (see
+    /// [`crate::decoding`]); the borrow is the export's of its device.
+    decoding: &'d crate::decoding::Decoding,
+}
+
+impl Drop for BarDmaBuf<'_> {
+    fn drop(&mut self) {
+        self.decoding.unexported();
+    }
 }
 
 impl fmt::Debug for BarDmaBuf<'_> {
@@ -129,33 +136,38 @@ impl<S: Bound> Device<S> {
             offset,
             len,
         ];
-        // SAFETY: the payload holds no pointers: the region index, open
-        // flags, one range; the kernel returns a new fd, which we own.
-        let got = unsafe {
-            sys::vfio::device_feature_ptr(
-                self.device_fd(),
-                vfio::VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
-                &mut payload,
-            )
-        };
-        match got {
-            Ok(fd) if fd >= 0 => Ok(BarDmaBuf {
+        let export = || {
+            // SAFETY: the payload holds no pointers: the region index, open
+            // flags, one range; the kernel returns a new fd, which we own.
+            let got = unsafe {
+                sys::vfio::device_feature_ptr(
+                    self.device_fd(),
+                    vfio::VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+                    &mut payload,
+                )
+            };
+            match got {
                 // SAFETY: the ioctl returned a new fd installed for us.
-                fd: unsafe { OwnedFd::from_raw_fd(fd) },
-                bar,
-                offset,
-                len,
-                name: self.name().to_string(),
-                _device: PhantomData,
-            }),
-            Ok(fd) => Err(Error::new(
-                ErrorKind::Kernel,
-                "VFIO_DEVICE_FEATURE_DMA_BUF",
-                self.name().to_string(),
-            )
-            .detail(format!("the kernel returned {fd}, not an fd"))),
-            Err(e) => Err(self.export_error(bar, e)),
-        }
+                Ok(fd) if fd >= 0 => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+                Ok(fd) => Err(Error::new(
+                    ErrorKind::Kernel,
+                    "VFIO_DEVICE_FEATURE_DMA_BUF",
+                    self.name().to_string(),
+                )
+                .detail(format!("the kernel returned {fd}, not an fd"))),
+                Err(e) => Err(self.export_error(bar, e)),
+            }
+        };
+        let decoding = &self.inner.decoding;
+        let fd = decoding.exporting(export)?;
+        Ok(BarDmaBuf {
+            fd,
+            bar,
+            offset,
+            len,
+            name: self.name().to_string(),
+            decoding,
+        })
     }
 
     #[cold]

@@ -123,10 +123,19 @@ fn reset<S: Bound>(via: &Device<S>, held: &[&Device<S>]) -> Result<()> {
 impl<S: Bound> Device<S> {
     /// Resets the device (`VFIO_DEVICE_RESET`).
     ///
+    /// A reset changes what the kernel holds for the device behind any
+    /// value that borrows it, so it takes `&mut self`: it cannot be reached
+    /// through a shared borrow. A migration lends its device only as `&`
+    /// (a reset would take a device in PRE_COPY back to RUNNING behind its
+    /// `Migration<PreCopy>`), and a BAR exported as a dma-buf
+    /// ([`export_bar`](Self::export_bar)) borrows the device (the kernel
+    /// revokes the export at a reset, and a peer's mapping of it would
+    /// reach nothing): `ui-tests` `reset_in_pre_copy`, `reset_while_bar_exported`.
+    ///
     /// # Errors
     /// `EINVAL` when the device has no reset method ([`DeviceInfo::can_reset`](crate::DeviceInfo::can_reset) is false).
     #[doc(alias = "VFIO_DEVICE_RESET")]
-    pub fn reset(&self) -> Result<()> {
+    pub fn reset(&mut self) -> Result<()> {
         crate::sys::device_reset(self.inner.fd()).map(drop).map_err(|e| {
             let err = Error::sys("VFIO_DEVICE_RESET", self.inner.name.clone(), e);
             if e == nix::errno::Errno::EINVAL {
@@ -151,7 +160,7 @@ impl<S: Bound> Device<S> {
     }
 
     /// Hot-resets the device's bus or slot (`VFIO_DEVICE_PCI_HOT_RESET`),
-    /// when that resets this device alone.
+    /// when that resets this device alone. `&mut self`, as [`reset`](Self::reset).
     ///
     /// # Errors
     /// [`ErrorKind::Busy`], naming them, when the reset would also reset
@@ -161,7 +170,7 @@ impl<S: Bound> Device<S> {
     #[doc(alias = "VFIO_DEVICE_PCI_HOT_RESET")]
     ///
     /// Example: [the `reset` module docs](crate::reset).
-    pub fn hot_reset(&self) -> Result<()> {
+    pub fn hot_reset(&mut self) -> Result<()> {
         reset(self, &[self])
     }
 }
@@ -179,14 +188,15 @@ impl<S: Bound> Group<S> {
     }
 
     /// Hot-resets the bus or slot of the group's members, when every device
-    /// it affects is a member this group holds.
+    /// it affects is a member this group holds. `&mut self`, as
+    /// [`Device::reset`]: no member is borrowed meanwhile.
     ///
     /// # Errors
     /// As [`Device::hot_reset`]; a member not opened with the group
     /// ([`Group::open_members`]) counts as not held.
     ///
     /// Example: [the `reset` module docs](crate::reset).
-    pub fn hot_reset(&self) -> Result<()> {
+    pub fn hot_reset(&mut self) -> Result<()> {
         let members: Vec<&Device<S>> = self.members().iter().collect();
         reset(first(&members, self.number())?, &members)
     }

@@ -603,7 +603,7 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
         &["cannot log its own DMA", "dirty tracking"],
     );
     assert_eq!(dev.migration_caps().unwrap(), None, "edu does not migrate");
-    let (dev, err) = dev.into_migration().unwrap_err().into_parts();
+    let (mut dev, err) = dev.into_migration().unwrap_err().into_parts();
     c.case::<()>(
         "migrating a device without a migration driver",
         Err(err),

@@ -376,7 +376,7 @@ fn msi_and_intx_reach_eventfds() {
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn reset_without_a_method_is_a_clear_error() {
     let fd = Iommufd::open().unwrap();
-    let dev = bound(&fd);
+    let mut dev = bound(&fd);
     // The singleton edu sits alone on the root bus: no FLR, no PM or bus reset.
     assert!(!dev.info().unwrap().can_reset());
     let e = dev.reset().unwrap_err();

@@ -82,6 +82,9 @@ fn process_a() {
     }
     assert_eq!(ram.read(0x1000, MSG_A.len()), MSG_A, "A's own round trip");
     ram.write(0x1000, &[0; 64]);
+    // Every handle goes into the handover: a clone kept here could still
+    // act on what B owns (the send refuses then).
+    drop(ioas);
     let mut h = Handover::new(fd).unwrap();
     h.device(dev).unwrap();
     h.mapping(map).unwrap();
@@ -330,7 +333,8 @@ fn a_handover_naming_a_thing_twice_is_refused() {
     }
     let mut adopted = adopted.unwrap();
     assert_eq!(adopted.devices.len(), 1, "{:?}", adopted.refused);
-    let dev = adopted.devices.pop().unwrap();
+    let mut dev = adopted.devices.pop().unwrap();
+    Edu::setup(&mut dev).unwrap();
     let out = support::round_trip(&dev, &adopted.ioases[0], MSG_B, Iova::Any, Iova::Any);
     assert_eq!(out, MSG_B);
 }

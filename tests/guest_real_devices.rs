@@ -60,7 +60,7 @@ fn hot_reset_resets_only_what_the_caller_holds() {
     let t = Topology::discover();
     let fd = Iommufd::open().unwrap();
     // The pair group: one bus, two edus, both held by the group.
-    let group = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
+    let mut group = Group::open(t.pair_group).unwrap().bind(&fd).unwrap();
     let info = group.hot_reset_info().unwrap();
     let mut listed: Vec<&str> = info.devices.iter().map(|d| d.bdf.as_str()).collect();
     listed.sort();
@@ -87,7 +87,7 @@ fn hot_reset_resets_only_what_the_caller_holds() {
 
     // The same group opened with one member: the reset would reset the
     // other edu too, which nothing here holds.
-    let part = Group::open_members(t.pair_group, &[t.pair[0].as_str()])
+    let mut part = Group::open_members(t.pair_group, &[t.pair[0].as_str()])
         .unwrap()
         .bind(&fd)
         .unwrap();
@@ -100,7 +100,7 @@ fn hot_reset_resets_only_what_the_caller_holds() {
 
     // A device alone on its root port: its bus reset resets only itself.
     let bus_reset = t.bus_reset.expect("no edu on a root port");
-    let dev = Device::open(&bus_reset).unwrap().bind(&fd).unwrap();
+    let mut dev = Device::open(&bus_reset).unwrap().bind(&fd).unwrap();
     let info = dev.hot_reset_info().unwrap();
     assert_eq!(info.devices.len(), 1, "{info}");
     assert!(info.all_held(), "{info}");
@@ -108,7 +108,7 @@ fn hot_reset_resets_only_what_the_caller_holds() {
     assert!(dev.info().unwrap().can_reset(), "a bus reset is a reset");
     dev.reset().unwrap();
     // The root-bus edu has no bus reset at all: said so.
-    let single = Device::open(&t.singleton).unwrap().bind(&fd).unwrap();
+    let mut single = Device::open(&t.singleton).unwrap().bind(&fd).unwrap();
     let e = single.hot_reset().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
@@ -173,6 +173,26 @@ fn p2p_dma_into_another_devices_bar() {
         !0,
         "DMA reached an unmapped BAR"
     );
+    // Decoding off under an export: vfio-pci would revoke it, and A's
+    // mapping of it would reach nothing behind a `Mapping` that says it
+    // does. With no BAR of B mmapped (the old guard's case), the write is
+    // still refused while the export lives, and goes through after.
+    assert!(b.unmap_bar(0), "BAR0 was mapped");
+    let mut cmd = [0u8; 2];
+    b.config_read(4, &mut cmd).unwrap();
+    let on = u16::from_le_bytes(cmd);
+    let off = (on & !0x2).to_le_bytes();
+    let peer = ioas
+        .map_peer_bar(b.export_bar(0, 0, 4096).unwrap(), Iova::Fixed(WINDOW), Access::READ_WRITE)
+        .unwrap();
+    let e = b.config_write(4, &off).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains("exported as dma-bufs"), "{e}");
+    b.config_read(4, &mut cmd).unwrap();
+    assert_eq!(u16::from_le_bytes(cmd), on, "nothing was written");
+    drop(peer);
+    b.config_write(4, &off).unwrap();
+    b.config_write(4, &on.to_le_bytes()).unwrap();
     // Only now can B go.
     b.unbind().unwrap();
 }

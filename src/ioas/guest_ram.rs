@@ -196,9 +196,12 @@ impl Ioas {
             }
             Err((e, false)) => Err(e),
             Err((e, true)) => {
-                // The device may reach the pages: the mmap is never unmapped.
+                // The device may reach the pages: this share of the mmap is
+                // leaked, so the region is never unmapped, whatever the
+                // caller drops. The caller's own share is not lent out as
+                // owned memory, so an error loses nothing it could free.
                 std::mem::forget(mmap);
-                panic!("{e}");
+                Err(e)
             }
         }
     }

@@ -39,12 +39,12 @@ impl FailNth {
         FailNth { fd }
     }
 
-    fn arm(&self, n: u32) {
+    pub fn arm(&self, n: u32) {
         nix::sys::uio::pwrite(&self.fd, n.to_string().as_bytes(), 0).expect("arm fail-nth");
     }
 
     /// Whether the armed fault was injected into the operation; disarms.
-    fn fired(&self) -> bool {
+    pub fn fired(&self) -> bool {
         let mut b = [0u8; 16];
         // This read copies to user space, itself a fault-injection point: if
         // the fault was still pending it fires here (EFAULT), which means the

@@ -251,3 +251,13 @@ pub fn set_mig_state(dev: impl AsFd, state: u32) -> Result<i32, Errno> {
     unsafe { raw_feature(dev.as_fd().as_raw_fd(), &mut f) }?;
     Ok(f[3] as i32)
 }
+
+/// `VFIO_DEVICE_FEATURE` GET of `MIG_DEVICE_STATE`: the state as the kernel
+/// has it.
+pub fn get_mig_state(dev: impl AsFd) -> Result<u32, Errno> {
+    // argsz 16, flags GET (1 << 16) | MIG_DEVICE_STATE (2); device_state, data_fd.
+    let mut f = [16u32, (1 << 16) | 2, 0, 0];
+    // SAFETY: a 16-byte vfio_device_feature with a pointer-free payload.
+    unsafe { raw_feature(dev.as_fd().as_raw_fd(), &mut f) }?;
+    Ok(f[2])
+}

@@ -5,7 +5,7 @@ fn main() {}
 fn case() -> Result<(), Box<dyn std::error::Error>> {
     let fd = Iommufd::open()?;
     let ioas = fd.alloc_ioas()?;
-    let dev = Device::open("0000:00:02.0")?;
+    let mut dev = Device::open("0000:00:02.0")?;
     dev.reset()?;
     Ok(())
 }

@@ -3,7 +3,7 @@ use iommufd::*;
 fn main() {}
 #[allow(dead_code, unused_variables, unused_mut)]
 fn case() -> Result<(), Box<dyn std::error::Error>> {
-    let group = Group::open(3)?.bind(&Iommufd::open()?).map_err(Error::from)?;
+    let mut group = Group::open(3)?.bind(&Iommufd::open()?).map_err(Error::from)?;
     group.hot_reset()?;
     Ok(())
 }
