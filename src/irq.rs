@@ -152,6 +152,7 @@ impl<S: Bound> Device<S> {
     }
 
     /// Explains a refused `VFIO_DEVICE_SET_IRQS` from the index's info.
+    /// (An fd that is no eventfd is named by [`not_an_eventfd`].)
     #[cold]
     fn set_irqs_error(
         &self,
@@ -250,17 +251,12 @@ impl<S: Bound> Device<S> {
         index: u32,
         start: u32,
         n: usize,
-        fds: impl ExactSizeIterator<Item = std::os::fd::RawFd>,
+        fds: impl ExactSizeIterator<Item = std::os::fd::RawFd> + Clone,
     ) -> Result<()> {
         // No IRQ index has more than 2048 vectors (MSI-X); a longer slice
         // would not even fit the ioctl's 32-bit size field.
-        let Some(count) = u32::try_from(n).ok().filter(|&n| n <= 1 << 16) else {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "VFIO_DEVICE_SET_IRQS(eventfd)",
-                format!("{} irq index {index}", self.name()),
-            )
-            .detail(format!("{n} eventfds: no IRQ index has that many vectors")));
+        let Some(count) = u32::try_from(n).ok().filter(|&n| n > 0 && n <= 1 << 16) else {
+            return Err(self.no_route_count(index, n));
         };
         self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(eventfd)",
@@ -268,10 +264,32 @@ impl<S: Bound> Device<S> {
             vfio::VFIO_IRQ_SET_DATA_EVENTFD | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
             start,
             count,
-            fds.map(|f| f as u32),
+            fds.clone().map(|f| f as u32),
         )
+        .map_err(|e| match e.raw_errno() {
+            Some(Errno::EINVAL | Errno::EBADF) => not_an_eventfd(e, fds),
+            _ => e,
+        })
     }
 
+    #[cold]
+    fn no_route_count(&self, index: u32, n: usize) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "VFIO_DEVICE_SET_IRQS(eventfd)",
+            format!("{} irq index {index}", self.name()),
+        )
+        .detail(if n == 0 {
+            "no eventfd given: nothing to route".to_string()
+        } else {
+            format!("{n} eventfds: no IRQ index has that many vectors")
+        })
+        .hint(if n == 0 {
+            "to turn the index off, use disable_irqs; to unroute a vector, pass None for it in set_irq_routes"
+        } else {
+            "route at most as many vectors as irq_info reports"
+        })
+    }
     /// Routes the device's *release request* (REQ, irq index 4) to `fd`.
     ///
     /// vfio-pci signals it when the kernel wants the device back while this
@@ -434,5 +452,26 @@ impl AsRawFd for EventFd {
 impl AsRawFd for &EventFd {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         (**self).as_raw_fd()
+    }
+}
+
+/// Names the first of `fds` that is no eventfd (by its `/proc/self/fd`
+/// link, asked only now that the kernel said no), the usual cause of an
+/// `EINVAL` or `EBADF` routing.
+#[cold]
+fn not_an_eventfd(e: Error, fds: impl Iterator<Item = std::os::fd::RawFd>) -> Error {
+    let bad = fds.filter(|&fd| fd >= 0).find_map(|fd| {
+        match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+            Ok(t) if t.as_os_str() == "anon_inode:[eventfd]" => None,
+            Ok(t) => Some(format!("fd {fd} is {}, not an eventfd", t.display())),
+            Err(_) => Some(format!("fd {fd} is not an open file")),
+        }
+    });
+    match bad {
+        Some(why) => e
+            .kind_(ErrorKind::InvalidInput)
+            .detail(why)
+            .hint("route vectors to eventfds (iommufd::EventFd, or a VMM's own)"),
+        None => e,
     }
 }

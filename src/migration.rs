@@ -556,8 +556,9 @@ impl<St: MigState, S: Bound> Migration<St, S> {
         if let Some(n) = now.filter(|&n| state_name(n) != back.state() && n != MigError::STATE) {
             // A streaming state whose stream the failed ioctl did not hand
             // over (it failed after the move, copying out the result).
+            let how = if n == Resuming::STATE { "reset the device to" } else { "moved the device on to" };
             e = e.append_detail(format!(
-                "the kernel had moved to {} but its data fd was lost with the failure, so the crate moved the device on to {} (read back)",
+                "the kernel had moved to {} but its data fd was lost with the failure, so the crate {how} {} (read back)",
                 state_name(n),
                 back.state()
             ));
@@ -618,22 +619,28 @@ impl<St: MigState, S: Bound> Migration<St, S> {
 /// the stream (an arc that failed after the move, at the copy of its
 /// result, or returned no fd): no value can stand for a streaming state
 /// without its stream, so the device is moved on to the state without one
-/// next to it (RESUMING and STOP_COPY to STOP, PRE_COPY to RUNNING,
-/// PRE_COPY_P2P to RUNNING_P2P: arcs the kernel takes from each) and
-/// handed back in the state read back then.
+/// next to it (STOP_COPY to STOP, PRE_COPY to RUNNING, PRE_COPY_P2P to
+/// RUNNING_P2P: arcs the kernel takes from each; RESUMING, which nothing
+/// leaves with no state loaded, by a device reset to RUNNING, as
+/// [`Migration::<Resuming>::abort`](Migration::abort) does) and handed back
+/// in the state read back then. Should even that fail, the device is
+/// handed back as ERROR, whose only way out is the reset it needs.
 #[cold]
 #[inline(never)]
-fn streamless<S: Bound>(dev: Device<S>, caps: MigrationCaps, n: u32) -> AnyMigration<S> {
-    let to = if n == PreCopy::STATE {
-        Running::STATE
-    } else if n == PreCopyP2p::STATE {
-        RunningP2p::STATE
+fn streamless<S: Bound>(mut dev: Device<S>, caps: MigrationCaps, n: u32) -> AnyMigration<S> {
+    if n == Resuming::STATE {
+        let _ = dev.reset();
     } else {
-        Stop::STATE
-    };
-    let now = set_state(dev.device_fd(), to)
-        .ok()
-        .and_then(|_| get_state(dev.device_fd()).ok());
+        let to = if n == PreCopy::STATE {
+            Running::STATE
+        } else if n == PreCopyP2p::STATE {
+            RunningP2p::STATE
+        } else {
+            Stop::STATE
+        };
+        let _ = set_state(dev.device_fd(), to);
+    }
+    let now = get_state(dev.device_fd()).ok();
     macro_rules! m {
         ($st:expr) => {
             Migration { dev, caps, st: $st }

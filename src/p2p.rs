@@ -111,6 +111,14 @@ impl<S: Bound> Device<S> {
     /// that is not mmap-able) or memory decoding is off.
     #[doc(alias = "VFIO_DEVICE_FEATURE_DMA_BUF")]
     pub fn export_bar(&self, bar: u32, offset: u64, len: u64) -> Result<BarDmaBuf<'_>> {
+        if bar >= crate::pci::ROM {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "VFIO_DEVICE_FEATURE_DMA_BUF",
+                format!("{} region {bar}", self.name()),
+            )
+            .detail(format!("region {bar} is not a BAR: only BARs 0 to 5 can be exported")));
+        }
         let page = crate::dma::page_size() as u64;
         let info = self.region_info(bar)?;
         if len == 0

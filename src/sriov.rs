@@ -24,7 +24,7 @@
 //! ([`Device::bind_ignoring_vf_token`]).
 
 use crate::device::{Bound, Device};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, vfio};
 
 impl<S: Bound> Device<S> {
@@ -53,12 +53,21 @@ impl<S: Bound> Device<S> {
                 self.name().to_string(),
                 e,
             );
-            if e == nix::errno::Errno::EINVAL {
-                err.detail(
+            let dev = std::path::Path::new("/sys/bus/pci/devices").join(self.name());
+            match e {
+                // vfio-pci keeps a VF token only for a PF.
+                nix::errno::Errno::ENOTTY if !dev.join("sriov_totalvfs").exists() => {
+                    let what = if dev.join("physfn").exists() {
+                        "the device is an SR-IOV VF: a VF binds with its PF's token (Device::bind_with_vf_token); only the PF's user sets one"
+                    } else {
+                        "the device is not an SR-IOV PF: only a PF's user sets a VF token"
+                    };
+                    err.kind_(ErrorKind::InvalidInput).detail(what)
+                }
+                nix::errno::Errno::EINVAL => err.detail(
                     "the device is not an SR-IOV PF, or vfio-pci runs without enable_sriov=1",
-                )
-            } else {
-                err
+                ),
+                _ => err,
             }
         })
     }

@@ -20,6 +20,7 @@
 //! against a directory tree built in a temporary directory.
 
 use crate::error::{Error, ErrorKind, Result};
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -110,6 +111,31 @@ fn link_name(p: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The IOMMU group number behind the `iommu_group` link `p`. A `readlink`
+/// that fails with anything but `ENOENT` (a transient failure: memory, a
+/// signal) is tried once more, and if it fails again it is reported as
+/// that failure, never as a setup without an IOMMU (`Ok(None)` means no
+/// link).
+fn group_link(p: &Path, object: &str) -> Result<Option<u32>> {
+    if let Some(g) = link_name(p).and_then(|g| g.parse().ok()) {
+        return Ok(Some(g));
+    }
+    match std::fs::read_link(p) {
+        Ok(t) => Ok(t.file_name().and_then(|n| n.to_str()?.parse().ok())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(transient("readlink", p, object, &e)),
+    }
+}
+
+/// A sysfs read that failed for a reason of the moment.
+#[cold]
+fn transient(op: &'static str, p: &Path, object: &str, e: &std::io::Error) -> Error {
+    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    Error::sys(op, object.to_string(), errno)
+        .detail(format!("reading {} failed twice: a failure of the moment (memory, a signal), not of the setup", p.display()))
+        .hint("try again")
+}
+
 /// The device at `bdf`, or an error if sysfs has none.
 ///
 /// Example: [the `sysfs` module docs](crate::sysfs).
@@ -133,7 +159,7 @@ pub fn device(sys: &Path, bdf: &str) -> Result<PciDevice> {
 /// Example: [the `sysfs` module docs](crate::sysfs).
 pub fn group_of(sys: &Path, bdf: &str) -> Result<u32> {
     validate_bdf(bdf)?;
-    match link_name(&dev_dir(sys, bdf).join("iommu_group")).and_then(|g| g.parse().ok()) {
+    match group_link(&dev_dir(sys, bdf).join("iommu_group"), bdf)? {
         Some(g) => Ok(g),
         // No such device at all is the likelier mistake: say that first.
         None => Err(device(sys, bdf).err().unwrap_or_else(|| {
@@ -404,9 +430,7 @@ pub(crate) fn cdev_device(
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string();
-    let group = link_name(&dev.join("iommu_group"))
-        .and_then(|g| g.parse().ok())
-        .ok_or_else(|| {
+    let group = group_link(&dev.join("iommu_group"), &name)?.ok_or_else(|| {
             Error::new(ErrorKind::InvalidInput, "look up IOMMU group", name.clone())
                 .detail("the device has no iommu_group link")
         })?;
@@ -424,7 +448,21 @@ pub fn cdev_name(sys: &Path, bdf: &str) -> Result<String> {
     if let Some(n) = name {
         return Ok(n);
     }
-    // Why not, asked only now: no such device, another driver, or no cdev.
+    // Why not, asked only now: a failure of the moment, no such device,
+    // another driver, or no cdev.
+    match std::fs::read_dir(&dir) {
+        Ok(mut rd) => {
+            let again = rd.find_map(|e| {
+                let n = e.ok()?.file_name().into_string().ok()?;
+                n.starts_with("vfio").then_some(n)
+            });
+            if let Some(n) = again {
+                return Ok(n);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(transient("open", &dir, bdf, &e)),
+    }
     require_vfio_pci(sys, bdf)?;
     Err(Error::new(ErrorKind::NoDeviceCdev, "open VFIO device", bdf)
         .detail(format!("{} is missing", dir.display()))

@@ -630,6 +630,38 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
         &["outside the 0x2000-byte CPU view"],
     );
 
+    // --- Interrupts, VF tokens, BAR exports (the hardening audit's list).
+    let none: &[Option<&iommufd::EventFd>] = &[];
+    c.case(
+        "MSI-X routing of no vector",
+        dev.set_irq_routes(iommufd::pci::MSIX_IRQ, 0, none),
+        ErrorKind::InvalidInput,
+        Crate,
+        &["no eventfd given", "disable_irqs"],
+    );
+    let null = std::fs::File::open("/dev/null").unwrap();
+    c.case(
+        "/dev/null as an eventfd",
+        dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[null.as_fd()]),
+        ErrorKind::InvalidInput,
+        Is(Errno::EINVAL),
+        &["/dev/null, not an eventfd"],
+    );
+    c.case(
+        "VF token on a device that is no PF",
+        dev.set_vf_token(&[7; 16]),
+        ErrorKind::InvalidInput,
+        Is(Errno::ENOTTY),
+        &["not an SR-IOV PF"],
+    );
+    c.case(
+        "config space exported as a BAR",
+        dev.export_bar(iommufd::pci::CONFIG, 0, 4096).map(drop),
+        ErrorKind::InvalidInput,
+        Crate,
+        &["region 7 is not a BAR"],
+    );
+
     // --- Lifecycle.
     c.case(
         "reset without a reset method",

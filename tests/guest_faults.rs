@@ -902,12 +902,13 @@ fn group_replace_hands_back_a_blocked_group_when_the_way_back_fails_too() {
         .all(|&r| r == KEPT));
 }
 
-/// MSI-X on the NVMe controller (65 vectors) under injection. Where
+/// MSI-X on the NVMe controller (4 of its 65 vectors: every vector adds
+/// about 38 injection points, and 65 take 100 s of TCG) under injection. Where
 /// vfio-pci is short of vectors it returns a positive count from
 /// `VFIO_DEVICE_SET_IRQS` (1 or 2 here), having routed nothing: that is an
 /// error, never a success. After every failure the index is off (a trigger
 /// is refused and no eventfd counts); after every success, absorbed
-/// injections included, all 65 vectors fire.
+/// injections included, all the vectors fire.
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn msix_routing_under_injection() {
@@ -916,33 +917,43 @@ fn msix_routing_under_injection() {
     let bdf = Topology::discover().nvme.expect("no NVMe controller");
     let fd = Iommufd::open().unwrap();
     let dev = Device::open(&bdf).unwrap().bind(&fd).unwrap();
-    let evs: Vec<EventFd> = (0..65).map(|_| EventFd::new().unwrap()).collect();
+    const N: u32 = 4;
+    let evs: Vec<EventFd> = (0..N).map(|_| EventFd::new().unwrap()).collect();
     let counts = || evs.iter().map(|e| e.take().unwrap()).collect::<Vec<u64>>();
+    let short = std::cell::Cell::new(0);
     let ours = f.sweep(
-        "VFIO_DEVICE_SET_IRQS (set_irq_eventfds, 65 MSI-X vectors)",
+        "VFIO_DEVICE_SET_IRQS (set_irq_eventfds, 4 MSI-X vectors)",
         &mut Some(()),
         |()| {
-            dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs)
-                .map_err(|e| ((), e.raw_errno()))
+            dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs).map_err(|e| {
+                if e.to_string().contains("instead of 0") {
+                    short.set(short.get() + 1);
+                }
+                ((), e.raw_errno())
+            })
         },
         |()| {
-            dev.trigger_irqs(pci::MSIX_IRQ, 0, 65).unwrap();
-            assert_eq!(counts(), vec![1; 65], "a routing reported as done routed every vector");
+            dev.trigger_irqs(pci::MSIX_IRQ, 0, N).unwrap();
+            assert_eq!(counts(), vec![1; N as usize], "a routing reported as done routed every vector");
             dev.disable_irqs(pci::MSIX_IRQ).unwrap();
         },
         |()| {
             assert!(
-                dev.trigger_irqs(pci::MSIX_IRQ, 0, 65).is_err(),
+                dev.trigger_irqs(pci::MSIX_IRQ, 0, N).is_err(),
                 "a failed routing left MSI-X enabled"
             );
-            assert_eq!(counts(), vec![0; 65]);
+            assert_eq!(counts(), vec![0; N as usize]);
         },
     );
     println!("{}", ours.row(None));
-    assert!(ours.points() > 0);
+    println!("fault: MSI-X: {} positive returns reported as errors", short.get());
+    assert!(
+        short.get() > 0,
+        "a short vector allocation (a positive return) is reported: {ours:?}"
+    );
     dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs).unwrap();
-    dev.trigger_irqs(pci::MSIX_IRQ, 0, 65).unwrap();
-    assert_eq!(counts(), vec![1; 65]);
+    dev.trigger_irqs(pci::MSIX_IRQ, 0, N).unwrap();
+    assert_eq!(counts(), vec![1; N as usize]);
 }
 
 /// Migration arcs of an `mtty` under injection. Some failures come after

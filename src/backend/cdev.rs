@@ -157,7 +157,7 @@ pub(crate) fn attach(dev: BorrowedFd<'_>, pt: u32, name: &str) -> Result<u32> {
                 format!("{name} -> IOAS {pt}"),
                 e,
             );
-            Err(attach_error(err, name, e))
+            Err(attach_error(err, e))
         }
     }
 }
@@ -188,19 +188,14 @@ pub(crate) fn replace_may_lose(e: Errno) -> bool {
 
 /// Explains a refused attach, asked only now that the kernel said no.
 #[cold]
-fn attach_error(err: Error, name: &str, e: Errno) -> Error {
-    let sys = Path::new("/sys");
+fn attach_error(err: Error, e: Errno) -> Error {
     match e {
-        Errno::EINVAL => {
-            let shared = crate::sysfs::group_of(sys, name)
-                .and_then(|g| crate::sysfs::group_size(sys, g))
-                .is_ok_and(|n| n > 1);
-            if shared {
-                err.detail("another device of this IOMMU group is attached to a different IOAS; devices of one group must share one")
-            } else {
-                err.detail("the kernel refused this page table for the device")
-            }
-        }
+        // Not blamed on a split group: a group is held by one value in a
+        // process (see `crate::owner`), which moves its members together,
+        // so that is a cause only past the unsafe constructor.
+        Errno::EINVAL => err.detail(
+            "the kernel refused this page table for the device: no page table of this iommufd has the id, or the device's IOMMU cannot take it (or, for a device made with the unsafe Device::from_fd_unchecked, another device of its IOMMU group is attached to a different page table: devices of one group share one)",
+        ),
         Errno::EADDRINUSE => err.kind_(ErrorKind::Overlap).detail(
             "a mapping of the IOAS overlaps a region the device's IOMMU reserves (such as the MSI window 0xfee00000-0xfeefffff on x86)",
         ).hint("unmap it, or keep mappings inside the IOVA ranges the IOAS reports with the device attached"),

@@ -171,6 +171,11 @@ impl Ioas {
                 Err(e) => return Err(e),
             }
         }
+        // By address the kernel pins the pages through the mapping, which a
+        // PROT_NONE region refuses (EFAULT, as if the address were bad).
+        if mmap.prot() & (nix::libc::PROT_READ | nix::libc::PROT_WRITE) == 0 {
+            return Err(self.unmappable_region(&mmap, gpa));
+        }
         let va = NonNull::new(mmap.as_ptr()).expect("an mmap is never at address 0");
         // SAFETY: `[va, va + len)` is the region's mmap, which vm-memory owns
         // (`owned()`, checked above) and unmaps only when the last
@@ -237,6 +242,9 @@ impl Ioas {
         if !mmap.owned() {
             e.detail("the guest RAM region is a mapping vm-memory does not own (MmapRegion::build_raw), so nothing keeps it mapped while the device can reach it")
                 .hint("map it with the unsafe Ioas::map_user_va, whose contract says what must keep it mapped")
+        } else if mmap.prot() & (nix::libc::PROT_READ | nix::libc::PROT_WRITE) == 0 {
+            e.detail("the guest RAM region is mapped PROT_NONE and not by a shared file, so its pages can be pinned only through an accessible mapping, and this one is not")
+                .hint("map the region readable (and writable for device writes), or back it with a shared memfd mapping, which is mapped by file offset (Linux 6.13 and later)")
         } else {
             e.detail(
                 "the device would write a read-only guest RAM region (mapped without PROT_WRITE)",
