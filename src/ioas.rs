@@ -153,7 +153,7 @@ impl Ioas {
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn iommufd(&self) -> &Iommufd {
-        &self.inner.obj.iommufd()
+        self.inner.obj.iommufd()
     }
 
     fn object(&self) -> String {
@@ -190,9 +190,11 @@ impl Ioas {
     /// The errno from the kernel (`EINVAL` for overlapping or unordered ranges).
     #[doc(alias = "IOMMU_IOAS_ALLOW_IOVAS")]
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<()> {
-        self.inner
-            .space
-            .allow_iovas(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), ranges)?;
+        self.inner.space.allow_iovas(
+            self.inner.obj.iommufd().ctx(),
+            self.inner.obj.id(),
+            ranges,
+        )?;
         let mut allowed = crate::lock(&self.inner.allowed);
         *allowed = ranges.to_vec();
         self.inner
@@ -218,9 +220,12 @@ impl Ioas {
     }
 
     fn option(&self, op: u16, val: u64) -> Result<u64> {
-        self.inner
-            .space
-            .huge_pages_option(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), op, val)
+        self.inner.space.huge_pages_option(
+            self.inner.obj.iommufd().ctx(),
+            self.inner.obj.id(),
+            op,
+            val,
+        )
     }
 
     /// Maps `memory` for DMA at `iova` (`IOMMU_IOAS_MAP`).
@@ -442,7 +447,13 @@ impl Ioas {
     ) -> Result<Mapping<Shared<M>>> {
         let len = src.len;
         let at = self.precheck(iova, len)?;
-        if !src.ioas.inner.obj.iommufd().same_as(&self.inner.obj.iommufd()) {
+        if !src
+            .ioas
+            .inner
+            .obj
+            .iommufd()
+            .same_as(self.inner.obj.iommufd())
+        {
             return Err(
                 Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_COPY", self.object()).detail(
                     format!(
@@ -462,7 +473,12 @@ impl Ioas {
                 self.inner.space.copy(
                     self.inner.obj.iommufd().ctx(),
                     self.inner.obj.id(),
-                    (&src.ioas.inner.space, src.ioas.inner.obj.id(), src.iova, src_va),
+                    (
+                        &src.ioas.inner.space,
+                        src.ioas.inner.obj.id(),
+                        src.iova,
+                        src_va,
+                    ),
                     len,
                     at,
                     access,
@@ -509,7 +525,12 @@ impl Ioas {
         }
         self.inner
             .space
-            .unmap(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), iova, len)
+            .unmap(
+                self.inner.obj.iommufd().ctx(),
+                self.inner.obj.id(),
+                iova,
+                len,
+            )
             .map_err(|e| self.unmap_error(iova, len, e, false))
     }
 
@@ -565,9 +586,12 @@ impl Ioas {
     fn unmap_own(&self, iova: u64, len: u64) -> Result<()> {
         let mut mapped = crate::lock(&self.inner.mapped);
         let unmap = || {
-            self.inner
-                .space
-                .unmap(self.inner.obj.iommufd().ctx(), self.inner.obj.id(), iova, len)
+            self.inner.space.unmap(
+                self.inner.obj.iommufd().ctx(),
+                self.inner.obj.id(),
+                iova,
+                len,
+            )
         };
         let result = match unmap() {
             Err(Errno::EFAULT) => match unmap() {
@@ -892,7 +916,9 @@ impl Iommufd {
 
 impl fmt::Debug for Ioas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ioas").field("id", &self.inner.obj.id()).finish()
+        f.debug_struct("Ioas")
+            .field("id", &self.inner.obj.id())
+            .finish()
     }
 }
 

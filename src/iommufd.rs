@@ -234,7 +234,10 @@ impl Iommufd {
     /// legacy path.
     #[doc(alias = "IOMMU_IOAS_CHANGE_PROCESS")]
     pub fn change_process(&self) -> Result<()> {
-        self.shared.ctx.change_process().map_err(change_process_error)
+        self.shared
+            .ctx
+            .change_process()
+            .map_err(change_process_error)
     }
 
     /// The fd back, when this is the only handle (nothing was made on it yet).

@@ -137,7 +137,14 @@ impl<S: Bound> Device<S> {
 
     /// A `VFIO_DEVICE_SET_IRQS` that returned a positive count.
     #[cold]
-    fn set_irqs_short(&self, what: &'static str, index: u32, start: u32, count: u32, got: i32) -> Error {
+    fn set_irqs_short(
+        &self,
+        what: &'static str,
+        index: u32,
+        start: u32,
+        count: u32,
+        got: i32,
+    ) -> Error {
         let end = u64::from(start) + u64::from(count);
         Error::new(
             ErrorKind::Kernel,

@@ -556,7 +556,11 @@ impl<St: MigState, S: Bound> Migration<St, S> {
         if let Some(n) = now.filter(|&n| state_name(n) != back.state() && n != MigError::STATE) {
             // A streaming state whose stream the failed ioctl did not hand
             // over (it failed after the move, copying out the result).
-            let how = if n == Resuming::STATE { "reset the device to" } else { "moved the device on to" };
+            let how = if n == Resuming::STATE {
+                "reset the device to"
+            } else {
+                "moved the device on to"
+            };
             e = e.append_detail(format!(
                 "the kernel had moved to {} but its data fd was lost with the failure, so the crate {how} {} (read back)",
                 state_name(n),
@@ -901,7 +905,9 @@ impl<S: Bound> Migration<Resuming, S> {
 
 impl<St: MigState, S: Bound> Migration<St, S> {
     /// `VFIO_DEVICE_RESET`: the kernel puts a migrating device back in RUNNING.
-    fn reset_to_running(mut self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+    fn reset_to_running(
+        mut self,
+    ) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
         if let Err(e) = self.dev.reset() {
             return Err(TransitionError::new(self, e));
         }

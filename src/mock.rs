@@ -344,6 +344,26 @@ impl MockDevice {
                 let data = [u64::from(p) | (u64::from(h) << 32)];
                 plain_op(fd, code, stdev, &data).map(drop)
             },
+            // The IOMMU core's answer (`IOMMU_TEST_OP_PASID_CHECK_HWPT`).
+            |p, old, new| {
+                let on = |h: u32| {
+                    let data = [u64::from(p) | (u64::from(h) << 32)];
+                    match plain_op(fd, OP_PASID_CHECK_HWPT, stdev, &data) {
+                        Ok(_) => Some(true),
+                        Err(nix::errno::Errno::EINVAL) => Some(false),
+                        Err(_) => None,
+                    }
+                };
+                if on(new)? {
+                    Some(Some(new))
+                } else if old.is_some_and(|o| on(o) == Some(true)) {
+                    Some(old)
+                } else if on(0)? {
+                    Some(None)
+                } else {
+                    None
+                }
+            },
         )
     }
 

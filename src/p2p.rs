@@ -19,7 +19,11 @@
 //! The export borrows the exporting device, and the [`Mapping`] owns the
 //! export, so while the IOAS maps the BAR the exporting device cannot be
 //! unbound, closed, or moved to another state (each consumes it):
-//! `ui-tests/compile-fail/unbind_while_bar_exported`. Leaking the mapping
+//! `ui-tests/compile-fail/unbind_while_bar_exported`. Nor can it be reset
+//! (a reset takes `&mut`, and the kernel revokes exports at a reset:
+//! `reset_while_bar_exported`), and a config write that would turn its
+//! memory decoding off is refused while an export lives (`Busy`; the
+//! kernel revokes exports then too). Leaking the mapping
 //! (`mem::forget`) ends the borrow without unmapping; the kernel covers that
 //! case itself: vfio-pci revokes the dma-buf when the device is closed,
 //! reset, or stops decoding memory, and iommufd then removes the IOMMU
@@ -117,7 +121,9 @@ impl<S: Bound> Device<S> {
                 "VFIO_DEVICE_FEATURE_DMA_BUF",
                 format!("{} region {bar}", self.name()),
             )
-            .detail(format!("region {bar} is not a BAR: only BARs 0 to 5 can be exported")));
+            .detail(format!(
+                "region {bar} is not a BAR: only BARs 0 to 5 can be exported"
+            )));
         }
         let page = crate::dma::page_size() as u64;
         let info = self.region_info(bar)?;

@@ -318,6 +318,7 @@ impl PasidTable {
         (pasid, hwpt): (Pasid, &PasidHwpt<K>),
         rid_pasid_capable: bool,
         call: impl FnOnce(u32, u32) -> std::result::Result<(), Errno>,
+        readback: impl FnOnce(u32, Option<u32>, u32) -> Option<Option<u32>>,
     ) -> Result<()> {
         let (fd, _, name) = dev;
         fd.check_own(
@@ -339,8 +340,41 @@ impl PasidTable {
                     format!("{name} {pasid} -> HWPT {} ({})", hwpt.id(), op.name()),
                     e,
                 );
-                Err(attach_error(err, rid_pasid_capable, e))
+                let err = attach_error(err, rid_pasid_capable, e);
+                Err(self.follow(pasid, hwpt.erase(), err, readback))
             }
+        }
+    }
+
+    /// After a failed attach or replace: the record follows where the
+    /// kernel left the PASID, where the device can say (`readback(pasid,
+    /// old hwpt, new hwpt)`: `Some(Some(id))` on `id`, `Some(None)` on
+    /// nothing, `None` unknown). An ioctl can fail after the kernel moved,
+    /// at the copy of its result (`EFAULT`), and the kernel does not undo
+    /// the move then.
+    #[cold]
+    fn follow(
+        &mut self,
+        pasid: Pasid,
+        new: Hwpt<()>,
+        err: Error,
+        readback: impl FnOnce(u32, Option<u32>, u32) -> Option<Option<u32>>,
+    ) -> Error {
+        let old = self.get(pasid);
+        match readback(pasid.0, old, new.id()) {
+            Some(Some(id)) if id == new.id() => {
+                self.set(pasid, new);
+                err.append_detail(format!(
+                    "the kernel had attached {pasid} to HWPT {id} before failing (read back): it is there now"
+                ))
+            }
+            Some(None) if old.is_some() => {
+                self.remove(pasid);
+                err.append_detail(format!(
+                    "the kernel left {pasid} attached to nothing (read back): its DMA is blocked"
+                ))
+            }
+            _ => err,
         }
     }
 
@@ -464,6 +498,8 @@ impl<P: PageTable> Device<Attached<P>> {
             (pasid, hwpt),
             rid,
             |p, h| link.attach_pasid(p, h).map(drop),
+            // VFIO has no query of a device's PASIDs.
+            |_, _, _| None,
         )
     }
 

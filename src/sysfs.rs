@@ -132,7 +132,10 @@ fn group_link(p: &Path, object: &str) -> Result<Option<u32>> {
 fn transient(op: &'static str, p: &Path, object: &str, e: &std::io::Error) -> Error {
     let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
     Error::sys(op, object.to_string(), errno)
-        .detail(format!("reading {} failed twice: a failure of the moment (memory, a signal), not of the setup", p.display()))
+        .detail(format!(
+            "reading {} failed twice: a failure of the moment (memory, a signal), not of the setup",
+            p.display()
+        ))
         .hint("try again")
 }
 
@@ -431,9 +434,9 @@ pub(crate) fn cdev_device(
         .unwrap_or_default()
         .to_string();
     let group = group_link(&dev.join("iommu_group"), &name)?.ok_or_else(|| {
-            Error::new(ErrorKind::InvalidInput, "look up IOMMU group", name.clone())
-                .detail("the device has no iommu_group link")
-        })?;
+        Error::new(ErrorKind::InvalidInput, "look up IOMMU group", name.clone())
+            .detail("the device has no iommu_group link")
+    })?;
     Ok((name, group))
 }
 

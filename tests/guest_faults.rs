@@ -934,7 +934,11 @@ fn msix_routing_under_injection() {
         },
         |()| {
             dev.trigger_irqs(pci::MSIX_IRQ, 0, N).unwrap();
-            assert_eq!(counts(), vec![1; N as usize], "a routing reported as done routed every vector");
+            assert_eq!(
+                counts(),
+                vec![1; N as usize],
+                "a routing reported as done routed every vector"
+            );
             dev.disable_irqs(pci::MSIX_IRQ).unwrap();
         },
         |()| {
@@ -946,7 +950,10 @@ fn msix_routing_under_injection() {
         },
     );
     println!("{}", ours.row(None));
-    println!("fault: MSI-X: {} positive returns reported as errors", short.get());
+    println!(
+        "fault: MSI-X: {} positive returns reported as errors",
+        short.get()
+    );
     assert!(
         short.get() > 0,
         "a short vector allocation (a positive return) is reported: {ours:?}"
@@ -981,12 +988,26 @@ fn migration_arcs_under_injection() {
             AnyMigration::Error(m) => m.reset().expect(e),
         }
     }
-    let names = ["ERROR", "STOP", "RUNNING", "STOP_COPY", "RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"];
+    let names = [
+        "ERROR",
+        "STOP",
+        "RUNNING",
+        "STOP_COPY",
+        "RESUMING",
+        "RUNNING_P2P",
+        "PRE_COPY",
+        "PRE_COPY_P2P",
+    ];
     let f = FailNth::new();
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let mtty = support::Mtty::create();
-    let dev = Device::open_cdev(mtty.cdev()).unwrap().bind(&fd).unwrap().attach(&ioas).unwrap();
+    let dev = Device::open_cdev(mtty.cdev())
+        .unwrap()
+        .bind(&fd)
+        .unwrap()
+        .attach(&ioas)
+        .unwrap();
     // The device's own fd, found in /proc: the kernel's state is read back
     // through it, raw.
     let n = std::fs::read_dir("/proc/self/fd")
@@ -998,13 +1019,20 @@ fn migration_arcs_under_injection() {
     // SAFETY: fd `n` is the device's, open until `m` is dropped at the end.
     let raw = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
     let mut m = Some(dev.into_migration().unwrap());
-    type Arc = fn(M) -> Result<AnyMigration<Attached<Ioas>>, iommufd::migration::ArcError<Attached<Ioas>>>;
+    type Arc =
+        fn(M) -> Result<AnyMigration<Attached<Ioas>>, iommufd::migration::ArcError<Attached<Ioas>>>;
     let arcs: [(&str, Arc); 3] = [
-        ("RUNNING -> RESUMING", |m| m.resuming().map(AnyMigration::Resuming)),
-        ("RUNNING -> STOP -> STOP_COPY", |m| {
-            m.stop().and_then(|m| m.stop_copy()).map(AnyMigration::StopCopy)
+        ("RUNNING -> RESUMING", |m| {
+            m.resuming().map(AnyMigration::Resuming)
         }),
-        ("RUNNING -> PRE_COPY", |m| m.pre_copy().map(AnyMigration::PreCopy)),
+        ("RUNNING -> STOP -> STOP_COPY", |m| {
+            m.stop()
+                .and_then(|m| m.stop_copy())
+                .map(AnyMigration::StopCopy)
+        }),
+        ("RUNNING -> PRE_COPY", |m| {
+            m.pre_copy().map(AnyMigration::PreCopy)
+        }),
     ];
     for (name, arc) in arcs {
         let (mut failed, mut moved) = (0, 0);
@@ -1024,7 +1052,7 @@ fn migration_arcs_under_injection() {
                     assert!(fired, "{name}: failed with nothing injected: {}", e.error());
                     failed += 1;
                     let (any, err) = e.into_parts();
-                    let now = raw::get_mig_state(&raw).unwrap();
+                    let now = raw::get_mig_state(raw).unwrap();
                     assert_eq!(any.state(), names[now as usize], "{name} at n = {n}: {err}");
                     if any.state() != "RUNNING" && any.state() != "STOP" {
                         moved += 1;
@@ -1039,7 +1067,111 @@ fn migration_arcs_under_injection() {
         println!("fault: | migration {name} (mtty) | - | {failed} failed | moved on {moved} |");
     }
     // Still migrates.
-    let m = m.take().unwrap().pre_copy().unwrap().stop_copy().unwrap().stop().unwrap();
+    let m = m
+        .take()
+        .unwrap()
+        .pre_copy()
+        .unwrap()
+        .stop_copy()
+        .unwrap()
+        .stop()
+        .unwrap();
     drop(m.running().unwrap().into_device());
     drop(mtty);
+}
+
+/// PASID attach and replace on the test driver's mock device under
+/// injection (7.3; 6.12's driver makes no mock device next to VT-d). The
+/// test op can fail after the IOMMU core moved the PASID (`EFAULT` at the
+/// copy of its result): after every failure the value's record must say
+/// what the IOMMU core says (`IOMMU_TEST_OP_PASID_CHECK_HWPT`).
+#[cfg(feature = "iommufd-test-driver")]
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn pasid_attach_and_replace_under_injection() {
+    use iommufd::hwpt::Paging;
+    use iommufd::mock::MockDevice;
+    use iommufd::{Pasid, PasidHwpt};
+    if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") {
+        return;
+    }
+    let f = FailNth::new();
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut dev = MockDevice::new_with_pasid(&ioas).unwrap();
+    let rid = PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap();
+    dev.replace(&rid).unwrap();
+    let (a, b) = (
+        PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap(),
+        PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap(),
+    );
+    let p = Pasid::new(7).unwrap();
+    let true_record = |dev: &MockDevice| {
+        let on = dev.pasid_hwpt(p);
+        assert!(
+            dev.pasid_is_on(p, on).unwrap(),
+            "the value says {on:?}; the IOMMU core does not"
+        );
+    };
+    let moved_attach = std::cell::Cell::new(0);
+    let mut state = Some(dev);
+    let attach = f.sweep(
+        "IOMMU_TEST_OP_PASID_ATTACH (mock attach_pasid)",
+        &mut state,
+        |mut d| match d.attach_pasid(p, &a) {
+            Ok(()) => Ok(d),
+            Err(e) => {
+                // Checked here, before the next step's start is restored
+                // (fail-nth fires once: nothing is injected after it).
+                true_record(&d);
+                if d.pasid_hwpt(p).is_some() {
+                    moved_attach.set(moved_attach.get() + 1);
+                    d.detach_pasid(p).unwrap();
+                }
+                Err((d, e.raw_errno()))
+            }
+        },
+        |mut d| {
+            d.detach_pasid(p).unwrap();
+            d
+        },
+        true_record,
+    );
+    println!("{}", attach.row(None));
+    println!(
+        "fault: PASID attach: {} failures after the move, recorded as attached",
+        moved_attach.get()
+    );
+    let mut dev = state.take().unwrap();
+    dev.attach_pasid(p, &a).unwrap();
+    let mut moved = 0;
+    let mut state = Some(dev);
+    let replace = f.sweep(
+        "IOMMU_TEST_OP_PASID_REPLACE (mock replace_pasid)",
+        &mut state,
+        |mut d| match d.replace_pasid(p, &b) {
+            Ok(()) => Ok(d),
+            Err(e) => {
+                true_record(&d);
+                if d.pasid_hwpt(p) == Some(b.id()) {
+                    assert!(e.to_string().contains("before failing"), "{e}");
+                    moved += 1;
+                    d.replace_pasid(p, &a).unwrap();
+                }
+                Err((d, e.raw_errno()))
+            }
+        },
+        |mut d| {
+            d.replace_pasid(p, &a).unwrap();
+            d
+        },
+        |d| {
+            true_record(d);
+        },
+    );
+    println!("{}", replace.row(None));
+    println!("fault: PASID replace: {moved} failures after the move, recorded as moved");
+    let mut dev = state.take().unwrap();
+    dev.detach_pasid(p).unwrap();
+    assert!(dev.pasid_is_on(p, None).unwrap());
 }

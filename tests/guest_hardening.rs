@@ -258,7 +258,13 @@ fn a_group_held_in_this_process_is_not_opened_again() {
     g.rejoin(released).unwrap();
     support::edu_members(&mut g);
     for i in 0..2 {
-        let out = support::round_trip(g.member(i).unwrap(), &ioas, b"one owner", iommufd::Iova::Any, iommufd::Iova::Any);
+        let out = support::round_trip(
+            g.member(i).unwrap(),
+            &ioas,
+            b"one owner",
+            iommufd::Iova::Any,
+            iommufd::Iova::Any,
+        );
         assert_eq!(out, b"one owner");
     }
     drop(g);
@@ -285,7 +291,11 @@ fn an_mdev_open_in_this_process_is_not_removed_under_it() {
     let dev = m.open().unwrap();
     let e = m.remove().unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
-    assert!(e.error().to_string().contains("wait for itself"), "{}", e.error());
+    assert!(
+        e.error().to_string().contains("wait for itself"),
+        "{}",
+        e.error()
+    );
     let m = e.into_inner();
     // Bound and dropped with remove_on_drop while open: it stays.
     let fd = Iommufd::open().unwrap();

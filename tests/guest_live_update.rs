@@ -251,7 +251,11 @@ fn a_second_handle_to_an_iommufd_or_an_ioas_is_refused() {
     let dup = || fd.iommufd_fd().unwrap().try_clone_to_owned().unwrap();
     let e = Iommufd::adopt(dup()).unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
-    assert!(e.error().to_string().contains("clone the Iommufd"), "{}", e.error());
+    assert!(
+        e.error().to_string().contains("clone the Iommufd"),
+        "{}",
+        e.error()
+    );
     // A fresh /dev/iommu is another iommufd, and is adopted.
     let other = support::open_rw("/dev/iommu");
     let fd3 = Iommufd::adopt(other).unwrap();
@@ -261,7 +265,10 @@ fn a_second_handle_to_an_iommufd_or_an_ioas_is_refused() {
     assert_eq!(fd2, fd);
     let e = iommufd::Ioas::adopt(&fd2, ioas.id()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
-    assert!(e.to_string().contains(&format!("IOAS {}", ioas.id())), "{e}");
+    assert!(
+        e.to_string().contains(&format!("IOAS {}", ioas.id())),
+        "{e}"
+    );
     // Once the handles are gone, the id can be adopted (here: by the same
     // process, as a new process would after a handover).
     let id = ioas.id();
@@ -270,7 +277,11 @@ fn a_second_handle_to_an_iommufd_or_an_ioas_is_refused() {
     let dev = dev.detach().unwrap();
     drop(ioas);
     let e = iommufd::Ioas::adopt(&fd2, id).unwrap_err();
-    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::ENOENT), "destroyed with its last handle: {e}");
+    assert_eq!(
+        e.raw_errno(),
+        Some(nix::errno::Errno::ENOENT),
+        "destroyed with its last handle: {e}"
+    );
     let again = fd.alloc_ioas().unwrap();
     let dev = dev.attach(&again).unwrap();
     let out = support::round_trip(&dev, &again, MSG_B, Iova::Any, Iova::Any);
@@ -312,13 +323,28 @@ fn a_handover_naming_a_thing_twice_is_refused() {
         }
         let (a, b2) = UnixStream::pair().unwrap();
         let cmsg = [ControlMessage::ScmRights(&fds)];
-        sendmsg::<()>(a.as_raw_fd(), &[IoSlice::new(&b)], &cmsg, MsgFlags::empty(), None).unwrap();
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(&b)],
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
         handover::receive(&b2).unwrap()
     };
     let e = send(&[ioas, ioas], 0).adopt().unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
-    assert!(e.error().to_string().contains(&format!("IOAS {ioas}")), "{}", e.error());
-    assert_eq!(e.into_inner().ioas_ids(), &[ioas, ioas], "handed back whole");
+    assert!(
+        e.error().to_string().contains(&format!("IOAS {ioas}")),
+        "{}",
+        e.error()
+    );
+    assert_eq!(
+        e.into_inner().ioas_ids(),
+        &[ioas, ioas],
+        "handed back whole"
+    );
     let e = send(&[ioas], 2).adopt().unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
     assert!(e.error().to_string().contains("twice"), "{}", e.error());

@@ -510,7 +510,10 @@ fn objects_of_two_iommufds_never_meet_in_one_call() {
     use iommufd::hwpt::{NestParent, Nested, Stage1};
     use iommufd::iopf::FaultQueue;
     use iommufd::viommu::{Viommu, ViommuKind};
-    let (fd1, fd2) = (Iommufd::open_iommufd().unwrap(), Iommufd::open_iommufd().unwrap());
+    let (fd1, fd2) = (
+        Iommufd::open_iommufd().unwrap(),
+        Iommufd::open_iommufd().unwrap(),
+    );
     let (ioas1, ioas2) = (fd1.alloc_ioas().unwrap(), fd2.alloc_ioas().unwrap());
     let Some(dev1) = mock_or_6_12(&ioas1) else {
         return;
@@ -522,18 +525,33 @@ fn objects_of_two_iommufds_never_meet_in_one_call() {
     let foreign = |e: iommufd::Error, what: &str| {
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("another iommufd") && msg.contains(what), "{what}: {msg}");
+        assert!(
+            msg.contains("another iommufd") && msg.contains(what),
+            "{what}: {msg}"
+        );
     };
-    foreign(Hwpt::<Nested>::alloc_nested(&dev1, &parent2, &s1).unwrap_err(), "the nest parent");
-    foreign(Viommu::alloc(&dev1, &parent2, ViommuKind::Selftest).unwrap_err(), "the nest parent");
+    foreign(
+        Hwpt::<Nested>::alloc_nested(&dev1, &parent2, &s1).unwrap_err(),
+        "the nest parent",
+    );
+    foreign(
+        Viommu::alloc(&dev1, &parent2, ViommuKind::Selftest).unwrap_err(),
+        "the nest parent",
+    );
     let viommu2 = Viommu::alloc(&dev2, &parent2, ViommuKind::Selftest).unwrap();
-    foreign(viommu2.alloc_vdevice(&dev1, 0x99).unwrap_err(), "the vIOMMU");
+    foreign(
+        viommu2.alloc_vdevice(&dev1, 0x99).unwrap_err(),
+        "the vIOMMU",
+    );
     let faults2 = FaultQueue::alloc(&fd2).unwrap();
     foreign(
         Hwpt::<Nested>::alloc_nested_with_faults(&dev1, &parent1, &s1, &faults2).unwrap_err(),
         "the fault queue",
     );
-    foreign(Hwpt::<Nested>::alloc_nested_on(&dev1, &viommu2, &s1).unwrap_err(), "the nest parent");
+    foreign(
+        Hwpt::<Nested>::alloc_nested_on(&dev1, &viommu2, &s1).unwrap_err(),
+        "the nest parent",
+    );
     // Nothing of either iommufd was touched: both IOASes are there, and
     // the same calls within one iommufd work.
     assert!(ioas1.iova_ranges().is_ok() && ioas2.iova_ranges().is_ok());

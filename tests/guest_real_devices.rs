@@ -183,7 +183,11 @@ fn p2p_dma_into_another_devices_bar() {
     let on = u16::from_le_bytes(cmd);
     let off = (on & !0x2).to_le_bytes();
     let peer = ioas
-        .map_peer_bar(b.export_bar(0, 0, 4096).unwrap(), Iova::Fixed(WINDOW), Access::READ_WRITE)
+        .map_peer_bar(
+            b.export_bar(0, 0, 4096).unwrap(),
+            Iova::Fixed(WINDOW),
+            Access::READ_WRITE,
+        )
         .unwrap();
     let e = b.config_write(4, &off).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
