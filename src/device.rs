@@ -115,6 +115,10 @@ pub(crate) struct Inner {
     pub(crate) decoding: crate::decoding::Decoding,
     /// `VFIO_DEVICE_FEATURE_MIGRATION` flags (0: none), probed once.
     pub(crate) migration: OnceLock<u64>,
+    /// Bit `i`: IRQ index `i` was enabled by a routing through this value
+    /// and not disabled since, so a failed re-route can say what the kernel
+    /// left (see [`crate::irq`]).
+    pub(crate) irqs_on: std::sync::atomic::AtomicU8,
     /// For an mdev: its instance is open here, so removing it would wait
     /// for this fd (see [`crate::mdev::Mdev::remove`]). After `link`: the
     /// record goes once the fd is closed.
@@ -220,6 +224,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         regions: Default::default(),
         decoding: Default::default(),
         migration: OnceLock::new(),
+        irqs_on: Default::default(),
         _mdev: crate::mdev::is_uuid(&name).then(|| crate::owner::OpenMdev::new(&name)),
         name,
     })

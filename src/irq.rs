@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, vfio};
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::Ordering;
 
 /// One IRQ index (`struct vfio_irq_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,18 +266,58 @@ impl<S: Bound> Device<S> {
         let Some(count) = u32::try_from(n).ok().filter(|&n| n > 0 && n <= 1 << 16) else {
             return Err(self.no_route_count(index, n));
         };
-        self.set_irqs(
+        let bit = 1u8.checked_shl(index).unwrap_or(0);
+        match self.set_irqs(
             "VFIO_DEVICE_SET_IRQS(eventfd)",
             index,
             vfio::VFIO_IRQ_SET_DATA_EVENTFD | vfio::VFIO_IRQ_SET_ACTION_TRIGGER,
             start,
             count,
             fds.clone().map(|f| f as u32),
-        )
-        .map_err(|e| match e.raw_errno() {
-            Some(Errno::EINVAL | Errno::EBADF) => not_an_eventfd(e, fds),
-            _ => e,
-        })
+        ) {
+            Ok(()) => {
+                self.inner.irqs_on.fetch_or(bit, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(self.route_error(e, index, start, count, bit, fds)),
+        }
+    }
+
+    /// A failed routing, with what the kernel left of the routes: for MSI
+    /// and MSI-X, vfio-pci (`vfio_msi_set_block`) unroutes the vectors it
+    /// had reached when one fails, and turns the index off again when the
+    /// call was enabling it.
+    #[cold]
+    fn route_error(
+        &self,
+        e: Error,
+        index: u32,
+        start: u32,
+        count: u32,
+        bit: u8,
+        fds: impl Iterator<Item = std::os::fd::RawFd>,
+    ) -> Error {
+        if matches!(e.raw_errno(), Some(Errno::EINVAL | Errno::EBADF)) {
+            if let Some(why) = not_an_eventfd(fds) {
+                return e
+                    .kind_(ErrorKind::InvalidInput)
+                    .detail(why)
+                    .hint("route vectors to eventfds (iommufd::EventFd, or a VMM's own)");
+            }
+        }
+        if index != crate::pci::MSI_IRQ && index != crate::pci::MSIX_IRQ {
+            return e;
+        }
+        let end = u64::from(start) + u64::from(count);
+        if self.inner.irqs_on.load(Ordering::Relaxed) & bit == 0 {
+            e.append_detail(
+                "the index was not enabled through this device value, so the kernel turned it off again: no vector is routed".into(),
+            )
+        } else {
+            e.append_detail(format!(
+                "the index stays enabled; the kernel may have unrouted the vectors from {start} up to the one that failed (it does not say which, nor whether it got that far), the rest of {start}..{end} keep their old routes, and so does every other vector: route the range again"
+            ))
+        }
     }
 
     #[cold]
@@ -340,7 +381,10 @@ impl<S: Bound> Device<S> {
             0,
             0,
             [],
-        )
+        )?;
+        let bit = 1u8.checked_shl(index).unwrap_or(0);
+        self.inner.irqs_on.fetch_and(!bit, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Masks vectors `start..start + count` of `index`.
@@ -466,19 +510,12 @@ impl AsRawFd for &EventFd {
 /// link, asked only now that the kernel said no), the usual cause of an
 /// `EINVAL` or `EBADF` routing.
 #[cold]
-fn not_an_eventfd(e: Error, fds: impl Iterator<Item = std::os::fd::RawFd>) -> Error {
-    let bad = fds.filter(|&fd| fd >= 0).find_map(|fd| {
+fn not_an_eventfd(fds: impl Iterator<Item = std::os::fd::RawFd>) -> Option<String> {
+    fds.filter(|&fd| fd >= 0).find_map(|fd| {
         match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
             Ok(t) if t.as_os_str() == "anon_inode:[eventfd]" => None,
             Ok(t) => Some(format!("fd {fd} is {}, not an eventfd", t.display())),
             Err(_) => Some(format!("fd {fd} is not an open file")),
         }
-    });
-    match bad {
-        Some(why) => e
-            .kind_(ErrorKind::InvalidInput)
-            .detail(why)
-            .hint("route vectors to eventfds (iommufd::EventFd, or a VMM's own)"),
-        None => e,
-    }
+    })
 }

@@ -961,6 +961,39 @@ fn msix_routing_under_injection() {
     dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs).unwrap();
     dev.trigger_irqs(pci::MSIX_IRQ, 0, N).unwrap();
     assert_eq!(counts(), vec![1; N as usize]);
+
+    // A re-route of the enabled index to other eventfds: after a failure
+    // MSI-X stays enabled, and the error says which routes may be gone.
+    let others: Vec<EventFd> = (0..N).map(|_| EventFd::new().unwrap()).collect();
+    let said = std::cell::Cell::new(0);
+    let again = f.sweep(
+        "VFIO_DEVICE_SET_IRQS (re-route 4 enabled MSI-X vectors)",
+        &mut Some(()),
+        |()| {
+            dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &others)
+                .map_err(|e| {
+                    if e.to_string().contains("the index stays enabled") {
+                        said.set(said.get() + 1);
+                    }
+                    ((), e.raw_errno())
+                })
+        },
+        |()| dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs).unwrap(),
+        |()| {
+            dev.trigger_irqs(pci::MSIX_IRQ, 0, N)
+                .expect("a failed re-route leaves MSI-X enabled, as the error says");
+            let _ = counts();
+            dev.set_irq_eventfds(pci::MSIX_IRQ, 0, &evs).unwrap();
+        },
+    );
+    println!("{}", again.row(None));
+    assert_eq!(
+        said.get(),
+        again.failed.len(),
+        "every failed re-route says what it left"
+    );
+    dev.trigger_irqs(pci::MSIX_IRQ, 0, N).unwrap();
+    assert_eq!(counts(), vec![1; N as usize]);
 }
 
 /// Migration arcs of an `mtty` under injection. Some failures come after
