@@ -337,7 +337,7 @@ impl Space {
             return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
         }
         let ranges = self.iova_ranges()?;
-        let align = ranges.alignment;
+        let align = ranges.alignment.max(1);
         if let Some(at) = iova {
             if at % align != 0 || len % align != 0 || !ranges.contains(at, len) {
                 return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));

@@ -612,7 +612,9 @@ impl Link {
                 }
             }
         }
-        let devices = buf[3..3 + 2 * buf[2] as usize]
+        // The count is the kernel's; never index past what it could fill.
+        let n = (buf[2] as usize).min((buf.len() - 3) / 2);
+        let devices = buf[3..3 + 2 * n]
             .chunks(2)
             .map(|w| (w[0], w[1] as u16, (w[1] >> 16) as u8, (w[1] >> 24) as u8))
             .collect();
