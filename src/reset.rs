@@ -70,18 +70,23 @@ impl fmt::Display for HotResetInfo {
 fn info<S: Bound>(via: &Device<S>, held: &[&Device<S>]) -> Result<HotResetInfo> {
     let link = &via.inner.link;
     let (_, devices) = link.hot_reset_info(via.name()).map_err(no_reset)?;
-    let ids: Vec<u32> = held
+    // A device is held when the kernel lists it under the id this value
+    // holds it by *and* at its name: the id of an adopted device comes from
+    // a handover message, and a wrong one must not make another device
+    // count as held (nor this one: then the reset is refused).
+    let ids: Vec<(u32, &str)> = held
         .iter()
-        .map(|d| d.inner.link.reset_id(d.dev_id()))
+        .map(|d| (d.inner.link.reset_id(d.dev_id()), d.name()))
         .collect();
     Ok(HotResetInfo {
         devices: devices
             .into_iter()
-            .map(|(id, seg, bus, devfn)| Affected {
-                bdf: format!("{seg:04x}:{bus:02x}:{:02x}.{}", devfn >> 3, devfn & 7),
+            .map(|(id, seg, bus, devfn)| {
+                let bdf = format!("{seg:04x}:{bus:02x}:{:02x}.{}", devfn >> 3, devfn & 7);
                 // 0 and -1 (cdev: "owned through the group but not opened",
                 // "not owned") are never a held device's id.
-                held: id != 0 && id != u32::MAX && ids.contains(&id),
+                let held = id != 0 && id != u32::MAX && ids.contains(&(id, bdf.as_str()));
+                Affected { bdf, held }
             })
             .collect(),
     })

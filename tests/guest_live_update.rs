@@ -302,10 +302,12 @@ fn a_handover_naming_a_thing_twice_is_refused() {
     // Another process's iommufd, as raw fds: one IOAS, one bound device on it.
     let iommu = support::open_rw("/dev/iommu");
     let ioas = raw::alloc_ioas(&iommu).unwrap();
-    let dev = raw::open_device(&t.singleton);
+    // The edu behind its own root port, which has a bus reset.
+    let bdf = t.bus_reset.clone().expect("the bus-reset edu");
+    let dev = raw::open_device(&bdf);
     let dev_id = raw::bind_dev_id(&dev, &iommu).unwrap();
     raw::attach(&dev, ioas).unwrap();
-    let send = |ioases: &[u32], devices: usize| {
+    let send_as = |ioases: &[u32], devices: usize, dev_id: u32| {
         let mut b = b"IOMMUFD\x01".to_vec();
         for n in [ioases.len(), devices, 0, 0] {
             b.extend((n as u32).to_le_bytes());
@@ -317,8 +319,8 @@ fn a_handover_naming_a_thing_twice_is_refused() {
         for _ in 0..devices {
             b.extend(dev_id.to_le_bytes());
             b.extend(ioas.to_le_bytes());
-            b.extend((t.singleton.len() as u16).to_le_bytes());
-            b.extend(t.singleton.as_bytes());
+            b.extend((bdf.len() as u16).to_le_bytes());
+            b.extend(bdf.as_bytes());
             fds.push(dev.as_fd().as_raw_fd());
         }
         let (a, b2) = UnixStream::pair().unwrap();
@@ -333,6 +335,7 @@ fn a_handover_naming_a_thing_twice_is_refused() {
         .unwrap();
         handover::receive(&b2).unwrap()
     };
+    let send = |ioases: &[u32], devices: usize| send_as(ioases, devices, dev_id);
     let e = send(&[ioas, ioas], 0).adopt().unwrap_err();
     assert_eq!(e.error().kind(), ErrorKind::Busy, "{}", e.error());
     assert!(
@@ -363,4 +366,17 @@ fn a_handover_naming_a_thing_twice_is_refused() {
     Edu::setup(&mut dev).unwrap();
     let out = support::round_trip(&dev, &adopted.ioases[0], MSG_B, Iova::Any, Iova::Any);
     assert_eq!(out, MSG_B);
+    // Its dev_id is the message's: a hot reset holds the device only when
+    // the kernel lists it under that id at its BDF.
+    assert!(dev.hot_reset_info().unwrap().all_held());
+    drop((dev, adopted));
+    let mut adopted = send_as(&[ioas], 1, dev_id + 100).adopt().unwrap();
+    let mut dev = adopted.devices.pop().unwrap();
+    let info = dev.hot_reset_info().unwrap();
+    assert!(
+        !info.all_held(),
+        "a device adopted under a wrong dev_id counts as held: {info}"
+    );
+    let e = dev.hot_reset().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
 }
