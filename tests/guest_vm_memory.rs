@@ -174,3 +174,36 @@ fn unmappable_guest_regions_are_refused_with_the_reason() {
     let again = ioas.map_guest_region(mem.iter().next().unwrap(), Access::READ_WRITE);
     assert!(again.is_ok(), "the first region was left mapped: {again:?}");
 }
+
+/// A handover checks every guest RAM mapping it is given, its iommufd
+/// included: mappings in another iommufd's IOAS are handed back with the
+/// error (this used to reach an `unreachable!` and panic), and so is RAM
+/// mapped by address; the guest RAM is still mapped afterwards.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_handover_refuses_guest_ram_of_another_iommufd() {
+    use iommufd::handover::Handover;
+    let (fd1, fd2) = (
+        Iommufd::open_iommufd().unwrap(),
+        Iommufd::open_iommufd().unwrap(),
+    );
+    let high =
+        GuestRegionMmap::<()>::from_range(HIGH, MIB, Some(FileOffset::new(support::memfd(MIB), 0)))
+            .unwrap();
+    let mem = GuestMemoryMmap::from_regions(vec![high]).unwrap();
+    let ioas2 = fd2.alloc_ioas().unwrap();
+    let dma = ioas2.map_guest_memory(&mem, Access::READ_WRITE).unwrap();
+    let mut h = Handover::new(fd1).unwrap();
+    let e = h.guest_memory(dma).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    let msg = e.error().to_string();
+    // 6.12 maps the memfd by address, which is refused first.
+    assert!(
+        msg.contains("another iommufd") || (kernel() == "6.12" && msg.contains("by address")),
+        "{msg}"
+    );
+    let dma = e.into_inner();
+    assert_eq!(dma.len(), 1);
+    assert_eq!(dma.get(HIGH).unwrap().iova(), HIGH.0);
+    drop(h);
+}
