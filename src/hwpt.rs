@@ -101,8 +101,17 @@ pub struct DirtyTracking(());
 #[derive(Debug)]
 pub struct NestParent(());
 
+/// An HWPT allocated with `IOMMU_HWPT_ALLOC_NEST_PARENT |
+/// IOMMU_HWPT_ALLOC_DIRTY_TRACKING`: the stage-2 that nested HWPTs and
+/// vIOMMUs sit on, tracking the pages their devices' DMA writes. Behind a
+/// vIOMMU the guest's IOVAs change all the time; what stays put is the
+/// stage-2 that maps guest-physical addresses, so that is where a
+/// migration reads dirty pages. It is a [`Parent`] and it [`Tracks`].
+#[derive(Debug)]
+pub struct TrackedNestParent(());
+
 /// A nested HWPT: a stage-1 page table the guest owns (vendor data), over
-/// a [`NestParent`] stage-2, which it holds.
+/// a [`Parent`] stage-2, which it holds.
 #[derive(Debug)]
 pub struct Nested(());
 
@@ -111,6 +120,20 @@ pub trait Alloc: Kind {}
 impl Alloc for Paging {}
 impl Alloc for DirtyTracking {}
 impl Alloc for NestParent {}
+impl Alloc for TrackedNestParent {}
+
+/// The kinds allocated with dirty tracking: [`DirtyTracking`] and
+/// [`TrackedNestParent`]. Dirty reads exist on these only (rule 23).
+/// Sealed.
+pub trait Tracks: Kind {}
+impl Tracks for DirtyTracking {}
+impl Tracks for TrackedNestParent {}
+
+/// The kinds allocated as nest parents, which nested HWPTs and vIOMMUs sit
+/// on: [`NestParent`] and [`TrackedNestParent`] (rule 24). Sealed.
+pub trait Parent: Kind {}
+impl Parent for NestParent {}
+impl Parent for TrackedNestParent {}
 
 /// What an HWPT was allocated as (type state). Sealed.
 pub trait Kind: sealed::Sealed + Send + Sync + 'static {
@@ -122,6 +145,7 @@ pub trait Kind: sealed::Sealed + Send + Sync + 'static {
 impl sealed::Sealed for Paging {}
 impl sealed::Sealed for DirtyTracking {}
 impl sealed::Sealed for NestParent {}
+impl sealed::Sealed for TrackedNestParent {}
 impl sealed::Sealed for Nested {}
 impl Kind for Nested {
     const FLAGS: u32 = 0;
@@ -138,6 +162,10 @@ impl Kind for DirtyTracking {
 impl Kind for NestParent {
     const FLAGS: u32 = sys::IOMMU_HWPT_ALLOC_NEST_PARENT;
     const NAME: &'static str = "nest-parent";
+}
+impl Kind for TrackedNestParent {
+    const FLAGS: u32 = sys::IOMMU_HWPT_ALLOC_NEST_PARENT | sys::IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
+    const NAME: &'static str = "tracked nest-parent";
 }
 /// The kind-erased handle a device holds while attached.
 impl sealed::Sealed for () {}
@@ -247,39 +275,69 @@ impl<K: Alloc> Hwpt<K> {
     /// [`ErrorKind::Unsupported`] on the legacy path and kernels before 6.6.
     #[doc(alias = "IOMMU_HWPT_ALLOC")]
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
-        Self::alloc_with(dev, ioas, 0, None)
+        Self::alloc_with(dev, ioas, 0, None, None)
+    }
+
+    /// As [`alloc`](Self::alloc), and the page requests of the devices
+    /// attached to it go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which
+    /// the HWPT holds.
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc); a fault queue of another iommufd is
+    /// refused first.
+    #[doc(alias = "IOMMU_HWPT_FAULT_ID_VALID")]
+    pub fn alloc_with_faults(
+        dev: &impl HwptDevice,
+        ioas: &Ioas,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        Self::alloc_with(dev, ioas, 0, None, Some(faults))
     }
 
     /// [`alloc`](Self::alloc) with `extra` allocation flags beside the
     /// kind's (`IOMMU_HWPT_ALLOC_PASID` for a [`PasidHwpt`](crate::pasid::PasidHwpt)),
-    /// and driver data (type, words) for a driver that takes some for a
-    /// paging HWPT (the test driver's huge page table).
+    /// driver data (type, words) for a driver that takes some for a
+    /// paging HWPT (the test driver's huge page table), and a fault queue.
     pub(crate) fn alloc_with(
         dev: &impl HwptDevice,
         ioas: &Ioas,
         extra: u32,
         data: Option<(u32, &[u64])>,
+        faults: Option<&crate::iopf::FaultQueue>,
     ) -> Result<Self> {
         let (fd, dev_id, name) = dev.hwpt_dev();
-        fd.check_own(
-            ioas.iommufd(),
+        crate::owner::same_iommufd(
             "IOMMU_HWPT_ALLOC",
             || format!("{name} on IOAS {}", ioas.id()),
-            "the IOAS",
+            fd,
+            &[
+                (ioas.iommufd(), "the IOAS"),
+                (faults.map_or(fd, |f| f.iommufd()), "the fault queue"),
+            ],
         )?;
         let flags = K::FLAGS | extra;
-        let r = match data {
-            None => fd.ctx().hwpt_alloc(dev_id, ioas.id(), flags),
-            Some((ty, words)) => {
-                fd.ctx()
-                    .hwpt_alloc_data((dev_id, ioas.id(), flags), ty, words, None)
+        let r = match (data, faults) {
+            (None, None) => fd.ctx().hwpt_alloc(dev_id, ioas.id(), flags),
+            // IOMMU_HWPT_DATA_NONE: no driver data.
+            (data, faults) => {
+                let (ty, words) = data.unwrap_or((0, &[]));
+                fd.ctx().hwpt_alloc_data(
+                    (dev_id, ioas.id(), flags),
+                    ty,
+                    words,
+                    faults.map(|f| f.id()),
+                )
             }
         };
         match r {
-            Ok(id) => Ok(Hwpt {
-                inner: Arc::new(HwptInner::new(ioas, id, flags)),
-                kind: PhantomData,
-            }),
+            Ok(id) => {
+                let mut inner = HwptInner::new(ioas, id, flags);
+                inner._faults = faults.cloned();
+                Ok(Hwpt {
+                    inner: Arc::new(inner),
+                    kind: PhantomData,
+                })
+            }
             Err(e) => Err(alloc_error::<K>(name, ioas.id(), extra, e)),
         }
     }
@@ -324,6 +382,17 @@ fn alloc_error<K: Kind>(name: &str, ioas: u32, extra: u32, e: Errno) -> Error {
             .kind_(ErrorKind::InvalidInput)
             .detail("the device id or the IOAS id is not in this iommufd"),
         _ => err,
+    }
+}
+
+impl<P: Parent> Hwpt<P> {
+    /// This parent as a [`NestParent`] handle (the same HWPT: a tracked
+    /// nest parent is a nest parent), for what holds any parent.
+    pub(crate) fn as_parent(&self) -> Hwpt<NestParent> {
+        Hwpt {
+            inner: self.inner.clone(),
+            kind: PhantomData,
+        }
     }
 }
 
@@ -423,32 +492,33 @@ impl Stage1 {
 
 impl Hwpt<Nested> {
     /// Allocates a nested HWPT (`IOMMU_HWPT_ALLOC` with vendor data) over
-    /// `parent`, which only a [`NestParent`] can be: the type says so. The
-    /// nested HWPT holds its parent.
+    /// `parent`, which only a [`Parent`] kind can be ([`NestParent`],
+    /// [`TrackedNestParent`]): the type says so. The nested HWPT holds its
+    /// parent.
     ///
     /// # Errors
     /// As [`Hwpt::alloc`]: a nest parent (or fault queue, vIOMMU) of another
     /// iommufd than `dev`'s is refused first; `EOPNOTSUPP`/`EINVAL` when
     /// the IOMMU takes no such stage-1 data.
     #[doc(alias = "IOMMU_HWPT_ALLOC")]
-    pub fn alloc_nested(
+    pub fn alloc_nested<P: Parent>(
         dev: &impl HwptDevice,
-        parent: &Hwpt<NestParent>,
+        parent: &Hwpt<P>,
         stage1: &Stage1,
     ) -> Result<Self> {
-        Self::nested(dev, parent, stage1, None, 0)
+        Self::nested(dev, &parent.as_parent(), stage1, None, 0)
     }
 
     /// As [`alloc_nested`](Self::alloc_nested), and its devices' page
     /// requests go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which the
     /// HWPT holds.
-    pub fn alloc_nested_with_faults(
+    pub fn alloc_nested_with_faults<P: Parent>(
         dev: &impl HwptDevice,
-        parent: &Hwpt<NestParent>,
+        parent: &Hwpt<P>,
         stage1: &Stage1,
         faults: &crate::iopf::FaultQueue,
     ) -> Result<Self> {
-        Self::nested(dev, parent, stage1, Some(faults), 0)
+        Self::nested(dev, &parent.as_parent(), stage1, Some(faults), 0)
     }
 
     /// A nested HWPT over `parent` with allocation `flags`
@@ -472,18 +542,32 @@ impl Hwpt<Nested> {
         viommu: &crate::viommu::Viommu,
         stage1: &Stage1,
     ) -> Result<Self> {
-        Self::nested_on(dev, viommu, stage1, 0)
+        Self::nested_on(dev, viommu, stage1, None, 0)
     }
 
-    /// [`alloc_nested_on`](Self::alloc_nested_on) with allocation `flags`.
+    /// As [`alloc_nested_on`](Self::alloc_nested_on), and its devices'
+    /// page requests go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which the
+    /// HWPT holds: an accelerated vIOMMU's stage-1 with I/O page faults.
+    pub fn alloc_nested_on_with_faults(
+        dev: &impl HwptDevice,
+        viommu: &crate::viommu::Viommu,
+        stage1: &Stage1,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        Self::nested_on(dev, viommu, stage1, Some(faults), 0)
+    }
+
+    /// [`alloc_nested_on`](Self::alloc_nested_on) with a fault queue and
+    /// allocation `flags`.
     pub(crate) fn nested_on(
         dev: &impl HwptDevice,
         viommu: &crate::viommu::Viommu,
         stage1: &Stage1,
+        faults: Option<&crate::iopf::FaultQueue>,
         flags: u32,
     ) -> Result<Self> {
         let at = (viommu.id(), viommu.parent(), Some(viommu));
-        Self::nested_at(dev, at, stage1, None, flags)
+        Self::nested_at(dev, at, stage1, faults, flags)
     }
 
     /// `IOMMU_HWPT_ALLOC` of a nested HWPT at object `pt_id` (the nest
@@ -660,7 +744,7 @@ impl Request for Invalidation {
 /// writes, and the VMM reads and clears the marks in rounds. The bitmap
 /// covers every mapping of the HWPT's IOAS in the range, including mappings
 /// made after tracking started.
-impl Hwpt<DirtyTracking> {
+impl<K: Tracks> Hwpt<K> {
     /// Starts (`true`) or stops dirty tracking (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
     #[doc(alias = "IOMMU_HWPT_SET_DIRTY_TRACKING")]
     pub fn set_dirty_tracking(&self, on: bool) -> Result<()> {

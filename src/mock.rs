@@ -27,7 +27,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::sealed;
-use crate::hwpt::{Alloc, DirtyTracking, Hwpt, HwptDevice, Kind, PageTable};
+use crate::hwpt::{Alloc, Hwpt, HwptDevice, Kind, PageTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
 use crate::pasid::{Pasid, PasidHwpt, PasidOp, PasidTable};
@@ -195,7 +195,7 @@ impl MockDevice {
     pub fn alloc_huge<K: Alloc>(&self, ioas: &Ioas) -> Result<Hwpt<K>> {
         // struct iommu_hwpt_selftest { u32 iotlb; u32 pagetable_type; }
         let cfg = u64::from(IOTLB_DEFAULT) | (u64::from(MOCK_IOMMUPT_HUGE) << 32);
-        Hwpt::alloc_with(self, ioas, 0, Some((HWPT_DATA_SELFTEST, &[cfg])))
+        Hwpt::alloc_with(self, ioas, 0, Some((HWPT_DATA_SELFTEST, &[cfg])), None)
     }
 
     /// Plays the device writing memory: marks the pages of
@@ -204,7 +204,7 @@ impl MockDevice {
     /// how many the driver marked. Tracking must be on.
     pub fn mark_dirty(
         &self,
-        hwpt: &Hwpt<DirtyTracking>,
+        hwpt: &Hwpt<impl crate::hwpt::Tracks>,
         iova: u64,
         len: u64,
         page_size: u64,

@@ -59,7 +59,7 @@
 use crate::device::{Attached, Bound, Device};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::{
-    sealed, Alloc, Hwpt, HwptDevice, Kind, NestParent, Nested, PageTable, Paging, Stage1,
+    sealed, Alloc, Hwpt, HwptDevice, Kind, Nested, PageTable, Paging, Parent, Stage1,
 };
 use crate::ioas::Ioas;
 use crate::sys;
@@ -116,7 +116,20 @@ impl<K: Alloc> PasidHwpt<K> {
     /// As [`Hwpt::alloc`]; `EOPNOTSUPP` names the flag the IOMMU refuses.
     #[doc(alias = "IOMMU_HWPT_ALLOC_PASID")]
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
-        Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID, None).map(PasidHwpt)
+        Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID, None, None).map(PasidHwpt)
+    }
+
+    /// As [`alloc`](Self::alloc), with the page requests of what is
+    /// attached to it going to `faults` (see [`Hwpt::alloc_with_faults`]).
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc_with_faults`].
+    pub fn alloc_with_faults(
+        dev: &impl HwptDevice,
+        ioas: &Ioas,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID, None, Some(faults)).map(PasidHwpt)
     }
 }
 
@@ -127,12 +140,35 @@ impl PasidHwpt<Nested> {
     ///
     /// # Errors
     /// As [`Hwpt::alloc_nested`].
-    pub fn alloc_nested(
+    pub fn alloc_nested<P: Parent>(
         dev: &impl HwptDevice,
-        parent: &Hwpt<NestParent>,
+        parent: &Hwpt<P>,
         stage1: &Stage1,
     ) -> Result<Self> {
-        Hwpt::nested(dev, parent, stage1, None, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+        let parent = parent.as_parent();
+        Hwpt::nested(dev, &parent, stage1, None, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+    }
+
+    /// As [`alloc_nested`](Self::alloc_nested), with the page requests at
+    /// its PASID going to `faults` (guest SVA with page faults).
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc_nested_with_faults`].
+    pub fn alloc_nested_with_faults<P: Parent>(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<P>,
+        stage1: &Stage1,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        let parent = parent.as_parent();
+        Hwpt::nested(
+            dev,
+            &parent,
+            stage1,
+            Some(faults),
+            sys::IOMMU_HWPT_ALLOC_PASID,
+        )
+        .map(PasidHwpt)
     }
 
     /// As [`alloc_nested`](Self::alloc_nested), on a vIOMMU (see
@@ -145,7 +181,28 @@ impl PasidHwpt<Nested> {
         viommu: &crate::viommu::Viommu,
         stage1: &Stage1,
     ) -> Result<Self> {
-        Hwpt::nested_on(dev, viommu, stage1, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+        Hwpt::nested_on(dev, viommu, stage1, None, sys::IOMMU_HWPT_ALLOC_PASID).map(PasidHwpt)
+    }
+
+    /// As [`alloc_nested_on`](Self::alloc_nested_on), with the page
+    /// requests at its PASID going to `faults`.
+    ///
+    /// # Errors
+    /// As [`Hwpt::alloc_nested_on_with_faults`].
+    pub fn alloc_nested_on_with_faults(
+        dev: &impl HwptDevice,
+        viommu: &crate::viommu::Viommu,
+        stage1: &Stage1,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        Hwpt::nested_on(
+            dev,
+            viommu,
+            stage1,
+            Some(faults),
+            sys::IOMMU_HWPT_ALLOC_PASID,
+        )
+        .map(PasidHwpt)
     }
 }
 

@@ -95,9 +95,9 @@ impl Viommu {
     /// ([`ErrorKind::InvalidInput`]); [`ErrorKind::Unsupported`] when the
     /// IOMMU has no such vIOMMU, on the legacy path, and before 6.13.
     #[doc(alias = "IOMMU_VIOMMU_ALLOC")]
-    pub fn alloc(
+    pub fn alloc<P: crate::hwpt::Parent>(
         dev: &impl HwptDevice,
-        parent: &Hwpt<NestParent>,
+        parent: &Hwpt<P>,
         kind: ViommuKind,
     ) -> Result<Viommu> {
         let (fd, dev_id, name) = dev.hwpt_dev();
@@ -109,7 +109,7 @@ impl Viommu {
         )?;
         match fd.ctx().viommu_alloc(kind.number(), dev_id, parent.id()) {
             Ok(id) => Ok(Viommu(std::sync::Arc::new(ViommuInner {
-                parent: parent.clone(),
+                parent: parent.as_parent(),
                 id,
             }))),
             Err(e) => Err(alloc_error(

@@ -559,3 +559,149 @@ fn objects_of_two_iommufds_never_meet_in_one_call() {
     Hwpt::<Nested>::alloc_nested_with_faults(&dev1, &parent1, &s1, &faults1).unwrap();
     viommu2.alloc_vdevice(&dev2, 0x99).unwrap();
 }
+
+/// A nest parent that tracks dirty pages: one HWPT whose type says both,
+/// so nested HWPTs and vIOMMUs sit on it and its dirty bits are read.
+/// Behind a vIOMMU the guest's IOVAs change; the stage-2 that maps guest
+/// physical addresses is where a migration reads what the device wrote.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_tracked_nest_parent_carries_nesting_and_dirty_bits() {
+    use iommufd::hwpt::{Nested, Stage1, TrackedNestParent};
+    use iommufd::viommu::{Viommu, ViommuKind};
+    use iommufd::PasidHwpt;
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<TrackedNestParent>::alloc(&dev, &ioas).unwrap();
+    let _ram = map_page_by_page(&ioas, BASE);
+    parent.set_dirty_tracking(true).unwrap();
+    let s1 = Stage1::Selftest { iotlb: 0 };
+    let nested = Hwpt::<Nested>::alloc_nested(&dev, &parent, &s1).unwrap();
+    assert_eq!(nested.parent().id(), parent.id());
+    dev.replace(&nested).unwrap();
+    // The device (played by the test op) writes pages 1 and 4 through its
+    // stage-1; the parent's bits say so.
+    assert_eq!(
+        dev.mark_dirty(&parent, BASE, LEN, PAGE, &[0b1_0010])
+            .unwrap(),
+        2
+    );
+    let d = parent.read_dirty(BASE, LEN, PAGE, false).unwrap();
+    assert_eq!(
+        d.ranges().collect::<Vec<_>>(),
+        vec![(BASE + PAGE, PAGE), (BASE + 4 * PAGE, PAGE)]
+    );
+    // A vIOMMU and its nested HWPT on the same tracked parent.
+    let viommu = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+    let _vdev = viommu.alloc_vdevice(&dev, 0x42).unwrap();
+    let on_viommu = Hwpt::<Nested>::alloc_nested_on(&dev, &viommu, &s1).unwrap();
+    dev.replace(&on_viommu).unwrap();
+    dev.mark_dirty(&parent, BASE, LEN, PAGE, &[0b100]).unwrap();
+    let d = parent.read_dirty(BASE, LEN, PAGE, false).unwrap();
+    assert!(d.is_dirty(BASE + 2 * PAGE) && d.count() == 1, "{d:?}");
+    // PASID-capable too, where the kernel allows all three flags.
+    match PasidHwpt::<TrackedNestParent>::alloc(&dev, &ioas) {
+        Ok(p) => {
+            p.set_dirty_tracking(true).unwrap();
+            let n = PasidHwpt::<Nested>::alloc_nested(&dev, &*p, &s1).unwrap();
+            println!(
+                "tracked nest parent: PASID-capable too (HWPT {}, nested {})",
+                p.id(),
+                n.id()
+            );
+        }
+        Err(e) => println!("tracked nest parent: not PASID-capable here: {e}"),
+    }
+    dev.replace(&ioas).unwrap();
+}
+
+/// Fault queues on every kind of page table the kernel takes one for: a
+/// page request from the mock device, attached (or its PASID attached) to
+/// each, is read from the queue and answered. Prints what 7.3 accepts.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn fault_queues_on_every_kind_the_kernel_takes() {
+    use iommufd::hwpt::{Nested, Paging, Stage1, TrackedNestParent};
+    use iommufd::iopf::{FaultQueue, Response};
+    use iommufd::viommu::{Viommu, ViommuKind};
+    use iommufd::{Pasid, PasidHwpt};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    if mock_or_6_12(&ioas).is_none() {
+        return;
+    }
+    let mut dev = MockDevice::new_with_pasid(&ioas).unwrap();
+    let faults = FaultQueue::alloc(&fd).unwrap();
+    let s1 = Stage1::Selftest { iotlb: 0 };
+    let parent = Hwpt::<TrackedNestParent>::alloc(&dev, &ioas).unwrap();
+    let viommu = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+    let mut accepted = Vec::new();
+    // One page request (PASID 0: the RID's), read and answered.
+    let answered = |dev: &MockDevice, pasid: u32| {
+        dev.trigger_page_fault(pasid, 3, 0b01, 0x1000_0000).unwrap();
+        let got = faults.read().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].pasid, (pasid != 0).then_some(pasid), "{:?}", got[0]);
+        faults.respond(&got[0], Response::Success).unwrap();
+    };
+    macro_rules! at_rid {
+        ($what:expr, $alloc:expr) => {
+            match $alloc {
+                Ok(h) => {
+                    dev.replace(&h).unwrap();
+                    answered(&dev, 0);
+                    dev.replace(&ioas).unwrap();
+                    accepted.push($what);
+                }
+                Err(e) => println!("fault queue on {}: refused: {e}", $what),
+            }
+        };
+    }
+    at_rid!(
+        "paging",
+        Hwpt::<Paging>::alloc_with_faults(&dev, &ioas, &faults)
+    );
+    at_rid!(
+        "nested",
+        Hwpt::<Nested>::alloc_nested_with_faults(&dev, &parent, &s1, &faults)
+    );
+    at_rid!(
+        "nested on a vIOMMU",
+        Hwpt::<Nested>::alloc_nested_on_with_faults(&dev, &viommu, &s1, &faults)
+    );
+    // At a PASID, beside a PASID-capable RID.
+    let rid = PasidHwpt::<Paging>::alloc(&dev, &ioas).unwrap();
+    dev.replace(&rid).unwrap();
+    let p = Pasid::new(9).unwrap();
+    macro_rules! at_pasid {
+        ($what:expr, $alloc:expr) => {
+            match $alloc {
+                Ok(h) => {
+                    dev.attach_pasid(p, &h).unwrap();
+                    answered(&dev, p.get());
+                    dev.detach_pasid(p).unwrap();
+                    accepted.push($what);
+                }
+                Err(e) => println!("fault queue on {}: refused: {e}", $what),
+            }
+        };
+    }
+    at_pasid!(
+        "PASID paging",
+        PasidHwpt::<Paging>::alloc_with_faults(&dev, &ioas, &faults)
+    );
+    at_pasid!(
+        "PASID nested",
+        PasidHwpt::<Nested>::alloc_nested_with_faults(&dev, &parent, &s1, &faults)
+    );
+    at_pasid!(
+        "PASID nested on a vIOMMU",
+        PasidHwpt::<Nested>::alloc_nested_on_with_faults(&dev, &viommu, &s1, &faults)
+    );
+    println!("fault queues accepted on: {}", accepted.join(", "));
+    dev.replace(&ioas).unwrap();
+    assert!(accepted.len() >= 3, "{accepted:?}");
+}

@@ -1,0 +1,11 @@
+// Rule 23: a nest parent allocated without dirty tracking has no dirty bits; one allocated with both (`TrackedNestParent`) has them, and nested HWPTs still sit on it.
+use iommufd::hwpt::{Hwpt, NestParent, Nested, Stage1};
+use iommufd::*;
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut, unused_imports)]
+fn case(dev: &Device<BlockDma>, ioas: &Ioas, s1: &Stage1) -> Result<(), Box<dyn std::error::Error>> {
+    let s2 = Hwpt::<NestParent>::alloc(dev, ioas)?;
+    let nested = Hwpt::<Nested>::alloc_nested(dev, &s2, s1)?;
+    let dirty = s2.read_dirty(0x100_0000, 0x1_0000, 4096, false)?;
+    Ok(())
+}
