@@ -129,6 +129,16 @@ pub trait Tracks: Kind {}
 impl Tracks for DirtyTracking {}
 impl Tracks for TrackedNestParent {}
 
+/// The kinds allocated from an IOAS that take a fault queue
+/// ([`Hwpt::alloc_with_faults`]): [`Paging`] and [`DirtyTracking`]. Not
+/// the nest parents: their devices' page requests belong to the nested
+/// HWPTs on them (Linux 7.3 refuses `IOMMU_HWPT_FAULT_ID_VALID` with
+/// `IOMMU_HWPT_ALLOC_NEST_PARENT`, `EOPNOTSUPP`, measured on the test
+/// driver), so that is a type rule (`faults_on_a_nest_parent`). Sealed.
+pub trait Faults: Alloc {}
+impl Faults for Paging {}
+impl Faults for DirtyTracking {}
+
 /// The kinds allocated as nest parents, which nested HWPTs and vIOMMUs sit
 /// on: [`NestParent`] and [`TrackedNestParent`] (rule 24). Sealed.
 pub trait Parent: Kind {}
@@ -278,22 +288,6 @@ impl<K: Alloc> Hwpt<K> {
         Self::alloc_with(dev, ioas, 0, None, None)
     }
 
-    /// As [`alloc`](Self::alloc), and the page requests of the devices
-    /// attached to it go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which
-    /// the HWPT holds.
-    ///
-    /// # Errors
-    /// As [`alloc`](Self::alloc); a fault queue of another iommufd is
-    /// refused first.
-    #[doc(alias = "IOMMU_HWPT_FAULT_ID_VALID")]
-    pub fn alloc_with_faults(
-        dev: &impl HwptDevice,
-        ioas: &Ioas,
-        faults: &crate::iopf::FaultQueue,
-    ) -> Result<Self> {
-        Self::alloc_with(dev, ioas, 0, None, Some(faults))
-    }
-
     /// [`alloc`](Self::alloc) with `extra` allocation flags beside the
     /// kind's (`IOMMU_HWPT_ALLOC_PASID` for a [`PasidHwpt`](crate::pasid::PasidHwpt)),
     /// driver data (type, words) for a driver that takes some for a
@@ -340,6 +334,24 @@ impl<K: Alloc> Hwpt<K> {
             }
             Err(e) => Err(alloc_error::<K>(name, ioas.id(), extra, e)),
         }
+    }
+}
+
+impl<K: Faults> Hwpt<K> {
+    /// As [`alloc`](Self::alloc), and the page requests of the devices
+    /// attached to it go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which
+    /// the HWPT holds. Only for the kinds that take one ([`Faults`]).
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc); a fault queue of another iommufd is
+    /// refused first.
+    #[doc(alias = "IOMMU_HWPT_FAULT_ID_VALID")]
+    pub fn alloc_with_faults(
+        dev: &impl HwptDevice,
+        ioas: &Ioas,
+        faults: &crate::iopf::FaultQueue,
+    ) -> Result<Self> {
+        Self::alloc_with(dev, ioas, 0, None, Some(faults))
     }
 }
 

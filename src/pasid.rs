@@ -118,7 +118,9 @@ impl<K: Alloc> PasidHwpt<K> {
     pub fn alloc(dev: &impl HwptDevice, ioas: &Ioas) -> Result<Self> {
         Hwpt::alloc_with(dev, ioas, sys::IOMMU_HWPT_ALLOC_PASID, None, None).map(PasidHwpt)
     }
+}
 
+impl<K: crate::hwpt::Faults> PasidHwpt<K> {
     /// As [`alloc`](Self::alloc), with the page requests of what is
     /// attached to it going to `faults` (see [`Hwpt::alloc_with_faults`]).
     ///

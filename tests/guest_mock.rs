@@ -624,7 +624,7 @@ fn a_tracked_nest_parent_carries_nesting_and_dirty_bits() {
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn fault_queues_on_every_kind_the_kernel_takes() {
-    use iommufd::hwpt::{Nested, Paging, Stage1, TrackedNestParent};
+    use iommufd::hwpt::{DirtyTracking, Nested, Paging, Stage1, TrackedNestParent};
     use iommufd::iopf::{FaultQueue, Response};
     use iommufd::viommu::{Viommu, ViommuKind};
     use iommufd::{Pasid, PasidHwpt};
@@ -638,6 +638,8 @@ fn fault_queues_on_every_kind_the_kernel_takes() {
     let s1 = Stage1::Selftest { iotlb: 0 };
     let parent = Hwpt::<TrackedNestParent>::alloc(&dev, &ioas).unwrap();
     let viommu = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+    // A device reaches a vIOMMU's nested HWPT only with a vDEVICE there.
+    let _vdev = viommu.alloc_vdevice(&dev, 0x7).unwrap();
     let mut accepted = Vec::new();
     // One page request (PASID 0: the RID's), read and answered.
     let answered = |dev: &MockDevice, pasid: u32| {
@@ -701,7 +703,17 @@ fn fault_queues_on_every_kind_the_kernel_takes() {
         "PASID nested on a vIOMMU",
         PasidHwpt::<Nested>::alloc_nested_on_with_faults(&dev, &viommu, &s1, &faults)
     );
+    at_rid!(
+        "dirty-tracking",
+        Hwpt::<DirtyTracking>::alloc_with_faults(&dev, &ioas, &faults)
+    );
+    // Nest parents take none (7.3: EOPNOTSUPP): a type rule,
+    // `faults_on_a_nest_parent`.
     println!("fault queues accepted on: {}", accepted.join(", "));
     dev.replace(&ioas).unwrap();
-    assert!(accepted.len() >= 3, "{accepted:?}");
+    assert_eq!(
+        accepted.len(),
+        7,
+        "7.3 takes a fault queue on each: {accepted:?}"
+    );
 }
