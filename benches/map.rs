@@ -200,7 +200,7 @@ fn main() {
 
 /// Reading (and clearing) the dirty bitmap of a 4 GiB IOVA range at 4 KiB
 /// granularity, on an HWPT of the kernel's iommufd test driver:
-/// `Hwpt::read_dirty` against the raw `IOMMU_HWPT_GET_DIRTY_BITMAP` into a
+/// `DirtyTracker::read_dirty` against the raw `IOMMU_HWPT_GET_DIRTY_BITMAP` into a
 /// zeroed bitmap of its own. The default mock page table covers only
 /// [16 MiB, 2 GiB), so the HWPT is the mock's huge one (whole IOVA space);
 /// the 4 GiB are one 1 GiB memfd mapped four times (`IOMMU_IOAS_MAP_FILE`),
@@ -233,7 +233,7 @@ fn dirty_row(fd: &Iommufd) {
             .unwrap()
         })
         .collect();
-    hwpt.set_dirty_tracking(true).unwrap();
+    let tracking = hwpt.start_dirty_tracking().unwrap();
     let raw_fd = fd.iommufd_fd().unwrap();
     let id = hwpt.id();
     let mut r = || {
@@ -242,14 +242,14 @@ fn dirty_row(fd: &Iommufd) {
         black_box(&bits);
     };
     let mut c = || {
-        black_box(hwpt.read_dirty(BASE, LEN, 4096, false).unwrap());
+        black_box(tracking.read_dirty(BASE, LEN, 4096, false).unwrap());
     };
     row(
         "dirty bitmap of 4 GiB at 4 KiB, read and cleared (iommufd test driver, huge mock page table)",
         20,
         &mut [("raw", &mut r), ("crate", &mut c)],
     );
-    hwpt.set_dirty_tracking(false).unwrap();
+    tracking.stop().unwrap();
 }
 
 /// `Device::map_bar` + `unmap_bar` of an edu's BAR0 against the raw region

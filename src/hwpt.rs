@@ -33,7 +33,7 @@
 //! ```
 
 use crate::device::{Bound, Device};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, TransitionError};
 use crate::ioas::Ioas;
 use crate::sys;
 use nix::errno::Errno;
@@ -195,6 +195,9 @@ struct HwptInner {
     _viommu: Option<crate::viommu::Viommu>,
     /// Allocated with `IOMMU_HWPT_ALLOC_PASID`.
     pasid: bool,
+    /// A [`DirtyTracker`] of this HWPT lives: tracking is on, and that
+    /// value is the one that reads and stops it.
+    tracker: std::sync::atomic::AtomicBool,
 }
 
 impl HwptInner {
@@ -208,6 +211,7 @@ impl HwptInner {
             _faults: None,
             _viommu: None,
             pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
+            tracker: Default::default(),
         }
     }
 }
@@ -757,9 +761,40 @@ impl Request for Invalidation {
 /// covers every mapping of the HWPT's IOAS in the range, including mappings
 /// made after tracking started.
 impl<K: Tracks> Hwpt<K> {
-    /// Starts (`true`) or stops dirty tracking (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
+    /// Turns dirty tracking on (`IOMMU_HWPT_SET_DIRTY_TRACKING`) and hands
+    /// back the [`DirtyTracker`] that proves it: dirty bits are read
+    /// through it only, so a read while tracking is off, which the kernel
+    /// answers with every page clean, cannot be written. One tracker per
+    /// HWPT: stopping one must not leave another reading nothing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Busy`] while a tracker of this HWPT lives; the
+    /// kernel's error otherwise (`EOPNOTSUPP` when the IOMMU cannot).
     #[doc(alias = "IOMMU_HWPT_SET_DIRTY_TRACKING")]
-    pub fn set_dirty_tracking(&self, on: bool) -> Result<()> {
+    pub fn start_dirty_tracking(&self) -> Result<DirtyTracker<K>> {
+        use std::sync::atomic::Ordering;
+        if self.inner.tracker.swap(true, Ordering::AcqRel) {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "IOMMU_HWPT_SET_DIRTY_TRACKING",
+                format!("HWPT {}", self.inner.id),
+            )
+            .detail("a DirtyTracker of this HWPT lives: it is the one that reads and stops the tracking")
+            .hint("read through that tracker, or stop it first"));
+        }
+        match self.set_tracking(true) {
+            Ok(()) => Ok(DirtyTracker {
+                hwpt: self.clone(),
+                on: true,
+            }),
+            Err(e) => {
+                self.inner.tracker.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    fn set_tracking(&self, on: bool) -> Result<()> {
         let ctx = self.inner.ioas.iommufd().ctx();
         ctx.set_dirty_tracking(self.inner.id, on).map_err(|e| {
             Error::sys(
@@ -768,82 +803,6 @@ impl<K: Tracks> Hwpt<K> {
                 e,
             )
         })
-    }
-
-    /// Reads the dirty bits of `[iova, iova + len)` at `page_size`
-    /// granularity (`IOMMU_HWPT_GET_DIRTY_BITMAP`), and clears them unless
-    /// `keep` (`IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR`). The IOMMU may track
-    /// at a coarser granularity than `page_size` and then reports every
-    /// page of a dirty block.
-    ///
-    /// # Errors
-    /// Checked first ([`ErrorKind::InvalidInput`]): `page_size` must be a
-    /// power of two, `iova` and `len` multiples of it,
-    /// `len` non-zero and the range inside the 64-bit IOVA space.
-    /// From the kernel: `EINVAL` when tracking is off or the range is not
-    /// mapped in the IOAS, with the reason.
-    #[doc(alias = "IOMMU_HWPT_GET_DIRTY_BITMAP")]
-    pub fn read_dirty(
-        &self,
-        iova: u64,
-        len: u64,
-        page_size: u64,
-        keep: bool,
-    ) -> Result<DirtyBitmap> {
-        let pages = self.check_range(iova, len, page_size)?;
-        let mut bits = Vec::new();
-        self.zeroed_bits(&mut bits, iova, len, pages)?;
-        self.get_bitmap(iova, len, page_size, keep, &mut bits)?;
-        Ok(DirtyBitmap {
-            iova,
-            page_size,
-            pages,
-            bits,
-        })
-    }
-
-    /// As [`read_dirty`](Self::read_dirty), into `out`, whose buffer is
-    /// reused: what a migration loop calls every round. Once the buffer is
-    /// big enough nothing is allocated (for a large range, an allocation
-    /// per read is an `mmap` and a `munmap` in the C library). On error
-    /// `out` covers no pages.
-    ///
-    /// # Errors
-    /// As [`read_dirty`](Self::read_dirty).
-    ///
-    /// ```no_run
-    /// # fn f(hwpt: &iommufd::Hwpt<iommufd::hwpt::DirtyTracking>) -> iommufd::Result<()> {
-    /// let mut dirty = iommufd::hwpt::DirtyBitmap::default();
-    /// loop {
-    ///     hwpt.read_dirty_into(1 << 32, 4 << 30, 4096, false, &mut dirty)?;
-    ///     for (iova, len) in dirty.ranges() {
-    ///         // copy [iova, iova + len) of guest RAM to the destination
-    ///         # let _ = (iova, len);
-    ///     }
-    ///     # break;
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn read_dirty_into(
-        &self,
-        iova: u64,
-        len: u64,
-        page_size: u64,
-        keep: bool,
-        out: &mut DirtyBitmap,
-    ) -> Result<()> {
-        out.pages = 0;
-        out.bits.clear();
-        let pages = self.check_range(iova, len, page_size)?;
-        self.zeroed_bits(&mut out.bits, iova, len, pages)?;
-        if let Err(e) = self.get_bitmap(iova, len, page_size, keep, &mut out.bits) {
-            out.bits.clear();
-            return Err(e);
-        }
-        out.iova = iova;
-        out.page_size = page_size;
-        out.pages = pages;
-        Ok(())
     }
 
     /// The checks of a dirty read: the number of pages.
@@ -926,16 +885,151 @@ impl<K: Tracks> Hwpt<K> {
             e,
         );
         if e == Errno::EINVAL {
-            err.detail("the kernel refused the range: dirty tracking must be on (set_dirty_tracking), and the range must lie within mappings of the HWPT's IOAS")
+            err.detail(
+                "the kernel refused the range: it must lie within mappings of the HWPT's IOAS",
+            )
         } else {
             err
         }
     }
 }
 
-/// The dirty pages of a range ([`Hwpt::read_dirty`]): one bit per page.
-/// The default one covers no pages: a buffer for
-/// [`Hwpt::read_dirty_into`].
+/// Dirty tracking of an HWPT, on ([`Hwpt::start_dirty_tracking`]): the
+/// value dirty bits are read through. Whether tracking is on is part of
+/// the value: there is no tracker while it is off, so no read that the
+/// kernel would answer with every page clean. It holds its HWPT.
+///
+/// [`stop`](Self::stop) turns tracking off; dropping the tracker does too
+/// (and leaking it leaves tracking on, which is only a cost).
+///
+/// ```no_run
+/// # fn f(hwpt: &iommufd::Hwpt<iommufd::hwpt::DirtyTracking>) -> iommufd::Result<()> {
+/// let tracking = hwpt.start_dirty_tracking()?;
+/// let mut dirty = iommufd::hwpt::DirtyBitmap::default();
+/// loop {
+///     tracking.read_dirty_into(1 << 32, 4 << 30, 4096, false, &mut dirty)?;
+///     for (iova, len) in dirty.ranges() {
+///         // copy [iova, iova + len) of guest RAM to the destination
+///         # let _ = (iova, len);
+///     }
+///     # break;
+/// }
+/// tracking.stop().map_err(iommufd::Error::from)?;
+/// # Ok(()) }
+/// ```
+pub struct DirtyTracker<K: Tracks = DirtyTracking> {
+    hwpt: Hwpt<K>,
+    /// Tracking is on (false once [`stop`](Self::stop) turned it off).
+    on: bool,
+}
+
+impl<K: Tracks> fmt::Debug for DirtyTracker<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirtyTracker")
+            .field("hwpt", &self.hwpt)
+            .finish()
+    }
+}
+
+impl<K: Tracks> DirtyTracker<K> {
+    /// The HWPT it tracks.
+    pub fn hwpt(&self) -> &Hwpt<K> {
+        &self.hwpt
+    }
+
+    /// Reads the dirty bits of `[iova, iova + len)` at `page_size`
+    /// granularity (`IOMMU_HWPT_GET_DIRTY_BITMAP`), and clears them unless
+    /// `keep` (`IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR`). The IOMMU may track
+    /// at a coarser granularity than `page_size` and then reports every
+    /// page of a dirty block.
+    ///
+    /// # Errors
+    /// Checked first ([`ErrorKind::InvalidInput`]): `page_size` must be a
+    /// power of two, `iova` and `len` multiples of it,
+    /// `len` non-zero and the range inside the 64-bit IOVA space.
+    /// From the kernel: `EINVAL` when the range is not mapped in the IOAS.
+    #[doc(alias = "IOMMU_HWPT_GET_DIRTY_BITMAP")]
+    pub fn read_dirty(
+        &self,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        keep: bool,
+    ) -> Result<DirtyBitmap> {
+        let h = &self.hwpt;
+        let pages = h.check_range(iova, len, page_size)?;
+        let mut bits = Vec::new();
+        h.zeroed_bits(&mut bits, iova, len, pages)?;
+        h.get_bitmap(iova, len, page_size, keep, &mut bits)?;
+        Ok(DirtyBitmap {
+            iova,
+            page_size,
+            pages,
+            bits,
+        })
+    }
+
+    /// As [`read_dirty`](Self::read_dirty), into `out`, whose buffer is
+    /// reused: what a migration loop calls every round. Once the buffer is
+    /// big enough nothing is allocated (for a large range, an allocation
+    /// per read is an `mmap` and a `munmap` in the C library). On error
+    /// `out` covers no pages.
+    ///
+    /// # Errors
+    /// As [`read_dirty`](Self::read_dirty).
+    pub fn read_dirty_into(
+        &self,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        keep: bool,
+        out: &mut DirtyBitmap,
+    ) -> Result<()> {
+        let h = &self.hwpt;
+        out.pages = 0;
+        out.bits.clear();
+        let pages = h.check_range(iova, len, page_size)?;
+        h.zeroed_bits(&mut out.bits, iova, len, pages)?;
+        if let Err(e) = h.get_bitmap(iova, len, page_size, keep, &mut out.bits) {
+            out.bits.clear();
+            return Err(e);
+        }
+        out.iova = iova;
+        out.page_size = page_size;
+        out.pages = pages;
+        Ok(())
+    }
+
+    /// Turns tracking off (`IOMMU_HWPT_SET_DIRTY_TRACKING`); the HWPT back.
+    ///
+    /// # Errors
+    /// The kernel's; the tracker is handed back, tracking still on.
+    pub fn stop(mut self) -> std::result::Result<Hwpt<K>, TransitionError<Self>> {
+        match self.hwpt.set_tracking(false) {
+            Ok(()) => {
+                self.on = false;
+                Ok(self.hwpt.clone())
+            }
+            Err(e) => Err(TransitionError::new(self, e)),
+        }
+    }
+}
+
+impl<K: Tracks> Drop for DirtyTracker<K> {
+    fn drop(&mut self) {
+        if self.on {
+            let _ = self.hwpt.set_tracking(false);
+        }
+        self.hwpt
+            .inner
+            .tracker
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The dirty pages of a range ([`DirtyTracker::read_dirty`]): one bit per
+/// page. The default one covers no pages: a buffer for
+/// [`DirtyTracker::read_dirty_into`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DirtyBitmap {
     iova: u64,

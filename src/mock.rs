@@ -18,10 +18,10 @@
 //! let mut dev = MockDevice::new(&ioas)?;
 //! let hwpt = Hwpt::<DirtyTracking>::alloc(&dev, &ioas)?;
 //! dev.replace(&hwpt)?;
-//! hwpt.set_dirty_tracking(true)?;
+//! let tracking = hwpt.start_dirty_tracking()?;
 //! // ... map memory at 0x100_0000, then:
 //! dev.mark_dirty(&hwpt, 0x100_0000, 0x4000, 4096, &[0b101])?; // pages 0 and 2
-//! let dirty = hwpt.read_dirty(0x100_0000, 0x4000, 4096, false)?;
+//! let dirty = tracking.read_dirty(0x100_0000, 0x4000, 4096, false)?;
 //! # let _ = dirty; Ok(()) }
 //! ```
 

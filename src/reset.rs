@@ -13,7 +13,7 @@
 //! device it does not hold.
 //!
 //! ```no_run
-//! # fn f(group: iommufd::Group<iommufd::BlockDma>) -> iommufd::Result<()> {
+//! # fn f(mut group: iommufd::Group<iommufd::BlockDma>) -> iommufd::Result<()> {
 //! for d in group.hot_reset_info()?.devices {
 //!     println!("a hot reset resets {}", d.bdf);
 //! }

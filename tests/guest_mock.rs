@@ -33,8 +33,14 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
     dev.replace(&hwpt).unwrap();
     assert_eq!(dev.hwpt_id(), hwpt.id());
     let _a = map_page_by_page(&ioas, BASE);
-    hwpt.set_dirty_tracking(true).unwrap();
-    assert_eq!(hwpt.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
+    let tracking = hwpt.start_dirty_tracking().unwrap();
+    // One tracker per HWPT: a second would stop the first one's tracking.
+    let e = hwpt.start_dirty_tracking().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert_eq!(
+        tracking.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
+        0
+    );
 
     // Pages 0, 2 and 5 written.
     assert_eq!(
@@ -42,7 +48,7 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
             .unwrap(),
         3
     );
-    let d = hwpt.read_dirty(BASE, LEN, PAGE, false).unwrap();
+    let d = tracking.read_dirty(BASE, LEN, PAGE, false).unwrap();
     let runs: Vec<(u64, u64)> = d.ranges().collect();
     assert_eq!(
         runs,
@@ -53,25 +59,34 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
         ]
     );
     // Read clears.
-    assert_eq!(hwpt.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
+    assert_eq!(
+        tracking.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
+        0
+    );
     // Unless kept: twice with NO_CLEAR, then cleared.
     dev.mark_dirty(&hwpt, BASE, LEN, PAGE, &[0b1_1000_0000])
         .unwrap(); // pages 7, 8
     for _ in 0..2 {
-        let d = hwpt.read_dirty(BASE, LEN, PAGE, true).unwrap();
+        let d = tracking.read_dirty(BASE, LEN, PAGE, true).unwrap();
         assert_eq!(
             d.ranges().collect::<Vec<_>>(),
             vec![(BASE + 7 * PAGE, 2 * PAGE)]
         );
     }
-    assert_eq!(hwpt.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 2);
-    assert_eq!(hwpt.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
+    assert_eq!(
+        tracking.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
+        2
+    );
+    assert_eq!(
+        tracking.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
+        0
+    );
 
     // A mapping made after tracking started is tracked too.
     let later = BASE + (1 << 20);
     let _b = map_page_by_page(&ioas, later);
     dev.mark_dirty(&hwpt, later, LEN, PAGE, &[0b1000]).unwrap(); // page 3
-    let d = hwpt.read_dirty(later, LEN, PAGE, false).unwrap();
+    let d = tracking.read_dirty(later, LEN, PAGE, false).unwrap();
     assert!(d.is_dirty(later + 3 * PAGE) && d.count() == 1, "{d:?}");
 
     // Into a reused buffer: the same bits as read_dirty, a stale buffer
@@ -79,30 +94,34 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
     let mut buf = iommufd::hwpt::DirtyBitmap::default();
     assert_eq!(buf.count(), 0);
     dev.mark_dirty(&hwpt, BASE, LEN, PAGE, &[0b11]).unwrap(); // pages 0, 1
-    hwpt.read_dirty_into(BASE, LEN, PAGE, true, &mut buf)
+    tracking
+        .read_dirty_into(BASE, LEN, PAGE, true, &mut buf)
         .unwrap();
-    assert_eq!(buf, hwpt.read_dirty(BASE, LEN, PAGE, true).unwrap());
+    assert_eq!(buf, tracking.read_dirty(BASE, LEN, PAGE, true).unwrap());
     assert_eq!(buf.ranges().collect::<Vec<_>>(), vec![(BASE, 2 * PAGE)]);
-    hwpt.read_dirty_into(BASE + PAGE, PAGE, PAGE, false, &mut buf)
+    tracking
+        .read_dirty_into(BASE + PAGE, PAGE, PAGE, false, &mut buf)
         .unwrap();
     assert_eq!(buf.ranges().collect::<Vec<_>>(), vec![(BASE + PAGE, PAGE)]);
-    hwpt.read_dirty_into(BASE, LEN, PAGE, false, &mut buf)
+    tracking
+        .read_dirty_into(BASE, LEN, PAGE, false, &mut buf)
         .unwrap();
     assert_eq!(buf.ranges().collect::<Vec<_>>(), vec![(BASE, PAGE)]);
-    hwpt.read_dirty_into(BASE, LEN, PAGE, false, &mut buf)
+    tracking
+        .read_dirty_into(BASE, LEN, PAGE, false, &mut buf)
         .unwrap();
     assert_eq!(buf.count(), 0, "the buffer was zeroed before the read");
-    let e = hwpt.read_dirty_into(BASE + 1, LEN, PAGE, false, &mut buf);
+    let e = tracking.read_dirty_into(BASE + 1, LEN, PAGE, false, &mut buf);
     assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(buf.count(), 0);
     assert_eq!(buf.ranges().count(), 0);
 
     // A range whose bitmap no memory could hold (2^51 pages, 256 TiB of
     // bits): an error, not an abort of the process.
-    let e = hwpt.read_dirty(0, 1 << 63, PAGE, false).unwrap_err();
+    let e = tracking.read_dirty(0, 1 << 63, PAGE, false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("cannot be allocated"), "{e}");
-    let e = hwpt.read_dirty_into(0, 1 << 63, PAGE, false, &mut buf);
+    let e = tracking.read_dirty_into(0, 1 << 63, PAGE, false, &mut buf);
     assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidInput);
 
     // Bad ranges are refused before the ioctl.
@@ -112,14 +131,16 @@ fn dirty_bits_are_read_cleared_and_cover_later_mappings() {
         (BASE, 0, PAGE),
         (BASE, 100, PAGE),
     ] {
-        let e = hwpt.read_dirty(iova, len, page, false).unwrap_err();
+        let e = tracking.read_dirty(iova, len, page, false).unwrap_err();
         assert_eq!(
             e.kind(),
             ErrorKind::InvalidInput,
             "{iova:#x}+{len:#x}/{page}: {e}"
         );
     }
-    hwpt.set_dirty_tracking(false).unwrap();
+    // Stopped: the HWPT back, and tracking can start again.
+    let hwpt = tracking.stop().unwrap();
+    drop(hwpt.start_dirty_tracking().unwrap());
 }
 
 /// `LEN` bytes at `at`, one 4 KiB mapping per page. The mock marks dirty
@@ -394,8 +415,12 @@ fn pasids_attach_replace_and_detach_on_the_test_driver() {
     let p7 = Pasid::new(7).unwrap();
     let dirty = PasidHwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
     dev.attach_pasid(p7, &dirty).unwrap();
-    dirty.set_dirty_tracking(true).unwrap();
-    assert_eq!(dirty.read_dirty(BASE, LEN, PAGE, false).unwrap().count(), 0);
+    let tracking = dirty.start_dirty_tracking().unwrap();
+    assert_eq!(
+        tracking.read_dirty(BASE, LEN, PAGE, false).unwrap().count(),
+        0
+    );
+    drop(tracking);
 
     // Guest SVA: a PASID on a PASID-capable nested HWPT (the guest's
     // stage-1), over a nest parent, and one on a vIOMMU.
@@ -481,13 +506,13 @@ fn a_huge_mock_page_table_tracks_above_the_default_aperture() {
         )
         .unwrap();
     // (The map at 8 GiB is what the default mock page table refuses.)
-    hwpt.set_dirty_tracking(true).unwrap();
+    let tracking = hwpt.start_dirty_tracking().unwrap();
     // Pages 0 and 300 of the mapping written.
     let mut pages = vec![0u64; (MAPPED / PAGE / 64) as usize];
     pages[0] |= 1;
     pages[300 / 64] |= 1 << (300 % 64);
     assert!(dev.mark_dirty(&hwpt, AT, MAPPED, PAGE, &pages).unwrap() >= 2);
-    let d = hwpt.read_dirty(AT, 2 * MAPPED, PAGE, false).unwrap();
+    let d = tracking.read_dirty(AT, 2 * MAPPED, PAGE, false).unwrap();
     assert!(
         d.is_dirty(AT) && d.is_dirty(AT + 300 * PAGE),
         "{:?}",
@@ -495,7 +520,13 @@ fn a_huge_mock_page_table_tracks_above_the_default_aperture() {
     );
     assert!(d.ranges().all(|(a, l)| a >= AT && a + l <= AT + MAPPED));
     // Cleared by the read.
-    assert_eq!(hwpt.read_dirty(AT, MAPPED, PAGE, false).unwrap().count(), 0);
+    assert_eq!(
+        tracking
+            .read_dirty(AT, MAPPED, PAGE, false)
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 /// Every constructor that takes two objects refuses a mix of iommufds
@@ -577,7 +608,7 @@ fn a_tracked_nest_parent_carries_nesting_and_dirty_bits() {
     };
     let parent = Hwpt::<TrackedNestParent>::alloc(&dev, &ioas).unwrap();
     let _ram = map_page_by_page(&ioas, BASE);
-    parent.set_dirty_tracking(true).unwrap();
+    let tracking = parent.start_dirty_tracking().unwrap();
     let s1 = Stage1::Selftest { iotlb: 0 };
     let nested = Hwpt::<Nested>::alloc_nested(&dev, &parent, &s1).unwrap();
     assert_eq!(nested.parent().id(), parent.id());
@@ -589,7 +620,7 @@ fn a_tracked_nest_parent_carries_nesting_and_dirty_bits() {
             .unwrap(),
         2
     );
-    let d = parent.read_dirty(BASE, LEN, PAGE, false).unwrap();
+    let d = tracking.read_dirty(BASE, LEN, PAGE, false).unwrap();
     assert_eq!(
         d.ranges().collect::<Vec<_>>(),
         vec![(BASE + PAGE, PAGE), (BASE + 4 * PAGE, PAGE)]
@@ -600,12 +631,12 @@ fn a_tracked_nest_parent_carries_nesting_and_dirty_bits() {
     let on_viommu = Hwpt::<Nested>::alloc_nested_on(&dev, &viommu, &s1).unwrap();
     dev.replace(&on_viommu).unwrap();
     dev.mark_dirty(&parent, BASE, LEN, PAGE, &[0b100]).unwrap();
-    let d = parent.read_dirty(BASE, LEN, PAGE, false).unwrap();
+    let d = tracking.read_dirty(BASE, LEN, PAGE, false).unwrap();
     assert!(d.is_dirty(BASE + 2 * PAGE) && d.count() == 1, "{d:?}");
     // PASID-capable too, where the kernel allows all three flags.
     match PasidHwpt::<TrackedNestParent>::alloc(&dev, &ioas) {
         Ok(p) => {
-            p.set_dirty_tracking(true).unwrap();
+            let _tracking = p.start_dirty_tracking().unwrap();
             let n = PasidHwpt::<Nested>::alloc_nested(&dev, &*p, &s1).unwrap();
             println!(
                 "tracked nest parent: PASID-capable too (HWPT {}, nested {})",

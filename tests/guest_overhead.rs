@@ -331,7 +331,7 @@ fn dirty(raw: bool, fd: &Iommufd, fence: impl Fn()) {
             Access::READ_WRITE,
         )
         .unwrap();
-    hwpt.set_dirty_tracking(true).unwrap();
+    let tracking = hwpt.start_dirty_tracking().unwrap();
     if raw {
         let (iommu, id) = (fd.iommufd_fd().unwrap(), hwpt.id());
         let mut bits = [0u64; 1];
@@ -344,11 +344,13 @@ fn dirty(raw: bool, fd: &Iommufd, fence: impl Fn()) {
     } else {
         let mut buf = DirtyBitmap::default();
         // The first read sizes the buffer, as any first call would.
-        hwpt.read_dirty_into(BASE, LEN, 4096, false, &mut buf)
+        tracking
+            .read_dirty_into(BASE, LEN, 4096, false, &mut buf)
             .unwrap();
         fence();
         measure_dirty(|| {
-            hwpt.read_dirty_into(BASE, LEN, 4096, false, &mut buf)
+            tracking
+                .read_dirty_into(BASE, LEN, 4096, false, &mut buf)
                 .unwrap()
         });
         fence();

@@ -6,6 +6,6 @@ fn main() {}
 fn case(dev: &Device<BlockDma>, ioas: &Ioas, s1: &Stage1) -> Result<(), Box<dyn std::error::Error>> {
     let s2 = Hwpt::<NestParent>::alloc(dev, ioas)?;
     let nested = Hwpt::<Nested>::alloc_nested(dev, &s2, s1)?;
-    let dirty = s2.read_dirty(0x100_0000, 0x1_0000, 4096, false)?;
+    let dirty = s2.start_dirty_tracking()?.read_dirty(0x100_0000, 0x1_0000, 4096, false)?;
     Ok(())
 }

@@ -5,6 +5,6 @@ fn main() {}
 #[allow(dead_code, unused_variables, unused_mut)]
 fn case(dev: &Device<BlockDma>, ioas: &Ioas) -> Result<(), Box<dyn std::error::Error>> {
     let hwpt = Hwpt::<DirtyTracking>::alloc(dev, ioas)?;
-    let dirty = hwpt.read_dirty(0x100_0000, 0x1_0000, 4096, false)?;
+    let dirty = hwpt.start_dirty_tracking()?.read_dirty(0x100_0000, 0x1_0000, 4096, false)?;
     Ok(())
 }

@@ -1,0 +1,10 @@
+// Twin of compile-fail/dirty_read_without_tracking.rs: tracking is started, and the read goes through the tracker.
+use iommufd::hwpt::{DirtyTracking, Hwpt};
+use iommufd::*;
+fn main() {}
+#[allow(dead_code, unused_variables, unused_mut)]
+fn case(dev: &Device<BlockDma>, ioas: &Ioas) -> Result<(), Box<dyn std::error::Error>> {
+    let hwpt = Hwpt::<DirtyTracking>::alloc(dev, ioas)?;
+    let dirty = hwpt.start_dirty_tracking()?.read_dirty(0x100_0000, 0x1_0000, 4096, false)?;
+    Ok(())
+}
