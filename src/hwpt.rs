@@ -412,6 +412,13 @@ impl<P: Parent> Hwpt<P> {
     }
 }
 
+impl Hwpt<()> {
+    /// The id of the HWPT this one nests on, if it is nested.
+    pub(crate) fn parent_id(&self) -> Option<u32> {
+        self.inner.parent.as_ref().map(|p| p.inner.id)
+    }
+}
+
 impl<K: Kind> Hwpt<K> {
     /// The HWPT's id in its iommufd.
     pub fn id(&self) -> u32 {

@@ -49,6 +49,82 @@ pub(crate) struct IoasInner {
     allowed: Mutex<Vec<IovaRange>>,
     /// Whether `allowed` is non-empty, so maps skip its lock when it is not.
     allow_set: AtomicBool,
+    /// The ranges devices attached here log their DMA over, one entry per
+    /// running log ([`LogScope`]): a map must lie inside each.
+    logs: Mutex<Vec<(u64, Vec<IovaRange>)>>,
+    /// Whether `logs` is non-empty, so maps skip its lock when it is not.
+    log_set: AtomicBool,
+}
+
+/// The ranges a device logs its DMA over, held on its IOAS while the log
+/// runs ([`crate::migration::Logged`]): the kernel cannot add ranges to a
+/// running log, so a map outside them is refused until this drops.
+#[derive(Debug)]
+pub(crate) struct LogScope {
+    ioas: Ioas,
+    id: u64,
+}
+
+impl Drop for LogScope {
+    fn drop(&mut self) {
+        let mut logs = crate::lock(&self.ioas.inner.logs);
+        logs.retain(|(id, _)| *id != self.id);
+        self.ioas
+            .inner
+            .log_set
+            .store(!logs.is_empty(), Ordering::Release);
+    }
+}
+
+impl Ioas {
+    /// Holds this IOAS's maps to `ranges` while a device logs its DMA over
+    /// them. Every live mapping made through the crate must lie inside
+    /// them already: the first that does not is the error (`(iova, len)`).
+    pub(crate) fn log_scope(
+        &self,
+        ranges: &[IovaRange],
+    ) -> std::result::Result<LogScope, (u64, u64)> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mapped = crate::lock(&self.inner.mapped);
+        if let Some((iova, len)) = mapped
+            .entries()
+            .into_iter()
+            .find(|&(iova, len)| !ranges.iter().any(|r| r.contains(iova, len)))
+        {
+            return Err((iova, len));
+        }
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut logs = crate::lock(&self.inner.logs);
+        logs.push((id, ranges.to_vec()));
+        self.inner.log_set.store(true, Ordering::Release);
+        Ok(LogScope {
+            ioas: self.clone(),
+            id,
+        })
+    }
+
+    /// Whether `[at, at + len)` lies inside the ranges of every running log.
+    #[cold]
+    fn logged(&self, at: u64, len: u64) -> bool {
+        crate::lock(&self.inner.logs)
+            .iter()
+            .all(|(_, rs)| rs.iter().any(|r| r.contains(at, len)))
+    }
+
+    #[cold]
+    fn outside_log(&self, at: u64, len: u64) -> Error {
+        let logs = crate::lock(&self.inner.logs);
+        let list: Vec<String> = logs
+            .iter()
+            .flat_map(|(_, rs)| rs.iter().map(|r| r.to_string()))
+            .collect();
+        Error::new(ErrorKind::OutOfRange, "IOMMU_IOAS_MAP", self.range_object(at, len))
+            .detail(format!(
+                "a device attached here logs its DMA over {} for a migration, and the kernel cannot add ranges to a running log: pages its DMA wrote here would be lost to the migration",
+                list.join(", ")
+            ))
+            .hint("map inside the logged ranges, or stop the log (end the migration) and start it again over the new ranges")
+    }
 }
 
 impl Drop for IoasInner {
@@ -132,6 +208,8 @@ impl Ioas {
                 space,
                 allowed: Mutex::new(Vec::new()),
                 allow_set: AtomicBool::new(false),
+                logs: Mutex::new(Vec::new()),
+                log_set: AtomicBool::new(false),
             }),
         }
     }
@@ -659,6 +737,9 @@ impl Ioas {
         if self.inner.allow_set.load(Ordering::Relaxed) {
             self.check_allowed(at, len)?;
         }
+        if self.inner.log_set.load(Ordering::Acquire) && !self.logged(at, len) {
+            return Err(self.outside_log(at, len));
+        }
         Ok(Some(at))
     }
 
@@ -759,6 +840,26 @@ impl Ioas {
     ) -> std::result::Result<u64, (Error, bool)> {
         let mut mapped = crate::lock(&self.inner.mapped);
         match op() {
+            // A kernel-chosen IOVA outside a running log's ranges is taken
+            // back (fixed ones were refused before the ioctl).
+            Ok(got)
+                if at.is_none()
+                    && self.inner.log_set.load(Ordering::Acquire)
+                    && !self.logged(got, len) =>
+            {
+                let e = self.outside_log(got, len);
+                let undone = self
+                    .inner
+                    .space
+                    .unmap(
+                        self.inner.obj.iommufd().ctx(),
+                        self.inner.obj.id(),
+                        got,
+                        len,
+                    )
+                    .is_ok();
+                Err((e, !undone))
+            }
             Ok(got) => {
                 mapped.insert(got, len);
                 Ok(got)

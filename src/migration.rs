@@ -3,7 +3,7 @@
 //! A device that migrates moves through the kernel's finite state machine
 //! (`VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE`): RUNNING, STOP, STOP_COPY,
 //! RESUMING, the optional RUNNING_P2P, PRE_COPY and PRE_COPY_P2P, and ERROR.
-//! Here each state is a type, [`Migration<St, S>`] owns the bound device
+//! Here each state is a type, [`Migration<St, S, W>`] owns the bound device
 //! (`S` is its security context: [`BlockDma`](crate::BlockDma) or
 //! [`Attached`](crate::Attached)), and each arc is a method that consumes
 //! it and issues the `SET`:
@@ -46,7 +46,11 @@
 //! let src = Device::open_mdev("5b6f0a7e-3c2d-4e1f-8a9b-0c1d2e3f4a5b")?.bind(&fd)?.attach(&ioas)?;
 //! let dst = Device::open_mdev("6c7f1b8f-4d3e-4f20-9bac-1d2e3f4a5b6c")?.bind(&fd)?.attach(&ioas)?;
 //!
-//! let mut saving = src.into_migration()?.pre_copy()?;   // RUNNING -> PRE_COPY: a save stream
+//! // No save without tracking: the device logs its DMA over ranges that
+//! // cover every mapping of its IOAS (or: track_pages, declare_no_dma).
+//! let all = iommufd::IovaRange { start: 0, last: u64::MAX };
+//! let logged = src.into_migration()?.log_dma(4096, &[all]).map_err(iommufd::Error::from)?;
+//! let mut saving = logged.pre_copy()?;                   // RUNNING -> PRE_COPY: a save stream
 //! let mut state = Vec::new();
 //! let initial = saving.precopy_info()?.initial_bytes;
 //! saving.stream().take(initial).read_to_end(&mut state)?; // while the device still runs
@@ -62,21 +66,37 @@
 //! # }
 //! ```
 //!
-//! Dirty pages of guest memory are the other half of a live migration.
-//! Devices that log their own DMA offer it through
-//! [`Device::start_dma_logging`] (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`);
-//! IOMMU dirty tracking on a hardware page table does the same for any
-//! device behind an IOMMU that supports it. A migration loop asks one of
-//! them for the bitmap of an IOVA range, re-reads those pages, and repeats:
-//! both report the same thing, dirty IOVA pages, so the loop can take
-//! either. Device logging covers only the ranges given at start, so ranges
-//! mapped later are not logged: restart it after mapping more.
+//! Dirty pages of guest memory are the other half of a live migration, and
+//! the types keep the two halves together (rule 33): the arcs into a state
+//! that saves the device's data (PRE_COPY, STOP_COPY) exist only on a
+//! `Migration<_, _, W>` whose [`Witness`] `W` shows that every page the
+//! device's DMA can write is tracked:
+//!
+//! - [`Logged`] ([`Migration::log_dma`]): the device logs its own DMA
+//!   (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`) over ranges that cover every
+//!   mapping of its IOAS (checked), and while it logs a map into that IOAS
+//!   outside them is refused: the kernel cannot add ranges to a running
+//!   log, so a mapping made later would go unlogged;
+//! - [`PagesTracked`] ([`Migration::track_pages`]): the IOMMU tracks the
+//!   page table the device is attached to, or its nested table's parent
+//!   (a [`DirtyTracker`]; the migration holds it, so tracking cannot stop
+//!   under it); checked against what the device holds, without an ioctl;
+//! - [`NoDma`] ([`Migration::declare_no_dma`]): the caller's named
+//!   statement that the device writes no guest memory. Never a default.
+//!
+//! Every migration starts [`Untracked`], which has no save arc. What a
+//! mediated device's DMA writes through iommufd is not tracked by the
+//! IOMMU at all: an mdev reaches guest memory through an iommufd *access*
+//! (`vfio_pin_pages`/`vfio_dma_rw` on its parent's behalf), with no page
+//! table of its own to track, so for an mdev that does DMA the witness is
+//! its own log or nothing.
 //!
 //! # References
 //! - `include/uapi/linux/vfio.h`, "VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE"
 
 use crate::device::{Bound, Device};
 use crate::error::{Error, ErrorKind, Result, TransitionError};
+use crate::hwpt::{DirtyTracker, Tracks};
 use crate::iova::IovaRange;
 use crate::sys::{self, vfio};
 use nix::errno::Errno;
@@ -130,7 +150,7 @@ pub trait MigState: sealed::Sealed + Sized {
     /// The state's name, for messages and `Debug`.
     const NAME: &'static str;
     #[doc(hidden)]
-    fn any<S: Bound>(m: Migration<Self, S>) -> AnyMigration<S>;
+    fn any<S: Bound, W: Witness>(m: Migration<Self, S, W>) -> AnyMigration<S, W>;
     #[doc(hidden)]
     fn save_stream(self) -> Option<SaveFd> {
         None
@@ -150,7 +170,7 @@ macro_rules! states {
         impl MigState for $name {
             const STATE: u32 = vfio::$state;
             const NAME: &'static str = $text;
-            fn any<S: Bound>(m: Migration<Self, S>) -> AnyMigration<S> {
+            fn any<S: Bound, W: Witness>(m: Migration<Self, S, W>) -> AnyMigration<S, W> {
                 AnyMigration::$variant(m)
             }
             states!(@streams $field);
@@ -188,6 +208,78 @@ states! {
     /// leaves it (type state).
     MigError(()) = vfio_device_mig_state_VFIO_DEVICE_STATE_ERROR, "ERROR", Error;
 }
+
+/// How the pages a migrating device's DMA writes are tracked, as a type:
+/// the third parameter of [`Migration`]. The arcs into a state that saves
+/// the device's data (PRE_COPY, STOP_COPY) exist only for a [`Tracked`]
+/// witness, so no device's state is saved while its DMA writes go
+/// unrecorded (rule 33). Sealed.
+pub trait Witness: sealed::Sealed + Send + 'static {
+    /// What ends with the migration (a device's DMA log).
+    #[doc(hidden)]
+    fn end<S: Bound>(&self, _dev: &Device<S>) {}
+}
+
+/// What a save arc needs: [`Logged`], [`PagesTracked`] or [`NoDma`]. Sealed.
+pub trait Tracked: Witness {}
+
+/// Nothing says the device's DMA writes are tracked (the start of every
+/// migration): no save arc. Make it [`Logged`], [`PagesTracked`] or
+/// [`NoDma`] first.
+#[derive(Debug)]
+pub struct Untracked(());
+
+/// The device logs its own DMA writes (`VFIO_DEVICE_FEATURE_DMA_LOGGING`)
+/// over ranges that cover every mapping of its IOAS
+/// ([`Migration::log_dma`]); read the log with
+/// [`Migration::dma_report`]. While it logs, a map into that IOAS outside
+/// the logged ranges is refused: the kernel cannot add ranges to a running
+/// log.
+#[derive(Debug)]
+pub struct Logged {
+    page_size: u64,
+    /// The IOAS whose maps are held to the logged ranges, and the ranges.
+    _scope: Option<crate::ioas::LogScope>,
+}
+
+/// Every page the device's DMA can write is tracked by the IOMMU: the
+/// device's page table, or its nested table's parent, is the HWPT this
+/// tracker tracks ([`Migration::track_pages`]). The migration holds the
+/// tracker: tracking cannot be stopped under it.
+pub struct PagesTracked<K: Tracks> {
+    tracker: DirtyTracker<K>,
+}
+
+impl<K: Tracks> fmt::Debug for PagesTracked<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PagesTracked")
+            .field("tracker", &self.tracker)
+            .finish()
+    }
+}
+
+/// The caller's explicit statement that the device does no DMA
+/// ([`Migration::declare_no_dma`]): a device whose DMA is blocked
+/// (`BlockDma`), or one that writes no guest memory. Named, never a
+/// default.
+#[derive(Debug)]
+pub struct NoDma(());
+
+impl sealed::Sealed for Untracked {}
+impl sealed::Sealed for Logged {}
+impl<K: Tracks> sealed::Sealed for PagesTracked<K> {}
+impl sealed::Sealed for NoDma {}
+impl Witness for Untracked {}
+impl Witness for Logged {
+    fn end<S: Bound>(&self, dev: &Device<S>) {
+        let _ = stop_logging(dev);
+    }
+}
+impl<K: Tracks> Witness for PagesTracked<K> {}
+impl Witness for NoDma {}
+impl Tracked for Logged {}
+impl<K: Tracks> Tracked for PagesTracked<K> {}
+impl Tracked for NoDma {}
 
 /// The device's state streaming out of a saving state (PRE_COPY,
 /// PRE_COPY_P2P, STOP_COPY): read it, poll it, or splice it by its fd.
@@ -270,13 +362,15 @@ pub struct PrecopyInfo {
 }
 
 /// A bound device in migration state `St` (see the [module docs](self)).
-pub struct Migration<St: MigState, S: Bound> {
+pub struct Migration<St: MigState, S: Bound, W: Witness = Untracked> {
     dev: Device<S>,
     caps: MigrationCaps,
     st: St,
+    /// How the pages its DMA writes are tracked ([`Witness`]).
+    w: W,
 }
 
-impl<St: MigState, S: Bound> fmt::Debug for Migration<St, S> {
+impl<St: MigState, S: Bound, W: Witness> fmt::Debug for Migration<St, S, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(&format!("Migration<{}>", St::NAME))
             .field("device", &self.dev)
@@ -290,18 +384,18 @@ impl<St: MigState, S: Bound> fmt::Debug for Migration<St, S> {
 #[allow(missing_docs)] // each variant is its state type
 ///
 /// Example: [the `migration` module docs](crate::migration).
-pub enum AnyMigration<S: Bound> {
-    Running(Migration<Running, S>),
-    RunningP2p(Migration<RunningP2p, S>),
-    Stop(Migration<Stop, S>),
-    PreCopy(Migration<PreCopy, S>),
-    PreCopyP2p(Migration<PreCopyP2p, S>),
-    StopCopy(Migration<StopCopy, S>),
-    Resuming(Migration<Resuming, S>),
-    Error(Migration<MigError, S>),
+pub enum AnyMigration<S: Bound, W: Witness = Untracked> {
+    Running(Migration<Running, S, W>),
+    RunningP2p(Migration<RunningP2p, S, W>),
+    Stop(Migration<Stop, S, W>),
+    PreCopy(Migration<PreCopy, S, W>),
+    PreCopyP2p(Migration<PreCopyP2p, S, W>),
+    StopCopy(Migration<StopCopy, S, W>),
+    Resuming(Migration<Resuming, S, W>),
+    Error(Migration<MigError, S, W>),
 }
 
-impl<S: Bound> AnyMigration<S> {
+impl<S: Bound, W: Witness> AnyMigration<S, W> {
     /// The state's name.
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -333,10 +427,13 @@ impl<S: Bound> AnyMigration<S> {
     }
 }
 
+/// A refused [`Migration::track_pages`]: the migration and the tracker, both back.
+pub type NotTracked<S, K> = TransitionError<(Migration<Running, S>, DirtyTracker<K>)>;
+
 /// A failed arc: the error, and the migration in the state the kernel reports.
 ///
 /// Example: [the `migration` module docs](crate::migration).
-pub type ArcError<S> = TransitionError<AnyMigration<S>>;
+pub type ArcError<S, W = Untracked> = TransitionError<AnyMigration<S, W>>;
 
 /// The name of a raw state, for messages.
 fn state_name(state: u32) -> String {
@@ -437,6 +534,7 @@ impl<S: Bound> Device<S> {
                 dev: self,
                 caps,
                 st: Running(()),
+                w: Untracked(()),
             }),
             Ok(other) => {
                 let e = Error::new(
@@ -459,7 +557,7 @@ impl<S: Bound> Device<S> {
     }
 }
 
-impl<St: MigState, S: Bound> Migration<St, S> {
+impl<St: MigState, S: Bound, W: Witness> Migration<St, S, W> {
     /// The migration driver's capabilities.
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -505,7 +603,7 @@ impl<St: MigState, S: Bound> Migration<St, S> {
         self,
         need: Option<(&'static str, bool)>,
         make: impl FnOnce(St, Option<OwnedFd>) -> Option<To>,
-    ) -> std::result::Result<Migration<To, S>, ArcError<S>> {
+    ) -> std::result::Result<Migration<To, S, W>, ArcError<S, W>> {
         if let Some((what, false)) = need {
             let e = self.arc_error(To::STATE, None).kind_(ErrorKind::Unsupported).detail(format!(
                 "the device's migration driver has no {what} (VFIO_DEVICE_FEATURE_MIGRATION flags {:#x})",
@@ -515,12 +613,12 @@ impl<St: MigState, S: Bound> Migration<St, S> {
         }
         match set_state(self.dev.device_fd(), To::STATE) {
             Ok(fd) => {
-                let Migration { dev, caps, st } = self;
+                let Migration { dev, caps, st, w } = self;
                 match make(st, fd) {
-                    Some(st) => Ok(Migration { dev, caps, st }),
+                    Some(st) => Ok(Migration { dev, caps, st, w }),
                     // The kernel moved but gave no stream where one was due.
                     None => {
-                        let back = streamless(dev, caps, To::STATE);
+                        let back = streamless(dev, caps, w, To::STATE);
                         let e = Error::new(ErrorKind::Kernel, OP, back.name().to_string()).detail(
                             format!(
                                 "{} -> {}: the kernel returned no data fd for the new state; the crate moved the device on to {} (read back)",
@@ -540,7 +638,7 @@ impl<St: MigState, S: Bound> Migration<St, S> {
     /// The error of a refused arc to `to`, with the state read back.
     #[cold]
     #[inline(never)]
-    fn failed(self, to: u32, errno: Errno) -> ArcError<S> {
+    fn failed(self, to: u32, errno: Errno) -> ArcError<S, W> {
         let now = get_state(self.dev.device_fd()).ok();
         let mut e = self.arc_error(to, Some(errno));
         e = e.append_detail(match now {
@@ -586,14 +684,19 @@ impl<St: MigState, S: Bound> Migration<St, S> {
     }
 
     /// The migration in the state the kernel reports (`None`: unreadable).
-    fn settle(self, now: Option<u32>) -> AnyMigration<S> {
+    fn settle(self, now: Option<u32>) -> AnyMigration<S, W> {
         if now == Some(St::STATE) {
             return St::any(self);
         }
-        let Migration { dev, caps, st } = self;
+        let Migration { dev, caps, st, w } = self;
         macro_rules! m {
             ($st:expr) => {
-                Migration { dev, caps, st: $st }
+                Migration {
+                    dev,
+                    caps,
+                    st: $st,
+                    w,
+                }
             };
         }
         match now {
@@ -607,12 +710,12 @@ impl<St: MigState, S: Bound> Migration<St, S> {
                     Some(s) if n == StopCopy::STATE => StopCopy::any(m!(StopCopy(s))),
                     Some(s) if n == PreCopy::STATE => PreCopy::any(m!(PreCopy(s))),
                     Some(s) => PreCopyP2p::any(m!(PreCopyP2p(s))),
-                    None => streamless(dev, caps, n),
+                    None => streamless(dev, caps, w, n),
                 }
             }
             Some(n) if n == Resuming::STATE => match st.load_stream() {
                 Some(s) => AnyMigration::Resuming(m!(Resuming(s))),
-                None => streamless(dev, caps, n),
+                None => streamless(dev, caps, w, n),
             },
             _ => AnyMigration::Error(m!(MigError(()))),
         }
@@ -631,7 +734,12 @@ impl<St: MigState, S: Bound> Migration<St, S> {
 /// handed back as ERROR, whose only way out is the reset it needs.
 #[cold]
 #[inline(never)]
-fn streamless<S: Bound>(mut dev: Device<S>, caps: MigrationCaps, n: u32) -> AnyMigration<S> {
+fn streamless<S: Bound, W: Witness>(
+    mut dev: Device<S>,
+    caps: MigrationCaps,
+    w: W,
+    n: u32,
+) -> AnyMigration<S, W> {
     if n == Resuming::STATE {
         let _ = dev.reset();
     } else {
@@ -647,7 +755,12 @@ fn streamless<S: Bound>(mut dev: Device<S>, caps: MigrationCaps, n: u32) -> AnyM
     let now = get_state(dev.device_fd()).ok();
     macro_rules! m {
         ($st:expr) => {
-            Migration { dev, caps, st: $st }
+            Migration {
+                dev,
+                caps,
+                st: $st,
+                w,
+            }
         };
     }
     match now {
@@ -663,7 +776,7 @@ fn save(fd: Option<OwnedFd>) -> Option<SaveFd> {
     fd.map(SaveFd)
 }
 
-impl<S: Bound> Migration<Running, S> {
+impl<S: Bound, W: Witness> Migration<Running, S, W> {
     /// The device, running: MMIO, config space, IRQs.
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -671,101 +784,269 @@ impl<S: Bound> Migration<Running, S> {
         &self.dev
     }
 
-    /// Ends the migration: the device, RUNNING, as it was.
+    /// Ends the migration: the device, RUNNING, as it was. A device that
+    /// logs its DMA for it ([`Logged`]) stops logging; a tracker it holds
+    /// ([`PagesTracked`]) is dropped, which stops tracking
+    /// ([`into_tracked_device`](Migration::into_tracked_device) keeps it).
     ///
     /// Example: [the `migration` module docs](crate::migration).
     pub fn into_device(self) -> Device<S> {
+        self.w.end(&self.dev);
         self.dev
     }
 
     /// RUNNING → STOP (through RUNNING_P2P where the device has it).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
 
     /// RUNNING → RUNNING_P2P.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
+    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S, W>, ArcError<S, W>> {
         let p2p = self.caps.p2p();
         self.arc(Some(("RUNNING_P2P", p2p)), |_, _| Some(RunningP2p(())))
-    }
-
-    /// RUNNING → PRE_COPY: the device keeps running while its state streams out.
-    ///
-    /// Example: [the `migration` module docs](crate::migration).
-    pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S>, ArcError<S>> {
-        let pre = self.caps.pre_copy();
-        self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopy))
     }
 
     /// RUNNING → RESUMING in one call (the kernel goes through STOP): a
     /// load stream for the state saved on another device.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
+    pub fn resuming(self) -> std::result::Result<Migration<Resuming, S, W>, ArcError<S, W>> {
         self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadFd(fd))))
     }
 }
 
-impl<S: Bound> Migration<RunningP2p, S> {
+impl<S: Bound, W: Witness> Migration<RunningP2p, S, W> {
     /// RUNNING_P2P → RUNNING.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+    pub fn running(self) -> std::result::Result<Migration<Running, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
     /// RUNNING_P2P → STOP.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Stop(())))
-    }
-
-    /// RUNNING_P2P → PRE_COPY_P2P.
-    ///
-    /// Example: [the `migration` module docs](crate::migration).
-    pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S>, ArcError<S>> {
-        let pre = self.caps.pre_copy();
-        self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopyP2p))
     }
 }
 
-impl<S: Bound> Migration<Stop, S> {
+impl<S: Bound, W: Witness> Migration<Stop, S, W> {
     /// STOP → RUNNING (through RUNNING_P2P where the device has it).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+    pub fn running(self) -> std::result::Result<Migration<Running, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
     /// STOP → RUNNING_P2P.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
+    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S, W>, ArcError<S, W>> {
         let p2p = self.caps.p2p();
         self.arc(Some(("RUNNING_P2P", p2p)), |_, _| Some(RunningP2p(())))
-    }
-
-    /// STOP → STOP_COPY: the whole state streams out.
-    ///
-    /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
-        self.arc(None, |_, fd| save(fd).map(StopCopy))
     }
 
     /// STOP → RESUMING: a load stream.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn resuming(self) -> std::result::Result<Migration<Resuming, S>, ArcError<S>> {
+    pub fn resuming(self) -> std::result::Result<Migration<Resuming, S, W>, ArcError<S, W>> {
         self.arc(None, |_, fd| fd.map(|fd| Resuming(LoadFd(fd))))
     }
 }
 
-impl<S: Bound> Migration<PreCopy, S> {
+/// The arcs into a state that saves the device's data exist only when the
+/// migration shows that every page the device's DMA can write is tracked
+/// (rule 33: `save_without_tracking`).
+impl<S: Bound, W: Tracked> Migration<Running, S, W> {
+    /// RUNNING → PRE_COPY: the device keeps running while its state streams out.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
+    pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S, W>, ArcError<S, W>> {
+        let pre = self.caps.pre_copy();
+        self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopy))
+    }
+}
+
+impl<S: Bound, W: Tracked> Migration<RunningP2p, S, W> {
+    /// RUNNING_P2P → PRE_COPY_P2P.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
+    pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S, W>, ArcError<S, W>> {
+        let pre = self.caps.pre_copy();
+        self.arc(Some(("PRE_COPY", pre)), |_, fd| save(fd).map(PreCopyP2p))
+    }
+}
+
+impl<S: Bound, W: Tracked> Migration<Stop, S, W> {
+    /// STOP → STOP_COPY: the whole state streams out.
+    ///
+    /// Example: [the `migration` module docs](crate::migration).
+    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S, W>, ArcError<S, W>> {
+        self.arc(None, |_, fd| save(fd).map(StopCopy))
+    }
+}
+
+impl<S: Bound> Migration<Running, S> {
+    /// Lets the device log its own DMA writes over `ranges`
+    /// (`VFIO_DEVICE_FEATURE_DMA_LOGGING_START`, at `page_size` or what the
+    /// device picks): a witness that every page its DMA can write is
+    /// tracked, when the ranges cover every mapping of the IOAS it is
+    /// attached to. While it logs, a map into that IOAS outside the ranges
+    /// is refused ([`ErrorKind::OutOfRange`]): the kernel cannot add ranges
+    /// to a running log. The log is read with
+    /// [`dma_report`](Migration::dma_report); it stops with
+    /// [`into_device`](Migration::into_device), or when the device closes.
+    ///
+    /// # Errors
+    /// The migration is handed back: [`ErrorKind::InvalidInput`] naming a
+    /// mapping of the IOAS the ranges leave out (checked first, no ioctl);
+    /// as [`Device::start_dma_logging`].
+    #[doc(alias = "VFIO_DEVICE_FEATURE_DMA_LOGGING_START")]
+    pub fn log_dma(
+        self,
+        page_size: u64,
+        ranges: &[IovaRange],
+    ) -> std::result::Result<Migration<Running, S, Logged>, TransitionError<Self>> {
+        let scope = match self.dev.inner.attached.as_ref() {
+            Some((ioas, _)) => match ioas.log_scope(ranges) {
+                Ok(scope) => Some(scope),
+                Err((iova, len)) => {
+                    let e = Error::new(
+                        ErrorKind::InvalidInput,
+                        "VFIO_DEVICE_FEATURE(DMA_LOGGING_START)",
+                        self.name().to_string(),
+                    )
+                    .detail(format!(
+                        "the ranges leave out {}, mapped in the IOAS the device is attached to: pages its DMA wrote there would be lost to the migration",
+                        ioas.range_object(iova, len)
+                    ))
+                    .hint("log ranges that cover every mapping of the IOAS");
+                    return Err(TransitionError::new(self, e));
+                }
+            },
+            // Blocked: its DMA reaches nothing.
+            None => None,
+        };
+        match start_logging(&self.dev, page_size, ranges) {
+            Ok(page_size) => {
+                let Migration { dev, caps, st, .. } = self;
+                Ok(Migration {
+                    dev,
+                    caps,
+                    st,
+                    w: Logged {
+                        page_size,
+                        _scope: scope,
+                    },
+                })
+            }
+            Err(e) => Err(TransitionError::new(self, e)),
+        }
+    }
+
+    /// Takes `tracker` as the witness that every page the device's DMA can
+    /// write is tracked: the device must be attached to the HWPT it
+    /// tracks, or to a nested HWPT whose parent it is (checked from what
+    /// the device holds: no ioctl). The migration holds the tracker, so
+    /// tracking cannot stop under it; read through
+    /// [`tracker`](Migration::tracker), and take it back with
+    /// [`into_tracked_device`](Migration::into_tracked_device).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the device is on another page
+    /// table (an IOAS's own, another HWPT, or blocked); both are handed
+    /// back.
+    pub fn track_pages<K: Tracks>(
+        self,
+        tracker: DirtyTracker<K>,
+    ) -> std::result::Result<Migration<Running, S, PagesTracked<K>>, NotTracked<S, K>> {
+        let tracked = tracker.hwpt().id();
+        let on = self.dev.inner.hwpt.as_ref();
+        let covered = on.is_some_and(|h| h.id() == tracked || h.parent_id() == Some(tracked));
+        if !covered {
+            let where_ = match on {
+                Some(h) => format!("HWPT {}", h.id()),
+                None if self.dev.inner.attached.is_some() => {
+                    "its IOAS's own page table, which tracks nothing".to_string()
+                }
+                None => "no page table (blocked)".to_string(),
+            };
+            let e = Error::new(ErrorKind::InvalidInput, "migration", self.name().to_string())
+                .detail(format!(
+                    "the tracker tracks HWPT {tracked}, but the device is on {where_}: its DMA writes would not be tracked"
+                ))
+                .hint("attach the device to the tracked HWPT (or a nested HWPT on it) before the migration, or let the device log its DMA (Migration::log_dma)");
+            return Err(TransitionError::new((self, tracker), e));
+        }
+        let Migration { dev, caps, st, .. } = self;
+        Ok(Migration {
+            dev,
+            caps,
+            st,
+            w: PagesTracked { tracker },
+        })
+    }
+
+    /// States, by name, that the device does no DMA to guest memory (a
+    /// device whose DMA is blocked, or one that writes none), so its state
+    /// may be saved with nothing tracked. The caller's statement, never a
+    /// default: a device that does write memory would lose those pages.
+    pub fn declare_no_dma(self) -> Migration<Running, S, NoDma> {
+        let Migration { dev, caps, st, .. } = self;
+        Migration {
+            dev,
+            caps,
+            st,
+            w: NoDma(()),
+        }
+    }
+}
+
+impl<St: MigState, S: Bound> Migration<St, S, Logged> {
+    /// Reads and clears the device's DMA log of `[iova, iova + len)` into
+    /// `bitmap` (`VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT`), one bit per
+    /// `page_size` bytes; the kernel only sets bits.
+    ///
+    /// # Errors
+    /// As [`DmaLogging::report`].
+    #[doc(alias = "VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT")]
+    pub fn dma_report(
+        &self,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        bitmap: &mut [u64],
+    ) -> Result<()> {
+        report_logging(&self.dev, iova, len, page_size, bitmap)
+    }
+
+    /// The logging granularity the device chose.
+    pub fn log_page_size(&self) -> u64 {
+        self.w.page_size
+    }
+}
+
+impl<St: MigState, S: Bound, K: Tracks> Migration<St, S, PagesTracked<K>> {
+    /// The dirty tracker the migration holds: read the device's dirty
+    /// pages through it.
+    pub fn tracker(&self) -> &DirtyTracker<K> {
+        &self.w.tracker
+    }
+}
+
+impl<S: Bound, K: Tracks> Migration<Running, S, PagesTracked<K>> {
+    /// Ends the migration: the device, RUNNING, and the tracker, still on.
+    pub fn into_tracked_device(self) -> (Device<S>, DirtyTracker<K>) {
+        (self.dev, self.w.tracker)
+    }
+}
+
+impl<S: Bound, W: Witness> Migration<PreCopy, S, W> {
     /// The device, still running.
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -791,14 +1072,14 @@ impl<S: Bound> Migration<PreCopy, S> {
     /// PRE_COPY → RUNNING: the stream ends, the device keeps running.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+    pub fn running(self) -> std::result::Result<Migration<Running, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
     /// PRE_COPY → PRE_COPY_P2P (the stream goes on).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S>, ArcError<S>> {
+    pub fn pre_copy_p2p(self) -> std::result::Result<Migration<PreCopyP2p, S, W>, ArcError<S, W>> {
         let p2p = self.caps.p2p();
         self.arc(Some(("PRE_COPY_P2P", p2p)), |st, _| Some(PreCopyP2p(st.0)))
     }
@@ -807,12 +1088,12 @@ impl<S: Bound> Migration<PreCopy, S> {
     /// with the rest of its state (the kernel returns no new fd).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
+    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S, W>, ArcError<S, W>> {
         self.arc(None, |st, fd| Some(StopCopy(save(fd).unwrap_or(st.0))))
     }
 }
 
-impl<S: Bound> Migration<PreCopyP2p, S> {
+impl<S: Bound, W: Witness> Migration<PreCopyP2p, S, W> {
     /// The save stream.
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -828,26 +1109,26 @@ impl<S: Bound> Migration<PreCopyP2p, S> {
     /// PRE_COPY_P2P → PRE_COPY (the stream goes on).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S>, ArcError<S>> {
+    pub fn pre_copy(self) -> std::result::Result<Migration<PreCopy, S, W>, ArcError<S, W>> {
         self.arc(None, |st, _| Some(PreCopy(st.0)))
     }
 
     /// PRE_COPY_P2P → RUNNING_P2P: the stream ends.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S>, ArcError<S>> {
+    pub fn running_p2p(self) -> std::result::Result<Migration<RunningP2p, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(RunningP2p(())))
     }
 
     /// PRE_COPY_P2P → STOP_COPY (the same stream goes on).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S>, ArcError<S>> {
+    pub fn stop_copy(self) -> std::result::Result<Migration<StopCopy, S, W>, ArcError<S, W>> {
         self.arc(None, |st, fd| Some(StopCopy(save(fd).unwrap_or(st.0))))
     }
 }
 
-impl<S: Bound> Migration<StopCopy, S> {
+impl<S: Bound, W: Witness> Migration<StopCopy, S, W> {
     /// The save stream: the rest of the state, to its end (`read` returns 0).
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -858,12 +1139,12 @@ impl<S: Bound> Migration<StopCopy, S> {
     /// STOP_COPY → STOP: the stream ends.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
 }
 
-impl<S: Bound> Migration<Resuming, S> {
+impl<S: Bound, W: Witness> Migration<Resuming, S, W> {
     /// The load stream.
     ///
     /// Example: [the `migration` module docs](crate::migration).
@@ -879,14 +1160,14 @@ impl<S: Bound> Migration<Resuming, S> {
     /// the kernel reports (RESUMING, or ERROR).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn stop(self) -> std::result::Result<Migration<Stop, S>, ArcError<S>> {
+    pub fn stop(self) -> std::result::Result<Migration<Stop, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Stop(())))
     }
 
     /// RESUMING → RUNNING in one call (through STOP).
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn running(self) -> std::result::Result<Migration<Running, S>, ArcError<S>> {
+    pub fn running(self) -> std::result::Result<Migration<Running, S, W>, ArcError<S, W>> {
         self.arc(None, |_, _| Some(Running(())))
     }
 
@@ -898,29 +1179,30 @@ impl<S: Bound> Migration<Resuming, S> {
     /// The reset's error; the migration comes back in RESUMING.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn abort(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+    pub fn abort(self) -> std::result::Result<Migration<Running, S, W>, TransitionError<Self>> {
         self.reset_to_running()
     }
 }
 
-impl<St: MigState, S: Bound> Migration<St, S> {
+impl<St: MigState, S: Bound, W: Witness> Migration<St, S, W> {
     /// `VFIO_DEVICE_RESET`: the kernel puts a migrating device back in RUNNING.
     fn reset_to_running(
         mut self,
-    ) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+    ) -> std::result::Result<Migration<Running, S, W>, TransitionError<Self>> {
         if let Err(e) = self.dev.reset() {
             return Err(TransitionError::new(self, e));
         }
-        let Migration { dev, caps, .. } = self;
+        let Migration { dev, caps, w, .. } = self;
         Ok(Migration {
             dev,
             caps,
             st: Running(()),
+            w,
         })
     }
 }
 
-impl<S: Bound> Migration<MigError, S> {
+impl<S: Bound, W: Witness> Migration<MigError, S, W> {
     /// Resets the device (`VFIO_DEVICE_RESET`), which brings it back to
     /// RUNNING: the only way out of ERROR.
     ///
@@ -928,7 +1210,7 @@ impl<S: Bound> Migration<MigError, S> {
     /// The reset's error; the migration comes back in ERROR.
     ///
     /// Example: [the `migration` module docs](crate::migration).
-    pub fn reset(self) -> std::result::Result<Migration<Running, S>, TransitionError<Self>> {
+    pub fn reset(self) -> std::result::Result<Migration<Running, S, W>, TransitionError<Self>> {
         self.reset_to_running()
     }
 }
@@ -963,7 +1245,9 @@ pub struct DmaLogging<'d, S: Bound> {
 impl<S: Bound> Device<S> {
     /// Starts the device logging its DMA writes into `ranges`
     /// (`VFIO_DEVICE_FEATURE_DMA_LOGGING_START`), at `page_size`
-    /// granularity or what the device picks instead.
+    /// granularity or what the device picks instead. For a migration, use
+    /// [`Migration::log_dma`], which makes the log the witness its save
+    /// arcs need.
     ///
     /// # Errors
     /// [`ErrorKind::Unsupported`] when the device cannot log its own DMA
@@ -977,48 +1261,106 @@ impl<S: Bound> Device<S> {
         page_size: u64,
         ranges: &[IovaRange],
     ) -> Result<DmaLogging<'_, S>> {
-        const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_START)";
-        let raw: Vec<vfio::vfio_device_feature_dma_logging_range> = ranges
-            .iter()
-            .map(|r| vfio::vfio_device_feature_dma_logging_range {
-                iova: r.start,
-                length: r.last.wrapping_sub(r.start).wrapping_add(1),
+        let page_size = start_logging(self, page_size, ranges)?;
+        Ok(DmaLogging {
+            dev: self,
+            page_size,
+        })
+    }
+}
+
+/// `VFIO_DEVICE_FEATURE_DMA_LOGGING_START` over `ranges`; the page size
+/// the device chose.
+fn start_logging<S: Bound>(dev: &Device<S>, page_size: u64, ranges: &[IovaRange]) -> Result<u64> {
+    const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_START)";
+    let raw: Vec<vfio::vfio_device_feature_dma_logging_range> = ranges
+        .iter()
+        .map(|r| vfio::vfio_device_feature_dma_logging_range {
+            iova: r.start,
+            length: r.last.wrapping_sub(r.start).wrapping_add(1),
+        })
+        .collect();
+    let Ok(n) = u32::try_from(raw.len()) else {
+        return Err(
+            Error::new(ErrorKind::InvalidInput, OP, dev.name().to_string())
+                .detail("too many ranges"),
+        );
+    };
+    // struct vfio_device_feature_dma_logging_control: page_size, num_ranges, reserved, ranges ptr.
+    let mut w = [page_size, u64::from(n), raw.as_ptr() as u64];
+    // SAFETY: `ranges` points at `n` valid range structs that live
+    // across the call; the kernel only reads them.
+    let r = unsafe {
+        sys::vfio::device_feature_ptr(
+            dev.device_fd(),
+            vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+            &mut w,
+        )
+    };
+    match r {
+        Ok(_) => Ok(w[0]),
+        Err(e) => {
+            let err = Error::sys(OP, dev.name().to_string(), e);
+            Err(match e {
+                Errno::ENOTTY | Errno::EOPNOTSUPP => err.kind_(ErrorKind::Unsupported).detail(
+                    "the device cannot log its own DMA; track dirty pages with the IOMMU (dirty tracking on a hardware page table) instead",
+                ),
+                Errno::EBUSY => err.detail("DMA logging is already on for this device"),
+                _ => err,
             })
-            .collect();
-        let Ok(n) = u32::try_from(raw.len()) else {
-            return Err(
-                Error::new(ErrorKind::InvalidInput, OP, self.name().to_string())
-                    .detail("too many ranges"),
-            );
-        };
-        // struct vfio_device_feature_dma_logging_control: page_size, num_ranges, reserved, ranges ptr.
-        let mut w = [page_size, u64::from(n), raw.as_ptr() as u64];
-        // SAFETY: `ranges` points at `n` valid range structs that live
-        // across the call; the kernel only reads them.
-        let r = unsafe {
-            sys::vfio::device_feature_ptr(
-                self.device_fd(),
-                vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
-                &mut w,
-            )
-        };
-        match r {
-            Ok(_) => Ok(DmaLogging {
-                dev: self,
-                page_size: w[0],
-            }),
-            Err(e) => {
-                let err = Error::sys(OP, self.name().to_string(), e);
-                Err(match e {
-                    Errno::ENOTTY | Errno::EOPNOTSUPP => err.kind_(ErrorKind::Unsupported).detail(
-                        "the device cannot log its own DMA; track dirty pages with the IOMMU (dirty tracking on a hardware page table) instead",
-                    ),
-                    Errno::EBUSY => err.detail("DMA logging is already on for this device"),
-                    _ => err,
-                })
-            }
         }
     }
+}
+
+/// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` of `[iova, iova + len)` into `bitmap`.
+fn report_logging<S: Bound>(
+    dev: &Device<S>,
+    iova: u64,
+    len: u64,
+    page_size: u64,
+    bitmap: &mut [u64],
+) -> Result<()> {
+    const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_REPORT)";
+    let pages = len.div_ceil(page_size.max(1));
+    if page_size == 0 || pages.div_ceil(64) > bitmap.len() as u64 {
+        return Err(
+            Error::new(ErrorKind::InvalidInput, OP, dev.name().to_string()).detail(format!(
+                "{len:#x} bytes at a page size of {page_size:#x} need {} bitmap words; {} given",
+                pages.div_ceil(64),
+                bitmap.len()
+            )),
+        );
+    }
+    let mut w = [iova, len, page_size, bitmap.as_mut_ptr() as u64];
+    // SAFETY: `bitmap` is exclusively borrowed for the call and holds at
+    // least one bit per page of the range (checked above); the kernel
+    // writes only inside it.
+    unsafe {
+        sys::vfio::device_feature_ptr(
+            dev.device_fd(),
+            vfio::VFIO_DEVICE_FEATURE_GET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+            &mut w,
+        )
+    }
+    .map(drop)
+    .map_err(|e| Error::sys(OP, dev.name().to_string(), e))
+}
+
+/// `VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`.
+fn stop_logging<S: Bound>(dev: &Device<S>) -> Result<()> {
+    sys::device_feature(
+        dev.device_fd(),
+        vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+        &mut [],
+    )
+    .map(drop)
+    .map_err(|e| {
+        Error::sys(
+            "VFIO_DEVICE_FEATURE(DMA_LOGGING_STOP)",
+            dev.name().to_string(),
+            e,
+        )
+    })
 }
 
 impl<S: Bound> DmaLogging<'_, S> {
@@ -1038,29 +1380,7 @@ impl<S: Bound> DmaLogging<'_, S> {
     ///
     /// Example: [the `migration` module docs](crate::migration).
     pub fn report(&self, iova: u64, len: u64, page_size: u64, bitmap: &mut [u64]) -> Result<()> {
-        const OP: &str = "VFIO_DEVICE_FEATURE(DMA_LOGGING_REPORT)";
-        let pages = len.div_ceil(page_size.max(1));
-        if page_size == 0 || pages.div_ceil(64) > bitmap.len() as u64 {
-            return Err(Error::new(ErrorKind::InvalidInput, OP, self.dev.name().to_string())
-                .detail(format!(
-                    "{len:#x} bytes at a page size of {page_size:#x} need {} bitmap words; {} given",
-                    pages.div_ceil(64),
-                    bitmap.len()
-                )));
-        }
-        let mut w = [iova, len, page_size, bitmap.as_mut_ptr() as u64];
-        // SAFETY: `bitmap` is exclusively borrowed for the call and holds at
-        // least one bit per page of the range (checked above); the kernel
-        // writes only inside it.
-        unsafe {
-            sys::vfio::device_feature_ptr(
-                self.dev.device_fd(),
-                vfio::VFIO_DEVICE_FEATURE_GET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
-                &mut w,
-            )
-        }
-        .map(drop)
-        .map_err(|e| Error::sys(OP, self.dev.name().to_string(), e))
+        report_logging(self.dev, iova, len, page_size, bitmap)
     }
 
     /// Stops logging (`VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`).
@@ -1073,19 +1393,7 @@ impl<S: Bound> DmaLogging<'_, S> {
     }
 
     fn stop_now(&self) -> Result<()> {
-        sys::device_feature(
-            self.dev.device_fd(),
-            vfio::VFIO_DEVICE_FEATURE_SET | vfio::VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
-            &mut [],
-        )
-        .map(drop)
-        .map_err(|e| {
-            Error::sys(
-                "VFIO_DEVICE_FEATURE(DMA_LOGGING_STOP)",
-                self.dev.name().to_string(),
-                e,
-            )
-        })
+        stop_logging(self.dev)
     }
 }
 

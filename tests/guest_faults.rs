@@ -1005,10 +1005,12 @@ fn msix_routing_under_injection() {
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn migration_arcs_under_injection() {
+    use iommufd::migration::NoDma;
     use iommufd::{AnyMigration, Migration};
-    type M = Migration<iommufd::migration::Running, Attached<Ioas>>;
+    type M = Migration<iommufd::migration::Running, Attached<Ioas>, NoDma>;
+    type Any = AnyMigration<Attached<Ioas>, NoDma>;
     /// Back to RUNNING, outside injection.
-    fn running(any: AnyMigration<Attached<Ioas>>) -> M {
+    fn running(any: Any) -> M {
         let e = "back to RUNNING";
         match any {
             AnyMigration::Running(m) => m,
@@ -1051,9 +1053,9 @@ fn migration_arcs_under_injection() {
         .expect("the device's fd");
     // SAFETY: fd `n` is the device's, open until `m` is dropped at the end.
     let raw = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
-    let mut m = Some(dev.into_migration().unwrap());
-    type Arc =
-        fn(M) -> Result<AnyMigration<Attached<Ioas>>, iommufd::migration::ArcError<Attached<Ioas>>>;
+    // mtty writes no guest memory: said so, by name (rule 33).
+    let mut m = Some(dev.into_migration().unwrap().declare_no_dma());
+    type Arc = fn(M) -> Result<Any, iommufd::migration::ArcError<Attached<Ioas>, NoDma>>;
     let arcs: [(&str, Arc); 3] = [
         ("RUNNING -> RESUMING", |m| {
             m.resuming().map(AnyMigration::Resuming)

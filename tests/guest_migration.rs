@@ -135,9 +135,49 @@ fn mtty_migrates_to_a_second_instance_through_typed_streams() {
     );
     assert!(caps.stop_copy() && caps.p2p() && caps.pre_copy());
 
-    // Saving: PRE_COPY while the device runs, then STOP_COPY, one stream.
+    // No save without tracking (rule 33): the device logs its DMA over
+    // ranges that must cover every mapping of its IOAS.
     let running = src.into_migration().unwrap();
     let size = running.data_size().unwrap();
+    let buf = || iommufd::DmaBuffer::new(4096).unwrap();
+    let rw = iommufd::Access::READ_WRITE;
+    let _below = ioas
+        .map(buf(), iommufd::Iova::Fixed(0x2000_0000), rw)
+        .unwrap();
+    let narrow = iommufd::IovaRange {
+        start: 0,
+        last: 0xfff_ffff,
+    };
+    let e = running.log_dma(4096, &[narrow]).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    assert!(
+        e.error().to_string().contains("0x20000000"),
+        "{}",
+        e.error()
+    );
+    let wide = iommufd::IovaRange {
+        start: 0,
+        last: 0x3fff_ffff,
+    };
+    let running = e.into_inner().log_dma(4096, &[wide]).unwrap();
+    // While it logs, a map outside the logged ranges is refused (the
+    // kernel cannot add ranges to a running log); inside is fine.
+    let e = ioas
+        .map(buf(), iommufd::Iova::Fixed(0x4000_0000), rw)
+        .unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::OutOfRange, "{}", e.error());
+    assert!(
+        e.error().to_string().contains("logs its DMA"),
+        "{}",
+        e.error()
+    );
+    let _inside = ioas
+        .map(buf(), iommufd::Iova::Fixed(0x1000_0000), rw)
+        .unwrap();
+    let mut bits = vec![0u64; 0x4000_0000 / 4096 / 64];
+    running.dma_report(0, 0x4000_0000, 4096, &mut bits).unwrap();
+    assert!(bits.iter().all(|&w| w == 0), "mtty does no DMA");
+    // Saving: PRE_COPY while the device runs, then STOP_COPY, one stream.
     let mut saving = running.pre_copy().unwrap();
     let info = saving.precopy_info().unwrap();
     assert!(info.initial_bytes > 0, "{info:?}");
@@ -164,9 +204,13 @@ fn mtty_migrates_to_a_second_instance_through_typed_streams() {
     let dst = loading.running().unwrap().into_device();
     assert_eq!(receive(&dst), MSG, "the serial state crossed over");
 
-    // The source runs again, with its own FIFO still holding the bytes.
+    // The source runs again, with its own FIFO still holding the bytes;
+    // its log stopped with the migration, and the IOAS maps anywhere again.
     let src = stopped.running().unwrap().into_device();
     assert_eq!(receive(&src), MSG);
+    assert!(ioas
+        .map(buf(), iommufd::Iova::Fixed(0x4000_0000), rw)
+        .is_ok());
 }
 
 #[test]
@@ -237,4 +281,54 @@ fn resuming_with_no_or_garbage_data_comes_back_in_the_reported_state() {
     };
     send(&dev, b"ok");
     assert_eq!(receive(&dev), b"ok");
+}
+
+/// A dirty tracker is a witness only for the page table the device is on:
+/// an mtty (attached to its IOAS, through an iommufd access) offered the
+/// tracker of a mock device's HWPT is refused, and both come back usable.
+#[cfg(feature = "iommufd-test-driver")]
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_tracker_of_another_page_table_is_no_witness() {
+    use iommufd::hwpt::{DirtyTracking, Hwpt};
+    use iommufd::mock::MockDevice;
+    if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") {
+        return; // 6.12's test driver makes no mock device next to VT-d
+    }
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mock = MockDevice::new(&ioas).unwrap();
+    let hwpt = Hwpt::<DirtyTracking>::alloc(&mock, &ioas).unwrap();
+    let tracker = hwpt.start_dirty_tracking().unwrap();
+    let m = mtty().create().unwrap().remove_on_drop();
+    let dev = m.open().unwrap().bind(&fd).unwrap().attach(&ioas).unwrap();
+    let e = dev
+        .into_migration()
+        .unwrap()
+        .track_pages(tracker)
+        .unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    assert!(
+        e.error().to_string().contains("own page table"),
+        "{}",
+        e.error()
+    );
+    let (running, tracker) = e.into_inner();
+    // Both usable: the tracker reads, the migration gets a witness by name.
+    let _ram = ioas
+        .map(
+            iommufd::DmaBuffer::new(4096).unwrap(),
+            iommufd::Iova::Fixed(1 << 24),
+            iommufd::Access::READ_WRITE,
+        )
+        .unwrap();
+    assert_eq!(
+        tracker
+            .read_dirty(1 << 24, 4096, 4096, false)
+            .unwrap()
+            .count(),
+        0
+    );
+    let saving = running.declare_no_dma().pre_copy().unwrap();
+    drop(saving.running().unwrap().into_device());
 }

@@ -7,6 +7,6 @@ fn main() {}
 fn case() -> Result<(), Box<dyn std::error::Error>> {
     let fd = Iommufd::open()?;
     let dev = Device::open("0000:00:02.0")?.bind(&fd)?;
-    let saving = dev.into_migration()?.stop_copy()?;
+    let saving = dev.into_migration()?.declare_no_dma().stop_copy()?;
     Ok(())
 }

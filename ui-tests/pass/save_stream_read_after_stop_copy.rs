@@ -7,7 +7,7 @@ fn main() {}
 fn case() -> Result<(), Box<dyn std::error::Error>> {
     let fd = Iommufd::open()?;
     let dev = Device::open("0000:00:02.0")?.bind(&fd)?;
-    let mut saving = dev.into_migration()?.stop()?.stop_copy()?;
+    let mut saving = dev.into_migration()?.declare_no_dma().stop()?.stop_copy()?;
     let mut stream = saving.stream();
     let mut buf = [0u8; 8];
     let n = stream.read(&mut buf)?;
