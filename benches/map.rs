@@ -312,7 +312,8 @@ fn migration_row(fd: &Iommufd) {
     let raw_dev = support::open_rw(ma.cdev());
     raw::bind(&raw_dev, fd.iommufd_fd().unwrap()).unwrap();
     let dev = Device::open_cdev(mb.cdev()).unwrap().bind(fd).unwrap();
-    let mut m = Some(dev.into_migration().unwrap());
+    // Bound, not attached: its DMA is blocked, and said so by name.
+    let mut m = Some(dev.into_migration().unwrap().declare_no_dma());
     let mut buf = vec![0u8; 4096];
     let mut r = || {
         let data = raw::set_mig_state(&raw_dev, PRE_COPY).unwrap();
