@@ -182,10 +182,21 @@ fn run(rounds: u64) -> Res<()> {
     copied += copy_round(&ram, &mut bitmap, &mut dst_ram)?;
 
     for round in 1..=rounds {
+        let mut dirty = vec![0u64; (WINDOW / PAGE).div_ceil(64) as usize];
         if round == 2 {
             // Memory hot-plug: more RAM mapped, inside the mtty's log
             // window (a map outside it would be refused while it logs).
+            // The guest fills it, by DMA: the stage-2, tracking since
+            // before this mapping existed, must report every page.
             ram.plug(&ioas, HOT, HOT_PAGES)?;
+            for i in 0..HOT_PAGES {
+                let gpa = HOT + i * PAGE;
+                let m = ram.pages.get_mut(&gpa).expect("plugged");
+                m.write_bytes(0, &pattern(gpa, round))?;
+                written.insert(gpa, round);
+                let bit = (gpa - RAM) / PAGE;
+                dirty[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
         }
         if round == 3 {
             // The guest changes its stage-1: a new nested HWPT, the old
@@ -202,7 +213,6 @@ fn run(rounds: u64) -> Res<()> {
         // The device writes some pages (the last page of each region in
         // every round, so a read that stops short of the end is caught).
         let pages: Vec<u64> = ram.pages.keys().copied().collect();
-        let mut dirty = vec![0u64; (WINDOW / PAGE).div_ceil(64) as usize];
         let mut chosen: Vec<u64> = (0..8)
             .map(|_| {
                 seed ^= seed << 13;
@@ -222,8 +232,10 @@ fn run(rounds: u64) -> Res<()> {
             let i = (gpa - RAM) / PAGE;
             dirty[(i / 64) as usize] |= 1 << (i % 64);
         }
-        dev.mark_dirty(&s2, RAM, WINDOW, PAGE, &dirty)?;
-        copied += copy_round(&ram, &mut bitmap, &mut dst_ram)?;
+        let marked = dev.mark_dirty(&s2, RAM, WINDOW, PAGE, &dirty)?;
+        let n = copy_round(&ram, &mut bitmap, &mut dst_ram)?;
+        println!("round {round}: the device wrote {marked} pages, {n} read dirty and copied");
+        copied += n;
         // The mtty's state streams out while it runs.
         let ready = saving.precopy_info()?.initial_bytes;
         saving.stream().take(ready).read_to_end(&mut tty_state)?;

@@ -696,6 +696,13 @@ impl Received {
             .into_iter()
             .map(|(held, space)| Ioas::with(held, space))
             .collect();
+        // What the old process mapped is mapped here too: dirty reads must
+        // cover it.
+        for m in &mappings {
+            if let Some(i) = ioases.iter().find(|i| i.id() == m.ioas) {
+                i.inherit(m.iova, m.len);
+            }
+        }
         let mut adopted = Vec::new();
         let mut refused = Vec::new();
         for (dev, dev_id, ioas, _) in devices {

@@ -54,6 +54,10 @@ pub(crate) struct IoasInner {
     logs: Mutex<Vec<(u64, Vec<IovaRange>)>>,
     /// Whether `logs` is non-empty, so maps skip its lock when it is not.
     log_set: AtomicBool,
+    /// Ranges mapped in the kernel that no `Mapping` of this process holds
+    /// (inherited from a handover), `iova -> len`: for the dirty reads,
+    /// which must know every mapped run ([`Ioas::mapped_runs`]).
+    inherited: Mutex<Table>,
 }
 
 /// The ranges a device logs its DMA over, held on its IOAS while the log
@@ -101,6 +105,56 @@ impl Ioas {
             ioas: self.clone(),
             id,
         })
+    }
+
+    /// Records a range another process mapped (a handover's
+    /// [`Inherited`](crate::handover::Inherited)), so dirty reads cover it.
+    pub(crate) fn inherit(&self, iova: u64, len: u64) {
+        crate::lock(&self.inner.inherited).insert(iova, len);
+    }
+
+    /// Whether `[lo, hi)` is one run of mapped IOVA space: the mappings
+    /// this process made or inherited cover it with no hole. What a dirty
+    /// read needs to be answered by one `IOMMU_HWPT_GET_DIRTY_BITMAP`: the
+    /// kernel walks contiguous areas from the start of the range and stops
+    /// silently at the first hole (measured on 7.3).
+    #[inline]
+    pub(crate) fn one_run(&self, lo: u64, hi: u64) -> bool {
+        let mut at = lo;
+        crate::lock(&self.inner.mapped).overlapping(lo, hi, |s, l| {
+            if s <= at {
+                at = at.max(s.saturating_add(l));
+            }
+        });
+        at >= hi || {
+            let inherited = crate::lock(&self.inner.inherited);
+            let mut runs = Vec::new();
+            self.runs_locked(lo, hi, &inherited, &mut runs);
+            runs.len() == 1 && runs[0] == (lo, hi - lo)
+        }
+    }
+
+    /// The runs of mapped IOVA space in `[lo, hi)`, clipped to it, merged,
+    /// by IOVA: from the mappings this process made and those it inherited.
+    pub(crate) fn mapped_runs(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        let inherited = crate::lock(&self.inner.inherited);
+        let mut runs = Vec::new();
+        self.runs_locked(lo, hi, &inherited, &mut runs);
+        runs
+    }
+
+    fn runs_locked(&self, lo: u64, hi: u64, inherited: &Table, runs: &mut Vec<(u64, u64)>) {
+        let mut all = Vec::new();
+        crate::lock(&self.inner.mapped).overlapping(lo, hi, |s, l| all.push((s, l)));
+        inherited.overlapping(lo, hi, |s, l| all.push((s, l)));
+        all.sort_unstable();
+        for (s, l) in all {
+            let (s, e) = (s.max(lo), s.saturating_add(l).min(hi));
+            match runs.last_mut() {
+                Some((rs, rl)) if *rs + *rl >= s => *rl = (*rl).max(e - *rs),
+                _ => runs.push((s, e - s)),
+            }
+        }
     }
 
     /// Whether `[at, at + len)` lies inside the ranges of every running log.
@@ -210,6 +264,7 @@ impl Ioas {
                 allow_set: AtomicBool::new(false),
                 logs: Mutex::new(Vec::new()),
                 log_set: AtomicBool::new(false),
+                inherited: Mutex::new(Table::new()),
             }),
         }
     }
@@ -601,7 +656,8 @@ impl Ioas {
             let cut = s < iova || s.saturating_add(l) > iova.saturating_add(len);
             return Err(self.live_mapping_in_the_way(iova, len, s, l, cut));
         }
-        self.inner
+        let gone = self
+            .inner
             .space
             .unmap(
                 self.inner.obj.iommufd().ctx(),
@@ -609,7 +665,15 @@ impl Ioas {
                 iova,
                 len,
             )
-            .map_err(|e| self.unmap_error(iova, len, e, false))
+            .map_err(|e| self.unmap_error(iova, len, e, false))?;
+        // Inherited ranges inside it are gone too.
+        let mut inherited = crate::lock(&self.inner.inherited);
+        let mut inside = Vec::new();
+        inherited.overlapping(iova, iova.saturating_add(len), |s, _| inside.push(s));
+        for s in inside {
+            inherited.remove(s);
+        }
+        Ok(gone)
     }
 
     #[cold]

@@ -86,6 +86,36 @@ impl Table {
         }
     }
 
+    /// Calls `f(iova, len)` for each entry that overlaps `[lo, hi)`, by
+    /// IOVA; no allocation.
+    #[inline]
+    pub(crate) fn overlapping(&self, lo: u64, hi: u64, mut f: impl FnMut(u64, u64)) {
+        match self {
+            Table::Small(v) => {
+                let mut i = v.partition_point(|e| e.0 < lo);
+                if i > 0 && v[i - 1].0.saturating_add(v[i - 1].1) > lo {
+                    i -= 1;
+                }
+                for &(s, l) in &v[i..] {
+                    if s >= hi {
+                        break;
+                    }
+                    f(s, l);
+                }
+            }
+            Table::Large(t) => {
+                if let Some((&s, &l)) = t.range(..lo).next_back() {
+                    if s.saturating_add(l) > lo {
+                        f(s, l);
+                    }
+                }
+                for (&s, &l) in t.range(lo..hi) {
+                    f(s, l);
+                }
+            }
+        }
+    }
+
     /// Every entry, by IOVA.
     pub(crate) fn entries(&self) -> Vec<(u64, u64)> {
         match self {

@@ -4,6 +4,8 @@
 //! after tracking started tracked too.
 #![cfg(feature = "iommufd-test-driver")]
 
+mod support;
+
 use iommufd::hwpt::{DirtyTracking, Hwpt};
 use iommufd::mock::MockDevice;
 use iommufd::{Access, DmaBuffer, ErrorKind, Iommufd, Iova};
@@ -747,4 +749,77 @@ fn fault_queues_on_every_kind_the_kernel_takes() {
         7,
         "7.3 takes a fault queue on each: {accepted:?}"
     );
+}
+
+/// A dirty read over guest RAM with a hole in it. The kernel walks the
+/// areas from the start of the range and stops, without an error, at the
+/// first hole (the raw ioctl shows it: the second run's page is not
+/// reported). The crate reads each run of mappings on its own, so the
+/// pages after a hole are never lost to a migration.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_dirty_read_across_a_hole_reports_every_run() {
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let hwpt = Hwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
+    dev.replace(&hwpt).unwrap();
+    // Two runs of RAM, a 1 MiB hole between them.
+    let second = BASE + (1 << 20);
+    let (_a, _b) = (
+        map_page_by_page(&ioas, BASE),
+        map_page_by_page(&ioas, second),
+    );
+    let span = second + LEN - BASE;
+    let tracking = hwpt.start_dirty_tracking().unwrap();
+    // Page 1 of the first run, page 2 of the second.
+    let mark = |pages: &[u64]| {
+        let mut bits = vec![0u64; (span / PAGE).div_ceil(64) as usize];
+        for p in pages {
+            let i = (p - BASE) / PAGE;
+            bits[(i / 64) as usize] |= 1 << (i % 64);
+        }
+        assert_eq!(
+            dev.mark_dirty(&hwpt, BASE, span, PAGE, &bits).unwrap(),
+            pages.len() as u64
+        );
+    };
+    let (p1, p2) = (BASE + PAGE, second + 2 * PAGE);
+    mark(&[p1, p2]);
+    // The kernel, raw: the page after the hole is not reported.
+    let mut raw_bits = vec![0u64; (span / PAGE).div_ceil(64) as usize];
+    support::raw::get_dirty_bitmap(
+        fd.iommufd_fd().unwrap(),
+        hwpt.id(),
+        BASE,
+        span,
+        &mut raw_bits,
+    );
+    let raw_pages: u32 = raw_bits.iter().map(|w| w.count_ones()).sum();
+    assert_eq!(
+        raw_pages, 1,
+        "the kernel reads only the first run: {raw_bits:x?}"
+    );
+    // The raw read cleared page 1; page 2 is still dirty. Mark both again.
+    mark(&[p1]);
+    let d = tracking.read_dirty(BASE, span, PAGE, false).unwrap();
+    assert_eq!(d.ranges().collect::<Vec<_>>(), vec![(p1, PAGE), (p2, PAGE)]);
+    // Into a reused buffer, the same.
+    mark(&[p1, p2]);
+    let mut buf = iommufd::hwpt::DirtyBitmap::default();
+    tracking
+        .read_dirty_into(BASE, span, PAGE, false, &mut buf)
+        .unwrap();
+    assert_eq!(
+        buf.ranges().collect::<Vec<_>>(),
+        vec![(p1, PAGE), (p2, PAGE)]
+    );
+    // A range that starts in the hole.
+    mark(&[p2]);
+    let d = tracking
+        .read_dirty(BASE + LEN, span - LEN, PAGE, false)
+        .unwrap();
+    assert_eq!(d.ranges().collect::<Vec<_>>(), vec![(p2, PAGE)]);
 }
