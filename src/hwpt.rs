@@ -1028,17 +1028,9 @@ impl<K: Tracks> DirtyTracker<K> {
         page_size: u64,
         keep: bool,
     ) -> Result<DirtyBitmap> {
-        let h = &self.hwpt;
-        let pages = h.check_range(iova, len, page_size)?;
-        let mut bits = Vec::new();
-        h.zeroed_bits(&mut bits, iova, len, pages)?;
-        h.fill(iova, len, page_size, keep, &mut bits)?;
-        Ok(DirtyBitmap {
-            iova,
-            page_size,
-            pages,
-            bits,
-        })
+        let mut out = DirtyBitmap::default();
+        self.read_dirty_into(iova, len, page_size, keep, &mut out)?;
+        Ok(out)
     }
 
     /// As [`read_dirty`](Self::read_dirty), into `out`, whose buffer is

@@ -120,12 +120,25 @@ impl Ioas {
     /// silently at the first hole (measured on 7.3).
     #[inline]
     pub(crate) fn one_run(&self, lo: u64, hi: u64) -> bool {
+        let mapped = crate::lock(&self.inner.mapped);
+        if mapped.one_covers(lo, hi) {
+            return true;
+        }
+        self.runs_cover(lo, hi, mapped)
+    }
+
+    /// [`one_run`](Self::one_run) past one mapping: contiguous mappings, or
+    /// inherited ones.
+    #[cold]
+    #[inline(never)]
+    fn runs_cover(&self, lo: u64, hi: u64, mapped: std::sync::MutexGuard<'_, Table>) -> bool {
         let mut at = lo;
-        crate::lock(&self.inner.mapped).overlapping(lo, hi, |s, l| {
+        mapped.overlapping(lo, hi, |s, l| {
             if s <= at {
                 at = at.max(s.saturating_add(l));
             }
         });
+        drop(mapped);
         at >= hi || {
             let inherited = crate::lock(&self.inner.inherited);
             let mut runs = Vec::new();

@@ -700,9 +700,6 @@ impl<St: MigState, S: Bound, W: Witness> Migration<St, S, W> {
             };
         }
         match now {
-            Some(n) if n == Running::STATE => AnyMigration::Running(m!(Running(()))),
-            Some(n) if n == RunningP2p::STATE => AnyMigration::RunningP2p(m!(RunningP2p(()))),
-            Some(n) if n == Stop::STATE => AnyMigration::Stop(m!(Stop(()))),
             // A saving or loading state the arc did not start from: its
             // stream is the old state's, if that carried the same kind.
             Some(n) if n == StopCopy::STATE || n == PreCopy::STATE || n == PreCopyP2p::STATE => {
@@ -717,7 +714,7 @@ impl<St: MigState, S: Bound, W: Witness> Migration<St, S, W> {
                 Some(s) => AnyMigration::Resuming(m!(Resuming(s))),
                 None => streamless(dev, caps, w, n),
             },
-            _ => AnyMigration::Error(m!(MigError(()))),
+            _ => at_rest(dev, caps, w, now),
         }
     }
 }
@@ -753,6 +750,18 @@ fn streamless<S: Bound, W: Witness>(
         let _ = set_state(dev.device_fd(), to);
     }
     let now = get_state(dev.device_fd()).ok();
+    at_rest(dev, caps, w, now)
+}
+
+/// The migration in state `now` when that is one without a stream
+/// (RUNNING, RUNNING_P2P, STOP); ERROR for anything else (ERROR itself, a
+/// state that could not be read, a streaming state without its stream).
+fn at_rest<S: Bound, W: Witness>(
+    dev: Device<S>,
+    caps: MigrationCaps,
+    w: W,
+    now: Option<u32>,
+) -> AnyMigration<S, W> {
     macro_rules! m {
         ($st:expr) => {
             Migration {

@@ -86,6 +86,20 @@ impl Table {
         }
     }
 
+    /// Whether one entry covers all of `[lo, hi)`: the common case of a
+    /// dirty read inside one mapping, answered with one search.
+    #[inline]
+    pub(crate) fn one_covers(&self, lo: u64, hi: u64) -> bool {
+        let at = match self {
+            Table::Small(v) => v
+                .partition_point(|e| e.0 <= lo)
+                .checked_sub(1)
+                .map(|i| v[i]),
+            Table::Large(t) => t.range(..=lo).next_back().map(|(&s, &l)| (s, l)),
+        };
+        at.is_some_and(|(s, l)| s.saturating_add(l) >= hi)
+    }
+
     /// Calls `f(iova, len)` for each entry that overlaps `[lo, hi)`, by
     /// IOVA; no allocation.
     #[inline]
