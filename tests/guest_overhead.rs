@@ -76,7 +76,7 @@ const BUDGETS: &[(&str, &str, u64, u64)] = &[
         "dirty",
         "dirty bits of 64 KiB into a reused buffer (test driver)",
         0,
-        240,
+        210,
     ),
 ];
 
