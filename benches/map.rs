@@ -195,33 +195,48 @@ fn main() {
     if let Some(bdf) = topo.nvme.as_deref() {
         msix_row(&fd, bdf);
     }
-    dirty_row(&fd);
+    use iommufd::hwpt::{DirtyTracking, TrackedNestParent};
+    dirty_row::<DirtyTracking>(&fd, 4, "dirty tracking");
+    for gib in [1, 4, 64] {
+        dirty_row::<TrackedNestParent>(&fd, gib, "tracked nest parent");
+    }
 }
 
-/// Reading (and clearing) the dirty bitmap of a 4 GiB IOVA range at 4 KiB
-/// granularity, on an HWPT of the kernel's iommufd test driver:
-/// `DirtyTracker::read_dirty` against the raw `IOMMU_HWPT_GET_DIRTY_BITMAP` into a
-/// zeroed bitmap of its own. The default mock page table covers only
-/// [16 MiB, 2 GiB), so the HWPT is the mock's huge one (whole IOVA space);
-/// the 4 GiB are one 1 GiB memfd mapped four times (`IOMMU_IOAS_MAP_FILE`),
-/// which a 4 GiB guest can hold.
-fn dirty_row(fd: &Iommufd) {
-    use iommufd::hwpt::DirtyTracking;
+/// Reading (and clearing) the dirty bitmap of a `gib` GiB IOVA range at
+/// 4 KiB granularity, on an HWPT of kind `K` of the kernel's iommufd test
+/// driver: `DirtyTracker::read_dirty` against the raw
+/// `IOMMU_HWPT_GET_DIRTY_BITMAP` into a zeroed bitmap of its own. The
+/// default mock page table covers only [16 MiB, 2 GiB), so the HWPT is the
+/// mock's huge one (whole IOVA space); the range is one 1 GiB memfd mapped
+/// `gib` times (`IOMMU_IOAS_MAP_FILE`), which a 4 GiB guest can hold.
+fn dirty_row<K: iommufd::hwpt::Tracks + iommufd::hwpt::Alloc>(fd: &Iommufd, gib: u64, what: &str) {
     const BASE: u64 = 1 << 32;
     const PART: u64 = 1 << 30;
-    const LEN: u64 = 4 * PART;
+    // The set-up maps `gib` GiB: skipped with the row.
+    if std::env::var("IOMMUFD_BENCH_ONLY")
+        .is_ok_and(|only| !"dirty bitmap".contains(&only) && !only.contains("dirty bitmap"))
+    {
+        return;
+    }
+    let len = gib * PART;
     let scratch = fd.alloc_ioas().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let Ok(mut dev) = iommufd::mock::MockDevice::new(&scratch) else {
-        println!("bench: | dirty bitmap of 4 GiB | skipped: no iommufd test driver |");
+        println!("bench: | dirty bitmap of {gib} GiB | skipped: no iommufd test driver |");
         return;
     };
-    let hwpt = dev.alloc_huge::<DirtyTracking>(&ioas).unwrap();
+    let hwpt = match dev.alloc_huge::<K>(&ioas) {
+        Ok(h) => h,
+        Err(e) => {
+            println!("bench: | dirty bitmap of {gib} GiB ({what}) | skipped: {e} |");
+            return;
+        }
+    };
     dev.replace(&hwpt).unwrap();
     let memfd =
         nix::sys::memfd::memfd_create(c"dirty", nix::sys::memfd::MFdFlags::empty()).unwrap();
     nix::unistd::ftruncate(&memfd, PART as i64).unwrap();
-    let _m: Vec<_> = (0..4)
+    let _m: Vec<_> = (0..gib)
         .map(|i| {
             ioas.map_file(
                 &memfd,
@@ -237,15 +252,15 @@ fn dirty_row(fd: &Iommufd) {
     let raw_fd = fd.iommufd_fd().unwrap();
     let id = hwpt.id();
     let mut r = || {
-        let mut bits = vec![0u64; (LEN / 4096 / 64) as usize];
-        support::raw::get_dirty_bitmap(raw_fd, id, BASE, LEN, &mut bits);
+        let mut bits = vec![0u64; (len / 4096 / 64) as usize];
+        support::raw::get_dirty_bitmap(raw_fd, id, BASE, len, &mut bits);
         black_box(&bits);
     };
     let mut c = || {
-        black_box(tracking.read_dirty(BASE, LEN, 4096, false).unwrap());
+        black_box(tracking.read_dirty(BASE, len, 4096, false).unwrap());
     };
     row(
-        "dirty bitmap of 4 GiB at 4 KiB, read and cleared (iommufd test driver, huge mock page table)",
+        &format!("dirty bitmap of {gib} GiB at 4 KiB, read and cleared (iommufd test driver, huge mock page table, {what})"),
         20,
         &mut [("raw", &mut r), ("crate", &mut c)],
     );
