@@ -413,9 +413,16 @@ impl<P: Parent> Hwpt<P> {
 }
 
 impl Hwpt<()> {
-    /// The id of the HWPT this one nests on, if it is nested.
-    pub(crate) fn parent_id(&self) -> Option<u32> {
-        self.inner.parent.as_ref().map(|p| p.inner.id)
+    /// Whether this HWPT is `other`, or nests on it. By identity, not by
+    /// id: ids are per iommufd, so another iommufd's HWPT can have the
+    /// same one.
+    pub(crate) fn is_or_nests_on<L>(&self, other: &Hwpt<L>) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+            || self
+                .inner
+                .parent
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(&p.inner, &other.inner))
     }
 }
 
@@ -867,10 +874,13 @@ impl<K: Tracks> Hwpt<K> {
         keep: bool,
         bits: &mut [u64],
     ) -> Result<()> {
-        if self.inner.ioas.one_run(iova, iova.saturating_add(len)) {
-            return self.get_bitmap(iova, len, page_size, keep, bits);
+        match self.inner.ioas.mapped_runs(iova, iova.saturating_add(len)) {
+            None => self.get_bitmap(iova, len, page_size, keep, bits),
+            Some(runs) if runs == [(iova, len)] => {
+                self.get_bitmap(iova, len, page_size, keep, bits)
+            }
+            Some(runs) => self.fill_runs(iova, len, page_size, keep, bits, runs),
         }
-        self.fill_runs(iova, len, page_size, keep, bits)
     }
 
     /// [`fill`](Self::fill) of a range with holes: each run of mappings
@@ -885,8 +895,9 @@ impl<K: Tracks> Hwpt<K> {
         page_size: u64,
         keep: bool,
         bits: &mut [u64],
+        runs: Vec<(u64, u64)>,
     ) -> Result<()> {
-        for (start, run) in self.inner.ioas.mapped_runs(iova, iova.saturating_add(len)) {
+        for (start, run) in runs {
             if start % page_size != 0 || run % page_size != 0 {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,

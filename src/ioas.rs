@@ -113,43 +113,23 @@ impl Ioas {
         crate::lock(&self.inner.inherited).insert(iova, len);
     }
 
-    /// Whether `[lo, hi)` is one run of mapped IOVA space: the mappings
-    /// this process made or inherited cover it with no hole. What a dirty
-    /// read needs to be answered by one `IOMMU_HWPT_GET_DIRTY_BITMAP`: the
-    /// kernel walks contiguous areas from the start of the range and stops
-    /// silently at the first hole (measured on 7.3).
+    /// The runs of mapped IOVA space in `[lo, hi)` that a dirty read must
+    /// read one by one: `None` when one mapping covers the range (one
+    /// search, the common case), else the runs, clipped to the range,
+    /// merged, by IOVA, from the mappings this process made and those it
+    /// inherited. The kernel walks contiguous areas from the start of a
+    /// range and stops silently at the first hole (measured on 7.3).
     #[inline]
-    pub(crate) fn one_run(&self, lo: u64, hi: u64) -> bool {
-        let mapped = crate::lock(&self.inner.mapped);
-        if mapped.one_covers(lo, hi) {
-            return true;
+    pub(crate) fn mapped_runs(&self, lo: u64, hi: u64) -> Option<Vec<(u64, u64)>> {
+        if crate::lock(&self.inner.mapped).one_covers(lo, hi) {
+            return None;
         }
-        self.runs_cover(lo, hi, mapped)
+        Some(self.runs(lo, hi))
     }
 
-    /// [`one_run`](Self::one_run) past one mapping: contiguous mappings, or
-    /// inherited ones.
     #[cold]
     #[inline(never)]
-    fn runs_cover(&self, lo: u64, hi: u64, mapped: std::sync::MutexGuard<'_, Table>) -> bool {
-        let mut at = lo;
-        mapped.overlapping(lo, hi, |s, l| {
-            if s <= at {
-                at = at.max(s.saturating_add(l));
-            }
-        });
-        drop(mapped);
-        at >= hi || {
-            let inherited = crate::lock(&self.inner.inherited);
-            let mut runs = Vec::new();
-            self.runs_locked(lo, hi, &inherited, &mut runs);
-            runs.len() == 1 && runs[0] == (lo, hi - lo)
-        }
-    }
-
-    /// The runs of mapped IOVA space in `[lo, hi)`, clipped to it, merged,
-    /// by IOVA: from the mappings this process made and those it inherited.
-    pub(crate) fn mapped_runs(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    fn runs(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let inherited = crate::lock(&self.inner.inherited);
         let mut runs = Vec::new();
         self.runs_locked(lo, hi, &inherited, &mut runs);

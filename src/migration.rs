@@ -976,9 +976,10 @@ impl<S: Bound> Migration<Running, S> {
     ) -> std::result::Result<Migration<Running, S, PagesTracked<K>>, NotTracked<S, K>> {
         let tracked = tracker.hwpt().id();
         let on = self.dev.inner.hwpt.as_ref();
-        let covered = on.is_some_and(|h| h.id() == tracked || h.parent_id() == Some(tracked));
+        let covered = on.is_some_and(|h| h.is_or_nests_on(tracker.hwpt()));
         if !covered {
             let where_ = match on {
+                Some(h) if h.id() == tracked => format!("HWPT {tracked} of another iommufd"),
                 Some(h) => format!("HWPT {}", h.id()),
                 None if self.dev.inner.attached.is_some() => {
                     "its IOAS's own page table, which tracks nothing".to_string()
