@@ -22,9 +22,9 @@
 
 use crate::backend::{self, cdev, legacy, Backend, Link};
 use crate::error::{Error, ErrorKind, Fallback, Result, TransitionError};
-use crate::hwpt::{Hwpt, PageTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
+use crate::pt::{self, HeldPt, PageTable, PasidTable};
 use crate::region::{Bar, RegionInfo};
 use crate::sysfs;
 use nix::errno::Errno;
@@ -35,6 +35,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 mod adopt;
+pub(crate) mod decoding;
 mod info;
 mod regions;
 
@@ -71,7 +72,7 @@ pub struct Unbound(());
 #[derive(Debug)]
 pub struct BlockDma(());
 
-/// Attached to a page table `P` (an [`Ioas`], or an [`Hwpt`]): DMA goes
+/// Attached to a page table `P` (an [`Ioas`], or an [`Hwpt`](crate::hwpt::Hwpt)): DMA goes
 /// through its mappings (type state).
 /// See the [crate docs](crate#security-contexts).
 #[derive(Debug)]
@@ -104,15 +105,15 @@ pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) attached: Option<(Ioas, u32)>,
     /// The HWPT attached to, when the page table is one (kept alive here).
-    pub(crate) hwpt: Option<Hwpt<()>>,
+    pub(crate) hwpt: Option<HeldPt>,
     /// The PASIDs attached and their HWPTs (kept alive here).
-    pub(crate) pasids: crate::pasid::PasidTable,
+    pub(crate) pasids: PasidTable,
     pub(crate) bound: Option<(Iommufd, u32)>,
     /// Region info by index, queried once: it cannot change while the fd is
     /// bound, and config-space accesses would otherwise pay an ioctl each.
     regions: [OnceLock<RegionInfo>; CACHED_REGIONS],
-    /// Whether config writes turned memory decoding off (see [`crate::decoding`]).
-    pub(crate) decoding: crate::decoding::Decoding,
+    /// Whether config writes turned memory decoding off (see [`decoding`]).
+    pub(crate) decoding: decoding::Decoding,
     /// `VFIO_DEVICE_FEATURE_MIGRATION` flags (0: none), probed once.
     pub(crate) migration: OnceLock<u64>,
     /// Bit `i`: IRQ index `i` was enabled by a routing through this value
@@ -133,6 +134,26 @@ impl Inner {
     #[inline]
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.link.fd().expect("a bound or cdev device has an fd")
+    }
+}
+
+impl Inner {
+    /// Detaches every PASID of the device (before the RID's detach: a
+    /// `BlockDma` device reaches nothing). On error, those detached so far
+    /// are out of the table.
+    fn detach_pasids(&mut self) -> Result<()> {
+        let pasids: Vec<u32> = self.pasids.iter().map(|(p, _)| p).collect();
+        for p in pasids {
+            self.link.detach_pasid(p).map_err(|e| {
+                Error::sys(
+                    "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+                    format!("{} PASID {p}", self.name),
+                    e,
+                )
+            })?;
+            self.pasids.remove(p);
+        }
+        Ok(())
     }
 }
 
@@ -225,7 +246,7 @@ fn unbound(link: Link, name: String) -> Device<Unbound> {
         decoding: Default::default(),
         migration: OnceLock::new(),
         irqs_on: Default::default(),
-        _mdev: crate::mdev::is_uuid(&name).then(|| crate::owner::OpenMdev::new(&name)),
+        _mdev: sysfs::is_uuid(&name).then(|| crate::owner::OpenMdev::new(&name)),
         name,
     })
 }
@@ -487,7 +508,7 @@ impl Device<BlockDma> {
             Ok(id) => {
                 let mut inner = self.inner;
                 inner.attached = Some((pt.pt_ioas().clone(), id));
-                inner.hwpt = pt.pt_hwpt();
+                inner.hwpt = pt.pt_held();
                 Ok(make(inner))
             }
             Err(e) => self.fail(e),
@@ -512,7 +533,7 @@ fn attach_pt<P: PageTable>(inner: &Inner, pt: &P) -> Result<u32> {
     inner
         .link
         .attach(&inner.name, pt.pt_id(), ioas.space())
-        .map_err(|e| crate::pasid::rid_error(e, &inner.pasids, pt))
+        .map_err(|e| pt::rid_error(e, &inner.pasids, pt))
 }
 
 impl<P: PageTable> Device<Attached<P>> {
@@ -568,13 +589,13 @@ impl<P: PageTable> Device<Attached<P>> {
                         self.ioas().space(),
                         (to.pt_id(), ioas.space()),
                     )
-                    .map_err(|(e, lost)| (crate::pasid::rid_error(e, &self.inner.pasids, to), lost))
+                    .map_err(|(e, lost)| (pt::rid_error(e, &self.inner.pasids, to), lost))
             });
         match moved {
             Ok(pt) => {
                 let mut inner = self.inner;
                 inner.attached = Some((ioas.clone(), pt));
-                inner.hwpt = to.pt_hwpt();
+                inner.hwpt = to.pt_held();
                 Ok(make(inner))
             }
             Err((e, lost)) => Err((self, e, lost)),
@@ -583,11 +604,7 @@ impl<P: PageTable> Device<Attached<P>> {
 
     /// The page table the device is attached to (a handle).
     pub fn page_table(&self) -> P {
-        P::pt_from(
-            self.ioas(),
-            self.inner.hwpt.as_ref(),
-            crate::hwpt::sealed::Token(()),
-        )
+        P::pt_from(self.ioas(), self.inner.hwpt.as_ref(), pt::sealed::Token(()))
     }
 
     /// Makes the device's attachment true again after a failure that may
@@ -651,7 +668,7 @@ impl<P: PageTable> Device<Attached<P>> {
     pub fn detach(mut self) -> std::result::Result<Device<BlockDma>, TransitionError<Self>> {
         // `BlockDma` blocks all the device's DMA: its PASIDs go first.
         if !self.inner.pasids.is_empty() {
-            if let Err(e) = crate::pasid::detach_all(&mut self.inner) {
+            if let Err(e) = self.inner.detach_pasids() {
                 return self.fail(e);
             }
         }

@@ -35,154 +35,17 @@
 use crate::device::{Bound, Device};
 use crate::error::{Error, ErrorKind, Result, TransitionError};
 use crate::ioas::Ioas;
+pub(crate) use crate::pt::sealed;
+pub use crate::pt::{
+    Alloc, DirtyTracking, Faults, Kind, NestParent, Nested, PageTable, Paging, Parent,
+    TrackedNestParent, Tracks,
+};
+use crate::pt::{Held, HeldPt};
 use crate::sys;
 use nix::errno::Errno;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-
-pub(crate) mod sealed {
-    /// Seals [`PageTable`](super::PageTable), [`Kind`](super::Kind) and
-    /// [`HwptDevice`](super::HwptDevice): only this crate's types.
-    pub trait Sealed {}
-
-    /// Proof that the caller is this crate: a trait method that takes one
-    /// cannot be called from outside, though the trait is public. What
-    /// rebuilds a typed page table from a handle takes it, so no caller
-    /// can turn a plain HWPT into a `Hwpt<DirtyTracking>` or a
-    /// `PasidHwpt` that the kernel never allocated as one.
-    pub struct Token(pub(crate) ());
-}
-
-/// What a device attaches to: an [`Ioas`] (the kernel picks or makes the
-/// page table) or an [`Hwpt`]. Sealed.
-pub trait PageTable: sealed::Sealed + Clone + Send + Sync + 'static {
-    /// The attached state's name, for `Debug`.
-    const STATE: &'static str;
-    #[doc(hidden)]
-    fn pt_id(&self) -> u32;
-    #[doc(hidden)]
-    fn pt_ioas(&self) -> &Ioas;
-    #[doc(hidden)]
-    fn pt_hwpt(&self) -> Option<Hwpt<()>>;
-    #[doc(hidden)]
-    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>, _: sealed::Token) -> Self;
-}
-
-impl sealed::Sealed for Ioas {}
-impl PageTable for Ioas {
-    const STATE: &'static str = "Attached<Ioas>";
-    #[inline]
-    fn pt_id(&self) -> u32 {
-        self.id()
-    }
-    #[inline]
-    fn pt_ioas(&self) -> &Ioas {
-        self
-    }
-    #[inline]
-    fn pt_hwpt(&self) -> Option<Hwpt<()>> {
-        None
-    }
-    #[inline]
-    fn pt_from(ioas: &Ioas, _: Option<&Hwpt<()>>, _: sealed::Token) -> Self {
-        ioas.clone()
-    }
-}
-
-/// A plain paging HWPT.
-#[derive(Debug)]
-pub struct Paging(());
-/// An HWPT allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`.
-#[derive(Debug)]
-pub struct DirtyTracking(());
-/// An HWPT allocated with `IOMMU_HWPT_ALLOC_NEST_PARENT`: the stage-2 of a
-/// nested translation.
-#[derive(Debug)]
-pub struct NestParent(());
-
-/// An HWPT allocated with `IOMMU_HWPT_ALLOC_NEST_PARENT |
-/// IOMMU_HWPT_ALLOC_DIRTY_TRACKING`: the stage-2 that nested HWPTs and
-/// vIOMMUs sit on, tracking the pages their devices' DMA writes. Behind a
-/// vIOMMU the guest's IOVAs change all the time; what stays put is the
-/// stage-2 that maps guest-physical addresses, so that is where a
-/// migration reads dirty pages. It is a [`Parent`] and it [`Tracks`].
-#[derive(Debug)]
-pub struct TrackedNestParent(());
-
-/// A nested HWPT: a stage-1 page table the guest owns (vendor data), over
-/// a [`Parent`] stage-2, which it holds.
-#[derive(Debug)]
-pub struct Nested(());
-
-/// The kinds [`Hwpt::alloc`] makes from an IOAS (all but [`Nested`]).
-pub trait Alloc: Kind {}
-impl Alloc for Paging {}
-impl Alloc for DirtyTracking {}
-impl Alloc for NestParent {}
-impl Alloc for TrackedNestParent {}
-
-/// The kinds allocated with dirty tracking: [`DirtyTracking`] and
-/// [`TrackedNestParent`]. Dirty reads exist on these only (rule 23).
-/// Sealed.
-pub trait Tracks: Kind {}
-impl Tracks for DirtyTracking {}
-impl Tracks for TrackedNestParent {}
-
-/// The kinds allocated from an IOAS that take a fault queue
-/// ([`Hwpt::alloc_with_faults`]): [`Paging`] and [`DirtyTracking`]. Not
-/// the nest parents: their devices' page requests belong to the nested
-/// HWPTs on them (Linux 7.3 refuses `IOMMU_HWPT_FAULT_ID_VALID` with
-/// `IOMMU_HWPT_ALLOC_NEST_PARENT`, `EOPNOTSUPP`, measured on the test
-/// driver), so that is a type rule (`faults_on_a_nest_parent`). Sealed.
-pub trait Faults: Alloc {}
-impl Faults for Paging {}
-impl Faults for DirtyTracking {}
-
-/// The kinds allocated as nest parents, which nested HWPTs and vIOMMUs sit
-/// on: [`NestParent`] and [`TrackedNestParent`] (rule 24). Sealed.
-pub trait Parent: Kind {}
-impl Parent for NestParent {}
-impl Parent for TrackedNestParent {}
-
-/// What an HWPT was allocated as (type state). Sealed.
-pub trait Kind: sealed::Sealed + Send + Sync + 'static {
-    #[doc(hidden)]
-    const FLAGS: u32;
-    #[doc(hidden)]
-    const NAME: &'static str;
-}
-impl sealed::Sealed for Paging {}
-impl sealed::Sealed for DirtyTracking {}
-impl sealed::Sealed for NestParent {}
-impl sealed::Sealed for TrackedNestParent {}
-impl sealed::Sealed for Nested {}
-impl Kind for Nested {
-    const FLAGS: u32 = 0;
-    const NAME: &'static str = "nested";
-}
-impl Kind for Paging {
-    const FLAGS: u32 = 0;
-    const NAME: &'static str = "paging";
-}
-impl Kind for DirtyTracking {
-    const FLAGS: u32 = sys::IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
-    const NAME: &'static str = "dirty-tracking";
-}
-impl Kind for NestParent {
-    const FLAGS: u32 = sys::IOMMU_HWPT_ALLOC_NEST_PARENT;
-    const NAME: &'static str = "nest-parent";
-}
-impl Kind for TrackedNestParent {
-    const FLAGS: u32 = sys::IOMMU_HWPT_ALLOC_NEST_PARENT | sys::IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
-    const NAME: &'static str = "tracked nest-parent";
-}
-/// The kind-erased handle a device holds while attached.
-impl sealed::Sealed for () {}
-impl Kind for () {
-    const FLAGS: u32 = 0;
-    const NAME: &'static str = "any";
-}
 
 struct HwptInner {
     ioas: Ioas,
@@ -191,8 +54,9 @@ struct HwptInner {
     parent: Option<Hwpt<()>>,
     /// The fault queue it reports to, kept likewise.
     _faults: Option<crate::iopf::FaultQueue>,
-    /// The vIOMMU a nested HWPT was allocated on, kept likewise.
-    _viommu: Option<crate::viommu::Viommu>,
+    /// The vIOMMU a nested HWPT was allocated on, kept likewise (erased:
+    /// the vIOMMU file sits on this one).
+    _viommu: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Allocated with `IOMMU_HWPT_ALLOC_PASID`.
     pasid: bool,
     /// A [`DirtyTracker`] of this HWPT lives: tracking is on, and that
@@ -213,6 +77,19 @@ impl HwptInner {
             pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
             tracker: Default::default(),
         }
+    }
+}
+
+impl Held for HwptInner {
+    #[inline]
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn pasid_capable(&self) -> bool {
+        self.pasid
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 
@@ -412,17 +289,17 @@ impl<P: Parent> Hwpt<P> {
     }
 }
 
-impl Hwpt<()> {
-    /// Whether this HWPT is `other`, or nests on it. By identity, not by
-    /// id: ids are per iommufd, so another iommufd's HWPT can have the
-    /// same one.
-    pub(crate) fn is_or_nests_on<L>(&self, other: &Hwpt<L>) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-            || self
-                .inner
-                .parent
-                .as_ref()
-                .is_some_and(|p| Arc::ptr_eq(&p.inner, &other.inner))
+impl<L> Hwpt<L> {
+    /// Whether the HWPT `held` (a device's) is this one, or nests on it.
+    /// By identity, not by id: ids are per iommufd, so another iommufd's
+    /// HWPT can have the same one.
+    pub(crate) fn is_or_parent_of(&self, held: &HeldPt) -> bool {
+        held.downcast::<HwptInner>().is_some_and(|h| {
+            Arc::ptr_eq(&h, &self.inner)
+                || h.parent
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(&p.inner, &self.inner))
+        })
     }
 }
 
@@ -437,17 +314,19 @@ impl<K: Kind> Hwpt<K> {
         &self.inner.ioas
     }
 
-    /// Whether it was allocated PASID-capable (a [`PasidHwpt`](crate::pasid::PasidHwpt)).
-    pub(crate) fn pasid_capable(&self) -> bool {
-        self.inner.pasid
-    }
-
-    /// The same HWPT, its kind erased: what an attached device holds.
+    /// The same HWPT, its kind erased: what a nested HWPT holds of its
+    /// parent.
     pub(crate) fn erase(&self) -> Hwpt<()> {
         Hwpt {
             inner: self.inner.clone(),
             kind: PhantomData,
         }
+    }
+
+    /// The same HWPT as the handle an attached device holds.
+    #[inline]
+    pub(crate) fn held(&self) -> HeldPt {
+        HeldPt::new(self.inner.clone())
     }
 }
 
@@ -463,16 +342,19 @@ impl<K: Kind> PageTable for Hwpt<K> {
         &self.inner.ioas
     }
     #[inline]
-    fn pt_hwpt(&self) -> Option<Hwpt<()>> {
-        Some(self.erase())
+    fn pt_held(&self) -> Option<HeldPt> {
+        Some(self.held())
     }
     #[inline]
-    fn pt_from(_: &Ioas, hwpt: Option<&Hwpt<()>>, _: sealed::Token) -> Self {
+    fn pt_from(_: &Ioas, held: Option<&HeldPt>, _: sealed::Token) -> Self {
         // The device's state says `Attached<Hwpt<K>>`: the handle it holds
-        // is of that HWPT, allocated as a `K`.
-        let h = hwpt.expect("attached to an HWPT");
+        // is of that HWPT, allocated as a `K`, and only this file makes
+        // the handles (`held`).
+        let inner = held
+            .and_then(HeldPt::downcast::<HwptInner>)
+            .expect("attached to an HWPT");
         Hwpt {
-            inner: h.inner.clone(),
+            inner,
             kind: PhantomData,
         }
     }
@@ -563,49 +445,16 @@ impl Hwpt<Nested> {
         Self::nested_at(dev, (parent.id(), parent, None), stage1, faults, flags)
     }
 
-    /// Allocates a nested HWPT on a vIOMMU (`IOMMU_HWPT_ALLOC` with the
-    /// vIOMMU as its parent): the guest's stage-1 under that vIOMMU, whose
-    /// devices' events (vEVENTQ) then report through it. It holds the
-    /// vIOMMU, and through it the nest parent.
-    pub fn alloc_nested_on(
-        dev: &impl HwptDevice,
-        viommu: &crate::viommu::Viommu,
-        stage1: &Stage1,
-    ) -> Result<Self> {
-        Self::nested_on(dev, viommu, stage1, None, 0)
-    }
-
-    /// As [`alloc_nested_on`](Self::alloc_nested_on), and its devices'
-    /// page requests go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which the
-    /// HWPT holds: an accelerated vIOMMU's stage-1 with I/O page faults.
-    pub fn alloc_nested_on_with_faults(
-        dev: &impl HwptDevice,
-        viommu: &crate::viommu::Viommu,
-        stage1: &Stage1,
-        faults: &crate::iopf::FaultQueue,
-    ) -> Result<Self> {
-        Self::nested_on(dev, viommu, stage1, Some(faults), 0)
-    }
-
-    /// [`alloc_nested_on`](Self::alloc_nested_on) with a fault queue and
-    /// allocation `flags`.
-    pub(crate) fn nested_on(
-        dev: &impl HwptDevice,
-        viommu: &crate::viommu::Viommu,
-        stage1: &Stage1,
-        faults: Option<&crate::iopf::FaultQueue>,
-        flags: u32,
-    ) -> Result<Self> {
-        let at = (viommu.id(), viommu.parent(), Some(viommu));
-        Self::nested_at(dev, at, stage1, faults, flags)
-    }
-
     /// `IOMMU_HWPT_ALLOC` of a nested HWPT at object `pt_id` (the nest
     /// parent itself, or a vIOMMU on it), holding the parent, the vIOMMU
     /// and the fault queue.
-    fn nested_at(
+    pub(crate) fn nested_at(
         dev: &impl HwptDevice,
-        (pt_id, parent, viommu): (u32, &Hwpt<NestParent>, Option<&crate::viommu::Viommu>),
+        (pt_id, parent, viommu): (
+            u32,
+            &Hwpt<NestParent>,
+            Option<Arc<dyn std::any::Any + Send + Sync>>,
+        ),
         stage1: &Stage1,
         faults: Option<&crate::iopf::FaultQueue>,
         flags: u32,
@@ -630,7 +479,7 @@ impl Hwpt<Nested> {
                 let mut inner = HwptInner::new(parent.ioas(), id, flags);
                 inner.parent = Some(parent.erase());
                 inner._faults = faults.cloned();
-                inner._viommu = viommu.cloned();
+                inner._viommu = viommu;
                 Ok(Hwpt {
                     inner: Arc::new(inner),
                     kind: PhantomData,

@@ -225,12 +225,12 @@
 #![deny(missing_docs)]
 
 mod backend;
-mod decoding;
 mod diagnose;
 #[cfg(test)]
 mod fuzz;
 mod iova;
 mod owner;
+mod pt;
 mod sys;
 mod table;
 

@@ -248,16 +248,6 @@ fn new_uuid() -> Result<String> {
     ))
 }
 
-/// Whether `s` is a UUID as sysfs spells one (8-4-4-4-12 hex digits).
-pub(crate) fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 impl Mdev {
     /// An instance that exists already (made by an operator, or by another
     /// process), by UUID; not removed on drop.
@@ -384,7 +374,7 @@ impl fmt::Debug for Mdev {
 
 /// `/sys/bus/mdev/devices/<uuid>`, or why there is none.
 fn device_dir(uuid: &str) -> Result<PathBuf> {
-    if !is_uuid(uuid) {
+    if !crate::sysfs::is_uuid(uuid) {
         return Err(
             Error::new(ErrorKind::InvalidInput, "open mdev", format!("{uuid:?}"))
                 .detail("expected a UUID such as 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"),
@@ -447,17 +437,19 @@ impl Device<Unbound> {
 mod tests {
     #[test]
     fn uuids_are_checked_and_made_v4() {
-        assert!(super::is_uuid("83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"));
+        assert!(crate::sysfs::is_uuid(
+            "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
+        ));
         for bad in [
             "",
             "83b8f4f2509f382f3c1ee6bfe0fa1001",
             "../../../../etc/passwd",
             "83b8f4f2-509f-382f-3c1e-e6bfe0fa100g",
         ] {
-            assert!(!super::is_uuid(bad), "{bad}");
+            assert!(!crate::sysfs::is_uuid(bad), "{bad}");
         }
         let u = super::new_uuid().unwrap();
-        assert!(super::is_uuid(&u), "{u}");
+        assert!(crate::sysfs::is_uuid(&u), "{u}");
         assert_eq!(&u[14..15], "4", "version 4: {u}");
         assert_ne!(super::new_uuid().unwrap(), u);
     }

@@ -976,7 +976,7 @@ impl<S: Bound> Migration<Running, S> {
     ) -> std::result::Result<Migration<Running, S, PagesTracked<K>>, NotTracked<S, K>> {
         let tracked = tracker.hwpt().id();
         let on = self.dev.inner.hwpt.as_ref();
-        let covered = on.is_some_and(|h| h.is_or_nests_on(tracker.hwpt()));
+        let covered = on.is_some_and(|h| tracker.hwpt().is_or_parent_of(h));
         if !covered {
             let where_ = match on {
                 Some(h) if h.id() == tracked => format!("HWPT {tracked} of another iommufd"),

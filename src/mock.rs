@@ -30,7 +30,8 @@ use crate::hwpt::sealed;
 use crate::hwpt::{Alloc, Hwpt, HwptDevice, Kind, PageTable};
 use crate::ioas::Ioas;
 use crate::iommufd::Iommufd;
-use crate::pasid::{Pasid, PasidHwpt, PasidOp, PasidTable};
+use crate::pasid::{Pasid, PasidHwpt, PasidOp};
+use crate::pt::{HeldPt, PasidTable};
 use crate::sys;
 
 const OP_MOCK_DOMAIN: u32 = 2;
@@ -84,7 +85,7 @@ pub struct MockDevice {
     idev_id: u32,
     hwpt_id: u32,
     /// What it is attached to, kept alive while it is.
-    _pt: Option<Hwpt<()>>,
+    _pt: Option<HeldPt>,
     /// Its PASIDs and their HWPTs, kept likewise.
     pasids: PasidTable,
     _ioas: Ioas,
@@ -177,10 +178,10 @@ impl MockDevice {
         let cmd =
             plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, &data).map_err(|e| {
                 let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e);
-                crate::pasid::rid_error(err, &self.pasids, pt)
+                crate::pt::rid_error(err, &self.pasids, pt)
             })?;
         self.hwpt_id = cmd.data[0] as u32;
-        self._pt = pt.pt_hwpt();
+        self._pt = pt.pt_held();
         self._ioas = pt.pt_ioas().clone();
         Ok(())
     }
@@ -332,7 +333,7 @@ impl MockDevice {
             PasidOp::Replace => OP_PASID_REPLACE,
             _ => OP_PASID_ATTACH,
         };
-        let rid = self._pt.as_ref().is_some_and(Hwpt::pasid_capable);
+        let rid = self._pt.as_ref().is_some_and(HeldPt::pasid_capable);
         let (fd, stdev) = (&self.iommufd, self.stdev_id);
         self.pasids.change(
             (fd, self.idev_id, &self.name),
@@ -376,7 +377,7 @@ impl MockDevice {
         let data = [u64::from(pasid.get())];
         plain_op(&self.iommufd, OP_PASID_DETACH, self.stdev_id, &data)
             .map_err(|e| Error::sys("IOMMU_TEST_OP_PASID_DETACH", self.name.clone(), e))?;
-        self.pasids.remove(pasid);
+        self.pasids.remove(pasid.get());
         Ok(())
     }
 
@@ -398,7 +399,7 @@ impl MockDevice {
 
     /// The HWPT id `pasid` is attached to, as this value recorded it.
     pub fn pasid_hwpt(&self, pasid: Pasid) -> Option<u32> {
-        self.pasids.get(pasid)
+        self.pasids.get(pasid.get())
     }
 }
 

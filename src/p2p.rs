@@ -54,8 +54,8 @@ pub struct BarDmaBuf<'d> {
     len: u64,
     name: String,
     /// The exporter's decoding state, which counts this export (see
-    /// [`crate::decoding`]); the borrow is the export's of its device.
-    decoding: &'d crate::decoding::Decoding,
+    /// [`crate::device::decoding`]); the borrow is the export's of its device.
+    decoding: &'d crate::device::decoding::Decoding,
 }
 
 impl Drop for BarDmaBuf<'_> {

@@ -62,6 +62,7 @@ use crate::hwpt::{
     sealed, Alloc, Hwpt, HwptDevice, Kind, Nested, PageTable, Paging, Parent, Stage1,
 };
 use crate::ioas::Ioas;
+use crate::pt::{HeldPt, PasidTable};
 use crate::sys;
 use nix::errno::Errno;
 use std::fmt;
@@ -246,25 +247,15 @@ impl<K: Kind> PageTable for PasidHwpt<K> {
         self.0.pt_ioas()
     }
     #[inline]
-    fn pt_hwpt(&self) -> Option<Hwpt<()>> {
-        self.0.pt_hwpt()
+    fn pt_held(&self) -> Option<HeldPt> {
+        self.0.pt_held()
     }
     #[inline]
-    fn pt_from(ioas: &Ioas, hwpt: Option<&Hwpt<()>>, t: sealed::Token) -> Self {
+    fn pt_from(ioas: &Ioas, hwpt: Option<&HeldPt>, t: sealed::Token) -> Self {
         // The device's state says `Attached<PasidHwpt<K>>`: what it holds
         // was allocated as one.
         PasidHwpt(Hwpt::pt_from(ioas, hwpt, t))
     }
-}
-
-/// The PASIDs of one device and what each is attached to (the handles are
-/// kept here while attached), and how many PASIDs the device has.
-#[derive(Debug, Default)]
-pub(crate) struct PasidTable {
-    attached: Vec<(u32, Hwpt<()>)>,
-    /// `max_pasid_log2` from `IOMMU_GET_HW_INFO`, asked at the first
-    /// attach: it cannot change while the device is bound.
-    bits: Option<u8>,
 }
 
 /// What to do with a PASID: for the checks and the messages.
@@ -285,29 +276,14 @@ impl PasidOp {
     }
 }
 
+/// The checks and kernel calls that change a device's [`PasidTable`] (the
+/// record is below the states, in `pt.rs`; what changes it is here).
 impl PasidTable {
-    fn find(&self, pasid: Pasid) -> Option<usize> {
-        self.attached.iter().position(|(p, _)| *p == pasid.0)
-    }
-
-    /// The HWPT id `pasid` is attached to.
-    pub(crate) fn get(&self, pasid: Pasid) -> Option<u32> {
-        self.find(pasid).map(|i| self.attached[i].1.id())
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Pasid, u32)> + '_ {
-        self.attached.iter().map(|(p, h)| (Pasid(*p), h.id()))
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.attached.is_empty()
-    }
-
     /// Refuses an attach of an attached PASID and a replace or detach of
     /// one that is not: before the ioctl, because the kernel would do the
     /// other operation instead of failing.
     pub(crate) fn check(&self, name: &str, op: PasidOp, pasid: Pasid) -> Result<()> {
-        match (op, self.get(pasid)) {
+        match (op, self.get(pasid.0)) {
             (PasidOp::Attach, Some(id)) => Err(Error::new(
                 ErrorKind::InvalidInput,
                 op.name(),
@@ -390,7 +366,7 @@ impl PasidTable {
         self.check_capable(dev, op, pasid)?;
         match call(pasid.0, hwpt.id()) {
             Ok(()) => {
-                self.set(pasid, hwpt.erase());
+                self.set(pasid.0, hwpt.held());
                 Ok(())
             }
             Err(e) => {
@@ -400,7 +376,7 @@ impl PasidTable {
                     e,
                 );
                 let err = attach_error(err, rid_pasid_capable, e);
-                Err(self.follow(pasid, hwpt.erase(), err, readback))
+                Err(self.follow(pasid, hwpt.held(), err, readback))
             }
         }
     }
@@ -415,39 +391,25 @@ impl PasidTable {
     fn follow(
         &mut self,
         pasid: Pasid,
-        new: Hwpt<()>,
+        new: HeldPt,
         err: Error,
         readback: impl FnOnce(u32, Option<u32>, u32) -> Option<Option<u32>>,
     ) -> Error {
-        let old = self.get(pasid);
+        let old = self.get(pasid.0);
         match readback(pasid.0, old, new.id()) {
             Some(Some(id)) if id == new.id() => {
-                self.set(pasid, new);
+                self.set(pasid.0, new);
                 err.append_detail(format!(
                     "the kernel had attached {pasid} to HWPT {id} before failing (read back): it is there now"
                 ))
             }
             Some(None) if old.is_some() => {
-                self.remove(pasid);
+                self.remove(pasid.0);
                 err.append_detail(format!(
                     "the kernel left {pasid} attached to nothing (read back): its DMA is blocked"
                 ))
             }
             _ => err,
-        }
-    }
-
-    /// Records that `pasid` is now attached to `hwpt`.
-    pub(crate) fn set(&mut self, pasid: Pasid, hwpt: Hwpt<()>) {
-        match self.find(pasid) {
-            Some(i) => self.attached[i].1 = hwpt,
-            None => self.attached.push((pasid.0, hwpt)),
-        }
-    }
-
-    pub(crate) fn remove(&mut self, pasid: Pasid) {
-        if let Some(i) = self.find(pasid) {
-            self.attached.swap_remove(i);
         }
     }
 }
@@ -478,40 +440,6 @@ fn attach_error(err: Error, rid_pasid_capable: bool, e: Errno) -> Error {
         ),
         _ => err,
     }
-}
-
-/// A RID attach or replace refused (`EINVAL`) because PASIDs are attached
-/// and the target `pt` is not PASID-capable gets that said; any other error
-/// comes back as it is.
-#[cold]
-pub(crate) fn rid_error<P: PageTable>(err: Error, pasids: &PasidTable, pt: &P) -> Error {
-    let pasid_capable = pt.pt_hwpt().is_some_and(|h| h.pasid_capable());
-    if pasids.is_empty() || pasid_capable || err.raw_errno() != Some(Errno::EINVAL) {
-        return err;
-    }
-    let list: Vec<String> = pasids.iter().map(|(p, _)| p.get().to_string()).collect();
-    err.detail(format!(
-        "PASIDs {} of the device are attached, so its RID may only go to a PASID-capable page table (a PasidHwpt)",
-        list.join(", ")
-    ))
-}
-
-/// Detaches every PASID of the device (before the RID's detach: a
-/// `BlockDma` device reaches nothing). On error, those detached so far are
-/// out of the table.
-pub(crate) fn detach_all(inner: &mut crate::device::Inner) -> Result<()> {
-    let pasids: Vec<Pasid> = inner.pasids.iter().map(|(p, _)| p).collect();
-    for p in pasids {
-        inner.link.detach_pasid(p.0).map_err(|e| {
-            Error::sys(
-                "VFIO_DEVICE_DETACH_IOMMUFD_PT",
-                format!("{} {p}", inner.name),
-                e,
-            )
-        })?;
-        inner.pasids.remove(p);
-    }
-    Ok(())
 }
 
 impl<P: PageTable> Device<Attached<P>> {
@@ -549,7 +477,7 @@ impl<P: PageTable> Device<Attached<P>> {
         let inner = &mut *self.inner;
         let (fd, dev_id) = inner.bound.as_ref().expect("bound state");
         // Attached (this impl's state): is the RID's page table PASID-capable?
-        let rid = inner.hwpt.as_ref().is_some_and(Hwpt::pasid_capable);
+        let rid = inner.hwpt.as_ref().is_some_and(HeldPt::pasid_capable);
         let link = &inner.link;
         inner.pasids.change(
             (fd, *dev_id, &inner.name),
@@ -573,7 +501,7 @@ impl<P: PageTable> Device<Attached<P>> {
             .check(&self.inner.name, PasidOp::Detach, pasid)?;
         match self.inner.link.detach_pasid(pasid.0) {
             Ok(()) => {
-                self.inner.pasids.remove(pasid);
+                self.inner.pasids.remove(pasid.0);
                 Ok(())
             }
             Err(e) => Err(Error::sys(
@@ -588,11 +516,11 @@ impl<P: PageTable> Device<Attached<P>> {
 impl<S: Bound> Device<S> {
     /// The HWPT id `pasid` is attached to, if it is.
     pub fn pasid_hwpt(&self, pasid: Pasid) -> Option<u32> {
-        self.inner.pasids.get(pasid)
+        self.inner.pasids.get(pasid.0)
     }
 
     /// The attached PASIDs and their HWPT ids.
     pub fn pasids(&self) -> impl Iterator<Item = (Pasid, u32)> + '_ {
-        self.inner.pasids.iter()
+        self.inner.pasids.iter().map(|(p, h)| (Pasid(p), h))
     }
 }

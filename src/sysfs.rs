@@ -484,6 +484,16 @@ pub(crate) fn vfio_pf_of(bdf: &str) -> Option<String> {
     driver.ends_with("vfio-pci").then_some(pf)
 }
 
+/// Whether `s` is a UUID as sysfs spells one (8-4-4-4-12 hex digits).
+pub(crate) fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -20,7 +20,8 @@
 //! ```
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::hwpt::{Hwpt, HwptDevice, NestParent};
+use crate::hwpt::{Hwpt, HwptDevice, NestParent, Nested, Stage1};
+use crate::iopf::FaultQueue;
 use nix::errno::Errno;
 use std::fmt;
 
@@ -84,6 +85,49 @@ fn alloc_error(op: &'static str, object: String, e: Errno) -> Error {
             .kind_(ErrorKind::Unsupported)
             .detail("no vIOMMU objects here: the legacy container path, or a kernel before 6.13"),
         _ => err,
+    }
+}
+
+/// Nested HWPTs on a vIOMMU.
+impl Hwpt<Nested> {
+    /// Allocates a nested HWPT on a vIOMMU (`IOMMU_HWPT_ALLOC` with the
+    /// vIOMMU as its parent): the guest's stage-1 under that vIOMMU, whose
+    /// devices' events (vEVENTQ) then report through it. It holds the
+    /// vIOMMU, and through it the nest parent.
+    pub fn alloc_nested_on(
+        dev: &impl HwptDevice,
+        viommu: &Viommu,
+        stage1: &Stage1,
+    ) -> Result<Self> {
+        Self::nested_on(dev, viommu, stage1, None, 0)
+    }
+
+    /// As [`alloc_nested_on`](Self::alloc_nested_on), and its devices'
+    /// page requests go to `faults` (`IOMMU_HWPT_FAULT_ID_VALID`), which the
+    /// HWPT holds: an accelerated vIOMMU's stage-1 with I/O page faults.
+    pub fn alloc_nested_on_with_faults(
+        dev: &impl HwptDevice,
+        viommu: &Viommu,
+        stage1: &Stage1,
+        faults: &FaultQueue,
+    ) -> Result<Self> {
+        Self::nested_on(dev, viommu, stage1, Some(faults), 0)
+    }
+
+    /// [`alloc_nested_on`](Self::alloc_nested_on) with a fault queue and
+    /// allocation `flags`.
+    pub(crate) fn nested_on(
+        dev: &impl HwptDevice,
+        viommu: &Viommu,
+        stage1: &Stage1,
+        faults: Option<&FaultQueue>,
+        flags: u32,
+    ) -> Result<Self> {
+        // The HWPT keeps the vIOMMU alive, erased: the HWPT file sits
+        // below this one.
+        let keep: std::sync::Arc<dyn std::any::Any + Send + Sync> = viommu.0.clone();
+        let at = (viommu.id(), viommu.parent(), Some(keep));
+        Self::nested_at(dev, at, stage1, faults, flags)
     }
 }
 

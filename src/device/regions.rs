@@ -80,7 +80,7 @@ impl<S: Bound> Device<S> {
             return Ok(());
         }
         if let Some(why) = self.inner.decoding.off() {
-            return Err(crate::decoding::decoding_off(&self.inner.name, index, why));
+            return Err(super::decoding::decoding_off(&self.inner.name, index, why));
         }
         let info = self.region_info(index)?;
         if info.size == 0 || !info.mmappable() {
@@ -172,7 +172,7 @@ impl<S: Bound> Device<S> {
     pub fn region_write(&self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
         let (at, size) = self.region_span(index)?;
         self.check_region(index, size, offset, data.len(), "pwrite")?;
-        if index == pci::CONFIG && crate::decoding::may_touch(offset, data.len()) {
+        if index == pci::CONFIG && super::decoding::may_touch(offset, data.len()) {
             return self.guarded_config_write(at, offset, data);
         }
         self.pwrite_at(index, at, offset, data)

@@ -5,6 +5,6 @@ fn main() {}
 #[allow(dead_code, unused_variables, unused_mut)]
 fn case(dev: &Device<BlockDma>, ioas: &Ioas) -> Result<(), Box<dyn std::error::Error>> {
     let plain = Hwpt::<Paging>::alloc(dev, ioas)?;
-    let table = <PasidHwpt as PageTable>::pt_from(ioas, plain.pt_hwpt().as_ref());
+    let table = <PasidHwpt as PageTable>::pt_from(ioas, plain.pt_held().as_ref());
     Ok(())
 }

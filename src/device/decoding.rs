@@ -20,7 +20,7 @@
 //! restores the saved state after a reset. The guest test
 //! `memory_decoding_off_never_raises_sigbus` checks it on every kernel.
 
-use crate::device::{Bound, Device};
+use super::{Bound, Device};
 use crate::error::{Error, ErrorKind, Result};
 use crate::region::pci;
 use std::sync::{Mutex, OnceLock};
