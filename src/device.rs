@@ -506,6 +506,7 @@ impl Device<BlockDma> {
     ) -> std::result::Result<Device<Attached<P>>, TransitionError<Self>> {
         match attach_pt(&self.inner, pt) {
             Ok(id) => {
+                pt.pt_ioas().pinned();
                 let mut inner = self.inner;
                 inner.attached = Some((pt.pt_ioas().clone(), id));
                 inner.hwpt = pt.pt_held();
@@ -533,7 +534,7 @@ fn attach_pt<P: PageTable>(inner: &Inner, pt: &P) -> Result<u32> {
     inner
         .link
         .attach(&inner.name, pt.pt_id(), ioas.space())
-        .map_err(|e| pt::rid_error(e, &inner.pasids, pt))
+        .map_err(|e| ioas.unpinned_error(pt::rid_error(e, &inner.pasids, pt)))
 }
 
 impl<P: PageTable> Device<Attached<P>> {
@@ -589,10 +590,14 @@ impl<P: PageTable> Device<Attached<P>> {
                         self.ioas().space(),
                         (to.pt_id(), ioas.space()),
                     )
-                    .map_err(|(e, lost)| (pt::rid_error(e, &self.inner.pasids, to), lost))
+                    .map_err(|(e, lost)| {
+                        let e = pt::rid_error(e, &self.inner.pasids, to);
+                        (ioas.unpinned_error(e), lost)
+                    })
             });
         match moved {
             Ok(pt) => {
+                ioas.pinned();
                 let mut inner = self.inner;
                 inner.attached = Some((ioas.clone(), pt));
                 inner.hwpt = to.pt_held();

@@ -206,6 +206,7 @@ impl<K: Alloc> Hwpt<K> {
         };
         match r {
             Ok(id) => {
+                ioas.pinned();
                 let mut inner = HwptInner::new(ioas, id, flags);
                 inner._faults = faults.cloned();
                 Ok(Hwpt {
@@ -213,7 +214,7 @@ impl<K: Alloc> Hwpt<K> {
                     kind: PhantomData,
                 })
             }
-            Err(e) => Err(alloc_error::<K>(name, ioas.id(), extra, e)),
+            Err(e) => Err(ioas.unpinned_error(alloc_error::<K>(name, ioas.id(), extra, e))),
         }
     }
 }

@@ -41,8 +41,12 @@ pub(crate) struct IoasInner {
     /// The id and its iommufd, held by this IOAS alone in this process
     /// (clones of an `Ioas` share this inner).
     obj: HeldId,
-    /// Ranges mapped through this crate, `iova -> len`, to name the overlap on EEXIST.
-    mapped: Mutex<Table>,
+    /// Ranges mapped through this crate, `iova -> len`, to name the overlap
+    /// on EEXIST; with the file ranges not known to be pinned yet.
+    mapped: Mutex<Mapped>,
+    /// Whether `mapped.unpinned` is non-empty, so an attach that succeeds
+    /// skips its lock when it is not.
+    unpinned_set: AtomicBool,
     /// The kernel side: an iommufd object, or the legacy path's mappings and containers.
     space: Space,
     /// The allow-list set with `allow_iovas` (the kernel does not report it).
@@ -58,6 +62,43 @@ pub(crate) struct IoasInner {
     /// (inherited from a handover), `iova -> len`: for the dirty reads,
     /// which must know every mapped run ([`Ioas::mapped_runs`]).
     inherited: Mutex<Table>,
+}
+
+/// The live mappings of an IOAS ([`Table`], which this derefs to), and the
+/// ranges [`Ioas::map_file`] mapped that no attach has pinned yet.
+struct Mapped {
+    all: Table,
+    /// `IOMMU_IOAS_MAP_FILE` checks nothing of the file when no device is
+    /// attached: the kernel pins a file's pages when a device attaches (or
+    /// at the map, when one is attached), and fails there on a file it
+    /// cannot pin. The crate does not `fstat` each file up front (that is a
+    /// syscall per map); an attach that fails names these ranges instead
+    /// ([`Ioas::unpinned_error`]), and one that succeeds clears them.
+    unpinned: Vec<(u64, u64)>,
+}
+
+impl Mapped {
+    const fn new() -> Mapped {
+        Mapped {
+            all: Table::new(),
+            unpinned: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = Table;
+    #[inline]
+    fn deref(&self) -> &Table {
+        &self.all
+    }
+}
+
+impl std::ops::DerefMut for Mapped {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.all
+    }
 }
 
 /// The ranges a device logs its DMA over, held on its IOAS while the log
@@ -251,7 +292,8 @@ impl Ioas {
         Ioas {
             inner: Arc::new(IoasInner {
                 obj,
-                mapped: Mutex::new(Table::new()),
+                mapped: Mutex::new(Mapped::new()),
+                unpinned_set: AtomicBool::new(false),
                 space,
                 allowed: Mutex::new(Vec::new()),
                 allow_set: AtomicBool::new(false),
@@ -497,13 +539,19 @@ impl Ioas {
     /// for memfd-backed (or hugetlbfs, or dma-buf) memory. The kernel holds its
     /// own reference to the file, so the mapping does not borrow it.
     ///
+    /// `file` must be a memfd, a shmem or hugetlbfs file, or a dma-buf, and
+    /// `[start, start + len)` must lie inside it. The kernel pins the pages
+    /// when a device is attached: at this call when one is, and otherwise at
+    /// the next attach to this IOAS (or HWPT allocation on it). Nothing is
+    /// checked before the ioctl (a 4 KiB map costs what the raw call does).
+    ///
     /// # Errors
     /// As [`map`](Self::map); [`ErrorKind::Unsupported`] on kernels before
-    /// 6.13 and on the legacy path. Checked first, since the kernel pins a
-    /// file's pages only once a device is attached and would fail far from
-    /// the cause: `file` must be a regular file (a memfd, a shmem or
-    /// hugetlbfs file) or a dma-buf, and `[start, start + len)` must lie
-    /// inside it ([`ErrorKind::InvalidInput`]).
+    /// 6.13 and on the legacy path. A file the kernel refuses is explained
+    /// after the refusal, by what the file is ([`ErrorKind::InvalidInput`],
+    /// "not a memfd", "not inside the file"). When the pin happens at a
+    /// later attach, that attach fails (the device handed back) and its
+    /// error names the file ranges not pinned yet; unmap the one at fault.
     #[doc(alias = "IOMMU_IOAS_MAP_FILE")]
     pub fn map_file(
         &self,
@@ -528,11 +576,7 @@ impl Ioas {
         access: Access,
     ) -> Result<u64> {
         let at = self.precheck(iova, len)?;
-        // Where the path cannot map files at all, that is the answer.
-        if self.inner.space.maps_files() {
-            self.check_file(file, start, len)?;
-        }
-        self.mapped_by(at, len, access, || {
+        self.mapped_by_as(at, len, access, true, || {
             self.inner.space.map_file(
                 self.inner.obj.iommufd().ctx(),
                 self.inner.obj.id(),
@@ -545,7 +589,7 @@ impl Ioas {
         })
         // A file mapping's pages are the kernel's (it holds the file), so
         // an orphan costs only an IOVA range, not soundness.
-        .map_err(|(e, _)| e)
+        .map_err(|(e, _)| self.file_error(e, file, start, len))
     }
 
     /// The mapping of a file range at `at`, owning `memory` (what keeps the
@@ -738,41 +782,103 @@ impl Ioas {
         match result {
             Ok(_) => {
                 mapped.remove(iova);
+                if !mapped.unpinned.is_empty() {
+                    mapped.unpinned.retain(|&(s, _)| s != iova);
+                }
                 Ok(())
             }
             Err(e) => Err(self.unmap_error(iova, len, e, true)),
         }
     }
 
-    /// What `IOMMU_IOAS_MAP_FILE` can map: a regular file (memfd, shmem,
-    /// hugetlbfs) or a dma-buf (an anonymous inode, no file type), with the
-    /// range inside it. One `fstat`: `map_file` is not a hot path.
-    fn check_file(&self, file: std::os::fd::BorrowedFd<'_>, start: u64, len: u64) -> Result<()> {
+    /// A failed `IOMMU_IOAS_MAP_FILE`, explained by what the file is, now
+    /// that the kernel said no: `IOMMU_IOAS_MAP_FILE` maps a regular file
+    /// (memfd, shmem, hugetlbfs) or a dma-buf (an anonymous inode, no file
+    /// type), with the range inside it. One `fstat`, on the error path only.
+    #[cold]
+    #[inline(never)]
+    fn file_error(
+        &self,
+        err: Error,
+        file: std::os::fd::BorrowedFd<'_>,
+        start: u64,
+        len: u64,
+    ) -> Error {
         use nix::libc::{S_IFMT, S_IFREG};
-        let st = nix::sys::stat::fstat(file).map_err(|e| {
-            Error::sys("IOMMU_IOAS_MAP_FILE", self.object(), e)
-                .kind_(ErrorKind::InvalidInput)
-                .detail("the file descriptor cannot be inspected (fstat failed)")
-        })?;
+        // Refusals that say nothing about the file keep their own words.
+        match err.raw_errno() {
+            None
+            | Some(
+                Errno::EEXIST
+                | Errno::EOVERFLOW
+                | Errno::ENOSPC
+                | Errno::ENOTTY
+                | Errno::EOPNOTSUPP
+                | Errno::ENOMEM,
+            ) => return err,
+            Some(_) => {}
+        }
+        let Ok(st) = nix::sys::stat::fstat(file) else {
+            return err;
+        };
         let kind = st.st_mode & S_IFMT;
         let size = u64::try_from(st.st_size).unwrap_or(0);
         let why = if kind != S_IFREG && kind != 0 {
-            format!(
-                "the fd is not a memfd, a regular file or a dma-buf (file type {:#o})",
-                kind
-            )
-        } else if start.checked_add(len).is_none_or(|end| end > size) {
-            format!(
-                "the range [{start:#x}, +{len:#x}) is not inside the {size:#x}-byte file; the kernel would fail only when a device attaches and the pages are pinned"
-            )
+            format!("the fd is not a memfd, a regular file or a dma-buf (file type {kind:#o})")
+        } else if kind == S_IFREG && start.checked_add(len).is_none_or(|end| end > size) {
+            format!("the range [{start:#x}, +{len:#x}) is not inside the {size:#x}-byte file")
         } else {
-            return Ok(());
+            return err;
         };
-        Err(
-            Error::new(ErrorKind::InvalidInput, "IOMMU_IOAS_MAP_FILE", self.object())
-                .detail(why)
-                .hint("map a memfd (memfd_create + ftruncate to its size) or a dma-buf, with start + length inside it"),
-        )
+        err.kind_(ErrorKind::InvalidInput)
+            .detail(why)
+            .hint("map a memfd (memfd_create + ftruncate to its size) or a dma-buf, with start + length inside it")
+    }
+
+    /// The error of an attach to this IOAS (or an HWPT allocation on it)
+    /// that failed while file ranges mapped by [`map_file`](Self::map_file)
+    /// were not pinned yet: the kernel pins them now, and a file it cannot
+    /// pin fails the attach (see [`Mapped::unpinned`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn unpinned_error(&self, err: Error) -> Error {
+        if !self.inner.unpinned_set.load(Ordering::Relaxed)
+            || !matches!(
+                err.raw_errno(),
+                Some(Errno::EINVAL | Errno::EFAULT | Errno::EIO)
+            )
+        {
+            return err;
+        }
+        let mapped = crate::lock(&self.inner.mapped);
+        let list: Vec<String> = mapped.unpinned.iter().map(|&(s, l)| range(s, l)).collect();
+        if list.is_empty() {
+            return err;
+        }
+        err.append_detail(format!(
+            "{} of {} {} mapped with map_file before any device was attached, so the kernel pins {} pages only now: if a file is not a memfd, a shmem or hugetlbfs file or a dma-buf, or the range lies past its end, the pin fails here",
+            list.join(", "),
+            self.object(),
+            if list.len() == 1 { "was" } else { "were" },
+            if list.len() == 1 { "its" } else { "their" },
+        ))
+        .hint("unmap the file mapping (Mapping::unmap) and map a memfd range inside the file; then attach again")
+    }
+
+    /// An attach to this IOAS (or an HWPT allocation on it) succeeded: the
+    /// kernel pinned every file range it maps, so none is suspect now.
+    #[inline]
+    pub(crate) fn pinned(&self) {
+        if self.inner.unpinned_set.load(Ordering::Relaxed) {
+            self.pinned_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pinned_slow(&self) {
+        crate::lock(&self.inner.mapped).unpinned.clear();
+        self.inner.unpinned_set.store(false, Ordering::Relaxed);
     }
 
     /// The checks before a map ioctl that the kernel cannot make: a zero
@@ -895,6 +1001,20 @@ impl Ioas {
         access: Access,
         op: impl FnOnce() -> std::result::Result<u64, MapFail>,
     ) -> std::result::Result<u64, (Error, bool)> {
+        self.mapped_by_as(at, len, access, false, op)
+    }
+
+    /// [`mapped_by`](Self::mapped_by), recording the range as a file range
+    /// not known to be pinned when `unpinned` (see [`Mapped::unpinned`]).
+    #[inline(always)]
+    fn mapped_by_as(
+        &self,
+        at: Option<u64>,
+        len: u64,
+        access: Access,
+        unpinned: bool,
+        op: impl FnOnce() -> std::result::Result<u64, MapFail>,
+    ) -> std::result::Result<u64, (Error, bool)> {
         let mut mapped = crate::lock(&self.inner.mapped);
         match op() {
             // A kernel-chosen IOVA outside a running log's ranges is taken
@@ -919,6 +1039,10 @@ impl Ioas {
             }
             Ok(got) => {
                 mapped.insert(got, len);
+                if unpinned {
+                    mapped.unpinned.push((got, len));
+                    self.inner.unpinned_set.store(true, Ordering::Relaxed);
+                }
                 Ok(got)
             }
             Err(fail) => Err(self.map_failed(fail, at, len, access, &mapped)),

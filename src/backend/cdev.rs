@@ -54,12 +54,11 @@ pub(crate) fn bind(
     };
     let got = match token {
         VfToken::Check => {
-            // One readlink (sysfs `physfn`, absent on all but VFs): the
-            // check some kernels do not make.
-            if let Some(pf) = crate::sysfs::vfio_pf_of(name) {
-                if !enforces_vf_token(dev, iommufd) {
-                    return Err(crate::diagnose::vf_token_unchecked(name, &pf));
-                }
+            // A kernel that checks VF tokens itself needs nothing more: one
+            // load once that is known. Otherwise one readlink (sysfs
+            // `physfn`, absent on all but VFs): the check it does not make.
+            if VF_TOKEN_CHECKED.load(std::sync::atomic::Ordering::Relaxed) != 1 {
+                vf_token_check(dev, iommufd, name)?;
             }
             sys::bind_iommufd(dev, &mut arg)
         }
@@ -70,6 +69,31 @@ pub(crate) fn bind(
     match got {
         Ok(_) => Ok(arg.out_devid),
         Err(e) => Err(bind_failed(dev, iommufd, name, e, token)),
+    }
+}
+
+/// Refuses a VF of a vfio-pci PF on a kernel whose cdev does not check VF
+/// tokens. Until the kernel's answer is known, asks it once with this
+/// device, VF or not (the token is read before anything else of the
+/// device), so that binds on a kernel that checks skip the readlink.
+#[cold]
+#[inline(never)]
+fn vf_token_check(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>, name: &str) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    match crate::sysfs::vfio_pf_of(name) {
+        Some(pf) if !enforces_vf_token(dev, iommufd) => {
+            Err(crate::diagnose::vf_token_unchecked(name, &pf))
+        }
+        Some(_) => Ok(()),
+        None => {
+            if VF_TOKEN_CHECKED.load(Relaxed) == 0 {
+                // Not a VF, so nothing to refuse: the answer is for the
+                // binds to come. One that told nothing is not asked again.
+                enforces_vf_token(dev, iommufd);
+                let _ = VF_TOKEN_CHECKED.compare_exchange(0, 3, Relaxed, Relaxed);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -103,7 +127,9 @@ pub(crate) enum VfToken<'a> {
     Unchecked,
 }
 
-/// 0: not known yet; 1: the cdev checks VF tokens; 2: it does not.
+/// 0: not known yet; 1: the cdev checks VF tokens; 2: it does not; 3: its
+/// answer told neither (a VF's bind then goes to the kernel, which checks
+/// what it can).
 static VF_TOKEN_CHECKED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Whether this kernel's cdev checks SR-IOV VF tokens at bind (it has
@@ -116,7 +142,7 @@ static VF_TOKEN_CHECKED: std::sync::atomic::AtomicU8 = std::sync::atomic::Atomic
 fn enforces_vf_token(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>) -> bool {
     use std::sync::atomic::Ordering::Relaxed;
     match VF_TOKEN_CHECKED.load(Relaxed) {
-        1 => return true,
+        1 | 3 => return true,
         2 => return false,
         _ => {}
     }
@@ -138,7 +164,10 @@ fn enforces_vf_token(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>) -> bool {
             false
         }
         // Unknown: the normal bind decides (the kernel checks what it can).
-        _ => true,
+        _ => {
+            VF_TOKEN_CHECKED.store(3, Relaxed);
+            true
+        }
     }
 }
 
