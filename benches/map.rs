@@ -191,6 +191,8 @@ fn main() {
     migration_row(&fd);
     if let Some(bdf) = singles.get(2) {
         map_bar_row(&fd, bdf);
+        first_map_bar_row(&fd, bdf);
+        bind_row(&fd, bdf);
     }
     if let Some(bdf) = topo.nvme.as_deref() {
         msix_row(&fd, bdf);
@@ -280,6 +282,57 @@ fn map_bar_row(fd: &Iommufd, bdf: &str) {
     row(
         "map_bar + unmap_bar (edu BAR0, 1 MiB): region info, mmap, munmap",
         500,
+        &mut [("raw", &mut r), ("crate", &mut c)],
+    );
+}
+
+/// `Device::map_bar` of a device just opened and bound, whose region info
+/// is not cached yet (what a VMM's bring-up pays), against the raw region
+/// query + `mmap`. Open, bind, unmap and close run off the clock.
+fn first_map_bar_row(fd: &Iommufd, bdf: &str) {
+    let iommu = fd.iommufd_fd().unwrap();
+    let mut r = || {
+        let dev = untimed(|| {
+            let dev = raw::open_device(bdf);
+            raw::bind(&dev, iommu).unwrap();
+            dev
+        });
+        let bar = raw_bar0(dev.as_fd());
+        untimed(|| {
+            munmap(bar);
+            drop(dev);
+        });
+    };
+    let mut c = || {
+        let mut dev = untimed(|| Device::open(bdf).unwrap().bind(fd).unwrap());
+        dev.map_bar(0).unwrap();
+        untimed(|| drop(dev));
+    };
+    row(
+        "map_bar, first call on a freshly bound edu (region info not cached)",
+        50,
+        &mut [("raw", &mut r), ("crate", &mut c)],
+    );
+}
+
+/// `bind` of a device just opened (`VfToken::Check`: on a kernel that
+/// checks VF tokens itself, nothing but the ioctl) against the raw
+/// `VFIO_DEVICE_BIND_IOMMUFD`. Open and close run off the clock.
+fn bind_row(fd: &Iommufd, bdf: &str) {
+    let iommu = fd.iommufd_fd().unwrap();
+    let mut r = || {
+        let dev = untimed(|| raw::open_device(bdf));
+        raw::bind(&dev, iommu).unwrap();
+        untimed(|| drop(dev));
+    };
+    let mut c = || {
+        let dev = untimed(|| Device::open(bdf).unwrap());
+        let dev = dev.bind(fd).unwrap();
+        untimed(|| drop(dev));
+    };
+    row(
+        "bind of a freshly opened edu",
+        50,
         &mut [("raw", &mut r), ("crate", &mut c)],
     );
 }

@@ -98,7 +98,8 @@ impl<P: PageTable> Bound for Attached<P> {}
 /// link with the fd (closing it detaches and unbinds), then the IOAS and
 /// iommufd handles.
 pub(crate) struct Inner {
-    pub(crate) bars: Vec<Option<Bar>>,
+    /// BARs 0 to 5, mapped by `map_bar`.
+    pub(crate) bars: [Option<Bar>; 6],
     /// The device fd and the kernel path it came through.
     pub(crate) link: Link,
     /// The BDF, or the cdev path when the BDF is unknown: for messages.
@@ -236,7 +237,7 @@ fn lone_device_name(fd: &OwnedFd, what: &dyn Fn() -> String) -> Result<String> {
 /// A fresh unbound device: no BARs, not bound, not attached.
 fn unbound(link: Link, name: String) -> Device<Unbound> {
     make(Inner {
-        bars: Vec::new(),
+        bars: Default::default(),
         link,
         attached: None,
         hwpt: None,

@@ -855,14 +855,21 @@ impl Ioas {
         if list.is_empty() {
             return err;
         }
-        err.append_detail(format!(
-            "{} of {} {} mapped with map_file before any device was attached, so the kernel pins {} pages only now: if a file is not a memfd, a shmem or hugetlbfs file or a dma-buf, or the range lies past its end, the pin fails here",
-            list.join(", "),
-            self.object(),
-            if list.len() == 1 { "was" } else { "were" },
-            if list.len() == 1 { "its" } else { "their" },
-        ))
-        .hint("unmap the file mapping (Mapping::unmap) and map a memfd range inside the file; then attach again")
+        // The likelier cause first: the generic reasons of the refusal
+        // follow, for when the files are good.
+        let otherwise = err
+            .details()
+            .map(|d| format!("; if the files are good: {d}"))
+            .unwrap_or_default();
+        err.kind_(ErrorKind::InvalidInput)
+            .detail(format!(
+                "{} of {} {} mapped with map_file before any device was attached, so the kernel pins {} pages only now, and refuses the attach if a file is not a memfd, a shmem or hugetlbfs file or a dma-buf, or a range lies past the end of its file{otherwise}",
+                list.join(", "),
+                self.object(),
+                if list.len() == 1 { "was" } else { "were" },
+                if list.len() == 1 { "its" } else { "their" },
+            ))
+            .hint("unmap the file mapping (Mapping::unmap) and map a memfd range inside the file; then attach again")
     }
 
     /// An attach to this IOAS (or an HWPT allocation on it) succeeded: the

@@ -252,18 +252,27 @@ impl RegionInfo {
     ///
     /// Example: [the `region` module docs](crate::region).
     pub fn sparse_areas(&self) -> Vec<SparseArea> {
-        if !self.mmappable() || self.size == 0 {
-            return Vec::new();
-        }
-        for c in &self.caps {
-            if let RegionCap::SparseMmap(a) = c {
-                return a.clone();
-            }
-        }
-        vec![SparseArea {
-            offset: 0,
-            size: self.size,
-        }]
+        self.mmap_areas().collect()
+    }
+
+    /// What [`sparse_areas`](Self::sparse_areas) lists, without a vector.
+    pub(crate) fn mmap_areas(&self) -> impl Iterator<Item = SparseArea> + '_ {
+        let sparse = self.caps.iter().find_map(|c| match c {
+            RegionCap::SparseMmap(a) => Some(a.as_slice()),
+            _ => None,
+        });
+        let (whole, parts) = match sparse {
+            _ if !self.mmappable() || self.size == 0 => (None, &[][..]),
+            Some(parts) => (None, parts),
+            None => (
+                Some(SparseArea {
+                    offset: 0,
+                    size: self.size,
+                }),
+                &[][..],
+            ),
+        };
+        whole.into_iter().chain(parts.iter().copied())
     }
 
     /// Decodes the buffer `VFIO_DEVICE_GET_REGION_INFO` filled.
@@ -315,7 +324,7 @@ impl Bar {
     /// mmaps every mmap-able area of `info` from the device fd.
     pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Bar> {
         let mut areas = Vec::new();
-        for a in info.sparse_areas() {
+        for a in info.mmap_areas() {
             let map = MmapOptions::new()
                 .offset(info.offset + a.offset)
                 .len(a.size as usize)

@@ -96,9 +96,6 @@ impl<S: Bound> Device<S> {
             }));
         }
         let bar = Bar::map(self.inner.fd(), info, &self.inner.name)?;
-        if self.inner.bars.len() <= index as usize {
-            self.inner.bars.resize_with(index as usize + 1, || None);
-        }
         self.inner.bars[index as usize] = Some(bar);
         Ok(())
     }
@@ -246,7 +243,13 @@ impl<S: Bound> Device<S> {
 }
 
 fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo> {
-    let bytes = sys::query_with_caps(32, |buf| sys::region_info(fd, index, buf)).map_err(|e| {
+    // 256 bytes on the stack: the header and a sparse-mmap capability of a
+    // dozen areas, so a region with capabilities takes one ioctl too.
+    let got = sys::query_with_caps_in::<32, _>(
+        |buf| sys::region_info(fd, index, buf),
+        |bytes| RegionInfo::decode(bytes),
+    );
+    let decoded = got.map_err(|e| {
         let err = Error::sys(
             "VFIO_DEVICE_GET_REGION_INFO",
             format!("{name} region {index}"),
@@ -270,7 +273,7 @@ fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo>
             _ => err,
         }
     })?;
-    RegionInfo::decode(&bytes).map_err(|e| {
+    decoded.map_err(|e| {
         Error::new(
             ErrorKind::Kernel,
             "VFIO_DEVICE_GET_REGION_INFO",

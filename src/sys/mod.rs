@@ -192,9 +192,67 @@ pub fn query_with_caps(
     }
 }
 
+/// As [`query_with_caps`], with the first try in a buffer of `W` words on
+/// the stack (no allocation when the answer fits, which is the common
+/// case), and `decode` reading the bytes the kernel filled where they lie.
+pub fn query_with_caps_in<const W: usize, T>(
+    mut issue: impl FnMut(&mut [u64]) -> nix::Result<i32>,
+    decode: impl FnOnce(&[u8]) -> T,
+) -> nix::Result<T> {
+    let mut buf = [0u64; W];
+    issue(&mut buf)?;
+    let argsz = buf[0].to_ne_bytes();
+    let need = u32::from_ne_bytes([argsz[0], argsz[1], argsz[2], argsz[3]]) as usize;
+    if need <= W * 8 {
+        return Ok(decode(as_bytes(&buf)));
+    }
+    let bytes = query_with_caps(need, issue)?;
+    Ok(decode(&bytes))
+}
+
+/// The bytes of `words`, in memory order.
+fn as_bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: `u64` has no padding, so all `8 * len` bytes are initialized;
+    // `u8` needs no alignment; the slice borrows `words` for its lifetime
+    // and is read-only, like the borrow it comes from.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stack try decodes in place when the answer fits, and goes to the
+    /// heap loop, at the size the kernel asks, when it does not.
+    #[test]
+    fn query_with_caps_in_uses_the_stack_first() {
+        let mut calls = Vec::new();
+        let fits = query_with_caps_in::<4, _>(
+            |buf| {
+                calls.push(buf.len() * 8);
+                buf[0] = u64::from_ne_bytes([32, 0, 0, 0, 0, 0, 0, 0]);
+                buf[3] = 7;
+                Ok(0)
+            },
+            |b| (b.len(), u64::from_ne_bytes(b[24..32].try_into().unwrap())),
+        )
+        .unwrap();
+        assert_eq!((calls.as_slice(), fits), (&[32][..], (32, 7)));
+        calls.clear();
+        let grown = query_with_caps_in::<4, _>(
+            |buf| {
+                calls.push(buf.len() * 8);
+                buf[0] = u64::from_ne_bytes([48, 0, 0, 0, 0, 0, 0, 0]);
+                if let Some(w) = buf.get_mut(5) {
+                    *w = 9;
+                }
+                Ok(0)
+            },
+            |b| (b.len(), u64::from_ne_bytes(b[40..48].try_into().unwrap())),
+        )
+        .unwrap();
+        assert_eq!((calls.as_slice(), grown), (&[32, 48][..], (48, 9)));
+    }
 
     /// The re-query loop grows the buffer to what the kernel asks for, and stops.
     #[test]
