@@ -307,7 +307,29 @@ pub(crate) struct Bar {
     /// The base of the one mapping that covers the whole BAR, or null when
     /// the BAR has holes (sparse areas): the MMIO hot path needs nothing else.
     whole: Whole,
-    areas: Vec<MappedArea>,
+    areas: Areas,
+}
+
+/// A BAR's mapped areas: the first inline (a BAR without holes has one, and
+/// mapping it allocates nothing), the rest in a vector.
+#[derive(Default)]
+struct Areas {
+    first: Option<MappedArea>,
+    rest: Vec<MappedArea>,
+}
+
+impl Areas {
+    fn push(&mut self, a: MappedArea) {
+        match self.first {
+            None => self.first = Some(a),
+            Some(_) => self.rest.push(a),
+        }
+    }
+
+    #[inline]
+    fn iter(&self) -> impl Iterator<Item = &MappedArea> {
+        self.first.iter().chain(&self.rest)
+    }
 }
 
 /// The start of `areas[0].map` when that mapping covers `[0, info.size)`.
@@ -323,7 +345,7 @@ unsafe impl Sync for Whole {}
 impl Bar {
     /// mmaps every mmap-able area of `info` from the device fd.
     pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Bar> {
-        let mut areas = Vec::new();
+        let mut areas = Areas::default();
         for a in info.mmap_areas() {
             let map = MmapOptions::new()
                 .offset(info.offset + a.offset)
@@ -349,9 +371,11 @@ impl Bar {
         Ok(Bar::new(info, areas))
     }
 
-    fn new(info: RegionInfo, areas: Vec<MappedArea>) -> Bar {
-        let whole = match areas.as_slice() {
-            [a] if a.offset == 0 && a.map.len() as u64 >= info.size => a.map.as_mut_ptr(),
+    fn new(info: RegionInfo, areas: Areas) -> Bar {
+        let whole = match (&areas.first, areas.rest.is_empty()) {
+            (Some(a), true) if a.offset == 0 && a.map.len() as u64 >= info.size => {
+                a.map.as_mut_ptr()
+            }
             _ => std::ptr::null_mut(),
         };
         Bar {
@@ -661,7 +685,13 @@ pub(crate) mod tests {
             offset: 0,
             caps: Vec::new(),
         };
-        Bar::new(info, vec![MappedArea { offset: area, map }])
+        Bar::new(
+            info,
+            Areas {
+                first: Some(MappedArea { offset: area, map }),
+                rest: Vec::new(),
+            },
+        )
     }
 
     fn header(buf: &mut Vec<u8>, at: usize, id: u16, next: u32) {

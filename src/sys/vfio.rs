@@ -43,7 +43,9 @@ pub fn region_info(dev: BorrowedFd<'_>, index: u32, buf: &mut [u64]) -> nix::Res
         "region info buffer smaller than struct vfio_region_info"
     );
     let bytes = (buf.len() * 8) as u32;
-    buf.fill(0);
+    // The header is what the kernel reads (`argsz`, `flags`, `index`); it
+    // writes the rest.
+    buf[..4].fill(0);
     // argsz (u32 @0) and index (u32 @8), little or big endian alike through to_ne_bytes.
     buf[0] = u64::from_ne_bytes(pack_u32s(bytes, 0));
     buf[1] = u64::from_ne_bytes(pack_u32s(index, 0));
