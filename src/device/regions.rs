@@ -249,7 +249,7 @@ fn region_info(fd: BorrowedFd<'_>, name: &str, index: u32) -> Result<RegionInfo>
     // first map_bar of an edu costs the same with 32 bytes as with 256).
     let got = sys::query_with_caps_in::<32, _>(
         |buf| sys::region_info(fd, index, buf),
-        |bytes| RegionInfo::decode(bytes),
+        RegionInfo::decode,
     );
     let decoded = got.map_err(|e| {
         let err = Error::sys(
