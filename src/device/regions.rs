@@ -96,6 +96,9 @@ impl<S: Bound> Device<S> {
             }));
         }
         let bar = Bar::map(self.inner.fd(), info, &self.inner.name)?;
+        if self.inner.bars.len() <= index as usize {
+            self.inner.bars.resize_with(index as usize + 1, || None);
+        }
         self.inner.bars[index as usize] = Some(bar);
         Ok(())
     }
