@@ -68,12 +68,14 @@ pub(crate) struct IoasInner {
 /// ranges [`Ioas::map_file`] mapped that no attach has pinned yet.
 struct Mapped {
     all: Table,
-    /// `IOMMU_IOAS_MAP_FILE` checks nothing of the file when no device is
-    /// attached: the kernel pins a file's pages when a device attaches (or
-    /// at the map, when one is attached), and fails there on a file it
-    /// cannot pin. The crate does not `fstat` each file up front (that is a
-    /// syscall per map); an attach that fails names these ranges instead
-    /// ([`Ioas::unpinned_error`]), and one that succeeds clears them.
+    /// `IOMMU_IOAS_MAP_FILE` checks nothing of the file while the IOAS has
+    /// no page table: the kernel pins a file's pages when a device attaches
+    /// or an HWPT is allocated (or at the map, when the IOAS has one), and
+    /// fails there on a file it cannot pin. The crate does not `fstat` each
+    /// file up front (a syscall per map), nor know whether the IOAS has a
+    /// page table, so every `map_file` range since the last successful
+    /// attach is here: an attach that fails names them as the possible
+    /// cause ([`Ioas::unpinned_error`]), and one that succeeds clears them.
     unpinned: Vec<(u64, u64)>,
 }
 
@@ -784,6 +786,8 @@ impl Ioas {
                 mapped.remove(iova);
                 if !mapped.unpinned.is_empty() {
                     mapped.unpinned.retain(|&(s, _)| s != iova);
+                    let left = !mapped.unpinned.is_empty();
+                    self.inner.unpinned_set.store(left, Ordering::Relaxed);
                 }
                 Ok(())
             }
@@ -863,7 +867,7 @@ impl Ioas {
             .unwrap_or_default();
         err.kind_(ErrorKind::InvalidInput)
             .detail(format!(
-                "{} of {} {} mapped with map_file before any device was attached, so the kernel pins {} pages only now, and refuses the attach if a file is not a memfd, a shmem or hugetlbfs file or a dma-buf, or a range lies past the end of its file{otherwise}",
+                "{} of {} {} mapped with map_file since the last attach that succeeded: if the IOAS had no page table then, the kernel pins {} pages only now, and refuses the attach if a file is not a memfd, a shmem or hugetlbfs file or a dma-buf, or a range lies past the end of its file{otherwise}",
                 list.join(", "),
                 self.object(),
                 if list.len() == 1 { "was" } else { "were" },

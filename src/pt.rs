@@ -213,7 +213,7 @@ impl std::fmt::Debug for HeldPt {
 /// checks and the kernel calls that change it are in [`crate::pasid`].
 #[derive(Debug, Default)]
 pub(crate) struct PasidTable {
-    pub(crate) attached: Vec<(u32, HeldPt)>,
+    attached: Vec<(u32, HeldPt)>,
     /// `max_pasid_log2` from `IOMMU_GET_HW_INFO`, asked at the first
     /// attach: it cannot change while the device is bound.
     pub(crate) bits: Option<u8>,

@@ -506,7 +506,7 @@ fn bad_inputs_get_the_right_diagnosis_and_lose_nothing() {
             Is(Errno::EINVAL),
             &[
                 "IOVA [0x400000, 0x401fff]",
-                "map_file before any device was attached",
+                "mapped with map_file since the last attach that succeeded",
             ],
         );
         bad.unmap().expect("the unpinned file mapping unmaps");

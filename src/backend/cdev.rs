@@ -79,19 +79,15 @@ pub(crate) fn bind(
 #[cold]
 #[inline(never)]
 fn vf_token_check(dev: BorrowedFd<'_>, iommufd: BorrowedFd<'_>, name: &str) -> Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
     match crate::sysfs::vfio_pf_of(name) {
         Some(pf) if !enforces_vf_token(dev, iommufd) => {
             Err(crate::diagnose::vf_token_unchecked(name, &pf))
         }
         Some(_) => Ok(()),
         None => {
-            if VF_TOKEN_CHECKED.load(Relaxed) == 0 {
-                // Not a VF, so nothing to refuse: the answer is for the
-                // binds to come. One that told nothing is not asked again.
-                enforces_vf_token(dev, iommufd);
-                let _ = VF_TOKEN_CHECKED.compare_exchange(0, 3, Relaxed, Relaxed);
-            }
+            // Not a VF, so nothing to refuse: the answer, cached whatever
+            // it is, is for the binds to come.
+            enforces_vf_token(dev, iommufd);
             Ok(())
         }
     }

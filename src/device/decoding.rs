@@ -93,19 +93,6 @@ impl Decoding {
     }
 }
 
-impl Decoding {
-    /// [`off`](Self::off) through an exclusive borrow: no lock (the device
-    /// is borrowed `&mut`, so no config write runs meanwhile).
-    #[inline]
-    pub(crate) fn off_mut(&mut self) -> Option<&'static str> {
-        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        if !st.memory_off && !st.d3hot {
-            return None;
-        }
-        self.off()
-    }
-}
-
 /// Whether a config write of `len` bytes at `offset` may change memory
 /// decoding: it covers the command register's low byte, or reaches past the
 /// standard header, where the PM capability lives. Two compares, inlined

@@ -79,7 +79,7 @@ impl<S: Bound> Device<S> {
         {
             return Ok(());
         }
-        if let Some(why) = self.inner.decoding.off_mut() {
+        if let Some(why) = self.inner.decoding.off() {
             return Err(super::decoding::decoding_off(&self.inner.name, index, why));
         }
         let info = self.region_info(index)?;
