@@ -186,7 +186,7 @@ fn main() {
         1,
     );
     memory_kinds(&ioas);
-    live_rows(&raw, &ioas);
+    live_rows(&fd, singles);
     device_rows(&fd, &dev, singles, peers.as_ref());
     migration_row(&fd);
     if let Some(bdf) = singles.get(2) {
@@ -525,28 +525,100 @@ fn map_rows(
     }
 }
 
-/// Map + unmap of 4 KiB with K live mappings beside it.
-fn live_rows(raw: &Raw<'_>, ioas: &Ioas) {
-    let id = ioas.id();
-    for k in [1usize, 1024, 4096] {
-        let bufs: Vec<DmaBuffer> = (0..k).map(|_| DmaBuffer::new(4096).unwrap()).collect();
-        let mut raw_bufs: Vec<DmaBuffer> = (0..k).map(|_| DmaBuffer::new(4096).unwrap()).collect();
-        let live: Vec<Mapping<DmaBuffer>> = bufs
-            .into_iter()
-            .map(|b| ioas.map(b, Iova::Any, Access::READ).unwrap())
-            .collect();
-        let raw_live: Vec<u64> = raw_bufs
-            .iter_mut()
-            .map(|b| raw.map(id, b.as_mut_slice().as_mut_ptr() as u64, 4096, None))
-            .collect();
-        let mut slot = Some(DmaBuffer::new(4096).unwrap());
-        let label = format!("map+unmap 4 KiB with {k} live mappings");
-        kind_against_raw(ioas, &label, 500, &mut slot);
-        for iova in raw_live {
-            raw.unmap(id, iova, 4096);
+/// Map and unmap of 4 KiB with K live mappings beside it (#29): the
+/// kernel's allocator walks the used spans from the bottom, so its
+/// kernel-chosen IOVAs cost more with every live mapping, while the crate
+/// chooses from its own record ([`Iova::Any`]). Each side has an IOAS of its
+/// own with a device attached (pages pinned, the IOMMU page table written):
+/// the raw side's mappings must not sit in the crate's IOAS, where the
+/// crate would find them only by the kernel's `EEXIST` and then leave the
+/// choice to the kernel. The raw side's K mappings are packed from the
+/// bottom at fixed IOVAs, where the kernel's own choice puts them (so that
+/// making 16 384 of them costs no quadratic walk); the crate's are its own
+/// choice, the same packing.
+fn live_rows(fd: &Iommufd, singles: &[String]) {
+    let (Some(a), Some(b)) = (singles.get(3), singles.get(4)) else {
+        println!("bench: | live mappings | skipped: needs 5 singleton edus |");
+        return;
+    };
+    let ours = fd.alloc_ioas().unwrap();
+    let _a = Device::open(a).unwrap().bind(fd).unwrap().attach(&ours).unwrap();
+    let theirs = fd.alloc_ioas().unwrap();
+    let _b = Device::open(b).unwrap().bind(fd).unwrap().attach(&theirs).unwrap();
+    let raw = Raw {
+        fd: fd.iommufd_fd().unwrap(),
+    };
+    let id = theirs.id();
+    let mut live: Vec<Mapping<DmaBuffer>> = Vec::new();
+    let mut raw_live: Vec<DmaBuffer> = Vec::new();
+    // Far above every live mapping: the fixed rows' IOVA.
+    const FAR: u64 = 1 << 32;
+    for (k, iters) in [(1usize, 500u32), (1024, 200), (4096, 100), (16384, 30)] {
+        eprintln!("bench: ... {k} live mappings: filling");
+        while live.len() < k {
+            let m = ours.map(DmaBuffer::new(4096).unwrap(), Iova::Any, Access::READ);
+            live.push(m.unwrap());
         }
-        drop(live);
+        while raw_live.len() < k {
+            let mut buf = DmaBuffer::new(4096).unwrap();
+            let va = buf.as_mut_slice().as_mut_ptr() as u64;
+            let at = 4096 * (raw_live.len() as u64 + 1);
+            raw.map(id, va, 4096, Some(at));
+            raw_live.push(buf);
+        }
+        let (mut ours_slot, mut raw_slot) = (
+            Some(DmaBuffer::new(4096).unwrap()),
+            DmaBuffer::new(4096).unwrap(),
+        );
+        let va = raw_slot.as_mut_slice().as_mut_ptr() as u64;
+        for (where_, at) in [("kernel-chosen", None), ("fixed", Some(FAR))] {
+            let iova = at.map_or(Iova::Any, Iova::Fixed);
+            let mut r = || {
+                let got = raw.map(id, va, 4096, at);
+                raw.unmap(id, got, 4096);
+            };
+            let mut c = || {
+                let m = ours
+                    .map(ours_slot.take().unwrap(), iova, Access::READ)
+                    .unwrap();
+                ours_slot = Some(m.unmap().unwrap());
+            };
+            row(
+                &format!("map+unmap 4 KiB at a {where_} IOVA, {k} live mappings"),
+                iters,
+                &mut [("raw", &mut r), ("crate", &mut c)],
+            );
+        }
+        // The same split: the map alone (the unmap off the clock), then
+        // the unmap alone, at kernel-chosen IOVAs.
+        for timed_map in [true, false] {
+            let clock = |f: &mut dyn FnMut(), timed: bool| if timed { f() } else { untimed(f) };
+            let mut r = || {
+                let mut got = 0;
+                clock(&mut || got = raw.map(id, va, 4096, None), timed_map);
+                clock(&mut || raw.unmap(id, got, 4096), !timed_map);
+            };
+            let mut c = || {
+                let mut m = None;
+                clock(
+                    &mut || m = Some(ours.map(ours_slot.take().unwrap(), Iova::Any, Access::READ).unwrap()),
+                    timed_map,
+                );
+                clock(&mut || ours_slot = Some(m.take().unwrap().unmap().unwrap()), !timed_map);
+            };
+            let what = if timed_map { "map" } else { "unmap" };
+            row(
+                &format!("{what} alone of 4 KiB at a kernel-chosen IOVA, {k} live mappings"),
+                iters,
+                &mut [("raw", &mut r), ("crate", &mut c)],
+            );
+        }
     }
+    for i in 0..raw_live.len() as u64 {
+        raw.unmap(id, 4096 * (i + 1), 4096);
+    }
+    drop(raw_live);
+    drop(live);
 }
 
 /// Device rows: open, open + bind + attach, config_read, Mmio::read32.

@@ -23,6 +23,7 @@ use crate::error::{range, Error, ErrorKind, Result, TransitionError};
 use crate::iommufd::Iommufd;
 use crate::owner::HeldId;
 use crate::sys;
+use crate::gaps::Chooser;
 use crate::table::Table;
 use nix::errno::Errno;
 use std::fmt;
@@ -64,8 +65,9 @@ pub(crate) struct IoasInner {
     inherited: Mutex<Table>,
 }
 
-/// The live mappings of an IOAS ([`Table`], which this derefs to), and the
-/// ranges [`Ioas::map_file`] mapped that no attach has pinned yet.
+/// The live mappings of an IOAS ([`Table`], which this derefs to), the
+/// ranges [`Ioas::map_file`] mapped that no attach has pinned yet, and
+/// where a kernel-chosen IOVA goes ([`Chooser`]).
 struct Mapped {
     all: Table,
     /// `IOMMU_IOAS_MAP_FILE` checks nothing of the file while the IOAS has
@@ -77,14 +79,39 @@ struct Mapped {
     /// attach is here: an attach that fails names them as the possible
     /// cause ([`Ioas::unpinned_error`]), and one that succeeds clears them.
     unpinned: Vec<(u64, u64)>,
+    /// IOVAs for [`Iova::Any`], chosen in user space (see [`crate::gaps`]).
+    chooser: Chooser,
 }
 
 impl Mapped {
-    const fn new() -> Mapped {
+    fn new() -> Mapped {
         Mapped {
             all: Table::new(),
             unpinned: Vec::new(),
+            chooser: Chooser::new(),
         }
+    }
+
+    /// Records a live mapping.
+    #[inline]
+    fn insert(&mut self, iova: u64, len: u64) {
+        self.all.insert(iova, len);
+        self.chooser.mapped(iova, len);
+    }
+
+    /// Forgets the live mapping at `iova`.
+    #[inline]
+    fn remove(&mut self, iova: u64) -> Option<u64> {
+        let len = self.all.remove(iova)?;
+        self.chooser.unmapped(iova, len);
+        Some(len)
+    }
+
+    /// The IOVA for `len` bytes of memory at `hint` (an address or a file
+    /// offset) where the caller let the kernel choose; `None` to let it.
+    #[inline]
+    fn choose(&mut self, len: u64, hint: u64) -> Option<u64> {
+        self.chooser.choose(&self.all, len, hint)
     }
 }
 
@@ -93,13 +120,6 @@ impl std::ops::Deref for Mapped {
     #[inline]
     fn deref(&self) -> &Table {
         &self.all
-    }
-}
-
-impl std::ops::DerefMut for Mapped {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut Table {
-        &mut self.all
     }
 }
 
@@ -153,7 +173,9 @@ impl Ioas {
     /// Records a range another process mapped (a handover's
     /// [`Inherited`](crate::handover::Inherited)), so dirty reads cover it.
     pub(crate) fn inherit(&self, iova: u64, len: u64) {
+        let mut mapped = crate::lock(&self.inner.mapped);
         crate::lock(&self.inner.inherited).insert(iova, len);
+        mapped.chooser.foreign(iova, len);
     }
 
     /// The runs of mapped IOVA space in `[lo, hi)` that a dirty read must
@@ -271,7 +293,10 @@ impl Ioas {
     /// objects to hand over.
     pub fn adopt(iommufd: &Iommufd, id: u32) -> Result<Ioas> {
         let (held, space) = Ioas::adoptable(iommufd, id)?;
-        Ok(Ioas::with(held, space))
+        let ioas = Ioas::with(held, space);
+        // Its mappings are not known here: the kernel chooses its IOVAs.
+        crate::lock(&ioas.inner.mapped).chooser.kernel = true;
+        Ok(ioas)
     }
 
     /// IOAS `id` of `iommufd`, held for a value about to be made, and its
@@ -365,6 +390,9 @@ impl Ioas {
             self.inner.obj.id(),
             ranges,
         )?;
+        crate::lock(&self.inner.mapped)
+            .chooser
+            .set_allowed(ranges.iter().map(|r| (r.start, r.last)).collect());
         let mut allowed = crate::lock(&self.inner.allowed);
         *allowed = ranges.to_vec();
         self.inner
@@ -479,7 +507,8 @@ impl Ioas {
             Err(e) => return Err(TransitionError::new(memory, e)),
         };
         let file = memory.file();
-        let got = self.mapped_by(at, len as u64, access, || {
+        // The kernel aligns a kernel-chosen IOVA by the file offset: 0.
+        let got = self.mapped_by(at, len as u64, access, Some(0), |at| {
             self.inner.space.map_file(
                 self.inner.obj.iommufd().ctx(),
                 self.inner.obj.id(),
@@ -578,7 +607,7 @@ impl Ioas {
         access: Access,
     ) -> Result<u64> {
         let at = self.precheck(iova, len)?;
-        self.mapped_by_as(at, len, access, true, || {
+        self.mapped_by_as(at, len, access, true, Some(start), |at| {
             self.inner.space.map_file(
                 self.inner.obj.iommufd().ctx(),
                 self.inner.obj.id(),
@@ -636,12 +665,15 @@ impl Ioas {
             );
         }
         let src_va = (src.va_len > 0).then_some(src.ptr);
+        // The kernel aligns a kernel-chosen IOVA by the source's address
+        // (or file offset, which the crate does not keep: it chooses then).
+        let hint = (!src.by_file).then_some(src.ptr.as_ptr() as u64);
         let keep = src.keep.get_or_init(|| Arc::new(Keep(Mutex::new(None))));
         // SAFETY: the returned mapping holds a `Shared` share of the source's
         // `Keep`, which keeps the memory at `src_va` alive and in place until
         // the copy is unmapped (and forever if that unmap fails).
         let got = self
-            .mapped_by(at, len, access, || unsafe {
+            .mapped_by(at, len, access, hint, |at| unsafe {
                 self.inner.space.copy(
                     self.inner.obj.iommufd().ctx(),
                     self.inner.obj.id(),
@@ -690,7 +722,7 @@ impl Ioas {
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
         // Held across the ioctl: no Mapping can take the range in between.
-        let mapped = crate::lock(&self.inner.mapped);
+        let mut mapped = crate::lock(&self.inner.mapped);
         if let Some((s, l)) = live_overlap(&mapped, iova, len) {
             let cut = s < iova || s.saturating_add(l) > iova.saturating_add(len);
             return Err(self.live_mapping_in_the_way(iova, len, s, l, cut));
@@ -712,6 +744,7 @@ impl Ioas {
         for s in inside {
             inherited.remove(s);
         }
+        mapped.chooser.unmapped_by_range(iova, len);
         Ok(gone)
     }
 
@@ -980,7 +1013,7 @@ impl Ioas {
     ) -> std::result::Result<u64, (Error, bool)> {
         let at = self.precheck(iova, len as u64).map_err(|e| (e, false))?;
         // SAFETY: forwarded from this function's contract.
-        self.mapped_by(at, len as u64, access, || unsafe {
+        self.mapped_by(at, len as u64, access, Some(va.as_ptr() as u64), |at| unsafe {
             self.inner.space.map(
                 self.inner.obj.iommufd().ctx(),
                 self.inner.obj.id(),
@@ -997,6 +1030,12 @@ impl Ioas {
     /// keeps [`unmap`](Self::unmap) from removing a range between our
     /// ioctl and our record of it.
     ///
+    /// `op` is called with the IOVA to map at, `None` for the kernel to
+    /// choose. Where the caller let the kernel choose and `hint` is the
+    /// address or file offset of the memory, the crate chooses instead
+    /// ([`crate::gaps`]); a refusal of its choice is retried as the kernel
+    /// would have it ([`choose_again`](Self::choose_again)).
+    ///
     /// On `EFAULT` the kernel may have made the mapping and only failed to
     /// copy the result back (it does not undo `IOMMU_IOAS_MAP`, `MAP_FILE` or
     /// `COPY` then), so the range is unmapped again before the memory is
@@ -1010,9 +1049,10 @@ impl Ioas {
         at: Option<u64>,
         len: u64,
         access: Access,
-        op: impl FnOnce() -> std::result::Result<u64, MapFail>,
+        hint: Option<u64>,
+        op: impl FnMut(Option<u64>) -> std::result::Result<u64, MapFail>,
     ) -> std::result::Result<u64, (Error, bool)> {
-        self.mapped_by_as(at, len, access, false, op)
+        self.mapped_by_as(at, len, access, false, hint, op)
     }
 
     /// [`mapped_by`](Self::mapped_by), recording the range as a file range
@@ -1024,40 +1064,100 @@ impl Ioas {
         len: u64,
         access: Access,
         unpinned: bool,
-        op: impl FnOnce() -> std::result::Result<u64, MapFail>,
+        hint: Option<u64>,
+        mut op: impl FnMut(Option<u64>) -> std::result::Result<u64, MapFail>,
     ) -> std::result::Result<u64, (Error, bool)> {
         let mut mapped = crate::lock(&self.inner.mapped);
-        match op() {
+        let mut tried = at;
+        let got = match (at, hint) {
+            (None, Some(hint)) => match mapped.choose(len, hint) {
+                Some(chosen) => match op(Some(chosen)) {
+                    Err(MapFail::Sys(_, e @ (Errno::EINVAL | Errno::EEXIST))) => {
+                        let (again, got) = self.choose_again(&mut mapped, e, len, hint, &mut op);
+                        tried = again;
+                        got
+                    }
+                    got => {
+                        tried = Some(chosen);
+                        got
+                    }
+                },
+                None => op(None),
+            },
+            _ => op(at),
+        };
+        if let (Ok(iova), None, true) = (
+            &got,
+            at,
+            self.inner.log_set.load(Ordering::Acquire),
+        ) {
             // A kernel-chosen IOVA outside a running log's ranges is taken
             // back (fixed ones were refused before the ioctl).
-            Ok(got)
-                if at.is_none()
-                    && self.inner.log_set.load(Ordering::Acquire)
-                    && !self.logged(got, len) =>
-            {
-                let e = self.outside_log(got, len);
+            if !self.logged(*iova, len) {
+                let e = self.outside_log(*iova, len);
                 let undone = self
                     .inner
                     .space
                     .unmap(
                         self.inner.obj.iommufd().ctx(),
                         self.inner.obj.id(),
-                        got,
+                        *iova,
                         len,
                     )
                     .is_ok();
-                Err((e, !undone))
+                return Err((e, !undone));
             }
-            Ok(got) => {
-                mapped.insert(got, len);
+        }
+        match got {
+            Ok(iova) => {
+                mapped.insert(iova, len);
                 if unpinned {
-                    mapped.unpinned.push((got, len));
+                    mapped.unpinned.push((iova, len));
                     self.inner.unpinned_set.store(true, Ordering::Relaxed);
                 }
-                Ok(got)
+                Ok(iova)
             }
-            Err(fail) => Err(self.map_failed(fail, at, len, access, &mapped)),
+            Err(fail) => Err(self.map_failed(fail, tried, len, access, &mapped)),
         }
+    }
+
+    /// The kernel refused an IOVA the crate chose (`e`). `EINVAL`: it lies
+    /// in a reserved region or breaks the IOAS's alignment, which the crate
+    /// learns from `IOMMU_IOAS_IOVA_RANGES` and chooses again. `EEXIST`:
+    /// something maps this IOAS that the crate did not make, so the kernel
+    /// chooses from now on. When choosing again does not help, the kernel
+    /// chooses (it gives the caller its own answer, success or error).
+    /// Returns the IOVA tried last (`None`: the kernel's choice) and its
+    /// outcome.
+    #[cold]
+    #[inline(never)]
+    fn choose_again(
+        &self,
+        mapped: &mut Mapped,
+        e: Errno,
+        len: u64,
+        hint: u64,
+        op: &mut dyn FnMut(Option<u64>) -> std::result::Result<u64, MapFail>,
+    ) -> (Option<u64>, std::result::Result<u64, MapFail>) {
+        if e == Errno::EINVAL {
+            let learnt = self.iova_ranges().is_ok_and(|r| {
+                let spans = r.ranges.iter().map(|r| (r.start, r.last)).collect();
+                mapped.chooser.learn(spans, r.alignment)
+            });
+            if let Some(at) = learnt.then(|| mapped.choose(len, hint)).flatten() {
+                match op(Some(at)) {
+                    Err(MapFail::Sys(_, Errno::EINVAL | Errno::EEXIST)) => {}
+                    got => return (Some(at), got),
+                }
+            }
+        }
+        let got = op(None);
+        if got.is_ok() {
+            // The kernel found room where the crate, knowing what it knows,
+            // found none: leave the choice to it from now on.
+            mapped.chooser.kernel = true;
+        }
+        (None, got)
     }
 
     /// The error of a failed map-family call, after the cleanup `EFAULT`

@@ -232,6 +232,7 @@ mod iova;
 mod owner;
 mod pt;
 mod sys;
+mod gaps;
 mod table;
 
 pub mod device;

@@ -281,6 +281,51 @@ struct SpaceState {
     maps: BTreeMap<u64, Map>,
     /// Containers (groups) attached.
     containers: Vec<Arc<Container>>,
+    /// The usable ranges while `containers` stays as it is (type1 reports
+    /// them per container; they change only when one attaches or goes).
+    ranges: Option<IovaRanges>,
+}
+
+impl SpaceState {
+    /// The usable ranges (see [`Space::iova_ranges`]), asked of type1 once
+    /// per set of attached containers.
+    fn ranges(&mut self) -> Result<&IovaRanges> {
+        cached_ranges(&mut self.ranges, &self.containers)
+    }
+
+    /// The mapping that overlaps `[iova, last]` and starts highest, if any:
+    /// mappings never overlap, so one lookup.
+    fn overlap(&self, iova: u64, last: u64) -> Option<(u64, &Map)> {
+        self.maps
+            .range(..=last)
+            .next_back()
+            .filter(|(&s, m)| iova <= m.last(s))
+            .map(|(&s, m)| (s, m))
+    }
+}
+
+/// `cache`, or the usable ranges of the first of `containers` (everything
+/// before any), kept in `cache`.
+fn cached_ranges<'a>(
+    cache: &'a mut Option<IovaRanges>,
+    containers: &[Arc<Container>],
+) -> Result<&'a IovaRanges> {
+    let r = match cache.take() {
+        Some(r) => r,
+        None => {
+            let page = crate::dma::page_size() as u64;
+            let (ranges, alignment) = match containers.first() {
+                None => (vec![(0, u64::MAX)], page),
+                Some(c) => parse_type1_info(&type1_info(c)?, page),
+            };
+            let ranges = ranges
+                .into_iter()
+                .map(|(start, last)| IovaRange { start, last })
+                .collect();
+            IovaRanges { ranges, alignment }
+        }
+    };
+    Ok(cache.insert(r))
 }
 
 /// The legacy backing of an [`Ioas`](crate::Ioas).
@@ -336,26 +381,26 @@ impl Space {
             // Type1 answers EINVAL too, but only once a container is attached.
             return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
         }
-        let ranges = self.iova_ranges()?;
-        let align = ranges.alignment.max(1);
-        if let Some(at) = iova {
-            if at % align != 0 || len % align != 0 || !ranges.contains(at, len) {
-                return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
-            }
-        }
         let va = va.as_ptr() as u64;
         let (read, write) = (access.read, access.write);
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let ranges = cached_ranges(&mut st.ranges, &st.containers).map_err(super::MapFail::Other)?;
+        let align = ranges.alignment.max(1);
         let iova = match iova {
-            Some(i) => i,
+            Some(at) if at % align != 0 || len % align != 0 || !ranges.contains(at, len) => {
+                return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EINVAL));
+            }
+            Some(at) => at,
+            // Only where the crate left the choice to the kernel (see
+            // `crate::gaps`, which chooses for type1 too).
             None => match first_fit(&st.maps, len, align) {
                 Some(at) if ranges.contains(at, len) => at,
                 _ => return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::ENOSPC)),
             },
         };
         // In range (checked above, or by `first_fit`): `iova + len - 1` fits.
-        let last = iova + (len - 1);
-        if st.maps.iter().any(|(&s, m)| s <= last && iova <= m.last(s)) {
+        if st.overlap(iova, iova + (len - 1)).is_some() {
             return Err(super::MapFail::Sys("VFIO_IOMMU_MAP_DMA", Errno::EEXIST));
         }
         let flags = (if read {
@@ -391,13 +436,12 @@ impl Space {
             _ => iova.checked_add(len - 1).ok_or(Errno::EOVERFLOW)?,
         };
         let mut st = self.lock();
-        let hit: Vec<(u64, Map)> = st
-            .maps
-            .iter()
-            .filter(|(&s, m)| s <= last && iova <= m.last(s))
-            .map(|(&s, m)| (s, *m))
-            .collect();
-        if hit.is_empty() || hit.iter().any(|(s, m)| *s < iova || m.last(*s) > last) {
+        // One that starts below the range and reaches into it is cut.
+        if iova > 0 && st.overlap(iova, iova - 1).is_some() {
+            return Err(Errno::ENOENT);
+        }
+        let hit: Vec<(u64, Map)> = st.maps.range(iova..=last).map(|(&s, m)| (s, *m)).collect();
+        if hit.is_empty() || hit.iter().any(|(s, m)| m.last(*s) > last) {
             return Err(Errno::ENOENT);
         }
         // A mapping leaves the list only once no container maps it, so its
@@ -437,6 +481,7 @@ impl Space {
             }
         }
         st.containers.push(c.clone());
+        st.ranges = None;
         Ok(())
     }
 
@@ -457,6 +502,7 @@ impl Space {
             })?;
         }
         st.containers.retain(|x| !Arc::ptr_eq(x, c));
+        st.ranges = None;
         Ok(())
     }
 
@@ -533,17 +579,7 @@ impl Space {
     /// The usable ranges, from type1's `VFIO_IOMMU_GET_INFO` on an attached
     /// container; before any attach, everything, at page alignment.
     pub(crate) fn iova_ranges(&self) -> Result<IovaRanges> {
-        let c = self.lock().containers.first().cloned();
-        let page = crate::dma::page_size() as u64;
-        let (ranges, alignment) = match c {
-            None => (vec![(0, u64::MAX)], page),
-            Some(c) => parse_type1_info(&type1_info(&c)?, page),
-        };
-        let ranges = ranges
-            .into_iter()
-            .map(|(start, last)| IovaRange { start, last })
-            .collect();
-        Ok(IovaRanges { ranges, alignment })
+        self.lock().ranges().cloned()
     }
 }
 
