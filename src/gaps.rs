@@ -69,15 +69,26 @@ pub(crate) struct Chooser {
     index: Option<Index>,
 }
 
-/// Free holes, inclusive `(start, last)`, by address and by size class.
+/// Free holes, inclusive, by address and by size class. Both are keyed by
+/// a hole's last IOVA: taking from a hole's bottom (as lowest-first does)
+/// and freeing right below a hole change only its start, a value updated
+/// in place, so the common map and unmap move no entry (and allocate
+/// nothing); a hole changes class only when its length crosses a power of
+/// two.
 #[derive(Debug, Default)]
 struct Index {
+    /// `last -> start`.
     holes: BTreeMap<u64, u64>,
-    /// Class `c` holds the starts of the holes whose `last - start` has its
-    /// highest bit at `c` (lengths `2^c + 1 ..= 2^(c+1)`).
+    /// Class `c` holds the last IOVAs of the holes whose `last - start` has
+    /// its highest bit at `c` (lengths `2^c + 1 ..= 2^(c+1)`).
     classes: Vec<BTreeSet<u64>>,
     /// Bit `c` set when class `c` is not empty.
     nonempty: u64,
+    /// The key of the hole whose start changed last: where lowest-first
+    /// takes from next, and what an unmap of that mapping gives back to.
+    /// A hint, checked before it is used; it saves the range searches of
+    /// the common map and unmap.
+    recent: u64,
 }
 
 fn class(start: u64, last: u64) -> usize {
@@ -90,38 +101,64 @@ impl Index {
             holes: BTreeMap::new(),
             classes: (0..64).map(|_| BTreeSet::new()).collect(),
             nonempty: 0,
+            recent: 0,
         }
     }
 
     fn add(&mut self, start: u64, last: u64) {
-        self.holes.insert(start, last);
+        self.holes.insert(last, start);
         let c = class(start, last);
-        self.classes[c].insert(start);
+        self.classes[c].insert(last);
         self.nonempty |= 1 << c;
     }
 
     fn drop_hole(&mut self, start: u64, last: u64) {
-        self.holes.remove(&start);
-        let c = class(start, last);
-        self.classes[c].remove(&start);
+        self.holes.remove(&last);
+        self.unclass(class(start, last), last);
+    }
+
+    fn unclass(&mut self, c: usize, last: u64) {
+        self.classes[c].remove(&last);
         if self.classes[c].is_empty() {
             self.nonempty &= !(1 << c);
         }
     }
 
+    /// The hole ending at `last` now starts at `new` (was `old`), already
+    /// written in `holes`; its class follows.
+    #[inline]
+    fn restarted(&mut self, last: u64, old: u64, new: u64) {
+        self.recent = last;
+        let (was, is) = (class(old, last), class(new, last));
+        if was != is {
+            self.unclass(was, last);
+            self.classes[is].insert(last);
+            self.nonempty |= 1 << is;
+        }
+    }
+
     /// Frees `[start, last]` (inside a usable span, free of mappings),
     /// merged with the holes beside it.
-    fn free(&mut self, mut start: u64, mut last: u64) {
-        if let Some((&s, &l)) = self.holes.range(..start).next_back() {
-            if l.checked_add(1) == Some(start) {
-                self.drop_hole(s, l);
+    fn free(&mut self, mut start: u64, last: u64) {
+        if let Some(below) = start.checked_sub(1) {
+            if let Some(&s) = self.holes.get(&below) {
+                self.drop_hole(s, below);
                 start = s;
             }
         }
         if let Some(next) = last.checked_add(1) {
-            if let Some(&l) = self.holes.get(&next) {
-                self.drop_hole(next, l);
-                last = l;
+            let recent = self.recent;
+            if let Some(s) = self.holes.get_mut(&recent).filter(|s| **s == next) {
+                *s = start;
+                self.restarted(recent, next, start);
+                return;
+            }
+            if let Some((&l, s)) = self.holes.range_mut(next..).next() {
+                if *s == next {
+                    *s = start;
+                    self.restarted(l, next, start);
+                    return;
+                }
             }
         }
         self.add(start, last);
@@ -129,24 +166,35 @@ impl Index {
 
     /// Takes `[start, last]` out of the holes, wherever it overlaps them.
     fn take(&mut self, start: u64, last: u64) {
-        // The common case: one hole holds all of it.
-        let mut from = self
-            .holes
-            .range(..=start)
-            .next_back()
-            .map_or(start, |(&s, _)| s);
-        while let Some((&s, &l)) = self.holes.range(from..=last).next() {
-            from = s.saturating_add(1);
-            if l < start {
-                continue;
+        let recent = self.recent;
+        if recent > last {
+            if let Some(s) = self.holes.get_mut(&recent).filter(|s| **s == start) {
+                *s = last + 1;
+                self.restarted(recent, start, last + 1);
+                return;
             }
-            self.drop_hole(s, l);
+        }
+        while let Some((&hl, hs)) = self.holes.range_mut(start..).next() {
+            let s = *hs;
+            if s > last {
+                return;
+            }
+            if hl > last {
+                // The hole reaches above: it keeps its key and starts above
+                // the range (the common case: lowest first takes a hole's
+                // bottom), and what lay below the range is a hole of its own.
+                *hs = last + 1;
+                self.restarted(hl, s, last + 1);
+                if s < start {
+                    self.add(s, start - 1);
+                }
+                return;
+            }
+            // The hole ends inside the range: what lay below it stays a
+            // hole (keyed below `start`, so not met again); look above.
+            self.drop_hole(s, hl);
             if s < start {
                 self.add(s, start - 1);
-            }
-            if l > last {
-                self.add(last + 1, l);
-                break;
             }
         }
     }
@@ -154,29 +202,22 @@ impl Index {
     /// The lowest IOVA of a hole that fits `len` at `align`.
     fn find(&self, len: u64, align: u64) -> Option<u64> {
         let mut best: Option<u64> = None;
-        // Every hole of class `c` is at least `2^c + 1` long: all fit when
-        // that covers the length and the worst alignment loss.
-        let sure = len.saturating_add(align - 1);
+        // By class, smallest first; in each, by address, up to the first
+        // hole that fits (the first one, in a class whose holes are all at
+        // least `len + align - 1` long) or past the best so far.
         let mut bits = self.nonempty;
         while bits != 0 {
             let c = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let longest = 1u128 << (c + 1);
-            if longest < len as u128 {
+            if 1u128 << (c + 1) < u128::from(len) {
                 continue;
             }
-            if (1u128 << c) + 1 >= sure as u128 {
-                let s = *self.classes[c].first().expect("a non-empty class");
-                if best.is_none_or(|b| s < b) {
-                    best = Some(fit(s, self.holes[&s], len, align).expect("a sure fit"));
-                }
-                continue;
-            }
-            for &s in &self.classes[c] {
-                if best.is_some_and(|b| s >= b) {
+            for &l in &self.classes[c] {
+                if best.is_some_and(|b| l >= b) {
                     break;
                 }
-                if let Some(at) = fit(s, self.holes[&s], len, align) {
+                let Some(&s) = self.holes.get(&l) else { break };
+                if let Some(at) = fit(s, l, len, align) {
                     best = Some(at);
                     break;
                 }
@@ -190,7 +231,8 @@ impl Index {
 /// if they fit (the kernel's `__alloc_iova_check_range`).
 #[inline]
 fn fit(start: u64, last: u64, len: u64, align: u64) -> Option<u64> {
-    let at = start.checked_next_multiple_of(align)?;
+    // `align` is a power of two.
+    let at = start.checked_add(align - 1)? & !(align - 1);
     (at < last && last - at >= len - 1).then_some(at)
 }
 
@@ -295,7 +337,7 @@ impl Chooser {
         }
         match live {
             crate::table::Table::Small(v) if self.foreign.is_empty() => {
-                walk(&self.usable, v.iter().copied(), len, align)
+                walk(&self.usable, v, len, align)
             }
             _ => self.indexed(live).find(len, align),
         }
@@ -308,9 +350,9 @@ impl Chooser {
             used.extend_from_slice(foreign);
             used.sort_unstable();
             let mut index = Index::new();
-            holes(usable, used.into_iter(), |s, l| {
+            holes(usable, &used, |s, l| {
                 index.add(s, l);
-                true
+                None::<()>
             });
             index
         })
@@ -339,41 +381,45 @@ impl Chooser {
 }
 
 /// Calls `f(start, last)` for each free hole of `usable` between the
-/// `used` ranges (`(iova, len)`, by IOVA), lowest first, while it returns true.
-fn holes(usable: &[(u64, u64)], used: impl Iterator<Item = (u64, u64)>, mut f: impl FnMut(u64, u64) -> bool) {
-    let mut used = used.peekable();
+/// `used` ranges (`(iova, len)`, by IOVA), lowest first, until it returns
+/// `Some`, which is returned.
+#[inline]
+fn holes<T>(
+    usable: &[(u64, u64)],
+    used: &[(u64, u64)],
+    mut f: impl FnMut(u64, u64) -> Option<T>,
+) -> Option<T> {
+    // Everything below `floor` is taken by a used range.
+    let (mut i, mut floor) = (0, 0u64);
     for &(us, ul) in usable {
-        let mut at = us;
-        while let Some(&(s, l)) = used.peek() {
-            if s > ul {
+        let mut at = us.max(floor);
+        while let Some(&(s, l)) = used.get(i) {
+            if s > ul || at > ul {
                 break;
             }
-            if s > at && !f(at, s - 1) {
-                return;
+            if s > at {
+                if let Some(t) = f(at, s - 1) {
+                    return Some(t);
+                }
             }
-            match s.checked_add(l) {
-                Some(end) => at = at.max(end),
-                None => return,
-            }
-            used.next();
-            if at > ul {
-                break;
-            }
+            // A range that runs to the top of the IOVA space leaves nothing.
+            floor = floor.max(s.checked_add(l)?);
+            at = at.max(floor);
+            i += 1;
         }
-        if at <= ul && !f(at, ul) {
-            return;
+        if at <= ul {
+            if let Some(t) = f(at, ul) {
+                return Some(t);
+            }
         }
     }
+    None
 }
 
 /// The lowest fit among the holes of `usable` between `used`.
-fn walk(usable: &[(u64, u64)], used: impl Iterator<Item = (u64, u64)>, len: u64, align: u64) -> Option<u64> {
-    let mut got = None;
-    holes(usable, used, |s, l| {
-        got = fit(s, l, len, align);
-        got.is_none()
-    });
-    got
+#[inline]
+fn walk(usable: &[(u64, u64)], used: &[(u64, u64)], len: u64, align: u64) -> Option<u64> {
+    holes(usable, used, |s, l| fit(s, l, len, align))
 }
 
 #[cfg(test)]
@@ -381,12 +427,25 @@ mod tests {
     use super::*;
     use crate::table::Table;
 
-    /// The kernel's choice, written as it walks: every hole from the bottom.
+    /// The kernel's choice, found another way: the lowest fit starts at a
+    /// usable span's start or a used range's end, aligned up.
     fn kernel(usable: &[(u64, u64)], used: &BTreeMap<u64, u64>, len: u64, align: u64) -> Option<u64> {
-        walk(usable, used.iter().map(|(&s, &l)| (s, l)), len, align)
+        let mut starts: Vec<u64> = usable.iter().map(|u| u.0).collect();
+        starts.extend(used.iter().filter_map(|(&s, &l)| s.checked_add(l)));
+        starts.sort_unstable();
+        starts.into_iter().find_map(|s| {
+            let at = s.checked_next_multiple_of(align)?;
+            let last = at.checked_add(len - 1)?;
+            let inside = usable.iter().any(|&(us, ul)| us <= at && at < ul && last <= ul);
+            let free = used
+                .range(..=last)
+                .next_back()
+                .is_none_or(|(&s, &l)| s + l <= at);
+            (inside && free).then_some(at)
+        })
     }
 
-    /// The chooser agrees with the kernel's walk through growth past the
+    /// The chooser agrees with the kernel's choice through growth past the
     /// small table, random maps and unmaps of mixed sizes, reserved spans
     /// and an allow-list.
     #[test]
@@ -452,5 +511,14 @@ mod tests {
         c.set_allowed(vec![(0x20000, 0x20fff)]);
         assert_eq!(c.choose(&t, 4096, 0), Some(0x20000));
         assert_eq!(c.choose(&t, 8192, 0), None);
+        // A handover's ranges are never chosen, until unmapped by range.
+        let mut c = Chooser::new();
+        c.foreign(PAGE, 2 * PAGE);
+        assert_eq!(c.choose(&t, 4096, 0), Some(3 * PAGE));
+        c.unmapped_by_range(0, 8 * PAGE);
+        assert_eq!(c.choose(&t, 4096, 0), Some(PAGE));
+        // Once the kernel chooses, the crate does not.
+        c.kernel = true;
+        assert_eq!(c.choose(&t, 4096, 0), None);
     }
 }
