@@ -1068,47 +1068,38 @@ impl Ioas {
         mut op: impl FnMut(Option<u64>) -> std::result::Result<u64, MapFail>,
     ) -> std::result::Result<u64, (Error, bool)> {
         let mut mapped = crate::lock(&self.inner.mapped);
-        let mut tried = at;
-        let got = match (at, hint) {
-            (None, Some(hint)) => match mapped.choose(len, hint) {
-                Some(chosen) => match op(Some(chosen)) {
-                    Err(MapFail::Sys(_, e @ (Errno::EINVAL | Errno::EEXIST))) => {
-                        let (again, got) = self.choose_again(&mut mapped, e, len, hint, &mut op);
-                        tried = again;
-                        got
-                    }
-                    got => {
-                        tried = Some(chosen);
-                        got
-                    }
-                },
-                None => op(None),
-            },
-            _ => op(at),
+        let chosen = match (at, hint) {
+            (None, Some(hint)) => mapped.choose(len, hint),
+            _ => None,
         };
-        if let (Ok(iova), None, true) = (
-            &got,
-            at,
-            self.inner.log_set.load(Ordering::Acquire),
-        ) {
+        let mut tried = at.or(chosen);
+        // One call site on the hot path, so that `op` is inlined here.
+        let mut got = op(tried);
+        if let (Some(_), Err(MapFail::Sys(_, e @ (Errno::EINVAL | Errno::EEXIST)))) = (chosen, &got) {
+            let hint = hint.unwrap_or(0);
+            (tried, got) = self.choose_again(&mut mapped, *e, len, hint, &mut op);
+        }
+        match got {
             // A kernel-chosen IOVA outside a running log's ranges is taken
             // back (fixed ones were refused before the ioctl).
-            if !self.logged(*iova, len) {
-                let e = self.outside_log(*iova, len);
+            Ok(iova)
+                if at.is_none()
+                    && self.inner.log_set.load(Ordering::Acquire)
+                    && !self.logged(iova, len) =>
+            {
+                let e = self.outside_log(iova, len);
                 let undone = self
                     .inner
                     .space
                     .unmap(
                         self.inner.obj.iommufd().ctx(),
                         self.inner.obj.id(),
-                        *iova,
+                        iova,
                         len,
                     )
                     .is_ok();
-                return Err((e, !undone));
+                Err((e, !undone))
             }
-        }
-        match got {
             Ok(iova) => {
                 mapped.insert(iova, len);
                 if unpinned {

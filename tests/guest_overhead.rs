@@ -42,14 +42,21 @@ const N: u64 = 100;
 /// operation). Each kind is measured by the function `measure_<kind>`.
 const BUDGETS: &[(&str, &str, u64, u64)] = &[
     ("fixed", "4 KiB map + unmap at a fixed IOVA", 0, 350),
-    ("any", "4 KiB map + unmap at a kernel-chosen IOVA", 0, 350),
+    // The crate chooses a kernel-chosen IOVA itself (`crate::gaps`): about
+    // 70 instructions here, with one live mapping, and the kernel's walk of
+    // the IOAS's used spans saved in exchange; counted on the instruction
+    // clock (kernel and user), the bench's "map+unmap 4 KiB at a
+    // kernel-chosen IOVA, 1 live mappings" row costs 1.00 of raw, 0.02 of
+    // it with 16 384 live mappings. About +410 measured.
+    ("any", "4 KiB map + unmap at a kernel-chosen IOVA", 0, 500),
     // No `fstat` of the file before the ioctl: a bad file is explained
-    // after the kernel refuses it. Both sides run nothing on 6.12.
+    // after the kernel refuses it; the IOVA chosen as for "any". Both sides
+    // run nothing on 6.12. About +460 measured.
     (
         "mapfile",
         "4 KiB map_file + unmap of a memfd at a kernel-chosen IOVA",
         0,
-        350,
+        560,
     ),
     ("config", "config_read of 4 bytes", 0, 45),
     ("attach", "attach + detach", 0, 240),
