@@ -186,6 +186,7 @@ fn main() {
         1,
     );
     memory_kinds(&ioas);
+    gib_pages(&ioas);
     live_rows(&fd, singles);
     device_rows(&fd, &dev, singles, peers.as_ref());
     migration_row(&fd);
@@ -894,6 +895,59 @@ fn hugetlb_memfd(len: usize) -> nix::Result<OwnedFd> {
         .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
     map.iter_mut().step_by(2 << 20).for_each(|b| *b = 1);
     Ok(fd)
+}
+
+/// 1 GiB of DMA memory mapped and unmapped three ways: one 1 GiB hugetlbfs
+/// page (reserved at boot by the harness), 512 pages of 2 MiB, and 4 KiB
+/// pages; each side a `HugeBuffer` through `map_huge`, or plain memory
+/// through `map`.
+fn gib_pages(ioas: &Ioas) {
+    use iommufd::{HugeBuffer, HugePage};
+    const GIB: usize = 1 << 30;
+    let mut gib = match HugeBuffer::with_pages(GIB, HugePage::Gib1) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            println!("bench: | 1 GiB pages | skipped: {e} |");
+            return;
+        }
+    };
+    let mut map_gib = || {
+        let m = ioas
+            .map_huge(gib.take().unwrap(), Iova::Any, Access::READ_WRITE)
+            .unwrap();
+        gib = Some(m.unmap().unwrap());
+    };
+    let _ = std::fs::write("/proc/sys/vm/nr_hugepages", (GIB >> 21).to_string());
+    eprintln!("bench: ... 1 GiB of 2 MiB pages");
+    match HugeBuffer::with_pages(GIB, HugePage::Mib2) {
+        Ok(h) => {
+            let mut mib = Some(h);
+            let mut map_mib = || {
+                let m = ioas
+                    .map_huge(mib.take().unwrap(), Iova::Any, Access::READ_WRITE)
+                    .unwrap();
+                mib = Some(m.unmap().unwrap());
+            };
+            row(
+                "1 GiB map+unmap: HugeBuffer of 1 GiB pages against 2 MiB pages",
+                1,
+                &mut [("raw", &mut map_mib), ("crate", &mut map_gib)],
+            );
+        }
+        Err(e) => println!("bench: | 1 GiB of 2 MiB pages | skipped: {e} |"),
+    }
+    let _ = std::fs::write("/proc/sys/vm/nr_hugepages", "0");
+    eprintln!("bench: ... 1 GiB of 4 KiB pages");
+    let mut small = memmap2::MmapOptions::new().len(GIB).map_anon().unwrap();
+    let _ = small.advise(memmap2::Advice::NoHugePage);
+    small.iter_mut().step_by(4096).for_each(|b| *b = 1);
+    let mut small = Some(small);
+    let mut map_small = || crate_cycle(ioas, &mut small, true);
+    row(
+        "1 GiB map+unmap: HugeBuffer of 1 GiB pages against 4 KiB pages",
+        1,
+        &mut [("raw", &mut map_small), ("crate", &mut map_gib)],
+    );
 }
 
 fn memory_kinds(ioas: &Ioas) {

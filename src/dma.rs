@@ -145,16 +145,84 @@ unsafe impl DmaMemory for DmaBuffer {
     }
 }
 
+/// The size of the hugetlbfs pages behind a [`HugeBuffer`].
+///
+/// Example: [the `dma` module docs](crate::dma).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HugePage {
+    /// 2 MiB pages, from the default pool (`/proc/sys/vm/nr_hugepages`).
+    Mib2,
+    /// 1 GiB pages (`MFD_HUGE_1GB`), from
+    /// `/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages`: what
+    /// large VMs back their RAM with. A 1 GiB map pins one page where 2 MiB
+    /// pages pin 512. The CPU must have them (`pdpe1gb`), and the pool is
+    /// best reserved at boot (`hugepagesz=1G hugepages=N` on the kernel
+    /// command line): at run time the kernel needs 1 GiB of contiguous
+    /// free memory per page.
+    Gib1,
+}
+
+impl HugePage {
+    /// The page size in bytes.
+    pub const fn size(self) -> usize {
+        match self {
+            HugePage::Mib2 => 2 << 20,
+            HugePage::Gib1 => 1 << 30,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            HugePage::Mib2 => "2 MiB",
+            HugePage::Gib1 => "1 GiB",
+        }
+    }
+
+    fn memfd_flag(self) -> nix::sys::memfd::MFdFlags {
+        match self {
+            HugePage::Mib2 => nix::sys::memfd::MFdFlags::MFD_HUGE_2MB,
+            HugePage::Gib1 => nix::sys::memfd::MFdFlags::MFD_HUGE_1GB,
+        }
+    }
+
+    /// Where its pool is set, and where its free count is read.
+    fn pool(self) -> (&'static str, &'static str) {
+        match self {
+            HugePage::Mib2 => ("/proc/sys/vm/nr_hugepages", "/proc/meminfo"),
+            HugePage::Gib1 => (
+                "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages",
+                "/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages",
+            ),
+        }
+    }
+
+    /// How many pages of this size are free, as the kernel reports it.
+    fn free(self) -> String {
+        let (_, free) = self.pool();
+        let text = std::fs::read_to_string(free).unwrap_or_default();
+        match self {
+            HugePage::Mib2 => text
+                .lines()
+                .find_map(|l| l.strip_prefix("HugePages_Free:"))
+                .map(|v| v.trim().to_string()),
+            HugePage::Gib1 => Some(text.trim().to_string()).filter(|v| !v.is_empty()),
+        }
+        .unwrap_or_else(|| "?".into())
+    }
+}
+
 /// DMA memory backed by huge pages: a `memfd` on hugetlbfs (`MFD_HUGETLB`),
-/// mapped shared and populated, 2 MiB-aligned.
+/// mapped shared and populated, aligned to its page size (2 MiB, or 1 GiB
+/// with [`HugePage::Gib1`]).
 ///
 /// [`Ioas::map_huge`](crate::Ioas::map_huge) maps it with
 /// `IOMMU_IOAS_MAP_FILE` where the kernel has it (6.13+), which pins by file
-/// offset in 2 MiB steps, and by address otherwise; it is also [`DmaMemory`]
+/// offset a huge page at a time, and by address otherwise; it is also [`DmaMemory`]
 /// for [`Ioas::map`](crate::Ioas::map). The file stays private to the buffer.
 pub struct HugeBuffer {
     map: MmapMut,
     file: std::fs::File,
+    page: HugePage,
 }
 
 impl HugeBuffer {
@@ -167,51 +235,84 @@ impl HugeBuffer {
     /// how many are needed; [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
     /// without hugetlbfs; `InvalidInput` for a zero length.
     pub fn new(len: usize) -> crate::Result<Self> {
+        HugeBuffer::with_pages(len, HugePage::Mib2)
+    }
+
+    /// Allocates `len` bytes, rounded up to whole huge pages of size `page`,
+    /// from that size's pool.
+    ///
+    /// ```no_run
+    /// use iommufd::{Access, HugeBuffer, HugePage, Iommufd, Iova};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ioas = Iommufd::open()?.alloc_ioas()?;
+    /// // One 1 GiB page (reserved with `hugepagesz=1G hugepages=1`): a
+    /// // 1 GiB-aligned IOVA lets the IOMMU map it with one entry too.
+    /// let ram = HugeBuffer::with_pages(1 << 30, HugePage::Gib1)?;
+    /// let ram = ioas.map_huge(ram, Iova::Fixed(1 << 30), Access::READ_WRITE).map_err(iommufd::Error::from)?;
+    /// # let _ = ram; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::OutOfMemory`](crate::ErrorKind::OutOfMemory) when the
+    /// pool of that size has too few free pages, naming its
+    /// `nr_hugepages` file and how many are needed;
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) without
+    /// hugetlbfs or without pages of that size (1 GiB pages need CPU
+    /// support, `pdpe1gb`); `InvalidInput` for a zero length.
+    pub fn with_pages(len: usize, page: HugePage) -> crate::Result<Self> {
         use crate::error::{Error, ErrorKind};
         use nix::errno::Errno;
+        let op = "HugeBuffer::new";
         if len == 0 {
-            return Err(
-                Error::new(ErrorKind::InvalidInput, "HugeBuffer::new", "0 bytes")
-                    .detail("zero-length DMA buffer"),
-            );
+            return Err(Error::new(ErrorKind::InvalidInput, op, "0 bytes")
+                .detail("zero-length DMA buffer"));
         }
-        let Some(len) = round_up(len, HUGE_PAGE) else {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "HugeBuffer::new",
-                format!("{len:#x} bytes"),
-            )
-            .detail("rounded up to 2 MiB huge pages, the length does not fit the address space"));
+        let size = page.size();
+        let Some(len) = round_up(len, size) else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, op, format!("{len:#x} bytes")).detail(format!(
+                    "rounded up to {} huge pages, the length does not fit the address space",
+                    page.name()
+                )),
+            );
         };
-        let what = || format!("{} MiB of 2 MiB huge pages", len >> 20);
-        let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_HUGETLB;
+        let what = || format!("{} MiB of {} huge pages", len >> 20, page.name());
+        let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC
+            | nix::sys::memfd::MFdFlags::MFD_HUGETLB
+            | page.memfd_flag();
         let fd = nix::sys::memfd::memfd_create(c"iommufd-huge", flags).map_err(|e| {
             let err = Error::sys("memfd_create(MFD_HUGETLB)", what(), e);
             if e == Errno::EINVAL {
-                err.kind_(ErrorKind::Unsupported)
-                    .detail("this kernel has no hugetlbfs (CONFIG_HUGETLBFS)")
+                err.kind_(ErrorKind::Unsupported).detail(format!(
+                    "this kernel has no hugetlbfs (CONFIG_HUGETLBFS), or no {} huge pages (1 GiB pages need the CPU's pdpe1gb)",
+                    page.name()
+                ))
             } else {
                 err
             }
         })?;
         let file = std::fs::File::from(fd);
         let too_few = |e: Errno| {
-            let need = len / HUGE_PAGE;
-            let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-            let free = read("/proc/meminfo")
-                .lines()
-                .find_map(|l| l.strip_prefix("HugePages_Free:"))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_else(|| "?".into());
-            let total = read("/proc/sys/vm/nr_hugepages").trim().to_string();
+            let need = len / size;
+            let (pool, _) = page.pool();
+            let total = std::fs::read_to_string(pool)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             Error::sys("mmap(hugetlbfs)", what(), e)
                 .kind_(ErrorKind::OutOfMemory)
                 .detail(format!(
-                    "{need} free 2 MiB huge pages are needed; the pool has {total}, {free} of them free"
+                    "{need} free {} huge pages are needed; the pool has {total}, {} of them free",
+                    page.name(),
+                    page.free()
                 ))
                 .hint(format!(
-                    "reserve more: echo {} > /proc/sys/vm/nr_hugepages (or hugepages= on the kernel command line)",
-                    total.parse::<usize>().unwrap_or(0).saturating_add(need)
+                    "reserve more: echo {} > {pool} (or {} on the kernel command line)",
+                    total.parse::<usize>().unwrap_or(0).saturating_add(need),
+                    match page {
+                        HugePage::Mib2 => "hugepages=",
+                        HugePage::Gib1 => "hugepagesz=1G hugepages=",
+                    }
                 ))
         };
         // `round_up` kept `len` at most `isize::MAX`: it fits an `i64`.
@@ -227,10 +328,17 @@ impl HugeBuffer {
         // exactly as long as `file`.
         let map = unsafe { MmapOptions::new().len(len).populate().map_mut(&file) }
             .map_err(|e| too_few(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
-        Ok(HugeBuffer { map, file })
+        Ok(HugeBuffer { map, file, page })
     }
 
-    /// Length in bytes (a multiple of 2 MiB).
+    /// The size of its pages.
+    ///
+    /// Example: [`with_pages`](Self::with_pages).
+    pub fn page(&self) -> HugePage {
+        self.page
+    }
+
+    /// Length in bytes (a multiple of the page size).
     ///
     /// Example: [the `dma` module docs](crate::dma).
     pub fn len(&self) -> usize {
@@ -260,6 +368,7 @@ impl fmt::Debug for HugeBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HugeBuffer")
             .field("len", &self.map.len())
+            .field("page", &self.page)
             .finish()
     }
 }

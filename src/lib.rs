@@ -269,7 +269,7 @@ pub use backend::{detect as detect_backend, Backend};
 pub use device::{
     AnyDevice, Attached, BlockDma, Bound, Device, DeviceInfo, Replaced, State, Unbound,
 };
-pub use dma::{DmaBuffer, DmaMemory, HugeBuffer, RawMemory};
+pub use dma::{DmaBuffer, DmaMemory, HugeBuffer, HugePage, RawMemory};
 pub use error::{Error, ErrorKind, Fallback, Result, TransitionError};
 pub use group::{Group, GroupReplaced, Released};
 pub use hwpt::{HwInfo, Hwpt, IommuKind, PageTable};

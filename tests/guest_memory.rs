@@ -288,3 +288,49 @@ fn what_the_crate_cannot_see_it_learns_from_the_kernel() {
     support::raw::unmap(raw_fd, ioas.id(), next, 4096).unwrap();
     map(&mut live);
 }
+
+/// 1 GiB hugetlbfs pages (#29): the harness reserves one at boot
+/// (`hugepagesz=1G hugepages=1`); it maps with `map_huge` and carries the
+/// edu's DMA, and with the only page held, the next buffer's error names
+/// the 1 GiB pool and how many pages to reserve.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn one_gib_pages_map_and_carry_dma_and_say_when_none_are_free() {
+    use iommufd::HugePage;
+    const GIB: usize = 1 << 30;
+    const POOL_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+    let free = || {
+        std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages")
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    assert_eq!(free(), 1, "the harness reserves one 1 GiB page at boot");
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let mut buf = HugeBuffer::with_pages(1, HugePage::Gib1).unwrap();
+    assert_eq!((buf.len(), buf.page()), (GIB, HugePage::Gib1), "rounded up to one page");
+    assert_eq!(buf.as_mut_slice().as_ptr() as usize % GIB, 0, "1 GiB-aligned");
+    assert_eq!(free(), 0, "the page is the buffer's");
+    const SRC: usize = 0x0100_0000;
+    buf.as_mut_slice()[SRC..SRC + MSG.len()].copy_from_slice(MSG);
+    // At IOVA 0, 1 GiB-aligned; the edu (28-bit DMA) reaches its first 256 MiB.
+    let m = ioas.map_huge(buf, Iova::Fixed(0), Access::READ_WRITE).unwrap();
+    let edu = Edu::new(&dev);
+    edu.read_from_ram(SRC as u64, MSG.len() as u64);
+    edu.write_to_ram(0x0200_0008, MSG.len() as u64);
+    let mut out = vec![0u8; MSG.len()];
+    m.read_bytes(0x0200_0008, &mut out).unwrap();
+    assert_eq!(out, MSG, "DMA within one 1 GiB page");
+    // The only page held: the next buffer says what to reserve.
+    let e = HugeBuffer::with_pages(GIB, HugePage::Gib1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(POOL_1G), "{msg}");
+    assert!(msg.contains("1 free 1 GiB huge pages are needed"), "{msg}");
+    assert!(msg.contains("echo 2 >"), "{msg}");
+    drop(m);
+    assert_eq!(free(), 1, "the page is back in the pool");
+}

@@ -113,9 +113,12 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
     } else {
         "max"
     };
+    // One 1 GiB huge page, reserved at boot while 1 GiB of contiguous
+    // memory is still free (`HugeBuffer::with_pages(.., HugePage::Gib1)`);
+    // the guests have 1 GiB more memory for it (`Opts::mem`).
     let append = format!(
         "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro \
-         init={} intel_iommu=on no_timer_check rcupdate.rcu_cpu_stall_timeout=60 vfio_pci.enable_sriov=1 panic=-1 quiet vmt.cmd={}",
+         init={} intel_iommu=on no_timer_check rcupdate.rcu_cpu_stall_timeout=60 vfio_pci.enable_sriov=1 hugepagesz=1G hugepages=1 panic=-1 quiet vmt.cmd={}",
         init.display(),
         job.display()
     );
