@@ -113,9 +113,12 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
     } else {
         "max"
     };
-    // One 1 GiB huge page, reserved at boot while 1 GiB of contiguous
-    // memory is still free (`HugeBuffer::with_pages(.., HugePage::Gib1)`);
-    // the guests have 1 GiB more memory for it (`Opts::mem`).
+    // One 1 GiB huge page, reserved at boot
+    // (`HugeBuffer::with_pages(.., HugePage::Gib1)`). With 3 GiB of guest
+    // memory the kernel found no free aligned GiB, at boot or right after
+    // (its early allocations sit at the top of the memory above 4 GiB, the
+    // swiotlb near the top of the memory below): the guests have 2 GiB
+    // more memory for it (`Opts::mem`), the top GiB for those allocations.
     let append = format!(
         "console=ttyS0 root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 ro \
          init={} intel_iommu=on no_timer_check rcupdate.rcu_cpu_stall_timeout=60 vfio_pci.enable_sriov=1 hugepagesz=1G hugepages=1 panic=-1 quiet vmt.cmd={}",

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         // Benches map 512 MiB three ways at once (THP, 4 KiB pages, hugetlbfs)
         // and bring up 16 devices at once.
         Some("bench") => Opts::parse(&args[1..]).and_then(|mut o| {
-            o.mem = "5G".into();
+            o.mem = "6G".into();
             o.extra_edus = BENCH_EDUS;
             // The benches are single-threaded: one vCPU leaves the host's
             // second core to QEMU's I/O thread instead of a second vCPU
@@ -99,9 +99,9 @@ impl Opts {
             accel: "tcg".into(),
             timeout: 1200,
             filter: None,
-            // 2 GiB for the tests, and 1 GiB held by the 1 GiB huge page
+            // 2 GiB for the tests, and 2 more for the 1 GiB huge page
             // reserved at boot (`guest::boot`).
-            mem: "3G".into(),
+            mem: "4G".into(),
             extra_edus: 0,
             smp: 2,
             icount: false,
