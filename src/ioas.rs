@@ -24,6 +24,7 @@ use crate::iommufd::Iommufd;
 use crate::owner::HeldId;
 use crate::sys;
 use crate::gaps::Chooser;
+use crate::ring::{Plain, Ring, RingMut};
 use crate::table::Table;
 use nix::errno::Errno;
 use std::fmt;
@@ -1529,6 +1530,93 @@ impl<M: DmaMemory> Mapping<M> {
         // other CPU access, since copies have no CPU view and `M` is never lent out.
         unsafe { crate::dma::copy_to_dma(data, p) };
         Ok(())
+    }
+
+    /// Reads a [`Plain`] value at `offset` with one volatile load: a
+    /// status word or a counter the device writes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the value is not inside the
+    /// mapping's memory, or `offset` is not aligned for `T`.
+    ///
+    /// Example: [the `ring` module docs](crate::ring).
+    #[inline]
+    pub fn read<T: Plain>(&self, offset: usize) -> Result<T> {
+        let p = self.typed::<T>(offset, "Mapping::read")?;
+        // SAFETY: inside the memory the mapping owns and aligned for `T`
+        // (checked by `typed`); no CPU write races it (writes need `&mut
+        // self`); `T: Plain` takes any bytes the device left there.
+        Ok(unsafe { p.cast::<T>().as_ptr().read_volatile() })
+    }
+
+    /// Writes a [`Plain`] value at `offset` with one volatile store.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read); nothing is written.
+    ///
+    /// Example: [the `ring` module docs](crate::ring).
+    #[inline]
+    pub fn write<T: Plain>(&mut self, offset: usize, v: T) -> Result<()> {
+        let p = self.typed::<T>(offset, "Mapping::write")?;
+        // SAFETY: in bounds and aligned (checked by `typed`); `&mut self`
+        // excludes every other CPU access.
+        unsafe { p.cast::<T>().as_ptr().write_volatile(v) };
+        Ok(())
+    }
+
+    /// `len` entries `E` from `offset`, for volatile reads ([`Ring`]):
+    /// checked here once, so that each access checks only its index.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the entries are not inside the
+    /// mapping's memory, or `offset` is not aligned to `E`'s alignment and
+    /// to 8 bytes.
+    ///
+    /// Example: [the `ring` module docs](crate::ring).
+    pub fn ring<E: Plain>(&self, offset: usize, len: usize) -> Result<Ring<'_, E>> {
+        let p = self.ring_base::<E>(offset, len, "Mapping::ring")?;
+        // SAFETY: `ring_base` checked the entries inside the mapping's
+        // memory, aligned; the ring borrows `self`, and CPU writes need
+        // `&mut self`.
+        Ok(unsafe { Ring::new(p, len, (&self.ioas, self.iova, self.len)) })
+    }
+
+    /// `len` entries `E` from `offset`, for volatile reads and writes
+    /// ([`RingMut`]); checked as [`ring`](Self::ring).
+    ///
+    /// # Errors
+    /// As [`ring`](Self::ring).
+    ///
+    /// Example: [the `ring` module docs](crate::ring).
+    pub fn ring_mut<E: Plain>(&mut self, offset: usize, len: usize) -> Result<RingMut<'_, E>> {
+        let p = self.ring_base::<E>(offset, len, "Mapping::ring_mut")?;
+        // SAFETY: as in `ring`; the ring borrows `self` exclusively.
+        Ok(unsafe { RingMut::new(p, len, (&self.ioas, self.iova, self.len)) })
+    }
+
+    fn ring_base<E>(&self, offset: usize, len: usize, op: &'static str) -> Result<NonNull<u8>> {
+        let bytes = len.checked_mul(std::mem::size_of::<E>()).unwrap_or(usize::MAX);
+        let align = crate::ring::ring_align::<E>();
+        match crate::ring::checked(self.ptr, self.va_len, offset, bytes, align) {
+            Some(p) => Ok(p),
+            None => Err(self.refused(op, offset, bytes, align)),
+        }
+    }
+
+    #[inline]
+    fn typed<T>(&self, offset: usize, op: &'static str) -> Result<NonNull<u8>> {
+        let (n, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        match crate::ring::checked(self.ptr, self.va_len, offset, n, align) {
+            Some(p) => Ok(p),
+            None => Err(self.refused(op, offset, n, align)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, op: &'static str, offset: usize, n: usize, align: usize) -> Error {
+        let obj = self.ioas.range_object(self.iova, self.len);
+        crate::ring::refused(op, obj, self.ptr, offset, n, self.va_len, align)
     }
 
     #[inline]

@@ -237,6 +237,7 @@ mod table;
 
 pub mod device;
 pub mod dma;
+pub mod ring;
 pub mod error;
 pub mod group;
 pub mod handover;
@@ -277,6 +278,7 @@ pub use hwpt::{HwInfo, Hwpt, IommuKind, PageTable};
 #[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
 pub use ioas::guest_ram::{GuestMappings, GuestRam};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
+pub use ring::{Plain, Ring, RingMut};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
 pub use mdev::{Mdev, MdevParent, MdevType};

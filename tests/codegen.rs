@@ -200,3 +200,56 @@ fn mmio_write32_is_a_bounds_check_and_one_store() {
         stores[0].text
     );
 }
+
+/// Loads from memory of `width` (`movzwl`, `movl`, `movq`) on the path.
+fn loads<'a>(path: &'a [Insn], ops: &[&str]) -> Vec<&'a Insn> {
+    path.iter()
+        .filter(|i| ops.contains(&i.op.as_str()) && i.args.len() == 2 && Insn::is_mem(&i.args[0]))
+        .collect()
+}
+
+#[test]
+fn ring_field_read_is_an_index_check_and_one_load() {
+    let asm = assembly();
+    let path = hot_path(&asm, "probe_ring_field");
+    common_checks("probe_ring_field", &path);
+    // One 16-bit load: the field. (The ring's base and length are 64-bit
+    // loads of the view.)
+    let l = loads(&path, &["movzwl", "movw"]);
+    assert_eq!(l.len(), 1, "one 16-bit load expected:\n{}", listing(&path));
+    assert!(
+        path.len() <= 12,
+        "index check and load: {} instructions\n{}",
+        path.len(),
+        listing(&path)
+    );
+}
+
+#[test]
+fn ring_field_write_is_an_index_check_and_one_store() {
+    let asm = assembly();
+    let path = hot_path(&asm, "probe_ring_set_field");
+    common_checks("probe_ring_set_field", &path);
+    let stores: Vec<&Insn> = path
+        .iter()
+        .filter(|i| i.op.starts_with("mov") && i.args.len() == 2 && Insn::is_mem(&i.args[1]))
+        .collect();
+    assert_eq!(stores.len(), 1, "one store expected:\n{}", listing(&path));
+    assert_eq!(stores[0].op, "movq", "a 64-bit store: {}", stores[0].text);
+    assert!(!stores[0].args[0].starts_with('$'), "the caller's value: {}", stores[0].text);
+    assert!(
+        path.len() <= 12,
+        "index check and store: {} instructions\n{}",
+        path.len(),
+        listing(&path)
+    );
+}
+
+#[test]
+fn mapping_read32_is_a_bounds_check_and_one_load() {
+    let asm = assembly();
+    let path = hot_path(&asm, "probe_mapping_read32");
+    common_checks("probe_mapping_read32", &path);
+    let l = loads(&path, &["movl"]);
+    assert_eq!(l.len(), 1, "one 32-bit load expected:\n{}", listing(&path));
+}
