@@ -543,9 +543,19 @@ fn live_rows(fd: &Iommufd, singles: &[String]) {
         return;
     };
     let ours = fd.alloc_ioas().unwrap();
-    let _a = Device::open(a).unwrap().bind(fd).unwrap().attach(&ours).unwrap();
+    let _a = Device::open(a)
+        .unwrap()
+        .bind(fd)
+        .unwrap()
+        .attach(&ours)
+        .unwrap();
     let theirs = fd.alloc_ioas().unwrap();
-    let _b = Device::open(b).unwrap().bind(fd).unwrap().attach(&theirs).unwrap();
+    let _b = Device::open(b)
+        .unwrap()
+        .bind(fd)
+        .unwrap()
+        .attach(&theirs)
+        .unwrap();
     let raw = Raw {
         fd: fd.iommufd_fd().unwrap(),
     };
@@ -602,10 +612,18 @@ fn live_rows(fd: &Iommufd, singles: &[String]) {
             let mut c = || {
                 let mut m = None;
                 clock(
-                    &mut || m = Some(ours.map(ours_slot.take().unwrap(), Iova::Any, Access::READ).unwrap()),
+                    &mut || {
+                        m = Some(
+                            ours.map(ours_slot.take().unwrap(), Iova::Any, Access::READ)
+                                .unwrap(),
+                        )
+                    },
                     timed_map,
                 );
-                clock(&mut || ours_slot = Some(m.take().unwrap().unmap().unwrap()), !timed_map);
+                clock(
+                    &mut || ours_slot = Some(m.take().unwrap().unmap().unwrap()),
+                    !timed_map,
+                );
             };
             let what = if timed_map { "map" } else { "unmap" };
             row(

@@ -264,8 +264,9 @@ impl HugeBuffer {
         use nix::errno::Errno;
         let op = "HugeBuffer::new";
         if len == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, op, "0 bytes")
-                .detail("zero-length DMA buffer"));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, op, "0 bytes").detail("zero-length DMA buffer")
+            );
         }
         let size = page.size();
         let Some(len) = round_up(len, size) else {

@@ -327,7 +327,12 @@ impl Chooser {
     /// file offset), among the live mappings `live` (by IOVA); `None` when
     /// the kernel should choose.
     #[inline]
-    pub(crate) fn choose(&mut self, live: &crate::table::Table, len: u64, hint: u64) -> Option<u64> {
+    pub(crate) fn choose(
+        &mut self,
+        live: &crate::table::Table,
+        len: u64,
+        hint: u64,
+    ) -> Option<u64> {
         if self.kernel {
             return None;
         }
@@ -429,14 +434,21 @@ mod tests {
 
     /// The kernel's choice, found another way: the lowest fit starts at a
     /// usable span's start or a used range's end, aligned up.
-    fn kernel(usable: &[(u64, u64)], used: &BTreeMap<u64, u64>, len: u64, align: u64) -> Option<u64> {
+    fn kernel(
+        usable: &[(u64, u64)],
+        used: &BTreeMap<u64, u64>,
+        len: u64,
+        align: u64,
+    ) -> Option<u64> {
         let mut starts: Vec<u64> = usable.iter().map(|u| u.0).collect();
         starts.extend(used.iter().filter_map(|(&s, &l)| s.checked_add(l)));
         starts.sort_unstable();
         starts.into_iter().find_map(|s| {
             let at = s.checked_next_multiple_of(align)?;
             let last = at.checked_add(len - 1)?;
-            let inside = usable.iter().any(|&(us, ul)| us <= at && at < ul && last <= ul);
+            let inside = usable
+                .iter()
+                .any(|&(us, ul)| us <= at && at < ul && last <= ul);
             let free = used
                 .range(..=last)
                 .next_back()

@@ -20,11 +20,11 @@
 use crate::backend::{MapFail, Space};
 use crate::dma::{DmaMemory, HugeBuffer, RawMemory};
 use crate::error::{range, Error, ErrorKind, Result, TransitionError};
+use crate::gaps::Chooser;
 use crate::iommufd::Iommufd;
 use crate::owner::HeldId;
-use crate::sys;
-use crate::gaps::Chooser;
 use crate::ring::{Plain, Ring, RingMut};
+use crate::sys;
 use crate::table::Table;
 use nix::errno::Errno;
 use std::fmt;
@@ -1014,16 +1014,22 @@ impl Ioas {
     ) -> std::result::Result<u64, (Error, bool)> {
         let at = self.precheck(iova, len as u64).map_err(|e| (e, false))?;
         // SAFETY: forwarded from this function's contract.
-        self.mapped_by(at, len as u64, access, Some(va.as_ptr() as u64), |at| unsafe {
-            self.inner.space.map(
-                self.inner.obj.iommufd().ctx(),
-                self.inner.obj.id(),
-                va,
-                len as u64,
-                at,
-                access,
-            )
-        })
+        self.mapped_by(
+            at,
+            len as u64,
+            access,
+            Some(va.as_ptr() as u64),
+            |at| unsafe {
+                self.inner.space.map(
+                    self.inner.obj.iommufd().ctx(),
+                    self.inner.obj.id(),
+                    va,
+                    len as u64,
+                    at,
+                    access,
+                )
+            },
+        )
     }
 
     /// Runs `op`, a map-family call, with the table of live mappings locked,
@@ -1076,7 +1082,8 @@ impl Ioas {
         let mut tried = at.or(chosen);
         // One call site on the hot path, so that `op` is inlined here.
         let mut got = op(tried);
-        if let (Some(_), Err(MapFail::Sys(_, e @ (Errno::EINVAL | Errno::EEXIST)))) = (chosen, &got) {
+        if let (Some(_), Err(MapFail::Sys(_, e @ (Errno::EINVAL | Errno::EEXIST)))) = (chosen, &got)
+        {
             let hint = hint.unwrap_or(0);
             (tried, got) = self.choose_again(&mut mapped, *e, len, hint, &mut op);
         }
@@ -1595,7 +1602,7 @@ impl<M: DmaMemory> Mapping<M> {
     }
 
     fn ring_base<E>(&self, offset: usize, len: usize, op: &'static str) -> Result<NonNull<u8>> {
-        let bytes = len.checked_mul(std::mem::size_of::<E>()).unwrap_or(usize::MAX);
+        let bytes = len.saturating_mul(std::mem::size_of::<E>());
         let align = crate::ring::ring_align::<E>();
         match crate::ring::checked(self.ptr, self.va_len, offset, bytes, align) {
             Some(p) => Ok(p),

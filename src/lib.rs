@@ -228,16 +228,15 @@ mod backend;
 mod diagnose;
 #[cfg(test)]
 mod fuzz;
+mod gaps;
 mod iova;
 mod owner;
 mod pt;
 mod sys;
-mod gaps;
 mod table;
 
 pub mod device;
 pub mod dma;
-pub mod ring;
 pub mod error;
 pub mod group;
 pub mod handover;
@@ -255,6 +254,7 @@ pub mod p2p;
 pub mod pasid;
 pub mod region;
 pub mod reset;
+pub mod ring;
 pub mod sriov;
 pub mod sysfs;
 pub mod viommu;
@@ -278,7 +278,6 @@ pub use hwpt::{HwInfo, Hwpt, IommuKind, PageTable};
 #[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
 pub use ioas::guest_ram::{GuestMappings, GuestRam};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
-pub use ring::{Plain, Ring, RingMut};
 pub use iommufd::Iommufd;
 pub use irq::{EventFd, IrqInfo};
 pub use mdev::{Mdev, MdevParent, MdevType};
@@ -287,6 +286,7 @@ pub use p2p::BarDmaBuf;
 pub use pasid::{Pasid, PasidHwpt};
 pub use region::{pci, Mmio, RegionCap, RegionInfo};
 pub use reset::{Affected, HotResetInfo};
+pub use ring::{Plain, Ring, RingMut};
 
 // Type-state facts, pinned: markers are zero-sized, and the state costs nothing.
 static_assertions::assert_eq_size!(Unbound, ());

@@ -127,7 +127,11 @@ impl<'m, E: Plain> Ring<'m, E> {
     /// `[base, base + len * size_of::<E>())` must be memory of a mapping
     /// that `'m` borrows, aligned to [`ring_align`], that no CPU thread
     /// writes while `'m` lasts unless through a `RingMut` made the same way.
-    pub(crate) unsafe fn new(base: NonNull<u8>, len: usize, at: (&'m crate::Ioas, u64, u64)) -> Self {
+    pub(crate) unsafe fn new(
+        base: NonNull<u8>,
+        len: usize,
+        at: (&'m crate::Ioas, u64, u64),
+    ) -> Self {
         Ring {
             base: base.cast(),
             len,
@@ -221,9 +225,13 @@ impl<'m, E: Plain> RingMut<'m, E> {
     /// # Safety
     /// As [`Ring::new`], and no other CPU access to the memory while `'m`
     /// lasts.
-    pub(crate) unsafe fn new(base: NonNull<u8>, len: usize, at: (&'m crate::Ioas, u64, u64)) -> Self {
-        // SAFETY: forwarded.
+    pub(crate) unsafe fn new(
+        base: NonNull<u8>,
+        len: usize,
+        at: (&'m crate::Ioas, u64, u64),
+    ) -> Self {
         RingMut {
+            // SAFETY: forwarded: this function's contract is `Ring::new`'s and more.
             ring: unsafe { Ring::new(base, len, at) },
         }
     }

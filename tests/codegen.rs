@@ -236,7 +236,11 @@ fn ring_field_write_is_an_index_check_and_one_store() {
         .collect();
     assert_eq!(stores.len(), 1, "one store expected:\n{}", listing(&path));
     assert_eq!(stores[0].op, "movq", "a 64-bit store: {}", stores[0].text);
-    assert!(!stores[0].args[0].starts_with('$'), "the caller's value: {}", stores[0].text);
+    assert!(
+        !stores[0].args[0].starts_with('$'),
+        "the caller's value: {}",
+        stores[0].text
+    );
     assert!(
         path.len() <= 12,
         "index check and store: {} instructions\n{}",

@@ -169,11 +169,17 @@ fn kernel_chosen_iovas_are_chosen_as_the_kernel_would() {
     }
     ioas.allow_iovas(&[]).unwrap();
     step(&mut live, 0);
-    assert!(live.last().unwrap().iova() < allowed.start, "the hole below is used again");
+    assert!(
+        live.last().unwrap().iova() < allowed.start,
+        "the hole below is used again"
+    );
     // They all work for DMA: the edu copies through the last one.
     drop(live);
     let msg = b"chosen in user space";
-    assert_eq!(support::round_trip(&dev, &ioas, msg, Iova::Any, Iova::Any), msg);
+    assert_eq!(
+        support::round_trip(&dev, &ioas, msg, Iova::Any, Iova::Any),
+        msg
+    );
 }
 
 /// A device attached after the maps brings a reserved region (VT-d's MSI
@@ -195,25 +201,43 @@ fn a_device_attached_later_fails_as_with_kernel_chosen_iovas() {
         let va = buf.as_mut_slice().as_mut_ptr() as u64;
         // SAFETY: the buffer lives in `live` until after `theirs` is
         // unmapped below.
-        let kernel = unsafe { support::raw::map(raw_fd, theirs.id(), va, GIB as u64, None) }.unwrap();
+        let kernel =
+            unsafe { support::raw::map(raw_fd, theirs.id(), va, GIB as u64, None) }.unwrap();
         let m = ours.map(buf, Iova::Any, Access::READ_WRITE).unwrap();
         assert_eq!(m.iova(), kernel);
         live.push(m);
     }
     let msi = 0xfee0_0000;
-    assert!(live.iter().any(|m| m.iova() <= msi && msi < m.iova() + m.len()));
+    assert!(live
+        .iter()
+        .any(|m| m.iova() <= msi && msi < m.iova() + m.len()));
     let dev = support::bound_singleton(&fd);
     let (dev, ours_err) = dev.attach(&ours).unwrap_err().into_parts();
     let (dev, theirs_err) = dev.attach(&theirs).unwrap_err().into_parts();
-    assert_eq!(ours_err.raw_errno(), Some(nix::errno::Errno::EADDRINUSE), "{ours_err}");
-    assert_eq!(ours_err.raw_errno(), theirs_err.raw_errno(), "{ours_err} / {theirs_err}");
-    assert_eq!(ours_err.kind(), theirs_err.kind(), "{ours_err} / {theirs_err}");
+    assert_eq!(
+        ours_err.raw_errno(),
+        Some(nix::errno::Errno::EADDRINUSE),
+        "{ours_err}"
+    );
+    assert_eq!(
+        ours_err.raw_errno(),
+        theirs_err.raw_errno(),
+        "{ours_err} / {theirs_err}"
+    );
+    assert_eq!(
+        ours_err.kind(),
+        theirs_err.kind(),
+        "{ours_err} / {theirs_err}"
+    );
     support::raw::unmap(raw_fd, theirs.id(), 0, u64::MAX).unwrap();
     drop(live);
     // With the range free again the same device attaches.
     let dev = dev.attach(&ours).unwrap();
     let msg = b"after the failed attach";
-    assert_eq!(support::round_trip(&dev, &ours, msg, Iova::Any, Iova::Any), msg);
+    assert_eq!(
+        support::round_trip(&dev, &ours, msg, Iova::Any, Iova::Any),
+        msg
+    );
 }
 
 /// `IOMMU_TEST_OP_ADD_RESERVED` of the iommufd test driver: a reserved
@@ -311,13 +335,23 @@ fn one_gib_pages_map_and_carry_dma_and_say_when_none_are_free() {
     let ioas = fd.alloc_ioas().unwrap();
     let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
     let mut buf = HugeBuffer::with_pages(1, HugePage::Gib1).unwrap();
-    assert_eq!((buf.len(), buf.page()), (GIB, HugePage::Gib1), "rounded up to one page");
-    assert_eq!(buf.as_mut_slice().as_ptr() as usize % GIB, 0, "1 GiB-aligned");
+    assert_eq!(
+        (buf.len(), buf.page()),
+        (GIB, HugePage::Gib1),
+        "rounded up to one page"
+    );
+    assert_eq!(
+        buf.as_mut_slice().as_ptr() as usize % GIB,
+        0,
+        "1 GiB-aligned"
+    );
     assert_eq!(free(), 0, "the page is the buffer's");
     const SRC: usize = 0x0100_0000;
     buf.as_mut_slice()[SRC..SRC + MSG.len()].copy_from_slice(MSG);
     // At IOVA 0, 1 GiB-aligned; the edu (28-bit DMA) reaches its first 256 MiB.
-    let m = ioas.map_huge(buf, Iova::Fixed(0), Access::READ_WRITE).unwrap();
+    let m = ioas
+        .map_huge(buf, Iova::Fixed(0), Access::READ_WRITE)
+        .unwrap();
     let edu = Edu::new(&dev);
     edu.read_from_ram(SRC as u64, MSG.len() as u64);
     edu.write_to_ram(0x0200_0008, MSG.len() as u64);

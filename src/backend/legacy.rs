@@ -385,7 +385,8 @@ impl Space {
         let (read, write) = (access.read, access.write);
         let mut guard = self.lock();
         let st = &mut *guard;
-        let ranges = cached_ranges(&mut st.ranges, &st.containers).map_err(super::MapFail::Other)?;
+        let ranges =
+            cached_ranges(&mut st.ranges, &st.containers).map_err(super::MapFail::Other)?;
         let align = ranges.alignment.max(1);
         let iova = match iova {
             Some(at) if at % align != 0 || len % align != 0 || !ranges.contains(at, len) => {
