@@ -112,8 +112,9 @@ fn groups_example_tells_what_can_be_assigned() {
 }
 
 /// The NVMe example driver, on the guest's controller: a seeded pattern
-/// written and read back through the IOMMU with MSI-X completions. The
-/// `VMT-NVME-WROTE` line asks the host to check the image after power-off.
+/// written and read back through the IOMMU with MSI-X completions, and
+/// another polled. The `VMT-NVME-WROTE` lines ask the host to check the
+/// image after power-off.
 #[test]
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn nvme_example_writes_and_reads_back_through_the_iommu() {
@@ -139,6 +140,22 @@ fn nvme_example_writes_and_reads_back_through_the_iommu() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no LBA size in {so}"));
     println!("VMT-NVME-WROTE {lba} {blocks} {seed} {lba_size}");
+    // Polled (`--poll`): no interrupt, the driver spins on the completion
+    // queue's phase tag through the crate's typed ring.
+    let (lba2, blocks2, seed2) = (2000, 8, 0x9011);
+    let (out, so, _) = run(example("nvme").args([
+        bdf.as_str(),
+        "--lba",
+        &lba2.to_string(),
+        "--blocks",
+        &blocks2.to_string(),
+        "--seed",
+        &seed2.to_string(),
+        "--poll",
+    ]));
+    assert!(out.status.success(), "{}", out.status);
+    assert!(so.contains(", polled: written and read back, equal"), "{so}");
+    println!("VMT-NVME-WROTE {lba2} {blocks2} {seed2} {lba_size}");
     // Bad input: a clear error and exit 1, never a hang.
     let nsze: u64 = so
         .split("namespace 1: ")
