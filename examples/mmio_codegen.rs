@@ -3,7 +3,7 @@
 //! bounds and alignment check, then one volatile load or store; no call, no
 //! division, no loop).
 
-use iommufd::{DmaBuffer, Mapping, Mmio, Result, Ring, RingMut};
+use iommufd::{DmaBuffer, FixedRing, Mapping, Mmio, Register, Result, Ring, RingMut};
 
 #[no_mangle]
 #[inline(never)]
@@ -38,6 +38,20 @@ pub fn probe_mapping_read32(m: &Mapping<DmaBuffer>, offset: usize) -> Result<u32
     m.read::<u32>(offset)
 }
 
+/// The status word of completion entry `i mod 32`: no check at all.
+#[no_mangle]
+#[inline(never)]
+pub fn probe_fixed_ring_field(r: &FixedRing<'_, [u32; 4], 32>, i: usize) -> u16 {
+    r.at(i).field::<u16, 14>()
+}
+
+/// A doorbell rung through a register checked once.
+#[no_mangle]
+#[inline(never)]
+pub fn probe_register_write(r: &Register<'_, u32>, v: u32) {
+    r.write(v)
+}
+
 fn main() {
     // Keep both in the binary; nothing here runs them.
     let r: fn(&Mmio<'_>, u64) -> Result<u32> = probe_read32;
@@ -47,4 +61,7 @@ fn main() {
     let s: fn(&mut RingMut<'_, [u8; 64]>, usize, u64) -> Result<()> = probe_ring_set_field;
     let m: fn(&Mapping<DmaBuffer>, usize) -> Result<u32> = probe_mapping_read32;
     std::hint::black_box((f, s, m));
+    let x: fn(&FixedRing<'_, [u32; 4], 32>, usize) -> u16 = probe_fixed_ring_field;
+    let y: fn(&Register<'_, u32>, u32) = probe_register_write;
+    std::hint::black_box((x, y));
 }

@@ -23,7 +23,7 @@ use crate::error::{range, Error, ErrorKind, Result, TransitionError};
 use crate::gaps::Chooser;
 use crate::iommufd::Iommufd;
 use crate::owner::HeldId;
-use crate::ring::{Plain, Ring, RingMut};
+use crate::ring::{FixedRing, FixedRingMut, Plain, Ring, RingMut};
 use crate::sys;
 use crate::table::Table;
 use nix::errno::Errno;
@@ -1599,6 +1599,36 @@ impl<M: DmaMemory> Mapping<M> {
         let p = self.ring_base::<E>(offset, len, "Mapping::ring_mut")?;
         // SAFETY: as in `ring`; the ring borrows `self` exclusively.
         Ok(unsafe { RingMut::new(p, len, (&self.ioas, self.iova, self.len)) })
+    }
+
+    /// `N` entries `E` from `offset`, `N` a power of two, for volatile
+    /// reads with wrapping indices ([`FixedRing`]): checked here once, so
+    /// that no access checks anything.
+    ///
+    /// # Errors
+    /// As [`ring`](Self::ring).
+    ///
+    /// Example: [`FixedRing`].
+    pub fn fixed_ring<E: Plain, const N: usize>(
+        &self,
+        offset: usize,
+    ) -> Result<FixedRing<'_, E, N>> {
+        let p = self.ring_base::<E>(offset, N, "Mapping::fixed_ring")?;
+        // SAFETY: as in `ring`, with `N` entries.
+        Ok(unsafe { FixedRing::new(p) })
+    }
+
+    /// [`fixed_ring`](Self::fixed_ring) for reads and writes ([`FixedRingMut`]).
+    ///
+    /// # Errors
+    /// As [`ring`](Self::ring).
+    pub fn fixed_ring_mut<E: Plain, const N: usize>(
+        &mut self,
+        offset: usize,
+    ) -> Result<FixedRingMut<'_, E, N>> {
+        let p = self.ring_base::<E>(offset, N, "Mapping::fixed_ring_mut")?;
+        // SAFETY: as in `ring_mut`, with `N` entries.
+        Ok(unsafe { FixedRingMut::new(p) })
     }
 
     fn ring_base<E>(&self, offset: usize, len: usize, op: &'static str) -> Result<NonNull<u8>> {

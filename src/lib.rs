@@ -284,9 +284,9 @@ pub use mdev::{Mdev, MdevParent, MdevType};
 pub use migration::{AnyMigration, LoadStream, Migration, MigrationCaps, SaveStream};
 pub use p2p::BarDmaBuf;
 pub use pasid::{Pasid, PasidHwpt};
-pub use region::{pci, Mmio, RegionCap, RegionInfo};
+pub use region::{pci, Mmio, RegionCap, RegionInfo, Register};
 pub use reset::{Affected, HotResetInfo};
-pub use ring::{Plain, Ring, RingMut};
+pub use ring::{Entry, FixedRing, FixedRingMut, Plain, Ring, RingMut};
 
 // Type-state facts, pinned: markers are zero-sized, and the state costs nothing.
 static_assertions::assert_eq_size!(Unbound, ());

@@ -482,6 +482,62 @@ impl<'d> Mmio<'d> {
     /// whole BAR (the common case), one volatile load; `tests/codegen.rs`
     /// checks that `read32` compiles to that and nothing more.
     #[inline(always)]
+    /// The 32-bit register at `offset`, checked once (inside the BAR,
+    /// aligned, in an mmapped part of it): each [`Register::write`] after
+    /// is one store, with no check, as a doorbell rung per I/O wants.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let fd = iommufd::Iommufd::open()?;
+    /// # let mut dev = iommufd::Device::open("0000:06:00.0")?.bind(&fd).map_err(iommufd::Error::from)?;
+    /// dev.map_bar(0)?;
+    /// let bar = dev.mmio(0)?;
+    /// let doorbell = bar.register32(0x1000)?; // NVMe: SQ 0's tail doorbell
+    /// doorbell.write(1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] outside the BAR or misaligned, as
+    /// [`write32`](Self::write32); [`ErrorKind::Unsupported`] for a register
+    /// in a part of the BAR the kernel does not let user space mmap (use
+    /// `read32`/`write32`, which reach it with `pread`/`pwrite`).
+    pub fn register32(&self, offset: u64) -> Result<Register<'d, u32>> {
+        self.register(offset)
+    }
+
+    /// The 64-bit register at `offset`, checked once ([`register32`](Self::register32)).
+    ///
+    /// # Errors
+    /// As [`register32`](Self::register32).
+    pub fn register64(&self, offset: u64) -> Result<Register<'d, u64>> {
+        self.register(offset)
+    }
+
+    fn register<T: Reg>(&self, offset: u64) -> Result<Register<'d, T>> {
+        self.check(offset, T::N, "Mmio::register")?;
+        let bar: &'d Bar = self.bar;
+        let p = if bar.whole.0.is_null() {
+            match self.area(offset, T::N) {
+                Some((a, rel)) => a.map.as_mut_ptr().wrapping_add(rel),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "Mmio::register",
+                        format!("{} BAR{} offset {offset:#x}", self.name, bar.info.index),
+                    )
+                    .detail("the register lies in a part of the BAR that cannot be mmapped: read32/write32 reach it with pread/pwrite"))
+                }
+            }
+        } else {
+            bar.whole.0.wrapping_add(offset as usize)
+        };
+        Ok(Register {
+            p: p.cast(),
+            _bar: std::marker::PhantomData,
+        })
+    }
+
     fn read<T: Reg>(&self, offset: u64) -> Result<T> {
         self.check(offset, T::N, "MMIO read")?;
         let base = self.bar.whole.0;
@@ -640,6 +696,41 @@ impl<'d> Mmio<'d> {
 
 /// A register width: u8, u16, u32 or u64 (plain integers, any bit pattern
 /// valid), accessed with one volatile load or store.
+/// A register of a mapped BAR, checked once by [`Mmio::register32`] or
+/// [`Mmio::register64`]: each access is one volatile load or store. It
+/// borrows the device as the [`Mmio`] view does, so the BAR stays mapped.
+///
+/// Example: [`Mmio::register32`].
+#[derive(Clone, Copy)]
+pub struct Register<'d, T> {
+    p: *mut T,
+    _bar: std::marker::PhantomData<&'d Bar>,
+}
+
+impl<T: Copy> Register<'_, T> {
+    /// Reads the register.
+    #[inline]
+    pub fn read(&self) -> T {
+        // SAFETY: `register` checked `p` inside a live mapping of the BAR,
+        // naturally aligned; the mapping lives as long as the device borrow
+        // `'d`. MMIO is outside Rust's memory model (see `Mmio`).
+        unsafe { self.p.read_volatile() }
+    }
+
+    /// Writes the register.
+    #[inline]
+    pub fn write(&self, v: T) {
+        // SAFETY: as in `read`.
+        unsafe { self.p.write_volatile(v) }
+    }
+}
+
+impl<T> fmt::Debug for Register<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Register").field("at", &self.p).finish()
+    }
+}
+
 trait Reg: Copy {
     const N: u64;
     fn from_ne(b: &[u8]) -> Self;

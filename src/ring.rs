@@ -209,6 +209,25 @@ impl<'m, E: Plain> Ring<'m, E> {
         })
     }
 
+    /// Entry `i`, checked once: its fields then read with no check at all
+    /// ([`Entry`]), as a completion's status, id and result are.
+    ///
+    /// # Errors
+    /// [`ErrorKind::OutOfRange`] for an index past the end.
+    ///
+    /// Example: [the `ring` module docs](crate::ring).
+    #[inline]
+    pub fn entry(&self, i: usize) -> Result<Entry<'_, E>> {
+        if i >= self.len {
+            return Err(self.past(i));
+        }
+        Ok(Entry {
+            // SAFETY: `i < len`: inside the ring.
+            p: unsafe { self.base.as_ptr().add(i) },
+            _ring: PhantomData,
+        })
+    }
+
     #[cold]
     #[inline(never)]
     fn past(&self, i: usize) -> Error {
@@ -218,6 +237,35 @@ impl<'m, E: Plain> Ring<'m, E> {
             self.len,
             size_of::<E>()
         ))
+    }
+}
+
+/// One entry of a [`Ring`], checked when made ([`Ring::entry`]): its
+/// reads are one volatile load each, with no check.
+///
+/// Example: [the `ring` module docs](crate::ring).
+pub struct Entry<'r, E> {
+    p: *const E,
+    _ring: PhantomData<&'r E>,
+}
+
+impl<E: Plain> Entry<'_, E> {
+    /// The entry, read whole with one volatile load.
+    #[inline]
+    pub fn get(&self) -> E {
+        // SAFETY: `Ring::entry` checked `p` inside the ring, which the ring's
+        // borrow keeps mapped and aligned; `E: Plain`.
+        unsafe { self.p.read_volatile() }
+    }
+
+    /// Field `T` at byte `OFF`, with one volatile load (the offset checked
+    /// at build, as in [`Ring::field`]).
+    #[inline]
+    pub fn field<T: Plain, const OFF: usize>(&self) -> T {
+        let () = FieldOf::<E, T, OFF>::OK;
+        // SAFETY: as in `get`, and `FieldOf` puts the field inside the
+        // entry, aligned (as in `Ring::field`).
+        unsafe { self.p.cast::<u8>().add(OFF).cast::<T>().read_volatile() }
     }
 }
 
@@ -313,4 +361,106 @@ pub(crate) fn refused(
         format!("[{offset:#x}, +{len:#x}) is outside the {view:#x}-byte CPU view of the mapping")
     };
     Error::new(ErrorKind::InvalidInput, op, object).detail(detail)
+}
+
+/// `N` entries `E` in DMA memory, `N` a power of two: an index wraps
+/// (`i mod N`, one AND), so no access can miss and none returns an error,
+/// as a queue's head and tail wrap. Made by
+/// [`Mapping::fixed_ring`](crate::Mapping::fixed_ring), checked there once.
+///
+/// ```no_run
+/// use iommufd::{Access, DmaBuffer, Iommufd, Iova};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ioas = Iommufd::open()?.alloc_ioas()?;
+/// let cq = ioas.map(DmaBuffer::new(4096)?, Iova::Any, Access::WRITE).map_err(iommufd::Error::from)?;
+/// let cqes = cq.fixed_ring::<[u32; 4], 32>(0)?;
+/// let head = 31usize;
+/// let status = u16::from_le(cqes.at(head + 1).field::<u16, 14>()); // entry 0
+/// # let _ = status; Ok(()) }
+/// ```
+pub struct FixedRing<'m, E, const N: usize> {
+    base: NonNull<E>,
+    _m: PhantomData<&'m E>,
+}
+
+/// [`FixedRing`] for reads and writes, made by
+/// [`Mapping::fixed_ring_mut`](crate::Mapping::fixed_ring_mut), which
+/// borrows the mapping exclusively.
+///
+/// Example: [`FixedRing`].
+pub struct FixedRingMut<'m, E, const N: usize> {
+    ring: FixedRing<'m, E, N>,
+}
+
+struct Pow2<const N: usize>;
+
+impl<const N: usize> Pow2<N> {
+    const OK: () = assert!(
+        N.is_power_of_two(),
+        "a fixed ring's length must be a power of two"
+    );
+}
+
+impl<'m, E: Plain, const N: usize> FixedRing<'m, E, N> {
+    /// # Safety
+    /// As [`Ring::new`] with `N` entries.
+    pub(crate) unsafe fn new(base: NonNull<u8>) -> Self {
+        let () = Pow2::<N>::OK;
+        FixedRing {
+            base: base.cast(),
+            _m: PhantomData,
+        }
+    }
+
+    /// Entry `i mod N`.
+    #[inline]
+    pub fn at(&self, i: usize) -> Entry<'_, E> {
+        Entry {
+            // SAFETY: `i & (N - 1) < N`: inside the ring (`new`'s contract).
+            p: unsafe { self.base.as_ptr().add(i & (N - 1)) },
+            _ring: PhantomData,
+        }
+    }
+}
+
+impl<'m, E: Plain, const N: usize> FixedRingMut<'m, E, N> {
+    /// # Safety
+    /// As [`RingMut::new`] with `N` entries.
+    pub(crate) unsafe fn new(base: NonNull<u8>) -> Self {
+        FixedRingMut {
+            // SAFETY: forwarded.
+            ring: unsafe { FixedRing::new(base) },
+        }
+    }
+
+    /// The entries, for reading.
+    pub fn as_ring(&self) -> &FixedRing<'m, E, N> {
+        &self.ring
+    }
+
+    /// Writes entry `i mod N` whole with one volatile store.
+    #[inline]
+    pub fn set(&mut self, i: usize, v: E) {
+        // SAFETY: in the ring (`i & (N - 1) < N`), aligned; `&mut self`
+        // excludes every other CPU access.
+        unsafe { self.ring.base.as_ptr().add(i & (N - 1)).write_volatile(v) }
+    }
+
+    /// Writes field `T` at byte `OFF` of entry `i mod N` (the offset
+    /// checked at build, as in [`Ring::field`]).
+    #[inline]
+    pub fn set_field<T: Plain, const OFF: usize>(&mut self, i: usize, v: T) {
+        let () = FieldOf::<E, T, OFF>::OK;
+        // SAFETY: as in `set`, and as in `Ring::field` for the field.
+        unsafe {
+            self.ring
+                .base
+                .as_ptr()
+                .add(i & (N - 1))
+                .cast::<u8>()
+                .add(OFF)
+                .cast::<T>()
+                .write_volatile(v)
+        }
+    }
 }

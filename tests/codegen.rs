@@ -257,3 +257,35 @@ fn mapping_read32_is_a_bounds_check_and_one_load() {
     let l = loads(&path, &["movl"]);
     assert_eq!(l.len(), 1, "one 32-bit load expected:\n{}", listing(&path));
 }
+
+#[test]
+fn fixed_ring_field_read_is_one_and_and_one_load() {
+    let asm = assembly();
+    let path = hot_path(&asm, "probe_fixed_ring_field");
+    common_checks("probe_fixed_ring_field", &path);
+    assert!(
+        !path.iter().any(|i| i.op.starts_with('j')),
+        "no branch: the index wraps\n{}",
+        listing(&path)
+    );
+    assert_eq!(
+        loads(&path, &["movzwl", "movw"]).len(),
+        1,
+        "{}",
+        listing(&path)
+    );
+    assert!(path.len() <= 6, "{}", listing(&path));
+}
+
+#[test]
+fn register_write_is_one_store() {
+    let asm = assembly();
+    let path = hot_path(&asm, "probe_register_write");
+    common_checks("probe_register_write", &path);
+    let stores: Vec<&Insn> = path
+        .iter()
+        .filter(|i| i.op.starts_with("mov") && i.args.len() == 2 && Insn::is_mem(&i.args[1]))
+        .collect();
+    assert_eq!(stores.len(), 1, "{}", listing(&path));
+    assert!(path.len() <= 3, "{}", listing(&path));
+}

@@ -154,7 +154,10 @@ fn nvme_example_writes_and_reads_back_through_the_iommu() {
         "--poll",
     ]));
     assert!(out.status.success(), "{}", out.status);
-    assert!(so.contains(", polled: written and read back, equal"), "{so}");
+    assert!(
+        so.contains(", polled: written and read back, equal"),
+        "{so}"
+    );
     println!("VMT-NVME-WROTE {lba2} {blocks2} {seed2} {lba_size}");
     // Bad input: a clear error and exit 1, never a hang.
     let nsze: u64 = so

@@ -1,9 +1,10 @@
 //! The NVMe driver of `examples/nvme`: registers, commands, bring-up, and a
 //! queue pair written once over two ways of reaching the device:
 //!
-//! - [`Typed`], the crate's checked views: [`Mmio`] for the doorbells, a
-//!   [`RingMut`] for the submission queue and a [`Ring`] for the
-//!   completion queue (what the example uses);
+//! - [`Typed`], the crate's checked views: [`Register`]s for the
+//!   doorbells, a [`FixedRingMut`] for the submission queue and a
+//!   [`FixedRing`] for the completion queue, each checked once when made
+//!   (what the example uses);
 //! - [`RawPtrs`], raw pointers and volatile accesses with no check at all.
 //!
 //! `tests/guest_overhead.rs` counts the instructions of one I/O through
@@ -12,7 +13,9 @@
 
 #![allow(dead_code)] // each user of this file uses part of it
 
-use iommufd::{Access as Dma, Device, DmaBuffer, Ioas, Iova, Mapping, Mmio, Ring, RingMut};
+use iommufd::{
+    Access as Dma, Device, DmaBuffer, FixedRing, FixedRingMut, Ioas, Iova, Mapping, Mmio, Register,
+};
 use std::time::{Duration, Instant};
 
 pub type Error = Box<dyn std::error::Error>;
@@ -59,58 +62,79 @@ pub fn command(opc: u8, nsid: u32, prp1: u64, cdw: [u32; 3]) -> [u64; 8] {
     e.map(u64::to_le)
 }
 
-/// How the queue code reaches the device: a doorbell register, the
+/// The offsets of queue pair `qid`'s doorbells (submission tail,
+/// completion head), with the stride the controller reports (`CAP.DSTRD`).
+pub fn doorbells(qid: u16, stride: u64) -> (u64, u64) {
+    let at = |cq: u64| DOORBELLS + (2 * u64::from(qid) + cq) * stride;
+    (at(0), at(1))
+}
+
+/// How the queue code reaches the device: its two doorbells, the
 /// submission queue's entries, the completion queue's entries.
 pub trait Access {
-    fn doorbell(&mut self, offset: u64, value: u32) -> Result<(), Error>;
+    fn ring_sq(&mut self, tail: u16);
+    fn ring_cq(&mut self, head: u16);
     fn put(&mut self, slot: u16, entry: [u64; 8]) -> Result<(), Error>;
-    /// Completion entry `slot`'s status word (phase tag in bit 0).
-    fn status(&self, slot: u16) -> Result<u16, Error>;
-    /// Completion entry `slot`'s command id and command-specific word.
-    fn id_and_result(&self, slot: u16) -> Result<(u16, u32), Error>;
+    /// Completion entry `slot`'s status word (phase tag in bit 0), and,
+    /// when its phase tag is `phase`, its command id and result word.
+    fn completion(&self, slot: u16, phase: bool) -> Result<(u16, Option<(u16, u32)>), Error>;
 }
 
-/// The crate's typed views.
-pub struct Typed<'a> {
-    pub bar: &'a Mmio<'a>,
-    pub sq: RingMut<'a, [u64; 8]>,
-    pub cq: Ring<'a, [u32; 4]>,
+/// The crate's typed views: doorbell registers and rings of `N` entries,
+/// each checked once when made; no access checks anything after.
+pub struct Typed<'a, const N: usize> {
+    pub sq_doorbell: Register<'a, u32>,
+    pub cq_doorbell: Register<'a, u32>,
+    pub sq: FixedRingMut<'a, [u64; 8], N>,
+    pub cq: FixedRing<'a, [u32; 4], N>,
 }
 
-impl Access for Typed<'_> {
+impl<const N: usize> Access for Typed<'_, N> {
     #[inline]
-    fn doorbell(&mut self, offset: u64, value: u32) -> Result<(), Error> {
-        Ok(self.bar.write32(offset, value)?)
+    fn ring_sq(&mut self, tail: u16) {
+        self.sq_doorbell.write(u32::from(tail));
+    }
+    #[inline]
+    fn ring_cq(&mut self, head: u16) {
+        self.cq_doorbell.write(u32::from(head));
     }
     #[inline]
     fn put(&mut self, slot: u16, entry: [u64; 8]) -> Result<(), Error> {
-        Ok(self.sq.set(slot.into(), entry)?)
+        self.sq.set(slot.into(), entry);
+        Ok(())
     }
     #[inline]
-    fn status(&self, slot: u16) -> Result<u16, Error> {
-        Ok(u16::from_le(self.cq.field::<u16, 14>(slot.into())?))
-    }
-    #[inline]
-    fn id_and_result(&self, slot: u16) -> Result<(u16, u32), Error> {
-        let id = u16::from_le(self.cq.field::<u16, 12>(slot.into())?);
-        Ok((id, u32::from_le(self.cq.field::<u32, 0>(slot.into())?)))
+    fn completion(&self, slot: u16, phase: bool) -> Result<(u16, Option<(u16, u32)>), Error> {
+        let e = self.cq.at(slot.into());
+        let status = u16::from_le(e.field::<u16, 14>());
+        if (status & 1 == 1) != phase {
+            return Ok((status, None));
+        }
+        let id = u16::from_le(e.field::<u16, 12>());
+        Ok((status, Some((id, u32::from_le(e.field::<u32, 0>())))))
     }
 }
 
-/// Raw pointers: what a driver without the crate writes.
+/// Raw pointers: what a driver without the crate writes. Whoever makes
+/// one vouches that the doorbells are mapped registers and the queues'
+/// memory holds every slot the queue pair uses.
 pub struct RawPtrs {
-    pub bar: *mut u8,
+    pub sq_doorbell: *mut u32,
+    pub cq_doorbell: *mut u32,
     pub sq: *mut [u64; 8],
     pub cq: *const [u32; 4],
 }
 
 impl Access for RawPtrs {
     #[inline]
-    fn doorbell(&mut self, offset: u64, value: u32) -> Result<(), Error> {
-        // SAFETY: the caller that made `RawPtrs` vouches that `bar` is
-        // BAR0 mapped whole and the doorbells lie inside it.
-        unsafe { self.bar.add(offset as usize).cast::<u32>().write_volatile(value) };
-        Ok(())
+    fn ring_sq(&mut self, tail: u16) {
+        // SAFETY: a mapped register (the maker's word).
+        unsafe { self.sq_doorbell.write_volatile(u32::from(tail)) };
+    }
+    #[inline]
+    fn ring_cq(&mut self, head: u16) {
+        // SAFETY: as in `ring_sq`.
+        unsafe { self.cq_doorbell.write_volatile(u32::from(head)) };
     }
     #[inline]
     fn put(&mut self, slot: u16, entry: [u64; 8]) -> Result<(), Error> {
@@ -119,20 +143,21 @@ impl Access for RawPtrs {
         Ok(())
     }
     #[inline]
-    fn status(&self, slot: u16) -> Result<u16, Error> {
-        // SAFETY: as in `put`; bytes 14..16 of a 16-byte entry.
-        Ok(u16::from_le(unsafe {
-            self.cq.add(slot.into()).cast::<u16>().add(7).read_volatile()
-        }))
-    }
-    #[inline]
-    fn id_and_result(&self, slot: u16) -> Result<(u16, u32), Error> {
-        // SAFETY: as in `status`: bytes 12..14 and 0..4.
-        let (id, dw0) = unsafe {
+    fn completion(&self, slot: u16, phase: bool) -> Result<(u16, Option<(u16, u32)>), Error> {
+        // SAFETY: the queue's memory holds every slot the queue pair uses:
+        // bytes 14..16, 12..14 and 0..4 of a 16-byte entry.
+        unsafe {
             let e = self.cq.add(slot.into());
-            (e.cast::<u16>().add(6).read_volatile(), e.cast::<u32>().read_volatile())
-        };
-        Ok((u16::from_le(id), u32::from_le(dw0)))
+            let status = u16::from_le(e.cast::<u16>().add(7).read_volatile());
+            if (status & 1 == 1) != phase {
+                return Ok((status, None));
+            }
+            let id = u16::from_le(e.cast::<u16>().add(6).read_volatile());
+            Ok((
+                status,
+                Some((id, u32::from_le(e.cast::<u32>().read_volatile()))),
+            ))
+        }
     }
 }
 
@@ -152,24 +177,18 @@ pub struct QueuePair<A> {
     tail: u16,
     head: u16,
     phase: bool,
-    sq_doorbell: u64,
-    cq_doorbell: u64,
     next_id: u16,
 }
 
 impl<A: Access> QueuePair<A> {
-    /// Queue pair `qid` (0: the admin queue), with the doorbell stride the
-    /// controller reports (`CAP.DSTRD`).
-    pub fn new(access: A, qid: u16, depth: u16, stride: u64) -> Self {
-        let db = |cq: u64| DOORBELLS + (2 * u64::from(qid) + cq) * stride;
+    /// A queue pair of `depth` entries, reached through `access`.
+    pub fn new(access: A, depth: u16) -> Self {
         QueuePair {
             access,
             depth,
             tail: 0,
             head: 0,
             phase: true,
-            sq_doorbell: db(0),
-            cq_doorbell: db(1),
             next_id: 0,
         }
     }
@@ -182,32 +201,34 @@ impl<A: Access> QueuePair<A> {
         self.next_id = id.wrapping_add(1);
         entry[0] = (entry[0] & !(0xffff_u64 << 16).to_le()) | (u64::from(id) << 16).to_le();
         self.access.put(self.tail, entry)?;
-        self.tail = if self.tail + 1 == self.depth { 0 } else { self.tail + 1 };
-        self.access.doorbell(self.sq_doorbell, u32::from(self.tail))?;
+        self.tail = if self.tail + 1 == self.depth {
+            0
+        } else {
+            self.tail + 1
+        };
+        self.access.ring_sq(self.tail);
         Ok(id)
     }
 
     /// Whether the next completion is there.
     #[inline]
     pub fn ready(&self) -> Result<bool, Error> {
-        Ok((self.access.status(self.head)? & 1 == 1) == self.phase)
+        Ok(self.access.completion(self.head, self.phase)?.1.is_some())
     }
 
     /// The next completion, if it is there; its slot is given back to the
     /// controller (the completion doorbell).
     #[inline]
     pub fn reap(&mut self) -> Result<Option<Completion>, Error> {
-        let status = self.access.status(self.head)?;
-        if (status & 1 == 1) != self.phase {
+        let (status, Some((id, result))) = self.access.completion(self.head, self.phase)? else {
             return Ok(None);
-        }
-        let (id, result) = self.access.id_and_result(self.head)?;
+        };
         self.head += 1;
         if self.head == self.depth {
             self.head = 0;
             self.phase = !self.phase;
         }
-        self.access.doorbell(self.cq_doorbell, u32::from(self.head))?;
+        self.access.ring_cq(self.head);
         Ok(Some(Completion {
             id,
             code: status >> 1,
@@ -229,7 +250,9 @@ impl<A: Access> QueuePair<A> {
         loop {
             if let Some(c) = self.reap()? {
                 if c.id != id {
-                    return Err(format!("{what}: completion for command {}, expected {id}", c.id).into());
+                    return Err(
+                        format!("{what}: completion for command {}, expected {id}", c.id).into(),
+                    );
                 }
                 if c.code != 0 {
                     return Err(format!(
@@ -274,13 +297,23 @@ impl QueueMemory {
         })
     }
 
-    /// The crate's views of it, with the doorbells in `bar`.
-    pub fn typed<'a>(&'a mut self, bar: &'a Mmio<'a>) -> Result<Typed<'a>, Error> {
-        let n = usize::from(self.depth);
+    /// The crate's views of it (`N` its depth), for queue pair `qid` of
+    /// the controller behind `bar` (doorbell `stride`).
+    pub fn typed<'a, const N: usize>(
+        &'a mut self,
+        bar: &Mmio<'a>,
+        qid: u16,
+        stride: u64,
+    ) -> Result<Typed<'a, N>, Error> {
+        if usize::from(self.depth) != N {
+            return Err(format!("queues of {} entries seen as {N}", self.depth).into());
+        }
+        let (sq_db, cq_db) = doorbells(qid, stride);
         Ok(Typed {
-            bar,
-            sq: self.sq.ring_mut(0, n)?,
-            cq: self.cq.ring(0, n)?,
+            sq_doorbell: bar.register32(sq_db)?,
+            cq_doorbell: bar.register32(cq_db)?,
+            sq: self.sq.fixed_ring_mut(0)?,
+            cq: self.cq.fixed_ring(0)?,
         })
     }
 }
@@ -288,7 +321,7 @@ impl QueueMemory {
 /// A controller brought up: enabled, its admin queue polled.
 pub struct Controller<'a> {
     pub bar: &'a Mmio<'a>,
-    pub admin: QueuePair<Typed<'a>>,
+    pub admin: QueuePair<Typed<'a, { ADMIN_DEPTH as usize }>>,
     pub stride: u64,
     pub max_depth: u32,
     pub version: u32,
@@ -296,7 +329,10 @@ pub struct Controller<'a> {
 
 /// Resets and enables the controller behind `bar` (BAR0 mapped), with its
 /// admin queue in `admin` (of [`ADMIN_DEPTH`] entries).
-pub fn bring_up<'a>(bar: &'a Mmio<'a>, admin: &'a mut QueueMemory) -> Result<Controller<'a>, Error> {
+pub fn bring_up<'a>(
+    bar: &'a Mmio<'a>,
+    admin: &'a mut QueueMemory,
+) -> Result<Controller<'a>, Error> {
     let cap = bar.read64(CAP)?;
     let stride = 4u64 << ((cap >> 32) & 0xf);
     let timeout = Duration::from_millis(500 * ((cap >> 24) & 0xff).max(1));
@@ -311,7 +347,10 @@ pub fn bring_up<'a>(bar: &'a Mmio<'a>, admin: &'a mut QueueMemory) -> Result<Con
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                return Err(format!("timed out after {timeout:?} waiting for {what} (CSTS {csts:#x})").into());
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {what} (CSTS {csts:#x})"
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -329,7 +368,7 @@ pub fn bring_up<'a>(bar: &'a Mmio<'a>, admin: &'a mut QueueMemory) -> Result<Con
     wait_status("the controller to become ready", &|s| s & CSTS_RDY != 0)?;
     Ok(Controller {
         bar,
-        admin: QueuePair::new(admin.typed(bar)?, 0, ADMIN_DEPTH, stride),
+        admin: QueuePair::new(admin.typed(bar, 0, stride)?, ADMIN_DEPTH),
         stride,
         max_depth: (cap & 0xffff) as u32 + 1,
         version: bar.read32(VS)?,
@@ -353,7 +392,11 @@ impl Controller<'_> {
         vector: Option<u32>,
     ) -> Result<(), Error> {
         if u32::from(depth) > self.max_depth {
-            return Err(format!("queues of at most {} entries; asked for {depth}", self.max_depth).into());
+            return Err(format!(
+                "queues of at most {} entries; asked for {depth}",
+                self.max_depth
+            )
+            .into());
         }
         let size = u32::from(depth - 1) << 16;
         let q = u32::from(qid);
@@ -392,7 +435,9 @@ pub fn open(
     iommufd: &iommufd::Iommufd,
     ioas: &Ioas,
 ) -> Result<Device<iommufd::Attached<Ioas>>, Error> {
-    let mut dev = Device::open(bdf)?.bind(iommufd).map_err(|e| e.into_parts().1)?;
+    let mut dev = Device::open(bdf)?
+        .bind(iommufd)
+        .map_err(|e| e.into_parts().1)?;
     let mut class = [0u8; 3];
     dev.config_read(0x09, &mut class)?;
     if class != [0x02, 0x08, 0x01] {

@@ -98,7 +98,13 @@ fn run(a: &Args) -> Result<(), Error> {
     let dev = driver::open(&a.bdf, &iommufd, &ioas)?;
     let msix = dev.irq_info(pci::MSIX_IRQ)?;
     if msix.count <= IO_VECTOR {
-        return Err(format!("{}: {} MSI-X vectors, need {}", a.bdf, msix.count, IO_VECTOR + 1).into());
+        return Err(format!(
+            "{}: {} MSI-X vectors, need {}",
+            a.bdf,
+            msix.count,
+            IO_VECTOR + 1
+        )
+        .into());
     }
     // Only vector IO_VECTOR is routed (a sparse route: vector 0 stays unrouted).
     let irq = EventFd::new()?;
@@ -115,7 +121,10 @@ fn run(a: &Args) -> Result<(), Error> {
     let ident = ioas
         .map(DmaBuffer::new(PAGE)?, Iova::Any, Access::WRITE)
         .map_err(|e| e.into_parts().1)?;
-    nvme.admin(command(driver::ADMIN_IDENTIFY, 0, ident.iova(), [1, 0, 0]), "Identify Controller")?;
+    nvme.admin(
+        command(driver::ADMIN_IDENTIFY, 0, ident.iova(), [1, 0, 0]),
+        "Identify Controller",
+    )?;
     let mut ctrl = [0u8; PAGE];
     ident.read_bytes(0, &mut ctrl)?;
     let model = String::from_utf8_lossy(&ctrl[24..64]).trim().to_string();
@@ -123,13 +132,19 @@ fn run(a: &Args) -> Result<(), Error> {
     if nn == 0 {
         return Err(format!("{}: the controller reports no namespaces", a.bdf).into());
     }
-    nvme.admin(command(driver::ADMIN_IDENTIFY, 1, ident.iova(), [0, 0, 0]), "Identify Namespace 1")?;
+    nvme.admin(
+        command(driver::ADMIN_IDENTIFY, 1, ident.iova(), [0, 0, 0]),
+        "Identify Namespace 1",
+    )?;
     let nsze = u64::from_le(ident.read::<u64>(0)?);
     let flbas = usize::from(ident.read::<u8>(26)? & 0xf);
     let lbaf = u32::from_le(ident.read::<u32>(128 + 4 * flbas)?);
     let lba_size = 1u64 << ((lbaf >> 16) & 0xff);
     if lba_size as usize > PAGE || lba_size < 512 {
-        return Err(format!("LBA size {lba_size} is outside what this driver handles (512..=4096)").into());
+        return Err(format!(
+            "LBA size {lba_size} is outside what this driver handles (512..=4096)"
+        )
+        .into());
     }
     let end = a.lba.checked_add(a.blocks).filter(|&e| e <= nsze);
     if end.is_none() {
@@ -142,11 +157,16 @@ fn run(a: &Args) -> Result<(), Error> {
 
     // One I/O queue pair; its completions raise MSI-X vector IO_VECTOR
     // unless polled.
-    nvme.admin(command(driver::ADMIN_SET_FEATURES, 0, 0, [0x07, 0, 0]), "Set Features (queues)")?;
+    nvme.admin(
+        command(driver::ADMIN_SET_FEATURES, 0, 0, [0x07, 0, 0]),
+        "Set Features (queues)",
+    )?;
     let vector = (!a.poll).then_some(IO_VECTOR);
     nvme.create_io_queues(1, DEPTH, io_mem.sq.iova(), io_mem.cq.iova(), vector)?;
-    let mut io = driver::QueuePair::new(io_mem.typed(&bar)?, 1, DEPTH, nvme.stride);
-    let mut on_irq = |left: Duration| -> Result<(), Error> { irq.wait(left).map(drop).map_err(Into::into) };
+    let typed = io_mem.typed::<{ DEPTH as usize }>(&bar, 1, nvme.stride)?;
+    let mut io = driver::QueuePair::new(typed, DEPTH);
+    let mut on_irq =
+        |left: Duration| -> Result<(), Error> { irq.wait(left).map(drop).map_err(Into::into) };
     let mut io_run = |entry, what: &str| {
         let wait: Option<&mut dyn FnMut(Duration) -> Result<(), Error>> =
             if a.poll { None } else { Some(&mut on_irq) };
@@ -158,7 +178,10 @@ fn run(a: &Args) -> Result<(), Error> {
     let len = (bytes as usize).next_multiple_of(PAGE);
     let mut data = DmaBuffer::new(len)?;
     let base = a.lba * lba_size;
-    for (i, w) in data.as_mut_slice()[..bytes as usize].chunks_mut(8).enumerate() {
+    for (i, w) in data.as_mut_slice()[..bytes as usize]
+        .chunks_mut(8)
+        .enumerate()
+    {
         w.copy_from_slice(&pattern_word(a.seed, base + 8 * i as u64)[..w.len()]);
     }
     let expect = data.as_slice()[..bytes as usize].to_vec();
@@ -206,7 +229,11 @@ fn run(a: &Args) -> Result<(), Error> {
         if ok { "written and read back, equal" } else { "MISMATCH" }
     );
     if !ok {
-        let at = got.iter().zip(&expect).position(|(g, e)| g != e).unwrap_or(0);
+        let at = got
+            .iter()
+            .zip(&expect)
+            .position(|(g, e)| g != e)
+            .unwrap_or(0);
         return Err(format!("read-back differs from what was written at byte {at}").into());
     }
     Ok(())
