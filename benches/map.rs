@@ -1031,28 +1031,29 @@ fn gib_pages(ioas: &Ioas) {
             return;
         }
     };
-    let mut map_gib = || {
+    // Each pair twice: the map alone (the unmap off the clock), and
+    // map+unmap.
+    let huge_cycle = |slot: &mut Option<HugeBuffer>, whole: bool| {
         let m = ioas
-            .map_huge(gib.take().unwrap(), Iova::Any, Access::READ_WRITE)
+            .map_huge(slot.take().unwrap(), Iova::Any, Access::READ_WRITE)
             .unwrap();
-        gib = Some(m.unmap().unwrap());
+        *slot = Some(unmap_maybe_untimed(m, whole));
     };
     let _ = std::fs::write("/proc/sys/vm/nr_hugepages", (GIB >> 21).to_string());
     eprintln!("bench: ... 1 GiB of 2 MiB pages");
     match HugeBuffer::with_pages(GIB, HugePage::Mib2) {
         Ok(h) => {
             let mut mib = Some(h);
-            let mut map_mib = || {
-                let m = ioas
-                    .map_huge(mib.take().unwrap(), Iova::Any, Access::READ_WRITE)
-                    .unwrap();
-                mib = Some(m.unmap().unwrap());
-            };
-            row(
-                "1 GiB map+unmap: HugeBuffer of 1 GiB pages against 2 MiB pages",
-                1,
-                &mut [("raw", &mut map_mib), ("crate", &mut map_gib)],
-            );
+            for whole in [false, true] {
+                let what = if whole { "map+unmap" } else { "map" };
+                let mut r = || huge_cycle(&mut mib, whole);
+                let mut c = || huge_cycle(&mut gib, whole);
+                row(
+                    &format!("1 GiB {what}: HugeBuffer of 1 GiB pages against 2 MiB pages"),
+                    1,
+                    &mut [("raw", &mut r), ("crate", &mut c)],
+                );
+            }
         }
         Err(e) => println!("bench: | 1 GiB of 2 MiB pages | skipped: {e} |"),
     }
@@ -1062,12 +1063,16 @@ fn gib_pages(ioas: &Ioas) {
     let _ = small.advise(memmap2::Advice::NoHugePage);
     small.iter_mut().step_by(4096).for_each(|b| *b = 1);
     let mut small = Some(small);
-    let mut map_small = || crate_cycle(ioas, &mut small, true);
-    row(
-        "1 GiB map+unmap: HugeBuffer of 1 GiB pages against 4 KiB pages",
-        1,
-        &mut [("raw", &mut map_small), ("crate", &mut map_gib)],
-    );
+    for whole in [false, true] {
+        let what = if whole { "map+unmap" } else { "map" };
+        let mut r = || crate_cycle(ioas, &mut small, whole);
+        let mut c = || huge_cycle(&mut gib, whole);
+        row(
+            &format!("1 GiB {what}: HugeBuffer of 1 GiB pages against 4 KiB pages"),
+            1,
+            &mut [("raw", &mut r), ("crate", &mut c)],
+        );
+    }
 }
 
 fn memory_kinds(ioas: &Ioas) {

@@ -43,14 +43,17 @@ const HPAGE: u64 = 2 << 20;
 /// The lowest and highest IOVA the kernel's allocator hands out.
 const LOWEST: u64 = PAGE;
 const HIGHEST: u64 = u64::MAX - PAGE;
+/// Where IOVAs go before the crate knows any more.
+const EVERYWHERE: &[(u64, u64)] = &[(LOWEST, HIGHEST)];
 
 /// Where a kernel-chosen IOVA may go, and the index of free holes.
 #[derive(Debug)]
 pub(crate) struct Chooser {
     /// Usable IOVA, inclusive `(start, last)` spans by address: what the
-    /// kernel reported usable (or everything, until it refuses), within
-    /// the allow-list and `[LOWEST, HIGHEST]`.
-    usable: Vec<(u64, u64)>,
+    /// kernel reported usable, within the allow-list and `[LOWEST,
+    /// HIGHEST]`; `None` for [`EVERYWHERE`], until the kernel refuses or an
+    /// allow-list is set (so that a new IOAS allocates nothing here).
+    usable: Option<Vec<(u64, u64)>>,
     /// What the kernel reported (`IOMMU_IOAS_IOVA_RANGES`), once it refused
     /// an IOVA chosen here; `None` before.
     reported: Option<Vec<(u64, u64)>>,
@@ -269,7 +272,7 @@ fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
 impl Chooser {
     pub(crate) fn new() -> Chooser {
         Chooser {
-            usable: vec![(LOWEST, HIGHEST)],
+            usable: None,
             reported: None,
             allowed: Vec::new(),
             alignment: 1,
@@ -281,12 +284,17 @@ impl Chooser {
 
     fn recompute(&mut self) {
         let base = self.reported.as_deref().unwrap_or(&[(0, u64::MAX)]);
-        let mut usable = intersect(base, &[(LOWEST, HIGHEST)]);
+        let mut usable = intersect(base, EVERYWHERE);
         if !self.allowed.is_empty() {
             usable = intersect(&usable, &self.allowed);
         }
-        self.usable = usable;
+        self.usable = Some(usable);
         self.index = None;
+    }
+
+    #[inline]
+    fn usable(&self) -> &[(u64, u64)] {
+        self.usable.as_deref().unwrap_or(EVERYWHERE)
     }
 
     /// The allow-list changed (`[]` for none).
@@ -342,14 +350,14 @@ impl Chooser {
         }
         match live {
             crate::table::Table::Small(v) if self.foreign.is_empty() => {
-                walk(&self.usable, v, len, align)
+                walk(self.usable(), v, len, align)
             }
             _ => self.indexed(live).find(len, align),
         }
     }
 
     fn indexed(&mut self, live: &crate::table::Table) -> &mut Index {
-        let (usable, foreign) = (&self.usable, &self.foreign);
+        let (usable, foreign) = (self.usable.as_deref().unwrap_or(EVERYWHERE), &self.foreign);
         self.index.get_or_insert_with(|| {
             let mut used = live.entries();
             used.extend_from_slice(foreign);
@@ -376,7 +384,7 @@ impl Chooser {
     pub(crate) fn unmapped(&mut self, iova: u64, len: u64) {
         let Some(index) = &mut self.index else { return };
         let last = iova.saturating_add(len - 1);
-        for &(s, l) in &self.usable {
+        for &(s, l) in self.usable.as_deref().unwrap_or(EVERYWHERE) {
             let (lo, hi) = (s.max(iova), l.min(last));
             if lo <= hi {
                 index.free(lo, hi);
@@ -484,7 +492,7 @@ mod tests {
                     let len = PAGE << rand(if step % 7 == 0 { 10 } else { 3 });
                     let hint = PAGE << rand(12);
                     let align = alignment(len, hint).unwrap();
-                    let want = kernel(&c.usable, &model, len, align);
+                    let want = kernel(c.usable(), &model, len, align);
                     let got = c.choose(&table, len, hint);
                     assert_eq!(got, want, "step {step}: {len:#x} at {align:#x}");
                     let Some(at) = got else { continue };

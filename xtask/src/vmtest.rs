@@ -154,7 +154,7 @@ pub(crate) fn vmtest(o: &Opts) -> Result<bool> {
 
 /// The host side of the NVMe test: after the guest powered off, the image
 /// must hold, at each reported LBA range (`lba blocks seed lba_size`), the
-/// pattern `examples/nvme.rs` writes (the same splitmix64 of seed + byte
+/// pattern `examples/nvme` writes (the same splitmix64 of seed + byte
 /// offset). False, loudly, on a mismatch or an unreadable report.
 fn check_nvme_image(writes: &[String]) -> bool {
     let Ok(img) =
@@ -195,7 +195,7 @@ fn check_nvme_image(writes: &[String]) -> bool {
     ok
 }
 
-/// `pattern_word` of `examples/nvme.rs`.
+/// `pattern_word` of `examples/nvme/main.rs`.
 fn nvme_pattern_word(seed: u64, at: u64) -> [u8; 8] {
     let mut z = seed.wrapping_add(at).wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
