@@ -49,27 +49,45 @@ const EVERYWHERE: &[(u64, u64)] = &[(LOWEST, HIGHEST)];
 /// Where a kernel-chosen IOVA may go, and the index of free holes.
 #[derive(Debug)]
 pub(crate) struct Chooser {
-    /// Usable IOVA, inclusive `(start, last)` spans by address: what the
-    /// kernel reported usable, within the allow-list and `[LOWEST,
-    /// HIGHEST]`; `None` for [`EVERYWHERE`], until the kernel refuses or an
-    /// allow-list is set (so that a new IOAS allocates nothing here).
-    usable: Option<Vec<(u64, u64)>>,
-    /// What the kernel reported (`IOMMU_IOAS_IOVA_RANGES`), once it refused
-    /// an IOVA chosen here; `None` before.
-    reported: Option<Vec<(u64, u64)>>,
-    /// The allow-list (`allow_iovas` through the crate), empty for none.
-    allowed: Vec<(u64, u64)>,
-    /// The IOAS's alignment as reported (1 before any report).
-    alignment: u64,
     /// The kernel chooses for this IOAS from now on: something maps it that
     /// the crate did not (`EEXIST` at an IOVA chosen here), or it was
     /// adopted with mappings the crate does not know.
     pub(crate) kernel: bool,
+    /// The IOAS's alignment as reported (1 before any report).
+    alignment: u64,
+    /// The rest, made when first needed, so that an IOAS that never needs
+    /// it carries one pointer (its allocation and drop stay as cheap).
+    more: Option<Box<More>>,
+}
+
+#[derive(Debug, Default)]
+struct More {
+    /// Usable IOVA, inclusive `(start, last)` spans by address: what the
+    /// kernel reported usable, within the allow-list and `[LOWEST,
+    /// HIGHEST]`; `None` for [`EVERYWHERE`].
+    usable: Option<Vec<(u64, u64)>>,
+    /// What the kernel reported (`IOMMU_IOAS_IOVA_RANGES`), once it refused
+    /// an IOVA chosen here.
+    reported: Option<Vec<(u64, u64)>>,
+    /// The allow-list (`allow_iovas` through the crate), empty for none.
+    allowed: Vec<(u64, u64)>,
     /// Ranges mapped in the kernel that no mapping of the crate records
     /// (a handover's), kept out of every choice.
     foreign: Vec<(u64, u64)>,
     /// The free holes, past `SMALL` live mappings; built when first needed.
     index: Option<Index>,
+}
+
+impl More {
+    fn recompute(&mut self) {
+        let base = self.reported.as_deref().unwrap_or(&[(0, u64::MAX)]);
+        let mut usable = intersect(base, EVERYWHERE);
+        if !self.allowed.is_empty() {
+            usable = intersect(&usable, &self.allowed);
+        }
+        self.usable = Some(usable);
+        self.index = None;
+    }
 }
 
 /// Free holes, inclusive, by address and by size class. Both are keyed by
@@ -270,65 +288,63 @@ fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
 }
 
 impl Chooser {
-    pub(crate) fn new() -> Chooser {
+    pub(crate) const fn new() -> Chooser {
         Chooser {
-            usable: None,
-            reported: None,
-            allowed: Vec::new(),
-            alignment: 1,
             kernel: false,
-            foreign: Vec::new(),
-            index: None,
+            alignment: 1,
+            more: None,
         }
     }
 
-    fn recompute(&mut self) {
-        let base = self.reported.as_deref().unwrap_or(&[(0, u64::MAX)]);
-        let mut usable = intersect(base, EVERYWHERE);
-        if !self.allowed.is_empty() {
-            usable = intersect(&usable, &self.allowed);
-        }
-        self.usable = Some(usable);
-        self.index = None;
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Default::default)
     }
 
     #[inline]
     fn usable(&self) -> &[(u64, u64)] {
-        self.usable.as_deref().unwrap_or(EVERYWHERE)
+        self.more
+            .as_ref()
+            .and_then(|m| m.usable.as_deref())
+            .unwrap_or(EVERYWHERE)
     }
 
     /// The allow-list changed (`[]` for none).
     pub(crate) fn set_allowed(&mut self, allowed: Vec<(u64, u64)>) {
-        self.allowed = allowed;
-        self.recompute();
+        let more = self.more();
+        more.allowed = allowed;
+        more.recompute();
     }
 
     /// What the kernel reports usable, and its alignment, after it refused
     /// an IOVA chosen here. False when that changed nothing (choosing again
     /// would choose the same).
     pub(crate) fn learn(&mut self, ranges: Vec<(u64, u64)>, alignment: u64) -> bool {
-        let same = self.reported.as_ref() == Some(&ranges) && self.alignment == alignment;
-        self.reported = Some(ranges);
+        let was = self.alignment;
         self.alignment = alignment.max(1);
-        self.recompute();
+        let more = self.more();
+        let same = more.reported.as_ref() == Some(&ranges) && was == alignment.max(1);
+        more.reported = Some(ranges);
+        more.recompute();
         !same
     }
 
     /// Ranges mapped that no mapping of the crate records (a handover's):
     /// never chosen.
     pub(crate) fn foreign(&mut self, iova: u64, len: u64) {
-        self.foreign.push((iova, len));
-        self.foreign.sort_unstable();
-        self.index = None;
+        let more = self.more();
+        more.foreign.push((iova, len));
+        more.foreign.sort_unstable();
+        more.index = None;
     }
 
     /// Forgets what was known of the foreign ranges in `[iova, iova + len)`
     /// (unmapped by range) and of the index.
     pub(crate) fn unmapped_by_range(&mut self, iova: u64, len: u64) {
+        let Some(more) = &mut self.more else { return };
         let end = iova.saturating_add(len);
-        self.foreign
+        more.foreign
             .retain(|&(s, l)| s.saturating_add(l) <= iova || s >= end);
-        self.index = None;
+        more.index = None;
     }
 
     /// The IOVA to map `len` bytes at, for memory at `hint` (an address or
@@ -349,7 +365,9 @@ impl Chooser {
             return None; // the kernel refuses it, and says why
         }
         match live {
-            crate::table::Table::Small(v) if self.foreign.is_empty() => {
+            crate::table::Table::Small(v)
+                if self.more.as_ref().is_none_or(|m| m.foreign.is_empty()) =>
+            {
                 walk(self.usable(), v, len, align)
             }
             _ => self.indexed(live).find(len, align),
@@ -357,8 +375,9 @@ impl Chooser {
     }
 
     fn indexed(&mut self, live: &crate::table::Table) -> &mut Index {
-        let (usable, foreign) = (self.usable.as_deref().unwrap_or(EVERYWHERE), &self.foreign);
-        self.index.get_or_insert_with(|| {
+        let more = self.more();
+        let (usable, foreign) = (more.usable.as_deref().unwrap_or(EVERYWHERE), &more.foreign);
+        more.index.get_or_insert_with(|| {
             let mut used = live.entries();
             used.extend_from_slice(foreign);
             used.sort_unstable();
@@ -374,7 +393,7 @@ impl Chooser {
     /// A mapping was made at `[iova, iova + len)`.
     #[inline]
     pub(crate) fn mapped(&mut self, iova: u64, len: u64) {
-        if let Some(index) = &mut self.index {
+        if let Some(index) = self.more.as_mut().and_then(|m| m.index.as_mut()) {
             index.take(iova, iova.saturating_add(len - 1));
         }
     }
@@ -382,9 +401,14 @@ impl Chooser {
     /// The mapping at `[iova, iova + len)` was unmapped.
     #[inline]
     pub(crate) fn unmapped(&mut self, iova: u64, len: u64) {
-        let Some(index) = &mut self.index else { return };
+        let Some(more) = self.more.as_mut() else {
+            return;
+        };
+        let Some(index) = more.index.as_mut() else {
+            return;
+        };
         let last = iova.saturating_add(len - 1);
-        for &(s, l) in self.usable.as_deref().unwrap_or(EVERYWHERE) {
+        for &(s, l) in more.usable.as_deref().unwrap_or(EVERYWHERE) {
             let (lo, hi) = (s.max(iova), l.min(last));
             if lo <= hi {
                 index.free(lo, hi);

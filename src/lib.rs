@@ -257,6 +257,9 @@ pub mod reset;
 pub mod ring;
 pub mod sriov;
 pub mod sysfs;
+#[cfg(feature = "vfio-ioctls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vfio-ioctls")))]
+pub mod vfio_ops;
 pub mod viommu;
 
 /// Locks `m`. A panic while it was held cannot leave the data half-updated
@@ -311,3 +314,13 @@ static_assertions::assert_not_impl_any!(Mapping<std::rc::Rc<u8>>: Send, Sync);
 // Devices are not Clone: one owner per fd, one state at a time.
 static_assertions::assert_not_impl_any!(Device<BlockDma>: Clone);
 static_assertions::assert_not_impl_any!(Mapping<DmaBuffer>: Clone);
+
+/// The README's code compiles (its quick start is a `no_run` doctest).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// The porting guide's code compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/PORTING.md")]
+struct PortingDoctests;

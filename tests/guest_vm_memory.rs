@@ -207,3 +207,68 @@ fn a_handover_refuses_guest_ram_of_another_iommufd() {
     assert_eq!(dma.get(HIGH).unwrap().iova(), HIGH.0);
     drop(h);
 }
+
+/// A VMM that maps guest RAM through `vfio-ioctls`' `VfioOps` keeps that
+/// code on the crate's IOAS (feature `vfio-ioctls`, `iommufd::vfio_ops`):
+/// each region mapped by GPA, length and host address as cloud-hypervisor
+/// maps it; a device plugged (bind, attach, MSI) DMAs at GPAs and
+/// interrupts; unmaps that cut a mapping or cover none are refused, and
+/// nothing is lost; the device unplugged, then the RAM unmapped through the
+/// adapter.
+#[cfg(feature = "vfio-ioctls")]
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_vmm_maps_guest_ram_through_vfio_ops_onto_the_crate() {
+    use iommufd::vfio_ops::IoasOps;
+    use std::sync::Arc;
+    use vfio_ioctls::VfioOps;
+    use vm_memory::GuestMemoryRegion;
+    if kernel() == "6.1" {
+        return; // the legacy path: no cdev device to plug
+    }
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let ops: Arc<dyn VfioOps> = Arc::new(IoasOps::new(ioas.clone()));
+    let mem = guest_memory();
+    for r in mem.iter() {
+        // SAFETY: `mem` outlives the mappings (unmapped below, before it
+        // drops); vm-memory reaches the bytes by volatile copies only.
+        unsafe { ops.vfio_dma_map(r.start_addr().0, r.len() as usize, r.as_ptr()) }.unwrap();
+    }
+    let adapter = ops.as_any().downcast_ref::<IoasOps>().unwrap();
+    assert_eq!(adapter.len(), 2);
+    // Plugged: bound, attached to the adapter's IOAS, MSI on an eventfd.
+    let dev = support::bound_singleton(&fd)
+        .attach(adapter.ioas())
+        .unwrap();
+    let ev = iommufd::EventFd::new().unwrap();
+    dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[&ev])
+        .unwrap();
+    let edu = Edu::new(&dev);
+    mem.write_slice(MSG, GuestAddress(SRC)).unwrap();
+    edu.read_from_ram(SRC, MSG.len() as u64);
+    edu.write_to_ram(DST, MSG.len() as u64);
+    let mut out = vec![0u8; MSG.len()];
+    mem.read_slice(&mut out, GuestAddress(DST)).unwrap();
+    assert_eq!(
+        out, MSG,
+        "the device's bytes at a GPA mapped through VfioOps"
+    );
+    edu.raise_irq(0x7);
+    assert_eq!(ev.wait(std::time::Duration::from_secs(10)).unwrap(), 1);
+    edu.ack_irq(0x7);
+    // Refused, nothing unmapped: half a region, and a range with nothing.
+    assert!(ops.vfio_dma_unmap(LOW.0, MIB / 2).is_err());
+    assert!(ops.vfio_dma_unmap(0x800_0000, 4096).is_err());
+    assert_eq!(adapter.len(), 2);
+    edu.write_to_ram(DST, MSG.len() as u64);
+    // Unplugged: the device goes, then the RAM through the adapter.
+    dev.disable_irqs(iommufd::pci::MSI_IRQ).unwrap();
+    dev.detach().unwrap().unbind().unwrap().close();
+    for r in mem.iter() {
+        ops.vfio_dma_unmap(r.start_addr().0, r.len() as usize)
+            .unwrap();
+    }
+    assert!(adapter.is_empty());
+    assert!(ioas.iova_ranges().is_ok());
+}

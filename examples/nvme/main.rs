@@ -208,9 +208,6 @@ fn run(a: &Args) -> Result<(), Error> {
 
     // Shut the controller down cleanly, then give the device back.
     nvme.shut_down()?;
-    drop(io_run);
-    drop(io);
-    drop(nvme);
     if !a.poll {
         dev.disable_irqs(pci::MSIX_IRQ)?;
     }
