@@ -1136,7 +1136,7 @@ impl Ioas {
         e: Errno,
         len: u64,
         hint: u64,
-        op: &mut dyn FnMut(Option<u64>) -> std::result::Result<u64, MapFail>,
+        op: &mut impl FnMut(Option<u64>) -> std::result::Result<u64, MapFail>,
     ) -> (Option<u64>, std::result::Result<u64, MapFail>) {
         if e == Errno::EINVAL {
             let learnt = self.iova_ranges().is_ok_and(|r| {

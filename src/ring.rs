@@ -6,8 +6,8 @@
 //! never lends that memory out as `&`/`&mut` (see the crate docs,
 //! "Soundness of DMA memory"); these are volatile loads and stores of
 //! [`Plain`] values through a [`Mapping`](crate::Mapping), reads through
-//! `&self`, writes through `&mut self`, as [`Mapping::read_bytes`] and
-//! [`Mapping::write_bytes`] are.
+//! `&self`, writes through `&mut self`, as [`Mapping::read_bytes`](crate::Mapping::read_bytes) and
+//! [`Mapping::write_bytes`](crate::Mapping::write_bytes) are.
 //!
 //! A [`Ring`] is checked once, when it is made: its bytes lie inside the
 //! mapping and its base is aligned. An access then checks only the index

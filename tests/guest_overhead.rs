@@ -44,7 +44,12 @@ const N: u64 = 100;
 /// (kind, what, syscalls and user-space instructions the crate may add per
 /// operation). Each kind is measured by the function `measure_<kind>`.
 const BUDGETS: &[(&str, &str, u64, u64)] = &[
-    ("fixed", "4 KiB map + unmap at a fixed IOVA", 0, 350),
+    // +285 before the IOVA chooser (`crate::gaps`), +350 since: its hooks
+    // on the record (a pointer test at each insert and remove) and the
+    // map path's new shape (the IOVA to map at passed to the ioctl's
+    // closure, a cold retry beside it). Measured on the instruction
+    // clock, the fixed 4 KiB row went from 1.020 to 1.029 of raw.
+    ("fixed", "4 KiB map + unmap at a fixed IOVA", 0, 420),
     // The crate chooses a kernel-chosen IOVA itself (`crate::gaps`): about
     // 70 instructions here, with one live mapping, and the kernel's walk of
     // the IOAS's used spans saved in exchange; counted on the instruction
