@@ -73,7 +73,9 @@ const BUDGETS: &[(&str, &str, u64, u64)] = &[
     // device's `iommu_group/devices`: `openat` (relative to `vfio-dev`,
     // which both sides list), `getdents64`, `close`; and the crate needs
     // no `fstat` where std's `read_dir` asks one: two more in all.
-    ("open", "Device::open from a BDF + close", 2, 2_000),
+    // Measured +1944 to +1974 across runs (the raw side moves too): 2 000
+    // left no room for the noise of a run.
+    ("open", "Device::open from a BDF + close", 2, 2_400),
     (
         "migration",
         "migration arcs RUNNING -> STOP -> RUNNING (mtty)",
