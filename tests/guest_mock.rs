@@ -823,3 +823,82 @@ fn a_dirty_read_across_a_hole_reports_every_run() {
         .unwrap();
     assert_eq!(d.ranges().collect::<Vec<_>>(), vec![(p2, PAGE)]);
 }
+
+/// Dirty bitmaps that span several pages of the caller's bitmap (#27, the
+/// selftest's `domain_dirty64M`/`128M`: the kernel pins the user bitmap a
+/// page at a time, 32 768 bits each) and the 8 KiB one that is part of a
+/// byte: no page the device wrote is ever read back clean. The pages
+/// written: every third, those on each side of every bitmap page boundary
+/// (page 32 767 | 32 768), the first and the last. The mock marks the whole
+/// page-table entry a page is in, and one mapping may get entries larger
+/// than 4 KiB where its memory is contiguous: a page read back dirty that
+/// was not written must share its 2 MiB block with one that was.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn multi_page_dirty_bitmaps_lose_no_page() {
+    const BITS_PER_BITMAP_PAGE: u64 = 4096 * 8;
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let hwpt = Hwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
+    dev.replace(&hwpt).unwrap();
+    let tracking = hwpt.start_dirty_tracking().unwrap();
+    for size in [8u64 << 10, 64 << 20, 128 << 20] {
+        let mut mem = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_anon()
+            .unwrap();
+        let _ = mem.advise(memmap2::Advice::NoHugePage);
+        mem.iter_mut().step_by(PAGE as usize).for_each(|b| *b = 1);
+        let m = ioas
+            .map(mem, Iova::Fixed(BASE), Access::READ_WRITE)
+            .unwrap();
+        let pages = size / PAGE;
+        let mut written: Vec<u64> = (0..pages).step_by(3).collect();
+        let mut b = BITS_PER_BITMAP_PAGE;
+        while b < pages {
+            written.extend([b - 1, b]);
+            b += BITS_PER_BITMAP_PAGE;
+        }
+        written.extend([0, pages - 1]);
+        written.sort_unstable();
+        written.dedup();
+        let mut bits = vec![0u64; pages.div_ceil(64) as usize];
+        for &p in &written {
+            bits[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        // Start clean, then the device writes.
+        drop(tracking.read_dirty(BASE, size, PAGE, false).unwrap());
+        dev.mark_dirty(&hwpt, BASE, size, PAGE, &bits).unwrap();
+        let d = tracking.read_dirty(BASE, size, PAGE, false).unwrap();
+        for &p in &written {
+            assert!(
+                d.is_dirty(BASE + p * PAGE),
+                "{size:#x}: page {p} was written and reads clean"
+            );
+        }
+        let blocks: std::collections::BTreeSet<u64> =
+            written.iter().map(|p| p * PAGE >> 21).collect();
+        for (iova, len) in d.ranges() {
+            for a in (iova..iova + len).step_by(PAGE as usize) {
+                assert!(
+                    blocks.contains(&((a - BASE) >> 21)),
+                    "{size:#x}: page {} reads dirty, far from any written",
+                    (a - BASE) / PAGE
+                );
+            }
+        }
+        assert!(d.count() as usize >= written.len());
+        // Read, so cleared.
+        assert_eq!(
+            tracking
+                .read_dirty(BASE, size, PAGE, false)
+                .unwrap()
+                .count(),
+            0
+        );
+        m.unmap().unwrap();
+    }
+}
