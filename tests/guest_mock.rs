@@ -880,7 +880,7 @@ fn multi_page_dirty_bitmaps_lose_no_page() {
             );
         }
         let blocks: std::collections::BTreeSet<u64> =
-            written.iter().map(|p| p * PAGE >> 21).collect();
+            written.iter().map(|p| (p * PAGE) >> 21).collect();
         for (iova, len) in d.ranges() {
             for a in (iova..iova + len).step_by(PAGE as usize) {
                 assert!(
