@@ -538,7 +538,10 @@ fn attach_pt<P: PageTable>(inner: &Inner, pt: &P) -> Result<u32> {
     inner
         .link
         .attach(&inner.name, pt.pt_id(), ioas.space())
-        .map_err(|e| ioas.unpinned_error(pt::rid_error(e, &inner.pasids, pt)))
+        .map_err(|e| {
+            let e = ioas.reserved_error(&inner.name, e);
+            ioas.unpinned_error(pt::rid_error(e, &inner.pasids, pt))
+        })
 }
 
 impl<P: PageTable> Device<Attached<P>> {
@@ -595,6 +598,7 @@ impl<P: PageTable> Device<Attached<P>> {
                         (to.pt_id(), ioas.space()),
                     )
                     .map_err(|(e, lost)| {
+                        let e = ioas.reserved_error(&self.inner.name, e);
                         let e = pt::rid_error(e, &self.inner.pasids, to);
                         (ioas.unpinned_error(e), lost)
                     })

@@ -214,7 +214,10 @@ impl<K: Alloc> Hwpt<K> {
                     kind: PhantomData,
                 })
             }
-            Err(e) => Err(ioas.unpinned_error(alloc_error::<K>(name, ioas.id(), extra, e))),
+            Err(e) => {
+                let e = ioas.reserved_error(&name, alloc_error::<K>(&name, ioas.id(), extra, e));
+                Err(ioas.unpinned_error(e))
+            }
         }
     }
 }

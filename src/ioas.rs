@@ -873,6 +873,47 @@ impl Ioas {
             .hint("map a memfd (memfd_create + ftruncate to its size) or a dma-buf, with start + length inside it")
     }
 
+    /// An attach (or an HWPT allocation) of device `name` that the kernel
+    /// refused with `EADDRINUSE`: it reserves a device's reserved IOVA
+    /// regions in the IOAS then, and one overlaps a live mapping or a range
+    /// allowed with `allow_iovas`. Named from sysfs, on the error path only.
+    #[cold]
+    pub(crate) fn reserved_error(&self, name: &str, err: Error) -> Error {
+        if err.raw_errno() != Some(Errno::EADDRINUSE) {
+            return err;
+        }
+        let regions = crate::sysfs::reserved_regions(std::path::Path::new("/sys"), name);
+        let mapped = crate::lock(&self.inner.mapped);
+        let allowed = crate::lock(&self.inner.allowed);
+        for (start, last, kind) in &regions {
+            let len = (last - start).saturating_add(1);
+            let region = range(*start, len);
+            if let Some((s, l)) = live_overlap(&mapped, *start, len) {
+                return err
+                    .kind_(ErrorKind::Overlap)
+                    .detail(format!(
+                        "the device's reserved IOVA region {region} ({kind}) overlaps the live mapping {}: the kernel reserves a device's regions in the IOAS when it attaches",
+                        range(s, l)
+                    ))
+                    .hint("attach the device before mapping, or map clear of its reserved regions (iommu_group/reserved_regions; Iova::Any keeps clear of them once a device is attached)");
+            }
+            if let Some(r) = allowed
+                .iter()
+                .find(|r| r.start <= *last && *start <= r.last)
+            {
+                return err
+                    .kind_(ErrorKind::Overlap)
+                    .detail(format!(
+                        "the device's reserved IOVA region {region} ({kind}) lies in {r}, allowed with allow_iovas: a reserved region may not be allowed"
+                    ))
+                    .hint("allow ranges that leave the device's reserved regions out (iommu_group/reserved_regions)");
+            }
+        }
+        err.kind_(ErrorKind::Overlap).detail(
+            "a reserved IOVA region of the device (iommu_group/reserved_regions) overlaps a mapping or a range allowed with allow_iovas; the kernel reserves them when the device attaches",
+        )
+    }
+
     /// The error of an attach to this IOAS (or an HWPT allocation on it)
     /// that failed while file ranges mapped by [`map_file`](Self::map_file)
     /// were not pinned yet: the kernel pins them now, and a file it cannot

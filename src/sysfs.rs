@@ -485,6 +485,28 @@ pub(crate) fn vfio_pf_of(bdf: &str) -> Option<String> {
 }
 
 /// Whether `s` is a UUID as sysfs spells one (8-4-4-4-12 hex digits).
+/// The reserved IOVA regions of `bdf`'s IOMMU group
+/// (`iommu_group/reserved_regions`: `start last type` per line), for an
+/// error's detail; empty when sysfs has none (an mdev, no IOMMU).
+#[cold]
+pub(crate) fn reserved_regions(sys: &Path, bdf: &str) -> Vec<(u64, u64, String)> {
+    let p = sys
+        .join("bus/pci/devices")
+        .join(bdf)
+        .join("iommu_group/reserved_regions");
+    let hex = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok();
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (start, last) = (hex(w.next()?)?, hex(w.next()?)?);
+            Some((start, last, w.next().unwrap_or("?").to_string()))
+        })
+        .filter(|&(start, last, _)| start <= last)
+        .collect()
+}
+
 pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36

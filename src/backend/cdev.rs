@@ -421,6 +421,9 @@ pub(crate) fn allow_iovas(fd: BorrowedFd<'_>, id: u32, ranges: &[IovaRange]) -> 
             Errno::EBUSY => err.detail(
                 "an existing mapping or a device's reserved region lies outside the new ranges",
             ),
+            Errno::EADDRINUSE => err.kind_(ErrorKind::Overlap).detail(
+                "a reserved IOVA region of an attached device (iommu_group/reserved_regions; on VT-d the MSI window 0xfee00000-0xfeefffff) lies in the ranges: a reserved region may not be allowed",
+            ),
             _ => err,
         }
     })
