@@ -215,7 +215,7 @@ impl<K: Alloc> Hwpt<K> {
                 })
             }
             Err(e) => {
-                let e = ioas.reserved_error(&name, alloc_error::<K>(&name, ioas.id(), extra, e));
+                let e = ioas.reserved_error(name, alloc_error::<K>(name, ioas.id(), extra, e));
                 Err(ioas.unpinned_error(e))
             }
         }
