@@ -59,6 +59,8 @@ struct HwptInner {
     _viommu: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Allocated with `IOMMU_HWPT_ALLOC_PASID`.
     pasid: bool,
+    /// Allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`.
+    dirty: bool,
     /// A [`DirtyTracker`] of this HWPT lives: tracking is on, and that
     /// value is the one that reads and stops it.
     tracker: std::sync::atomic::AtomicBool,
@@ -75,6 +77,7 @@ impl HwptInner {
             _faults: None,
             _viommu: None,
             pasid: flags & sys::IOMMU_HWPT_ALLOC_PASID != 0,
+            dirty: flags & sys::IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
             tracker: Default::default(),
         }
     }
@@ -87,6 +90,9 @@ impl Held for HwptInner {
     }
     fn pasid_capable(&self) -> bool {
         self.pasid
+    }
+    fn dirty_tracking(&self) -> bool {
+        self.dirty
     }
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self

@@ -52,6 +52,9 @@ const IOTLB_DEFAULT: u32 = 0xbadbeef;
 const MOCK_IOMMUPT_HUGE: u32 = 1;
 /// `MOCK_FLAGS_DEVICE_PASID`: the mock device has 20 PASID bits.
 const MOCK_FLAGS_DEVICE_PASID: u64 = 1 << 2;
+/// `MOCK_FLAGS_DEVICE_NO_DIRTY`: the mock device's IOMMU has no dirty
+/// tracking.
+const MOCK_FLAGS_DEVICE_NO_DIRTY: u64 = 1 << 0;
 
 /// Issues a test-driver op whose data holds no user pointer (every op here
 /// but `IOMMU_TEST_OP_DIRTY`); the command as the driver filled it.
@@ -117,6 +120,21 @@ impl MockDevice {
         )
     }
 
+    /// A mock device whose IOMMU has no dirty tracking, attached to `ioas`
+    /// (`IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS` with `MOCK_FLAGS_DEVICE_NO_DIRTY`):
+    /// what a page table that tracks dirty pages must keep out.
+    ///
+    /// # Errors
+    /// As [`MockDevice::new`].
+    pub fn new_without_dirty_tracking(ioas: &Ioas) -> Result<MockDevice> {
+        Self::with_op(
+            ioas,
+            OP_MOCK_DOMAIN_FLAGS,
+            "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS",
+            MOCK_FLAGS_DEVICE_NO_DIRTY << 32,
+        )
+    }
+
     fn with_op(ioas: &Ioas, op: u32, op_name: &'static str, flags: u64) -> Result<MockDevice> {
         // struct { u32 out_stdev_id, out_hwpt_id, out_idev_id, dev_flags; }
         let data = [0, flags];
@@ -178,6 +196,9 @@ impl MockDevice {
         let cmd =
             plain_op(&self.iommufd, OP_MOCK_DOMAIN_REPLACE, self.stdev_id, &data).map_err(|e| {
                 let err = Error::sys("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", self.name.clone(), e);
+                let err = crate::pt::dirty_error(err, pt, || {
+                    self.hw_info().ok().map(|i| i.dirty_tracking())
+                });
                 crate::pt::rid_error(err, &self.pasids, pt)
             })?;
         self.hwpt_id = cmd.data[0] as u32;

@@ -175,6 +175,8 @@ pub(crate) trait Held: Send + Sync + 'static {
     fn id(&self) -> u32;
     /// Whether it was allocated PASID-capable (`IOMMU_HWPT_ALLOC_PASID`).
     fn pasid_capable(&self) -> bool;
+    /// Whether it was allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`.
+    fn dirty_tracking(&self) -> bool;
     /// The handle as `Any`, for [`HeldPt::downcast`] (trait upcasting is
     /// newer than the crate's minimum Rust).
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
@@ -251,6 +253,27 @@ impl PasidTable {
             self.attached.swap_remove(i);
         }
     }
+}
+
+/// An attach or replace refused with `EINVAL` onto a page table that
+/// tracks dirty pages, by a device whose IOMMU has no dirty tracking
+/// (`device_tracks`, asked only now, says so): named, since the kernel does
+/// not let such a device join. Otherwise `err` as it is.
+#[cold]
+pub(crate) fn dirty_error<P: PageTable>(
+    err: Error,
+    pt: &P,
+    device_tracks: impl FnOnce() -> Option<bool>,
+) -> Error {
+    if err.raw_errno() != Some(Errno::EINVAL)
+        || !pt.pt_held().is_some_and(|h| h.0.dirty_tracking())
+        || device_tracks() != Some(false)
+    {
+        return err;
+    }
+    err.kind_(crate::error::ErrorKind::Unsupported)
+        .detail("the page table tracks dirty pages (IOMMU_HWPT_ALLOC_DIRTY_TRACKING), and the IOMMU behind this device has none (IOMMU_HW_CAP_DIRTY_TRACKING is not among its hw_info capabilities): the kernel does not let it join")
+        .hint("attach it to a page table without dirty tracking, and track its DMA another way (Migration::log_dma)")
 }
 
 /// A RID attach or replace refused (`EINVAL`) because PASIDs are attached

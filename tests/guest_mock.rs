@@ -902,3 +902,40 @@ fn multi_page_dirty_bitmaps_lose_no_page() {
         m.unmap().unwrap();
     }
 }
+
+/// A device whose IOMMU has no dirty tracking cannot join a page table
+/// that tracks dirty pages (#27, the selftest's `enforce_dirty`): its own
+/// allocation of one is `Unsupported` (`EOPNOTSUPP`), and moving it onto
+/// one allocated by a device that tracks is refused (`EINVAL`), named, and
+/// the device stays where it was and works; onto a plain one it moves.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_device_without_dirty_tracking_cannot_join_a_tracking_page_table() {
+    use iommufd::hwpt::Paging;
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(tracker) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let mut plain = MockDevice::new_without_dirty_tracking(&ioas).unwrap();
+    assert!(!plain.hw_info().unwrap().dirty_tracking());
+    let e = Hwpt::<DirtyTracking>::alloc(&plain, &ioas).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let tracked = Hwpt::<DirtyTracking>::alloc(&tracker, &ioas).unwrap();
+    let before = plain.hwpt_id();
+    let e = plain.replace(&tracked).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EINVAL), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("has none"), "{e}");
+    assert_eq!(plain.hwpt_id(), before, "it stays where it was");
+    let paging = Hwpt::<Paging>::alloc(&plain, &ioas).unwrap();
+    plain.replace(&paging).unwrap();
+    assert_eq!(plain.hwpt_id(), paging.id());
+    let _m = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(BASE),
+            Access::READ,
+        )
+        .unwrap();
+}
