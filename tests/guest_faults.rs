@@ -1210,3 +1210,49 @@ fn pasid_attach_and_replace_under_injection() {
     dev.detach_pasid(p).unwrap();
     assert!(dev.pasid_is_on(p, None).unwrap());
 }
+
+/// A map into an IOAS with two page tables under fault injection (#27, the
+/// selftest's `map_two_domains`): one edu attached to the IOAS, another to
+/// a paging HWPT of the same IOAS, so the kernel writes the mapping into
+/// two domains and must undo the first when the second fails. Every
+/// failure hands the buffer back with nothing of it mapped in either; after
+/// the sweep both devices DMA through the IOAS.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn map_into_two_page_tables_under_injection() {
+    use iommufd::hwpt::{Hwpt, Paging};
+    const AT: u64 = 0x400000;
+    let len = 2 << 20;
+    let f = FailNth::new();
+    let t = Topology::discover();
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let a = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let mut b = Device::open(t.bus_reset.as_deref().expect("a second singleton edu"))
+        .unwrap()
+        .bind(&fd)
+        .unwrap();
+    Edu::setup(&mut b).unwrap();
+    let hwpt = Hwpt::<Paging>::alloc(&b, &ioas).unwrap();
+    let b = b.attach(&hwpt).unwrap();
+    assert_ne!(hwpt.id(), a.hwpt_id(), "two page tables");
+    let ours = f.sweep(
+        "IOMMU_IOAS_MAP (map, two page tables)",
+        &mut Some(DmaBuffer::new(len).unwrap()),
+        |b| {
+            ioas.map(b, Iova::Fixed(AT), Access::READ_WRITE)
+                .map_err(split)
+        },
+        |m| m.unmap().unwrap(),
+        |b| {
+            assert_eq!(b.len(), len, "the buffer comes back");
+            let e = ioas.unmap(AT, len as u64).unwrap_err();
+            assert_eq!(e.kind(), iommufd::ErrorKind::NotMapped, "{e}");
+        },
+    );
+    println!("{}", ours.row(None));
+    assert!(ours.points() > 0, "the sweep reached the ioctl");
+    dma_works(&a, &ioas);
+    let out = support::round_trip(&b, &ioas, MSG, Iova::Fixed(0x300000), Iova::Fixed(0x500000));
+    assert_eq!(out, MSG, "DMA through the HWPT after the sweep");
+}
