@@ -26,12 +26,17 @@ use std::sync::Arc;
 struct Inner {
     iommufd: Iommufd,
     id: u32,
-    fd: OwnedFd,
+    /// Closed in `drop` before the object is destroyed: the kernel refuses
+    /// `IOMMU_DESTROY` (`EBUSY`) while the fd holds its reference.
+    fd: std::mem::ManuallyDrop<OwnedFd>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Every HWPT reporting to it holds a handle, so none is left.
+        // SAFETY: `drop` runs once, and nothing uses `fd` after it.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.fd) };
+        // Every HWPT reporting to it holds a handle, so none is left; the
+        // fd (closed just above) held the kernel's last other reference.
         self.iommufd.ctx().destroy(self.id);
     }
 }
@@ -92,7 +97,7 @@ impl FaultQueue {
             Ok((id, fd)) => Ok(FaultQueue(Arc::new(Inner {
                 iommufd: iommufd.clone(),
                 id,
-                fd,
+                fd: std::mem::ManuallyDrop::new(fd),
             }))),
             Err(e) => {
                 let err = Error::sys("IOMMU_FAULT_QUEUE_ALLOC", "iommufd", e);
@@ -121,7 +126,7 @@ impl FaultQueue {
     /// poll [`as_fd`](AsFd::as_fd) first in an event loop).
     pub fn read(&self) -> Result<Vec<PageFault>> {
         let mut buf = [0u8; RECORD * 64];
-        let n = nix::unistd::read(&self.0.fd, &mut buf)
+        let n = nix::unistd::read(&*self.0.fd, &mut buf)
             .map_err(|e| Error::sys("read", format!("fault queue {}", self.0.id), e))?;
         let word =
             |r: &[u8], o: usize| u32::from_ne_bytes(r[o..o + 4].try_into().expect("4 bytes"));
@@ -152,7 +157,7 @@ impl FaultQueue {
         let mut rec = [0u8; 8];
         rec[..4].copy_from_slice(&fault.cookie.to_ne_bytes());
         rec[4..].copy_from_slice(&code.to_ne_bytes());
-        nix::unistd::write(&self.0.fd, &rec)
+        nix::unistd::write(&*self.0.fd, &rec)
             .map(drop)
             .map_err(|e| Error::sys("write", format!("fault queue {}", self.0.id), e))
     }

@@ -331,7 +331,7 @@ impl Viommu {
             Ok((id, fd)) => Ok(Veventq {
                 viommu: self,
                 id,
-                fd,
+                fd: std::mem::ManuallyDrop::new(fd),
                 kind,
             }),
             Err(e) => Err(alloc_error(
@@ -347,7 +347,9 @@ impl Viommu {
 pub struct Veventq<'v> {
     viommu: &'v Viommu,
     id: u32,
-    fd: std::os::fd::OwnedFd,
+    /// Closed in `drop` before the object is destroyed: the kernel refuses
+    /// `IOMMU_DESTROY` (`EBUSY`) while the fd holds its reference.
+    fd: std::mem::ManuallyDrop<std::os::fd::OwnedFd>,
     kind: VeventqKind,
 }
 
@@ -382,7 +384,7 @@ impl Veventq<'_> {
     /// [`as_fd`](std::os::fd::AsFd::as_fd) first).
     pub fn read(&self) -> Result<Vec<Vevent>> {
         let mut buf = vec![0u8; 64 * (8 + self.kind.event_len())];
-        let n = nix::unistd::read(&self.fd, &mut buf)
+        let n = nix::unistd::read(&*self.fd, &mut buf)
             .map_err(|e| Error::sys("read", format!("vEVENTQ {}", self.id), e))?;
         let mut out = Vec::new();
         let mut at = 0;
@@ -409,12 +411,17 @@ impl Veventq<'_> {
 
 impl std::os::fd::AsFd for Veventq<'_> {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.fd)
+        std::os::fd::AsFd::as_fd(&*self.fd)
     }
 }
 
 impl Drop for Veventq<'_> {
     fn drop(&mut self) {
+        // SAFETY: `drop` runs once, and nothing uses `fd` after it.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.fd) };
+        // The fd, closed just above, held the kernel's other reference:
+        // destroyed before, the queue stayed (`EBUSY`) and a new queue of
+        // its type was `EEXIST` until the iommufd closed.
         self.viommu.0.parent.ioas().iommufd().ctx().destroy(self.id);
     }
 }

@@ -351,8 +351,36 @@ fn vevents_reach_the_viommus_event_queue() {
         assert_eq!(e.data, 0x99u32.to_ne_bytes(), "{e:?}");
     }
     assert_eq!(got[1].sequence, got[0].sequence.wrapping_add(1), "{got:?}");
+    // One queue per type (#27): a second is EEXIST.
+    let e = viommu.alloc_veventq(VeventqKind::Selftest, 4).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EEXIST), "{e}");
+    // More events than the queue holds: the overflow is said, by a
+    // lost-events mark, and no more than its depth are kept.
+    for _ in 0..7 {
+        dev.trigger_vevent().unwrap();
+    }
+    let got = q.read().unwrap();
+    assert!(got.iter().any(|e| e.lost_before), "{got:?}");
+    assert!(
+        got.iter().filter(|e| !e.lost_before).count() <= 4,
+        "{got:?}"
+    );
     dev.replace(&ioas).unwrap();
     drop((q, vdev));
+    // Dropped, the queue is gone from the kernel too: a new one of its
+    // type is allocated (the fd closed before the object is destroyed; the
+    // kernel refuses to destroy it while its fd is open).
+    drop(viommu.alloc_veventq(VeventqKind::Selftest, 4).unwrap());
+    // And a fault queue: its id destroyed with it.
+    let faults = iommufd::iopf::FaultQueue::alloc(&fd).unwrap();
+    let id = faults.id();
+    drop(faults);
+    let raw = fd.iommufd_fd().unwrap();
+    assert_eq!(
+        support::raw::destroy(raw, id),
+        Err(nix::errno::Errno::ENOENT),
+        "the fault queue's object outlived its value"
+    );
 }
 
 /// PASIDs on the test driver's PASID-capable mock device: attach, replace
