@@ -85,7 +85,7 @@ struct Mapped {
 }
 
 impl Mapped {
-    fn new() -> Mapped {
+    const fn new() -> Mapped {
         Mapped {
             all: Table::new(),
             unpinned: Vec::new(),

@@ -967,3 +967,50 @@ fn a_device_without_dirty_tracking_cannot_join_a_tracking_page_table() {
         )
         .unwrap();
 }
+
+/// Invalidations as the selftests count them (#27 item 7): a batch of three
+/// handled whole; unknown flags `EOPNOTSUPP` with nothing handled; a cache
+/// id past the driver's maximum after a good one, `EINVAL` with one
+/// handled; two nested page tables on one parent, each with its own cache,
+/// the device replaced from one to the other.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn invalidations_count_what_was_handled_across_two_nested_page_tables() {
+    use iommufd::hwpt::{Invalidation, NestParent, Nested, Stage1};
+    const FULL: u32 = 0xbadbeef;
+    let sel = |flags, iotlb_id| Invalidation::Selftest { flags, iotlb_id };
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(mut dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+    let s1 = Stage1::Selftest { iotlb: FULL };
+    let a = Hwpt::<Nested>::alloc_nested(&dev, &parent, &s1).unwrap();
+    let b = Hwpt::<Nested>::alloc_nested(&dev, &parent, &s1).unwrap();
+    dev.replace(&a).unwrap();
+    assert_eq!(a.invalidate(&[sel(0, 0), sel(0, 1), sel(0, 2)]).unwrap(), 3);
+    for i in 0..3 {
+        dev.check_iotlb(&a, i, 0).unwrap();
+    }
+    dev.check_iotlb(&a, 3, FULL).unwrap();
+    let e = a.invalidate(&[sel(0x80, 3)]).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EOPNOTSUPP), "{e}");
+    assert!(e.to_string().contains("handled 0 of 1"), "{e}");
+    dev.check_iotlb(&a, 3, FULL).unwrap();
+    let e = a.invalidate(&[sel(0, 3), sel(0, 4)]).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EINVAL), "{e}");
+    assert!(e.to_string().contains("handled 1 of 2"), "{e}");
+    dev.check_iotlb(&a, 3, 0).unwrap();
+    // The other nested page table's cache is its own.
+    dev.replace(&b).unwrap();
+    for i in 0..4 {
+        dev.check_iotlb(&b, i, FULL).unwrap();
+    }
+    assert_eq!(b.invalidate(&[sel(1, 0)]).unwrap(), 1);
+    for i in 0..4 {
+        dev.check_iotlb(&b, i, 0).unwrap();
+    }
+    dev.replace(&a).unwrap();
+    dev.replace(&ioas).unwrap();
+}

@@ -297,8 +297,10 @@ impl Ctx {
 pub(crate) enum Space {
     /// An `IOMMU_IOAS_ALLOC` object; the id says which.
     Cdev,
-    /// Mappings replayed into the containers of the groups attached.
-    Legacy(legacy::Space),
+    /// Mappings replayed into the containers of the groups attached (boxed:
+    /// an IOAS of the cdev path carries one pointer's worth of it, so that
+    /// its allocation and drop stay as cheap).
+    Legacy(Box<legacy::Space>),
 }
 
 /// Why a map-family call failed: the kernel said no (classified by the
@@ -330,7 +332,7 @@ impl Space {
     pub(crate) fn alloc(ctx: &Ctx) -> Result<(u32, Space)> {
         match ctx {
             Ctx::Cdev(fd) => Ok((cdev::ioas_alloc(fd.as_fd())?, Space::Cdev)),
-            Ctx::Legacy => Ok((legacy::next_ioas_id(), Space::Legacy(Default::default()))),
+            Ctx::Legacy => Ok((legacy::next_ioas_id(), Space::Legacy(Box::default()))),
         }
     }
 
