@@ -379,8 +379,7 @@ fn msix_row(fd: &Iommufd, bdf: &str) {
 /// completion reaped and a read submitted per call. On the -icount clock
 /// the spin while the emulated controller works counts too.
 fn nvme_rows(fd: &Iommufd, bdf: &str) {
-    use driver::{command, QueueMemory, QueuePair, RawPtrs};
-    use std::ptr::NonNull;
+    use driver::{command, QueueMemory, QueuePair};
     const DEPTH: u16 = 64;
     let ioas = fd.alloc_ioas().unwrap();
     let dev = driver::open(bdf, fd, &ioas).unwrap();
@@ -397,38 +396,10 @@ fn nvme_rows(fd: &Iommufd, bdf: &str) {
     let mut mem = QueueMemory::new(&ioas, DEPTH).unwrap();
     ctl.create_io_queues(1, DEPTH, mem.sq.iova(), mem.cq.iova(), None)
         .unwrap();
-    let mut sq = memmap2::MmapMut::map_anon(64 * usize::from(DEPTH)).unwrap();
-    let cq = memmap2::MmapMut::map_anon(4096).unwrap();
-    let (sq_p, cq_p) = (sq.as_mut_ptr(), cq.as_ptr() as *mut u8);
-    // SAFETY: both mmaps outlive their mappings (dropped first, below), and
-    // are reached only through raw pointers while mapped.
-    let (msq, mcq) = unsafe {
-        (
-            ioas.map_user_va(
-                NonNull::new(sq_p).unwrap(),
-                sq.len(),
-                Iova::Any,
-                Access::READ_WRITE,
-            )
-            .unwrap(),
-            ioas.map_user_va(
-                NonNull::new(cq_p).unwrap(),
-                cq.len(),
-                Iova::Any,
-                Access::READ_WRITE,
-            )
-            .unwrap(),
-        )
-    };
-    ctl.create_io_queues(2, DEPTH, msq.iova(), mcq.iova(), None)
+    let mut raw_mem = driver::RawQueueMemory::new(&ioas, DEPTH).unwrap();
+    ctl.create_io_queues(2, DEPTH, raw_mem.sq.iova(), raw_mem.cq.iova(), None)
         .unwrap();
-    let (sdb, cdb) = driver::doorbells(2, ctl.stride);
-    let raw_access = RawPtrs {
-        sq_doorbell: bar.host_address(sdb).unwrap().cast(),
-        cq_doorbell: bar.host_address(cdb).unwrap().cast(),
-        sq: sq_p.cast(),
-        cq: cq_p.cast(),
-    };
+    let raw_access = raw_mem.access(&bar, 2, ctl.stride).unwrap();
     let typed = mem
         .typed::<{ DEPTH as usize }>(&bar, 1, ctl.stride)
         .unwrap();
@@ -466,7 +437,6 @@ fn nvme_rows(fd: &Iommufd, bdf: &str) {
         }
     }
     ctl.shut_down().unwrap();
-    drop((msq, mcq));
 }
 
 /// Saving an mtty's state through the typed migration against raw

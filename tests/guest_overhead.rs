@@ -383,8 +383,7 @@ fn body(raw: bool) {
 /// raw side's queues are its own memory (mapped with `map_user_va`) and its
 /// doorbells raw pointers into the mapped BAR.
 fn nvme_io(raw: bool, fd: &Iommufd, bdf: &str, fence: impl Fn()) {
-    use driver::{command, QueueMemory, QueuePair, RawPtrs};
-    use std::ptr::NonNull;
+    use driver::{command, QueueMemory, QueuePair};
     const DEPTH: u16 = 32;
     let ioas = fd.alloc_ioas().unwrap();
     let dev = driver::open(bdf, fd, &ioas).unwrap();
@@ -399,43 +398,12 @@ fn nvme_io(raw: bool, fd: &Iommufd, bdf: &str, fence: impl Fn()) {
     // 8 blocks of 512 bytes (the guest's namespace) from LBA 0.
     let read = command(driver::IO_READ, 1, dst.iova(), [0, 0, 7]);
     if raw {
-        // A page each, as the crate's side maps (`QueueMemory`).
-        let mut sq = memmap2::MmapMut::map_anon(4096).unwrap();
-        let cq = memmap2::MmapMut::map_anon(4096).unwrap();
-        let (sq_p, cq_p) = (sq.as_mut_ptr(), cq.as_ptr() as *mut u8);
-        // SAFETY: both mmaps outlive their mappings (dropped first, below),
-        // and are reached only through raw pointers while mapped.
-        let (msq, mcq) = unsafe {
-            (
-                ioas.map_user_va(
-                    NonNull::new(sq_p).unwrap(),
-                    sq.len(),
-                    Iova::Any,
-                    Access::READ_WRITE,
-                )
-                .unwrap(),
-                ioas.map_user_va(
-                    NonNull::new(cq_p).unwrap(),
-                    cq.len(),
-                    Iova::Any,
-                    Access::READ_WRITE,
-                )
-                .unwrap(),
-            )
-        };
-        ctl.create_io_queues(1, DEPTH, msq.iova(), mcq.iova(), None)
+        let mut mem = driver::RawQueueMemory::new(&ioas, DEPTH).unwrap();
+        ctl.create_io_queues(1, DEPTH, mem.sq.iova(), mem.cq.iova(), None)
             .unwrap();
-        let (sdb, cdb) = driver::doorbells(1, ctl.stride);
-        let access = RawPtrs {
-            sq_doorbell: bar.host_address(sdb).unwrap().cast(),
-            cq_doorbell: bar.host_address(cdb).unwrap().cast(),
-            sq: sq_p.cast(),
-            cq: cq_p.cast(),
-        };
+        let access = mem.access(&bar, 1, ctl.stride).unwrap();
         io_loop(QueuePair::new(access, DEPTH), read, &fence);
         ctl.shut_down().unwrap();
-        drop((msq, mcq));
-        drop((sq, cq));
     } else {
         let mut mem = QueueMemory::new(&ioas, DEPTH).unwrap();
         ctl.create_io_queues(1, DEPTH, mem.sq.iova(), mem.cq.iova(), None)

@@ -318,6 +318,58 @@ impl QueueMemory {
     }
 }
 
+/// A queue pair's memory of its own, for [`RawPtrs`]: anonymous mmaps of
+/// `depth` entries (a page each at least, as [`QueueMemory`] maps), mapped
+/// for the device with the unsafe `Ioas::map_user_va`, as a driver without
+/// the crate's views would.
+pub struct RawQueueMemory {
+    // Dropped in this order: the mappings (unmapped) before the mmaps.
+    pub sq: Mapping<iommufd::RawMemory>,
+    pub cq: Mapping<iommufd::RawMemory>,
+    sq_mem: memmap2::MmapMut,
+    cq_mem: memmap2::MmapMut,
+}
+
+impl RawQueueMemory {
+    pub fn new(ioas: &Ioas, depth: u16) -> Result<RawQueueMemory, Error> {
+        let len = |entry: usize| (usize::from(depth) * entry).next_multiple_of(PAGE);
+        let (mut sq_mem, mut cq_mem) = (
+            memmap2::MmapMut::map_anon(len(64))?,
+            memmap2::MmapMut::map_anon(len(16))?,
+        );
+        let map = |m: &mut memmap2::MmapMut| -> Result<Mapping<iommufd::RawMemory>, Error> {
+            let p = std::ptr::NonNull::new(m.as_mut_ptr()).ok_or("a null mmap")?;
+            // SAFETY: the mmap lives in the value made here and is dropped
+            // after the mapping (field order); while mapped, it is reached
+            // only through the raw pointers `access` hands out.
+            Ok(unsafe { ioas.map_user_va(p, m.len(), Iova::Any, Dma::READ_WRITE) }?)
+        };
+        let (sq, cq) = (map(&mut sq_mem)?, map(&mut cq_mem)?);
+        Ok(RawQueueMemory {
+            sq,
+            cq,
+            sq_mem,
+            cq_mem,
+        })
+    }
+
+    /// Raw pointers to it and to queue pair `qid`'s doorbells in `bar`
+    /// (BAR0, mapped whole), doorbell `stride`.
+    pub fn access(&mut self, bar: &Mmio<'_>, qid: u16, stride: u64) -> Result<RawPtrs, Error> {
+        let (sq_db, cq_db) = doorbells(qid, stride);
+        let reg = |at: u64| {
+            bar.host_address(at)
+                .ok_or("a doorbell outside the mapped BAR")
+        };
+        Ok(RawPtrs {
+            sq_doorbell: reg(sq_db)?.cast(),
+            cq_doorbell: reg(cq_db)?.cast(),
+            sq: self.sq_mem.as_mut_ptr().cast(),
+            cq: self.cq_mem.as_ptr().cast(),
+        })
+    }
+}
+
 /// A controller brought up: enabled, its admin queue polled.
 pub struct Controller<'a> {
     pub bar: &'a Mmio<'a>,
