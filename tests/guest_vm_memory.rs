@@ -36,6 +36,20 @@ fn guest_memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_regions(vec![low, high]).unwrap()
 }
 
+/// `MSG` written at GPA `SRC` through vm-memory, copied by the edu to GPA
+/// `DST`, and read back there through vm-memory.
+fn copy_src_to_dst(edu: &Edu<'_>, mem: &GuestMemoryMmap, how: &str) {
+    mem.write_slice(MSG, GuestAddress(SRC)).unwrap();
+    edu.read_from_ram(SRC, MSG.len() as u64);
+    edu.write_to_ram(DST, MSG.len() as u64);
+    let mut out = vec![0u8; MSG.len()];
+    mem.read_slice(&mut out, GuestAddress(DST)).unwrap();
+    assert_eq!(
+        out, MSG,
+        "the device's bytes at GPA {DST:#x} ({how}), read through vm-memory"
+    );
+}
+
 /// Maps the guest's RAM, has edu copy GPA `SRC` → device → GPA `DST`, and
 /// checks the bytes through vm-memory; then unplugs the high region and
 /// checks the device no longer reaches it.
@@ -54,15 +68,8 @@ fn round_trip_at_gpas(fd: &Iommufd, dev: Device<iommufd::BlockDma>) {
 
     let dev = dev.attach(&ioas).unwrap();
     let edu = Edu::new(&dev);
-    mem.write_slice(MSG, GuestAddress(SRC)).unwrap();
-    edu.read_from_ram(SRC, MSG.len() as u64);
-    edu.write_to_ram(DST, MSG.len() as u64);
+    copy_src_to_dst(&edu, &mem, "a GPA mapped by map_guest_memory");
     let mut out = vec![0u8; MSG.len()];
-    mem.read_slice(&mut out, GuestAddress(DST)).unwrap();
-    assert_eq!(
-        out, MSG,
-        "the device's bytes at GPA {DST:#x}, read through vm-memory"
-    );
 
     // Hot-unplug: vm-memory drops the region, one call unmaps it. The
     // region's mmap outlives the IOMMU mapping (the mapping held a share).
@@ -245,15 +252,7 @@ fn a_vmm_maps_guest_ram_through_vfio_ops_onto_the_crate() {
     dev.set_irq_eventfds(iommufd::pci::MSI_IRQ, 0, &[&ev])
         .unwrap();
     let edu = Edu::new(&dev);
-    mem.write_slice(MSG, GuestAddress(SRC)).unwrap();
-    edu.read_from_ram(SRC, MSG.len() as u64);
-    edu.write_to_ram(DST, MSG.len() as u64);
-    let mut out = vec![0u8; MSG.len()];
-    mem.read_slice(&mut out, GuestAddress(DST)).unwrap();
-    assert_eq!(
-        out, MSG,
-        "the device's bytes at a GPA mapped through VfioOps"
-    );
+    copy_src_to_dst(&edu, &mem, "a GPA mapped through VfioOps");
     edu.raise_irq(0x7);
     assert_eq!(ev.wait(std::time::Duration::from_secs(10)).unwrap(), 1);
     edu.ack_irq(0x7);
