@@ -214,6 +214,70 @@ impl Iommufd {
         }
     }
 
+    /// How the kernel charges the pages this iommufd pins
+    /// (`IOMMU_OPTION_RLIMIT_MODE`, get).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] on the legacy path.
+    #[doc(alias = "IOMMU_OPTION_RLIMIT_MODE")]
+    pub fn pin_accounting(&self) -> Result<PinAccounting> {
+        let v = self
+            .ctx()
+            .rlimit_mode(crate::sys::IOMMU_OPTION_OP_GET, 0)
+            .map_err(|e| self.rlimit_error(e))?;
+        Ok(if v == 0 {
+            PinAccounting::User
+        } else {
+            PinAccounting::Process
+        })
+    }
+
+    /// Sets how the kernel charges the pages this iommufd pins
+    /// (`IOMMU_OPTION_RLIMIT_MODE`, set): before any object is made in it.
+    ///
+    /// ```no_run
+    /// use iommufd::{Iommufd, PinAccounting};
+    /// # fn main() -> iommufd::Result<()> {
+    /// let fd = Iommufd::open()?;
+    /// fd.set_pin_accounting(PinAccounting::Process)?; // first, as type1 charges
+    /// let ioas = fd.alloc_ioas()?;
+    /// # let _ = ioas; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `EPERM` without `CAP_SYS_RESOURCE`; `EBUSY` once the iommufd holds
+    /// an object (an IOAS, a bound device); each said so.
+    /// [`ErrorKind::Unsupported`] on the legacy path.
+    #[doc(alias = "IOMMU_OPTION_RLIMIT_MODE")]
+    pub fn set_pin_accounting(&self, mode: PinAccounting) -> Result<()> {
+        let val = match mode {
+            PinAccounting::User => 0,
+            PinAccounting::Process => 1,
+        };
+        self.ctx()
+            .rlimit_mode(crate::sys::IOMMU_OPTION_OP_SET, val)
+            .map(drop)
+            .map_err(|e| self.rlimit_error(e))
+    }
+
+    #[cold]
+    fn rlimit_error(&self, e: Errno) -> Error {
+        let err = Error::sys("IOMMU_OPTION(RLIMIT_MODE)", "the iommufd", e);
+        match e {
+            Errno::ENOTTY => err
+                .kind_(ErrorKind::Unsupported)
+                .detail("the legacy VFIO container path has no iommufd options"),
+            Errno::EPERM => err
+                .detail("setting it needs CAP_SYS_RESOURCE")
+                .hint("run with CAP_SYS_RESOURCE, or leave the default (charged to the user)"),
+            Errno::EBUSY => err
+                .kind_(ErrorKind::Busy)
+                .detail("the iommufd already holds an object (an IOAS, a bound device): the mode is set before any")
+                .hint("set it right after Iommufd::open"),
+            _ => err,
+        }
+    }
+
     /// Makes this process the owner of the pinned-memory accounting of every
     /// mapping in every IOAS of this iommufd (`IOMMU_IOAS_CHANGE_PROCESS`,
     /// Linux 6.13): after a live update, the new VMM process's
@@ -329,4 +393,14 @@ impl fmt::Debug for Iommufd {
                 .finish(),
         }
     }
+}
+
+/// How the kernel charges the pages an iommufd pins
+/// ([`Iommufd::set_pin_accounting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinAccounting {
+    /// Against the user's `RLIMIT_MEMLOCK` (`user->locked_vm`): the default.
+    User,
+    /// Against the process (`mm->pinned_vm`), as VFIO's type1 charges.
+    Process,
 }

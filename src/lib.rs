@@ -281,7 +281,7 @@ pub use hwpt::{HwInfo, Hwpt, IommuKind, PageTable};
 #[cfg_attr(docsrs, doc(cfg(feature = "vm-memory")))]
 pub use ioas::guest_ram::{GuestMappings, GuestRam};
 pub use ioas::{Access, Ioas, Iova, IovaRange, IovaRanges, Mapping, Shared};
-pub use iommufd::Iommufd;
+pub use iommufd::{Iommufd, PinAccounting};
 pub use irq::{EventFd, IrqInfo};
 pub use mdev::{Mdev, MdevParent, MdevType};
 pub use migration::{AnyMigration, LoadStream, Migration, MigrationCaps, SaveStream};

@@ -725,3 +725,51 @@ fn map_user_va_for_memory_the_caller_owns() {
         "DMA into caller-owned memory"
     );
 }
+
+/// `VmPin` of this process, in KiB.
+fn vm_pin_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPin:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// How pinned pages are charged (#27, the selftest's `global_options`;
+/// `IOMMU_OPTION_RLIMIT_MODE`): to the user by default; set to the process
+/// before any object, the pages a device's mapping pins show in the
+/// process's `VmPin`; once an object exists, a change is refused by name.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn pin_accounting_is_chosen_before_any_object_and_charges_the_process() {
+    use iommufd::PinAccounting;
+    let fd = Iommufd::open().unwrap();
+    assert_eq!(fd.pin_accounting().unwrap(), PinAccounting::User);
+    fd.set_pin_accounting(PinAccounting::Process).unwrap();
+    assert_eq!(fd.pin_accounting().unwrap(), PinAccounting::Process);
+    let ioas = fd.alloc_ioas().unwrap();
+    let e = fd.set_pin_accounting(PinAccounting::User).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EBUSY), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains("right after Iommufd::open"), "{e}");
+    assert_eq!(fd.pin_accounting().unwrap(), PinAccounting::Process);
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let before = vm_pin_kb();
+    let m = ioas
+        .map(
+            DmaBuffer::new(2 << 20).unwrap(),
+            Iova::Any,
+            Access::READ_WRITE,
+        )
+        .unwrap();
+    assert!(
+        vm_pin_kb() >= before + 2048,
+        "{} -> {}",
+        before,
+        vm_pin_kb()
+    );
+    drop(m);
+    assert_eq!(vm_pin_kb(), before, "unpinned, uncharged");
+    drop(dev);
+}

@@ -431,16 +431,26 @@ pub(crate) fn allow_iovas(fd: BorrowedFd<'_>, id: u32, ranges: &[IovaRange]) -> 
 
 /// `IOMMU_OPTION(HUGE_PAGES)` on IOAS `id`.
 pub(crate) fn huge_pages_option(fd: BorrowedFd<'_>, id: u32, op: u16, val: u64) -> Result<u64> {
+    option(fd, sys::IOMMU_OPTION_HUGE_PAGES, id, op, val)
+        .map_err(|e| Error::sys("IOMMU_OPTION(HUGE_PAGES)", format!("IOAS {id}"), e))
+}
+
+/// `IOMMU_OPTION(RLIMIT_MODE)` of the iommufd (object 0).
+pub(crate) fn rlimit_mode_option(fd: BorrowedFd<'_>, op: u16, val: u64) -> nix::Result<u64> {
+    option(fd, sys::IOMMU_OPTION_RLIMIT_MODE, 0, op, val)
+}
+
+/// `IOMMU_OPTION` `option_id` of `object` (0: the iommufd); the value.
+fn option(fd: BorrowedFd<'_>, option_id: u32, object: u32, op: u16, val: u64) -> nix::Result<u64> {
     let mut arg = sys::IommuOption {
         size: sys::argsz::<sys::IommuOption>(),
-        option_id: sys::IOMMU_OPTION_HUGE_PAGES,
+        option_id,
         op,
-        object_id: id,
+        object_id: object,
         val64: val,
         ..Default::default()
     };
-    sys::ioctl(fd, sys::raw::iommu_option, &mut arg)
-        .map_err(|e| Error::sys("IOMMU_OPTION(HUGE_PAGES)", format!("IOAS {id}"), e))?;
+    sys::ioctl(fd, sys::raw::iommu_option, &mut arg)?;
     Ok(arg.val64)
 }
 

@@ -482,6 +482,7 @@ pub struct IommuIoasUnmap {
     pub length: u64,
 }
 
+pub const IOMMU_OPTION_RLIMIT_MODE: u32 = 0;
 pub const IOMMU_OPTION_HUGE_PAGES: u32 = 1;
 pub const IOMMU_OPTION_OP_SET: u16 = 0;
 pub const IOMMU_OPTION_OP_GET: u16 = 1;
