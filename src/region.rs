@@ -478,10 +478,6 @@ impl<'d> Mmio<'d> {
         ))
     }
 
-    /// A read of one register: the check, then, when one mapping covers the
-    /// whole BAR (the common case), one volatile load; `tests/codegen.rs`
-    /// checks that `read32` compiles to that and nothing more.
-    #[inline(always)]
     /// The 32-bit register at `offset`, checked once (inside the BAR,
     /// aligned, in an mmapped part of it): each [`Register::write`] after
     /// is one store, with no check, as a doorbell rung per I/O wants.
@@ -516,28 +512,26 @@ impl<'d> Mmio<'d> {
 
     fn register<T: Reg>(&self, offset: u64) -> Result<Register<'d, T>> {
         self.check(offset, T::N, "Mmio::register")?;
-        let bar: &'d Bar = self.bar;
-        let p = if bar.whole.0.is_null() {
-            match self.area(offset, T::N) {
-                Some((a, rel)) => a.map.as_mut_ptr().wrapping_add(rel),
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "Mmio::register",
-                        format!("{} BAR{} offset {offset:#x}", self.name, bar.info.index),
-                    )
-                    .detail("the register lies in a part of the BAR that cannot be mmapped: read32/write32 reach it with pread/pwrite"))
-                }
-            }
-        } else {
-            bar.whole.0.wrapping_add(offset as usize)
+        // The area holding it: the one mapping of a BAR without holes, or
+        // one of a sparse BAR's.
+        let Some((a, rel)) = self.area(offset, T::N) else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "Mmio::register",
+                format!("{} BAR{} offset {offset:#x}", self.name, self.bar.info.index),
+            )
+            .detail("the register lies in a part of the BAR that cannot be mmapped: read32/write32 reach it with pread/pwrite"));
         };
         Ok(Register {
-            p: p.cast(),
+            p: a.map.as_mut_ptr().wrapping_add(rel).cast(),
             _bar: std::marker::PhantomData,
         })
     }
 
+    /// A read of one register: the check, then, when one mapping covers the
+    /// whole BAR (the common case), one volatile load; `tests/codegen.rs`
+    /// checks that `read32` compiles to that and nothing more.
+    #[inline(always)]
     fn read<T: Reg>(&self, offset: u64) -> Result<T> {
         self.check(offset, T::N, "MMIO read")?;
         let base = self.bar.whole.0;
@@ -694,8 +688,6 @@ impl<'d> Mmio<'d> {
     }
 }
 
-/// A register width: u8, u16, u32 or u64 (plain integers, any bit pattern
-/// valid), accessed with one volatile load or store.
 /// A register of a mapped BAR, checked once by [`Mmio::register32`] or
 /// [`Mmio::register64`]: each access is one volatile load or store. It
 /// borrows the device as the [`Mmio`] view does, so the BAR stays mapped.
@@ -731,6 +723,8 @@ impl<T> fmt::Debug for Register<'_, T> {
     }
 }
 
+/// A register width: u8, u16, u32 or u64 (plain integers, any bit pattern
+/// valid), accessed with one volatile load or store.
 trait Reg: Copy {
     const N: u64;
     fn from_ne(b: &[u8]) -> Self;

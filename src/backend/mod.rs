@@ -76,6 +76,14 @@ pub(crate) enum Ctx {
 }
 
 impl Ctx {
+    /// `IOMMU_OPTION(RLIMIT_MODE)`: `op` set or get, `val` the value to set.
+    pub(crate) fn rlimit_mode(&self, op: u16, val: u64) -> std::result::Result<u64, Errno> {
+        match self {
+            Ctx::Cdev(fd) => cdev::rlimit_mode_option(fd.as_fd(), op, val),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
     pub(crate) fn kind(&self) -> Backend {
         match self {
             Ctx::Cdev(_) => Backend::Iommufd,
@@ -321,16 +329,6 @@ impl From<Error> for MapFail {
 pub(crate) type Dependent = (u32, u16, u8, u8);
 
 /// The error for an operation the legacy container path does not have.
-impl Ctx {
-    /// `IOMMU_OPTION(RLIMIT_MODE)`: `op` set or get, `val` the value to set.
-    pub(crate) fn rlimit_mode(&self, op: u16, val: u64) -> std::result::Result<u64, Errno> {
-        match self {
-            Ctx::Cdev(fd) => cdev::rlimit_mode_option(fd.as_fd(), op, val),
-            Ctx::Legacy => Err(Errno::ENOTTY),
-        }
-    }
-}
-
 pub(crate) fn unsupported(op: &'static str, ioas: u32) -> Error {
     Error::new(ErrorKind::Unsupported, op, format!("IOAS {ioas}"))
         .errno(Errno::EOPNOTSUPP)
