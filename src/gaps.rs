@@ -33,6 +33,7 @@
 //! too, which only those classes' holes below that entry are checked for.
 //! A map or unmap updates O(1) holes, each O(log K).
 
+use crate::IovaRange;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The kernel's `PAGE_SIZE` on the architectures the crate runs on.
@@ -69,8 +70,6 @@ struct More {
     /// What the kernel reported (`IOMMU_IOAS_IOVA_RANGES`), once it refused
     /// an IOVA chosen here.
     reported: Option<Vec<(u64, u64)>>,
-    /// The allow-list (`allow_iovas` through the crate), empty for none.
-    allowed: Vec<(u64, u64)>,
     /// Ranges mapped in the kernel that no mapping of the crate records
     /// (a handover's), kept out of every choice.
     foreign: Vec<(u64, u64)>,
@@ -79,11 +78,20 @@ struct More {
 }
 
 impl More {
-    fn recompute(&mut self) {
+    /// The usable spans (see `usable`).
+    #[inline]
+    fn usable(usable: &Option<Vec<(u64, u64)>>) -> &[(u64, u64)] {
+        usable.as_deref().unwrap_or(EVERYWHERE)
+    }
+
+    /// `usable` again, from what the kernel reported and the IOAS's
+    /// allow-list (empty for none).
+    fn recompute(&mut self, allowed: &[IovaRange]) {
         let base = self.reported.as_deref().unwrap_or(&[(0, u64::MAX)]);
         let mut usable = intersect(base, EVERYWHERE);
-        if !self.allowed.is_empty() {
-            usable = intersect(&usable, &self.allowed);
+        if !allowed.is_empty() {
+            let allowed: Vec<(u64, u64)> = allowed.iter().map(|r| (r.start, r.last)).collect();
+            usable = intersect(&usable, &allowed);
         }
         self.usable = Some(usable);
         self.index = None;
@@ -96,7 +104,7 @@ impl More {
 /// in place, so the common map and unmap move no entry (and allocate
 /// nothing); a hole changes class only when its length crosses a power of
 /// two.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Index {
     /// `last -> start`.
     holes: BTreeMap<u64, u64>,
@@ -304,27 +312,33 @@ impl Chooser {
     fn usable(&self) -> &[(u64, u64)] {
         self.more
             .as_ref()
-            .and_then(|m| m.usable.as_deref())
-            .unwrap_or(EVERYWHERE)
+            .map_or(EVERYWHERE, |m| More::usable(&m.usable))
     }
 
-    /// The allow-list changed (`[]` for none).
-    pub(crate) fn set_allowed(&mut self, allowed: Vec<(u64, u64)>) {
-        let more = self.more();
-        more.allowed = allowed;
-        more.recompute();
+    /// The IOAS's allow-list changed to `allowed` (empty for none).
+    pub(crate) fn set_allowed(&mut self, allowed: &[IovaRange]) {
+        self.more().recompute(allowed);
     }
 
     /// What the kernel reports usable, and its alignment, after it refused
-    /// an IOVA chosen here. False when that changed nothing (choosing again
-    /// would choose the same).
-    pub(crate) fn learn(&mut self, ranges: Vec<(u64, u64)>, alignment: u64) -> bool {
-        let was = self.alignment;
-        self.alignment = alignment.max(1);
+    /// an IOVA chosen here, within the IOAS's allow-list `allowed`. False
+    /// when that changed nothing (choosing again would choose the same).
+    pub(crate) fn learn(
+        &mut self,
+        ranges: Vec<(u64, u64)>,
+        alignment: u64,
+        allowed: &[IovaRange],
+    ) -> bool {
+        let alignment = alignment.max(1);
+        let same = self.alignment == alignment
+            && self
+                .more
+                .as_ref()
+                .is_some_and(|m| m.reported.as_ref() == Some(&ranges));
+        self.alignment = alignment;
         let more = self.more();
-        let same = more.reported.as_ref() == Some(&ranges) && was == alignment.max(1);
         more.reported = Some(ranges);
-        more.recompute();
+        more.recompute(allowed);
         !same
     }
 
@@ -332,8 +346,9 @@ impl Chooser {
     /// never chosen.
     pub(crate) fn foreign(&mut self, iova: u64, len: u64) {
         let more = self.more();
+        // Unordered: the index that keeps them out sorts them with the
+        // live mappings when it is built.
         more.foreign.push((iova, len));
-        more.foreign.sort_unstable();
         more.index = None;
     }
 
@@ -376,7 +391,7 @@ impl Chooser {
 
     fn indexed(&mut self, live: &crate::table::Table) -> &mut Index {
         let more = self.more();
-        let (usable, foreign) = (more.usable.as_deref().unwrap_or(EVERYWHERE), &more.foreign);
+        let (usable, foreign) = (More::usable(&more.usable), &more.foreign);
         more.index.get_or_insert_with(|| {
             let mut used = live.entries();
             used.extend_from_slice(foreign);
@@ -408,7 +423,7 @@ impl Chooser {
             return;
         };
         let last = iova.saturating_add(len - 1);
-        for &(s, l) in more.usable.as_deref().unwrap_or(EVERYWHERE) {
+        for &(s, l) in More::usable(&more.usable) {
             let (lo, hi) = (s.max(iova), l.min(last));
             if lo <= hi {
                 index.free(lo, hi);
@@ -504,10 +519,13 @@ mod tests {
         for round in 0..4 {
             let mut c = Chooser::new();
             if round >= 2 {
-                c.learn(vec![(0, 0xfedf_ffff), (0xfef0_0000, u64::MAX)], 1);
+                c.learn(vec![(0, 0xfedf_ffff), (0xfef0_0000, u64::MAX)], 1, &[]);
             }
             if round == 3 {
-                c.set_allowed(vec![(0x10_0000, 0x7fff_ffff)]);
+                c.set_allowed(&[IovaRange {
+                    start: 0x10_0000,
+                    last: 0x7fff_ffff,
+                }]);
             }
             let mut table = Table::new();
             let mut model = BTreeMap::new();
@@ -549,10 +567,17 @@ mod tests {
         let mut c = Chooser::new();
         let t = Table::new();
         assert_eq!(c.choose(&t, 4096, 0), Some(PAGE), "never IOVA 0");
-        c.learn(vec![(0, 0xfff), (0x3000, 0x3fff), (0x10000, u64::MAX)], 1);
+        c.learn(
+            vec![(0, 0xfff), (0x3000, 0x3fff), (0x10000, u64::MAX)],
+            1,
+            &[],
+        );
         assert_eq!(c.choose(&t, 4096, 0), Some(0x3000));
         assert_eq!(c.choose(&t, 8192, 0), Some(0x10000));
-        c.set_allowed(vec![(0x20000, 0x20fff)]);
+        c.set_allowed(&[IovaRange {
+            start: 0x20000,
+            last: 0x20fff,
+        }]);
         assert_eq!(c.choose(&t, 4096, 0), Some(0x20000));
         assert_eq!(c.choose(&t, 8192, 0), None);
         // A handover's ranges are never chosen, until unmapped by range.

@@ -391,11 +391,12 @@ impl Ioas {
             self.inner.obj.id(),
             ranges,
         )?;
-        crate::lock(&self.inner.mapped)
-            .chooser
-            .set_allowed(ranges.iter().map(|r| (r.start, r.last)).collect());
+        // The chooser's usable spans follow the allow-list under the same
+        // locks (the table's first, as everywhere both are taken).
+        let mut mapped = crate::lock(&self.inner.mapped);
         let mut allowed = crate::lock(&self.inner.allowed);
         *allowed = ranges.to_vec();
+        mapped.chooser.set_allowed(&allowed);
         self.inner
             .allow_set
             .store(!ranges.is_empty(), Ordering::Relaxed);
@@ -1182,7 +1183,8 @@ impl Ioas {
         if e == Errno::EINVAL {
             let learnt = self.iova_ranges().is_ok_and(|r| {
                 let spans = r.ranges.iter().map(|r| (r.start, r.last)).collect();
-                mapped.chooser.learn(spans, r.alignment)
+                let allowed = crate::lock(&self.inner.allowed);
+                mapped.chooser.learn(spans, r.alignment, &allowed)
             });
             if let Some(at) = learnt.then(|| mapped.choose(len, hint)).flatten() {
                 match op(Some(at)) {
@@ -1674,16 +1676,24 @@ impl<M: DmaMemory> Mapping<M> {
 
     fn ring_base<E>(&self, offset: usize, len: usize, op: &'static str) -> Result<NonNull<u8>> {
         let bytes = len.saturating_mul(std::mem::size_of::<E>());
-        let align = crate::ring::ring_align::<E>();
-        match crate::ring::checked(self.ptr, self.va_len, offset, bytes, align) {
-            Some(p) => Ok(p),
-            None => Err(self.refused(op, offset, bytes, align)),
-        }
+        self.view(offset, bytes, crate::ring::ring_align::<E>(), op)
     }
 
     #[inline]
     fn typed<T>(&self, offset: usize, op: &'static str) -> Result<NonNull<u8>> {
         let (n, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        self.view(offset, n, align, op)
+    }
+
+    #[inline]
+    fn cpu(&self, offset: usize, n: usize, op: &'static str) -> Result<*mut u8> {
+        self.view(offset, n, 1, op).map(NonNull::as_ptr)
+    }
+
+    /// `n` bytes at `offset` of the CPU view, checked inside it and aligned
+    /// to `align` (a power of two).
+    #[inline]
+    fn view(&self, offset: usize, n: usize, align: usize, op: &'static str) -> Result<NonNull<u8>> {
         match crate::ring::checked(self.ptr, self.va_len, offset, n, align) {
             Some(p) => Ok(p),
             None => Err(self.refused(op, offset, n, align)),
@@ -1695,28 +1705,6 @@ impl<M: DmaMemory> Mapping<M> {
     fn refused(&self, op: &'static str, offset: usize, n: usize, align: usize) -> Error {
         let obj = self.ioas.range_object(self.iova, self.len);
         crate::ring::refused(op, obj, self.ptr, offset, n, self.va_len, align)
-    }
-
-    #[inline]
-    fn cpu(&self, offset: usize, n: usize, op: &'static str) -> Result<*mut u8> {
-        if offset.checked_add(n).is_some_and(|end| end <= self.va_len) {
-            return Ok(self.ptr.as_ptr().wrapping_add(offset));
-        }
-        Err(self.outside(offset, n, op))
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn outside(&self, offset: usize, n: usize, op: &'static str) -> Error {
-        Error::new(
-            ErrorKind::InvalidInput,
-            op,
-            self.ioas.range_object(self.iova, self.len),
-        )
-        .detail(format!(
-            "[{offset:#x}, +{n:#x}) is outside the {:#x}-byte CPU view of the mapping",
-            self.va_len
-        ))
     }
 }
 

@@ -62,8 +62,12 @@ unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
 /// The alignment a ring's base must have: its entries', and 8 bytes, so
 /// that every field of up to 8 bytes that sits at a multiple of its size
 /// inside an entry is aligned.
-pub(crate) fn ring_align<E>() -> usize {
-    align_of::<E>().max(8)
+pub(crate) const fn ring_align<E>() -> usize {
+    if align_of::<E>() > 8 {
+        align_of::<E>()
+    } else {
+        8
+    }
 }
 
 /// Compile-time checks of a field `T` at byte `OFF` of an entry `E`.
@@ -74,9 +78,24 @@ impl<E, T, const OFF: usize> FieldOf<E, T, OFF> {
         OFF + size_of::<T>() <= size_of::<E>()
             && OFF % align_of::<T>() == 0
             && size_of::<E>() % align_of::<T>() == 0
-            && align_of::<T>() <= if align_of::<E>() > 8 { align_of::<E>() } else { 8 },
+            && align_of::<T>() <= ring_align::<E>(),
         "the field must lie inside the entry, at a multiple of its alignment, in entries whose size is a multiple of it"
     );
+}
+
+/// Field `T` at byte `OFF` of the entry at `entry` (the offset checked at
+/// build by [`FieldOf`]).
+///
+/// # Safety
+/// `entry` must point at an entry inside a ring made as [`Ring::new`]
+/// requires (so aligned to [`ring_align`]); the field then lies inside it,
+/// aligned for `T`.
+#[inline(always)]
+unsafe fn field_at<E, T, const OFF: usize>(entry: *mut E) -> *mut T {
+    let () = FieldOf::<E, T, OFF>::OK;
+    // SAFETY: `FieldOf` puts `[OFF, OFF + size_of::<T>())` inside the
+    // entry, which the caller's contract puts inside the ring.
+    unsafe { entry.cast::<u8>().add(OFF).cast() }
 }
 
 /// Where `offset` of a mapping's CPU view is, once checked that `len`
@@ -161,13 +180,7 @@ impl<'m, E: Plain> Ring<'m, E> {
     /// Example: [the `ring` module docs](crate::ring).
     #[inline]
     pub fn get(&self, i: usize) -> Result<E> {
-        if i >= self.len {
-            return Err(self.past(i));
-        }
-        // SAFETY: `i < len`: inside the ring, which `new`'s contract puts
-        // inside the borrowed mapping, aligned for `E`; `E: Plain` takes any
-        // bytes the device left there.
-        Ok(unsafe { self.base.as_ptr().add(i).read_volatile() })
+        self.entry(i).map(|e| e.get())
     }
 
     /// Field `T` at byte `OFF` of entry `i`, with one volatile load. The
@@ -191,22 +204,7 @@ impl<'m, E: Plain> Ring<'m, E> {
     /// Example: [the `ring` module docs](crate::ring).
     #[inline]
     pub fn field<T: Plain, const OFF: usize>(&self, i: usize) -> Result<T> {
-        let () = FieldOf::<E, T, OFF>::OK;
-        if i >= self.len {
-            return Err(self.past(i));
-        }
-        // SAFETY: entry `i` is inside the ring (as in `get`); `FieldOf`
-        // puts `[OFF, OFF + size_of::<T>())` inside the entry, aligned for
-        // `T` given the ring's base alignment (`ring_align`).
-        Ok(unsafe {
-            self.base
-                .as_ptr()
-                .add(i)
-                .cast::<u8>()
-                .add(OFF)
-                .cast::<T>()
-                .read_volatile()
-        })
+        self.entry(i).map(|e| e.field::<T, OFF>())
     }
 
     /// Entry `i`, checked once: its fields then read with no check at all
@@ -218,14 +216,20 @@ impl<'m, E: Plain> Ring<'m, E> {
     /// Example: [the `ring` module docs](crate::ring).
     #[inline]
     pub fn entry(&self, i: usize) -> Result<Entry<'_, E>> {
+        self.slot(i).map(|p| Entry {
+            p,
+            _ring: PhantomData,
+        })
+    }
+
+    /// Where entry `i` is, once checked against the length.
+    #[inline]
+    fn slot(&self, i: usize) -> Result<*mut E> {
         if i >= self.len {
             return Err(self.past(i));
         }
-        Ok(Entry {
-            // SAFETY: `i < len`: inside the ring.
-            p: unsafe { self.base.as_ptr().add(i) },
-            _ring: PhantomData,
-        })
+        // SAFETY: `i < len`: inside the ring (`new`'s contract).
+        Ok(unsafe { self.base.as_ptr().add(i) })
     }
 
     #[cold]
@@ -262,10 +266,9 @@ impl<E: Plain> Entry<'_, E> {
     /// at build, as in [`Ring::field`]).
     #[inline]
     pub fn field<T: Plain, const OFF: usize>(&self) -> T {
-        let () = FieldOf::<E, T, OFF>::OK;
-        // SAFETY: as in `get`, and `FieldOf` puts the field inside the
-        // entry, aligned (as in `Ring::field`).
-        unsafe { self.p.cast::<u8>().add(OFF).cast::<T>().read_volatile() }
+        // SAFETY: as in `get`; `field_at`'s contract is the ring's, which
+        // `Ring::entry` or `FixedRing::at` checked.
+        unsafe { field_at::<E, T, OFF>(self.p.cast_mut()).read_volatile() }
     }
 }
 
@@ -299,12 +302,10 @@ impl<'m, E: Plain> RingMut<'m, E> {
     /// Example: [the `ring` module docs](crate::ring).
     #[inline]
     pub fn set(&mut self, i: usize, v: E) -> Result<()> {
-        if i >= self.ring.len {
-            return Err(self.ring.past(i));
-        }
-        // SAFETY: in bounds and aligned (as in `Ring::get`); `&mut self`
-        // excludes every other CPU access (`new`'s contract).
-        unsafe { self.ring.base.as_ptr().add(i).write_volatile(v) };
+        let p = self.ring.slot(i)?;
+        // SAFETY: in bounds and aligned (`slot`); `&mut self` excludes
+        // every other CPU access (`new`'s contract).
+        unsafe { p.write_volatile(v) };
         Ok(())
     }
 
@@ -317,22 +318,10 @@ impl<'m, E: Plain> RingMut<'m, E> {
     /// Example: [the `ring` module docs](crate::ring).
     #[inline]
     pub fn set_field<T: Plain, const OFF: usize>(&mut self, i: usize, v: T) -> Result<()> {
-        let () = FieldOf::<E, T, OFF>::OK;
-        if i >= self.ring.len {
-            return Err(self.ring.past(i));
-        }
-        // SAFETY: as in `Ring::field`, and `&mut self` excludes every other
-        // CPU access.
-        unsafe {
-            self.ring
-                .base
-                .as_ptr()
-                .add(i)
-                .cast::<u8>()
-                .add(OFF)
-                .cast::<T>()
-                .write_volatile(v)
-        };
+        let p = self.ring.slot(i)?;
+        // SAFETY: `p` is an entry of the ring (`slot`); `&mut self`
+        // excludes every other CPU access.
+        unsafe { field_at::<E, T, OFF>(p).write_volatile(v) };
         Ok(())
     }
 }
@@ -416,10 +405,16 @@ impl<'m, E: Plain, const N: usize> FixedRing<'m, E, N> {
     #[inline]
     pub fn at(&self, i: usize) -> Entry<'_, E> {
         Entry {
-            // SAFETY: `i & (N - 1) < N`: inside the ring (`new`'s contract).
-            p: unsafe { self.base.as_ptr().add(i & (N - 1)) },
+            p: self.slot(i),
             _ring: PhantomData,
         }
+    }
+
+    /// Where entry `i mod N` is.
+    #[inline]
+    fn slot(&self, i: usize) -> *mut E {
+        // SAFETY: `i & (N - 1) < N`: inside the ring (`new`'s contract).
+        unsafe { self.base.as_ptr().add(i & (N - 1)) }
     }
 }
 
@@ -441,26 +436,16 @@ impl<'m, E: Plain, const N: usize> FixedRingMut<'m, E, N> {
     /// Writes entry `i mod N` whole with one volatile store.
     #[inline]
     pub fn set(&mut self, i: usize, v: E) {
-        // SAFETY: in the ring (`i & (N - 1) < N`), aligned; `&mut self`
+        // SAFETY: an entry of the ring (`slot`), aligned; `&mut self`
         // excludes every other CPU access.
-        unsafe { self.ring.base.as_ptr().add(i & (N - 1)).write_volatile(v) }
+        unsafe { self.ring.slot(i).write_volatile(v) }
     }
 
     /// Writes field `T` at byte `OFF` of entry `i mod N` (the offset
     /// checked at build, as in [`Ring::field`]).
     #[inline]
     pub fn set_field<T: Plain, const OFF: usize>(&mut self, i: usize, v: T) {
-        let () = FieldOf::<E, T, OFF>::OK;
-        // SAFETY: as in `set`, and as in `Ring::field` for the field.
-        unsafe {
-            self.ring
-                .base
-                .as_ptr()
-                .add(i & (N - 1))
-                .cast::<u8>()
-                .add(OFF)
-                .cast::<T>()
-                .write_volatile(v)
-        }
+        // SAFETY: as in `set`, and `field_at`'s contract is met by `slot`.
+        unsafe { field_at::<E, T, OFF>(self.ring.slot(i)).write_volatile(v) }
     }
 }
