@@ -1224,15 +1224,10 @@ fn map_into_two_page_tables_under_injection() {
     const AT: u64 = 0x400000;
     let len = 2 << 20;
     let f = FailNth::new();
-    let t = Topology::discover();
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let a = support::bound_singleton(&fd).attach(&ioas).unwrap();
-    let mut b = Device::open(t.bus_reset.as_deref().expect("a second singleton edu"))
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
-    Edu::setup(&mut b).unwrap();
+    let b = support::bound_second_singleton(&fd);
     let hwpt = Hwpt::<Paging>::alloc(&b, &ioas).unwrap();
     let b = b.attach(&hwpt).unwrap();
     assert_ne!(hwpt.id(), a.hwpt_id(), "two page tables");

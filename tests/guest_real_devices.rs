@@ -120,15 +120,11 @@ fn hot_reset_resets_only_what_the_caller_holds() {
 #[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
 fn p2p_dma_into_another_devices_bar() {
     use iommufd::{Access, Iova};
-    let t = Topology::discover();
     let fd = Iommufd::open().unwrap();
     let ioas = fd.alloc_ioas().unwrap();
     let a = support::bound_singleton(&fd).attach(&ioas).unwrap();
-    let mut b = Device::open(t.bus_reset.as_deref().expect("a second singleton edu"))
-        .unwrap()
-        .bind(&fd)
-        .unwrap();
-    Edu::setup(&mut b).unwrap(); // memory decoding on: an export needs it
+    // Memory decoding on (`Edu::setup`): an export needs it.
+    let mut b = support::bound_second_singleton(&fd);
     let export = match b.export_bar(0, 0, 4096) {
         Ok(x) => x,
         Err(e) if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") => {

@@ -403,6 +403,20 @@ pub fn bound_singleton(fd: &iommufd::Iommufd) -> Device<iommufd::BlockDma> {
     dev
 }
 
+/// The edu alone on a PCIe root port (role bus-reset), bound to `fd`, set up
+/// (memory decoding and bus master on): a second singleton edu.
+pub fn bound_second_singleton(fd: &iommufd::Iommufd) -> Device<iommufd::BlockDma> {
+    let bdf = Topology::discover()
+        .bus_reset
+        .expect("a second singleton edu (the bus-reset one)");
+    let mut dev = Device::open(&bdf)
+        .expect("open the second edu")
+        .bind(fd)
+        .expect("bind the second edu");
+    Edu::setup(&mut dev).expect("edu setup");
+    dev
+}
+
 /// A 4 KiB DMA buffer starting with `data`.
 pub fn buffer_with(data: &[u8]) -> iommufd::DmaBuffer {
     let mut b = iommufd::DmaBuffer::new(4096).unwrap();
