@@ -464,9 +464,9 @@ fn igb_rows(fd: &Iommufd, bdf: &str) {
     let (tx, rx) = (rings.tx.iova(), rings.rx.iova());
     let (raw_tx, raw_rx) = (raw_rings.tx.iova(), raw_rings.rx.iova());
     igb::bring_up(&bar, tx, rx, false).unwrap();
-    let src = ioas
-        .map(DmaBuffer::new(BUF).unwrap(), Iova::Any, Access::READ)
-        .unwrap();
+    let mut pattern = DmaBuffer::new(BUF).unwrap();
+    pattern.as_mut_slice().fill(0xa5);
+    let src = ioas.map(pattern, Iova::Any, Access::READ).unwrap();
     let dst = ioas
         .map(DmaBuffer::new(BUF).unwrap(), Iova::Any, Access::WRITE)
         .unwrap();
@@ -488,13 +488,17 @@ fn igb_rows(fd: &Iommufd, bdf: &str) {
             if take(1, raw_tx, raw_rx) {
                 theirs.restart();
             }
-            theirs.copy(s, d, len, None).unwrap();
+            if let Err(e) = theirs.copy(s, d, len, None) {
+                panic!("raw side: {e}; {}", igb::state(&bar));
+            }
         };
         let mut c = || {
             if take(0, tx, rx) {
                 ours.restart();
             }
-            ours.copy(s, d, len, None).unwrap();
+            if let Err(e) = ours.copy(s, d, len, None) {
+                panic!("crate side: {e}; {}", igb::state(&bar));
+            }
         };
         row(
             &format!(
@@ -505,7 +509,6 @@ fn igb_rows(fd: &Iommufd, bdf: &str) {
             &mut [("raw", &mut r), ("crate", &mut c)],
         );
     }
-    drop((ours, theirs));
     igb::shut_down(&bar).unwrap();
 }
 

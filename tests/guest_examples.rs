@@ -235,7 +235,10 @@ fn igb_example_copies_through_the_iommu() {
         run(&mut c)
     };
     let fds = |so: &str| -> (u32, u32) {
-        let f = so.split("open fds ").nth(1).unwrap_or_else(|| panic!("{so}"));
+        let f = so
+            .split("open fds ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{so}"));
         let mut n = f
             .split(|c: char| !c.is_ascii_digit())
             .filter(|s| !s.is_empty())
@@ -272,7 +275,10 @@ fn igb_example_copies_through_the_iommu() {
     for (fault, access) in [("--from-unmapped", "Read"), ("--to-unmapped", "Write")] {
         let (out, so, _) = igb(&["--count", "3", "--size", "4096", "--seed", "5", fault]);
         assert!(out.status.success(), "{}", out.status);
-        assert!(so.contains("copy from unmapped") || so.contains("copy to unmapped"), "{so}");
+        assert!(
+            so.contains("copy from unmapped") || so.contains("copy to unmapped"),
+            "{so}"
+        );
         assert!(so.contains(": equal;"), "{so}");
         let log = kernel_log();
         let fault = log.iter().find(|l| {

@@ -22,7 +22,11 @@
 //!   honours either;
 //! - QEMU parses each frame it sends: bytes 12..14 that read as IPv4 or
 //!   IPv6 with a header it cannot parse make it drop the frame. The driver
-//!   reports that as a frame that was sent and never came back.
+//!   reports that as a frame that was sent and never came back;
+//! - QEMU maps each transmit buffer whole and drops the frame when the
+//!   IOMMU's pages behind it are not contiguous in its memory, so a frame
+//!   that crosses a 4 KiB page of the source is sent from two buffers
+//!   ([`buffers`]).
 
 #![allow(dead_code)] // each user of this file uses part of it
 
@@ -47,6 +51,11 @@ pub const EIAC: u64 = 0x152c;
 pub const EIAM: u64 = 0x1530;
 pub const EICR: u64 = 0x1580;
 pub const IVAR0: u64 = 0x1700;
+/// Statistics (clear on read): missed frames, total frames received and
+/// sent.
+pub const MPC: u64 = 0x4010;
+pub const TPR: u64 = 0x40d0;
+pub const TPT: u64 = 0x40d4;
 /// Receive queue 0: base low/high, length, split control, head, tail,
 /// queue control.
 pub const RDBAL: u64 = 0xc000;
@@ -301,33 +310,66 @@ impl Interrupt for Msix<'_> {
 /// How long a copy may take before its missing frames are reported.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The engine: rings and tails through `A`, and where the next descriptor
-/// goes (the same slot in both rings: each frame sent is one received).
+/// The engine: rings and tails through `A`, and where the next
+/// descriptor of each ring goes.
 pub struct Engine<A> {
     pub access: A,
-    next: usize,
+    tx: usize,
+    rx: usize,
     /// Frames sent since bring-up.
     pub frames: u64,
+}
+
+/// The transmit buffers of a frame of `size` bytes at IOVA `src`: split at
+/// the 4 KiB page it crosses, if any. QEMU's model maps each buffer whole
+/// and drops the frame when the IOMMU's pages behind it are not contiguous
+/// in its memory; a buffer inside one page always is. (`size` is at most
+/// [`MAX_FRAME`], so a frame crosses one page boundary at most.)
+#[inline]
+pub fn buffers(src: u64, size: u64) -> (u64, u64) {
+    let first = size.min(4096 - (src & 4095));
+    (first, size - first)
 }
 
 impl<A: Access> Engine<A> {
     pub fn new(access: A) -> Self {
         Engine {
             access,
-            next: 0,
+            tx: 0,
+            rx: 0,
             frames: 0,
         }
     }
 
-    /// After [`bring_up`] again (which zeroes the device's heads and
-    /// tails): start from slot 0.
+    /// After [`bring_up`] or [`point_rings`] again (which zero the device's
+    /// heads and tails): start from slot 0.
     pub fn restart(&mut self) {
-        self.next = 0;
+        self.tx = 0;
+        self.rx = 0;
+    }
+
+    /// Puts one transmit descriptor: `len` bytes at `at` of a frame of
+    /// `frame_len`, its last buffer or not.
+    #[inline]
+    fn put_buffer(&mut self, at: u64, len: u64, frame_len: u64, last: bool) {
+        let mut cmd = len as u32 | TXD_DATA | TXD_DEXT | TXD_IFCS;
+        if last {
+            cmd |= TXD_EOP | TXD_RS;
+        }
+        let status = (frame_len as u32) << TXD_PAYLEN_SHIFT;
+        self.access.put_tx(
+            self.tx % RING,
+            [
+                at.to_le(),
+                (u64::from(cmd) | (u64::from(status) << 32)).to_le(),
+            ],
+        );
+        self.tx += 1;
     }
 
     /// Copies `len` bytes (at least [`MIN_FRAME`]) from IOVA `src` to IOVA
-    /// `dst`, at most `RING - 1` frames at a time; each batch is waited for
-    /// by spinning (`irq` None) or on `irq`, up to [`TIMEOUT`].
+    /// `dst`, as many frames at a time as the rings hold; each batch is
+    /// waited for by spinning (`irq` None) or on `irq`, up to [`TIMEOUT`].
     pub fn copy(
         &mut self,
         src: u64,
@@ -338,20 +380,20 @@ impl<A: Access> Engine<A> {
         let mut sizes = frames(len).peekable();
         let (mut at, mut frame) = (0u64, 0u64);
         while sizes.peek().is_some() {
-            let first = self.next;
+            let (first_rx, first_tx) = (self.rx, self.tx);
             let (batch_at, batch_frame) = (at, frame);
             let mut n = 0;
-            while n < RING - 1 {
+            // At most two transmit descriptors a frame; one slot of each
+            // ring stays empty (head == tail means empty).
+            while self.tx - first_tx + 2 < RING {
                 let Some(size) = sizes.next() else { break };
-                let slot = self.next % RING;
-                self.access.put_rx(slot, [(dst + at).to_le(), 0]);
-                let cmd = size as u32 | TXD_DATA | TXD_DEXT | TXD_IFCS | TXD_EOP | TXD_RS;
-                let status = (size as u32) << TXD_PAYLEN_SHIFT;
-                self.access.put_tx(
-                    slot,
-                    [(src + at).to_le(), (u64::from(cmd) | (u64::from(status) << 32)).to_le()],
-                );
-                self.next += 1;
+                self.access.put_rx(self.rx % RING, [(dst + at).to_le(), 0]);
+                self.rx += 1;
+                let (a, b) = buffers(src + at, size);
+                self.put_buffer(src + at, a, size, b == 0);
+                if b != 0 {
+                    self.put_buffer(src + at + a, b, size, true);
+                }
                 at += size;
                 frame += 1;
                 n += 1;
@@ -359,10 +401,10 @@ impl<A: Access> Engine<A> {
             if let Some(irq) = irq.as_mut() {
                 irq.arm().map_err(CopyError::Wait)?;
             }
-            let tail = (self.next % RING) as u32;
-            self.access.tails(tail, tail);
+            self.access
+                .tails((self.rx % RING) as u32, (self.tx % RING) as u32);
             self.frames += n as u64;
-            let last = (self.next - 1) % RING;
+            let last = (self.rx - 1) % RING;
             let start = Instant::now();
             // Spinning: until the last frame is back. On an interrupt:
             // sleep first, as an interrupt-driven driver does, then look;
@@ -376,7 +418,15 @@ impl<A: Access> Engine<A> {
                     break;
                 }
                 if left.is_zero() {
-                    return Err(self.missing(first, n, batch_at, batch_frame, len));
+                    return Err(self.missing(
+                        first_rx,
+                        first_tx,
+                        n,
+                        src,
+                        batch_at,
+                        batch_frame,
+                        len,
+                    ));
                 }
                 match irq.as_mut() {
                     Some(irq) => irq.arm().map_err(CopyError::Wait)?,
@@ -384,10 +434,10 @@ impl<A: Access> Engine<A> {
                 }
             }
             // Every frame of the batch back, at its length.
-            let mut size_at = frames(len).skip(batch_frame as usize);
+            let mut sent = frames(len).skip(batch_frame as usize);
             for i in 0..n {
-                let sent = size_at.next().unwrap_or(0);
-                let (status, got) = self.access.rx_done((first + i) % RING);
+                let sent = sent.next().unwrap_or(0);
+                let (status, got) = self.access.rx_done((first_rx + i) % RING);
                 if status & DD == 0 || u64::from(got) != sent {
                     return Err(CopyError::Length {
                         frame: batch_frame + i as u64,
@@ -400,17 +450,33 @@ impl<A: Access> Engine<A> {
         Ok(())
     }
 
-    /// The first frame of the batch at `first` (`n` frames) that did not
-    /// make it, and why.
-    fn missing(&self, first: usize, n: usize, at: u64, frame: u64, len: u64) -> CopyError {
-        let mut off = at;
+    /// The first frame of the batch (`n` frames from receive slot
+    /// `first_rx` and transmit slot `first_tx`) that did not make it, and
+    /// why.
+    #[allow(clippy::too_many_arguments)]
+    fn missing(
+        &self,
+        first_rx: usize,
+        first_tx: usize,
+        n: usize,
+        src: u64,
+        at: u64,
+        frame: u64,
+        len: u64,
+    ) -> CopyError {
+        let (mut off, mut tx) = (at, first_tx);
         for (i, size) in frames(len).skip(frame as usize).take(n).enumerate() {
-            let slot = (first + i) % RING;
             let f = frame + i as u64;
-            if self.access.tx_done(slot) & DD == 0 {
+            // The status is written back to the frame's last descriptor.
+            tx += if buffers(src + off, size).1 == 0 {
+                1
+            } else {
+                2
+            };
+            if self.access.tx_done((tx - 1) % RING) & DD == 0 {
                 return CopyError::NotSent { frame: f, at: off };
             }
-            if self.access.rx_done(slot).0 & DD == 0 {
+            if self.access.rx_done((first_rx + i) % RING).0 & DD == 0 {
                 return CopyError::NotReceived { frame: f, at: off };
             }
             off += size;
@@ -517,10 +583,17 @@ fn wait_reg(
 
 /// Writes PHY register `reg` over MDIO.
 fn phy_write(bar: &Mmio<'_>, reg: u32, value: u16) -> Result<(), Error> {
-    bar.write32(MDIC, u32::from(value) | (reg << 16) | MDIC_PHY1 | MDIC_WRITE)?;
-    let mdic = wait_reg(bar, MDIC, "the PHY write", Duration::from_millis(100), |v| {
-        v & MDIC_READY != 0
-    })?;
+    bar.write32(
+        MDIC,
+        u32::from(value) | (reg << 16) | MDIC_PHY1 | MDIC_WRITE,
+    )?;
+    let mdic = wait_reg(
+        bar,
+        MDIC,
+        "the PHY write",
+        Duration::from_millis(100),
+        |v| v & MDIC_READY != 0,
+    )?;
     if mdic & MDIC_ERROR != 0 {
         return Err(format!("PHY register {reg} write refused (MDIC {mdic:#x})").into());
     }
@@ -540,9 +613,13 @@ pub fn bring_up(bar: &Mmio<'_>, tx_iova: u64, rx_iova: u64, msix: bool) -> Resul
     let ctrl = bar.read32(CTRL)?;
     bar.write32(CTRL, ctrl | CTRL_RST)?;
     std::thread::sleep(Duration::from_millis(1));
-    wait_reg(bar, CTRL, "the reset to complete", Duration::from_secs(1), |v| {
-        v & CTRL_RST == 0
-    })?;
+    wait_reg(
+        bar,
+        CTRL,
+        "the reset to complete",
+        Duration::from_secs(1),
+        |v| v & CTRL_RST == 0,
+    )?;
     bar.write32(IMC, u32::MAX)?;
     bar.write32(EIMC, u32::MAX)?;
     let ext = bar.read32(CTRL_EXT)?;
@@ -551,9 +628,13 @@ pub fn bring_up(bar: &Mmio<'_>, tx_iova: u64, rx_iova: u64, msix: bool) -> Resul
     // Link up: QEMU raises STATUS.LU when auto-negotiation completes; then
     // loopback at a forced 1000 Mb/s full duplex, in the PHY and the MAC.
     phy_write(bar, 0, BMCR_AUTONEG_RESTART)?;
-    wait_reg(bar, STATUS, "link up (STATUS.LU)", Duration::from_secs(5), |v| {
-        v & STATUS_LU != 0
-    })?;
+    wait_reg(
+        bar,
+        STATUS,
+        "link up (STATUS.LU)",
+        Duration::from_secs(5),
+        |v| v & STATUS_LU != 0,
+    )?;
     phy_write(bar, 0, BMCR_LOOPBACK | BMCR_FORCED_1000_FULL)?;
     let ctrl = bar.read32(CTRL)? & !(3 << 8);
     bar.write32(
@@ -571,7 +652,9 @@ pub fn bring_up(bar: &Mmio<'_>, tx_iova: u64, rx_iova: u64, msix: bool) -> Resul
     )?;
     bar.write32(TCTL, TCTL_EN | TCTL_PSP)?;
     for (reg, what) in [(TXDCTL, "transmit queue 0"), (RXDCTL, "receive queue 0")] {
-        wait_reg(bar, reg, what, Duration::from_secs(1), |v| v & QUEUE_ENABLE != 0)?;
+        wait_reg(bar, reg, what, Duration::from_secs(1), |v| {
+            v & QUEUE_ENABLE != 0
+        })?;
     }
     if msix {
         // Receive queue 0 raises VECTOR; the cause clears and the vector
@@ -607,6 +690,27 @@ pub fn send_msi(bar: &Mmio<'_>) -> Result<(), Error> {
     Ok(bar.write32(EICS, 1 << VECTOR)?)
 }
 
+/// What the device says of its queues, for a failed copy's message: heads
+/// and tails, and the frames sent and received since the last call (the
+/// statistics registers clear when read).
+pub fn state(bar: &Mmio<'_>) -> String {
+    let r = |reg| {
+        bar.read32(reg)
+            .map_or_else(|e| e.to_string(), |v| v.to_string())
+    };
+    format!(
+        "receive head {} tail {}, transmit head {} tail {}; frames sent {}, received {}, \
+         missed {}",
+        r(RDH),
+        r(RDT),
+        r(TDH),
+        r(TDT),
+        r(TPT),
+        r(TPR),
+        r(MPC)
+    )
+}
+
 /// Stops both queues and resets the device.
 pub fn shut_down(bar: &Mmio<'_>) -> Result<(), Error> {
     bar.write32(EIMC, u32::MAX)?;
@@ -615,9 +719,13 @@ pub fn shut_down(bar: &Mmio<'_>) -> Result<(), Error> {
     let ctrl = bar.read32(CTRL)?;
     bar.write32(CTRL, ctrl | CTRL_RST)?;
     std::thread::sleep(Duration::from_millis(1));
-    wait_reg(bar, CTRL, "the reset to complete", Duration::from_secs(1), |v| {
-        v & CTRL_RST == 0
-    })?;
+    wait_reg(
+        bar,
+        CTRL,
+        "the reset to complete",
+        Duration::from_secs(1),
+        |v| v & CTRL_RST == 0,
+    )?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //!           [--from-unmapped | --to-unmapped]
 //! ```
 //!
-//! It maps a 2 MiB source (a seeded pattern) and a 2 MiB destination, and
+//! It maps a 1 MiB source (a seeded pattern) and a 1 MiB destination, and
 //! makes C copies of N bytes (at least 60, Ethernet's minimum frame; or
 //! `mixed`: sizes from 60 to 64 KiB, around the frame boundaries), each
 //! from and to seeded offsets, each checked against the pattern. Completion
@@ -31,8 +31,10 @@ mod driver;
 use driver::{CopyError, Engine, Error, Msix, RingMemory, MIN_FRAME};
 use iommufd::{pci, Access, DmaBuffer, EventFd, Iommufd, Iova};
 
-/// The source and destination buffers.
-const BUF: usize = 2 << 20;
+/// The source and destination buffers: 1 MiB, too small for a transparent
+/// huge page, so the IOMMU maps them with 4 KiB pages and frames cross
+/// pages that need not be contiguous.
+const BUF: usize = 1 << 20;
 /// An IOVA the example never maps (64 GiB), inside the IOMMU's reach.
 const UNMAPPED: u64 = 1 << 36;
 /// `--size mixed`: around one and two frames, a page, a jumbo and 64 KiB.
@@ -255,7 +257,7 @@ fn run(a: &Args) -> Result<(), Error> {
             let s = rng.next() % (BUF as u64 - n + 1);
             let d = rng.next() % (BUF as u64 - n + 1);
             copy(&mut engine, &mut msix, src.iova() + s, dst.iova() + d, n)
-                .map_err(|e| format!("copy {i} ({n} bytes): {e}"))?;
+                .map_err(|e| format!("copy {i} ({n} bytes): {e}; {}", driver::state(&bar)))?;
             let (s, d, n) = (s as usize, d as usize, n as usize);
             dst.read_bytes(d, &mut got[..n])?;
             if got[..n] != want[s..s + n] {
@@ -272,7 +274,6 @@ fn run(a: &Args) -> Result<(), Error> {
             bytes += n as u64;
         }
         let frames = engine.frames;
-        drop(engine);
         driver::shut_down(&bar)?;
         let interrupts = msix.count;
         if !a.poll {
