@@ -292,6 +292,12 @@ impl Iommufd {
     /// apart; [`handover`](crate::handover) refuses a by-address mapping
     /// before anything leaves the old process.
     ///
+    /// Pages pinned by a process that had `CAP_IPC_LOCK` at the map are
+    /// charged to no one's limit, and this call leaves them as they are:
+    /// their `VmPin` stays with the process that mapped them (measured on
+    /// 7.3). An unprivileged VMM, the case this call exists for, sees them
+    /// move.
+    ///
     /// # Errors
     /// `EINVAL` ([`ErrorKind::InvalidInput`]): a mapping made by address is in
     /// the iommufd. [`ErrorKind::Unsupported`] before Linux 6.13 and on the

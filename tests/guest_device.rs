@@ -726,16 +726,6 @@ fn map_user_va_for_memory_the_caller_owns() {
     );
 }
 
-/// `VmPin` of this process, in KiB.
-fn vm_pin_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmPin:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// How pinned pages are charged (#27, the selftest's `global_options`;
 /// `IOMMU_OPTION_RLIMIT_MODE`): to the user by default; set to the process
 /// before any object, the pages a device's mapping pins show in the
@@ -755,7 +745,7 @@ fn pin_accounting_is_chosen_before_any_object_and_charges_the_process() {
     assert!(e.to_string().contains("right after Iommufd::open"), "{e}");
     assert_eq!(fd.pin_accounting().unwrap(), PinAccounting::Process);
     let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
-    let before = vm_pin_kb();
+    let before = support::vm_pin_kb();
     let m = ioas
         .map(
             DmaBuffer::new(2 << 20).unwrap(),
@@ -764,12 +754,12 @@ fn pin_accounting_is_chosen_before_any_object_and_charges_the_process() {
         )
         .unwrap();
     assert!(
-        vm_pin_kb() >= before + 2048,
+        support::vm_pin_kb() >= before + 2048,
         "{} -> {}",
         before,
-        vm_pin_kb()
+        support::vm_pin_kb()
     );
     drop(m);
-    assert_eq!(vm_pin_kb(), before, "unpinned, uncharged");
+    assert_eq!(support::vm_pin_kb(), before, "unpinned, uncharged");
     drop(dev);
 }

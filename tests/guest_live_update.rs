@@ -85,18 +85,40 @@ fn process_a() {
     // Every handle goes into the handover: a clone kept here could still
     // act on what B owns (the send refuses then).
     drop(ioas);
+    let pinned = support::vm_pin_kb();
+    assert!(pinned >= LEN as u64 / 1024, "A's VmPin {pinned} kB");
     let mut h = Handover::new(fd).unwrap();
     h.device(dev).unwrap();
     h.mapping(map).unwrap();
     h.file(ram_fd);
-    h.send(&socket_from_stdin()).unwrap();
+    let sock = socket_from_stdin();
+    h.send(&sock).unwrap();
+    // B adopts and says so: from then on B, not A, is charged for the pages
+    // (`Iommufd::change_process`; the kernel selftest's `change_process`).
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut said = [0u8; 1];
+    std::io::Read::read_exact(&mut &sock, &mut said).expect("B never said it adopted");
+    assert_eq!(
+        support::vm_pin_kb(),
+        pinned - LEN as u64 / 1024,
+        "A is no longer charged for what B adopted"
+    );
     eprintln!("A: handed over; exiting");
 }
 
 /// Process B: adopt, then DMA through what A set up.
 fn process_b() {
-    let got = handover::receive(&socket_from_stdin()).unwrap();
+    let sock = socket_from_stdin();
+    let got = handover::receive(&sock).unwrap();
+    let pinned = support::vm_pin_kb();
     let mut adopted = got.adopt().unwrap();
+    assert_eq!(
+        support::vm_pin_kb(),
+        pinned + LEN as u64 / 1024,
+        "B is charged for the pages it adopted"
+    );
+    std::io::Write::write_all(&mut &sock, b"!").unwrap();
     assert!(adopted.refused.is_empty(), "{:?}", adopted.refused);
     assert_eq!(adopted.ioases.len(), 1);
     assert_eq!(adopted.devices.len(), 1);
@@ -136,14 +158,24 @@ fn process_b() {
 }
 
 fn spawn(role: &str, sock: UnixStream) -> std::process::ExitStatus {
-    Command::new(std::env::current_exe().unwrap())
+    start(role, sock).wait().unwrap()
+}
+
+/// A role runs without `CAP_IPC_LOCK` (`setpriv`), as an unprivileged VMM
+/// does: the kernel charges no pinned page of a process that has it
+/// (`IOPT_PAGES_ACCOUNT_NONE`), and `IOMMU_IOAS_CHANGE_PROCESS` then moves
+/// nothing, so the accounting move could not be seen as root.
+fn start(role: &str, sock: UnixStream) -> std::process::Child {
+    Command::new("setpriv")
+        .args(["--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "--"])
+        .arg(std::env::current_exe().unwrap())
         .args([TEST, "--exact", "--include-ignored", "--nocapture"])
         .env(ROLE, role)
         .stdin(Stdio::from(OwnedFd::from(sock)))
         // libtest's "... ok" lines would count as tests of their own; the
         // roles report on stderr, and so do their panics.
         .stdout(Stdio::null())
-        .status()
+        .spawn()
         .unwrap()
 }
 
@@ -175,11 +207,13 @@ fn live_update_hands_running_dma_to_a_new_process() {
         return;
     }
     let (a, b) = UnixStream::pair().unwrap();
-    let st = spawn("a", a);
-    assert!(st.success(), "process A: {st}");
-    // A has exited; the message (and its fds) waits in B's socket.
+    // A sends, then waits for B's word that it adopted, to check that the
+    // pinned pages left its account.
+    let mut a = start("a", a);
     let st = spawn("b", b);
     assert!(st.success(), "process B: {st}");
+    let st = a.wait().unwrap();
+    assert!(st.success(), "process A: {st}");
 }
 
 /// A mapping made by address cannot go: refused before anything leaves,

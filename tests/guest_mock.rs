@@ -1014,3 +1014,44 @@ fn invalidations_count_what_was_handled_across_two_nested_page_tables() {
     dev.replace(&a).unwrap();
     dev.replace(&ioas).unwrap();
 }
+
+/// A device that goes while its vDEVICE lives (the kernel selftest's
+/// `vdevice_tombstone`): the kernel destroys the vDEVICE and keeps its id
+/// as a tombstone until the `Vdevice` is dropped; the virtual id is free at
+/// once for another device, and dropping the tombstone's `Vdevice` later
+/// touches nothing of the new one.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_vdevice_outlives_its_device_as_a_tombstone() {
+    use iommufd::hwpt::NestParent;
+    use iommufd::viommu::{Viommu, ViommuInvalidation, ViommuKind};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(first) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<NestParent>::alloc(&first, &ioas).unwrap();
+    let viommu = Viommu::alloc(&first, &parent, ViommuKind::Selftest).unwrap();
+    let gone = viommu.alloc_vdevice(&first, 0x99).unwrap();
+    drop(first);
+    // The virtual id is free again: a second device takes it.
+    let second = MockDevice::new(&ioas).unwrap();
+    let vdev = viommu.alloc_vdevice(&second, 0x99).unwrap();
+    assert_ne!(vdev.id(), gone.id(), "the tombstone keeps its id");
+    drop(gone);
+    // The second vDEVICE is untouched: an invalidation by its virtual id
+    // reaches the second device's cache.
+    second.check_dev_cache(3, 0xbaddad).unwrap();
+    let n = viommu
+        .invalidate(&[ViommuInvalidation::Selftest {
+            flags: 0,
+            vdev_id: 0x99,
+            cache_id: 3,
+        }])
+        .unwrap();
+    assert_eq!(n, 1);
+    second.check_dev_cache(3, 0).unwrap();
+    drop(vdev);
+    // And with both gone, the id is free for the second device again.
+    viommu.alloc_vdevice(&second, 0x99).unwrap();
+}

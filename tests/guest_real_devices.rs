@@ -4,7 +4,9 @@
 
 mod support;
 
-use iommufd::{pci, Device, ErrorKind, EventFd, Group, Iommufd};
+use iommufd::{
+    pci, BlockDma, Device, ErrorKind, EventFd, Group, Iommufd, TransitionError, Unbound,
+};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -333,12 +335,33 @@ fn vf_tokens_guard_the_vfs_of_a_vfio_pf() {
         assert_eq!(e.error().kind(), ErrorKind::VfToken, "{}", e.error());
     }
     vf.close();
-    std::fs::write(
-        Path::new("/sys/bus/pci/devices")
-            .join(&pf_bdf)
-            .join("sriov_numvfs"),
-        "0",
-    )
-    .unwrap();
+    let numvfs = Path::new("/sys/bus/pci/devices")
+        .join(&pf_bdf)
+        .join("sriov_numvfs");
+    if old {
+        std::fs::write(&numvfs, "0").unwrap();
+        pf.close();
+        return;
+    }
+    let refused = |r: Result<Device<BlockDma>, TransitionError<Device<Unbound>>>, why: &str| {
+        let e = r.map(drop).unwrap_err();
+        assert_eq!(e.error().kind(), ErrorKind::VfToken, "{}", e.error());
+        assert!(e.error().to_string().contains(why), "{}", e.error());
+        e.into_inner()
+    };
+    // The PF sets a second token: it replaces the first, which opens no VF
+    // any more (the kernel selftest's `override_token`).
+    let second = *b"second vf token!";
+    pf.set_vf_token(&second).unwrap();
+    let vf = Device::open(&vfs[1]).unwrap();
+    let vf = refused(vf.bind_with_vf_token(&fd, &token), "wrong VF token");
+    vf.bind_with_vf_token(&fd, &second).unwrap().close();
+    // The PF's fd closed first: the token it set still guards its VFs
+    // (`pf_early_close`).
     pf.close();
+    let vf = Device::open(&vfs[1]).unwrap();
+    let vf = refused(vf.bind(&fd), "VF token required");
+    let vf = refused(vf.bind_with_vf_token(&fd, &token), "wrong VF token");
+    vf.bind_with_vf_token(&fd, &second).unwrap().close();
+    std::fs::write(&numvfs, "0").unwrap();
 }

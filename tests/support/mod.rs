@@ -465,3 +465,16 @@ pub fn round_trip<S: Bound>(
     dst.read_bytes(0, &mut out).unwrap();
     out
 }
+
+/// This process's pinned memory (`VmPin` of `/proc/self/status`), in kB:
+/// where the kernel charges an iommufd's pinned pages in `MM` accounting
+/// and where `IOMMU_IOAS_CHANGE_PROCESS` moves them.
+#[allow(dead_code)]
+pub fn vm_pin_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPin:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}

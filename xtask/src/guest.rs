@@ -23,6 +23,9 @@ pub(crate) struct GuestOutcome {
     pub(crate) nvme_writes: Vec<String>,
     /// The job's steps that ran to their end (`VMT-DONE key rc` lines).
     pub(crate) done: Vec<Step>,
+    /// What the kernel's own selftests reported (`VMT-KST name ...` lines,
+    /// `cargo xtask kselftest`).
+    pub(crate) kselftest: Vec<String>,
 }
 
 /// A step of a guest job (one test binary) that ran to its end: its key,
@@ -195,6 +198,7 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
         emulator_crash: None,
         nvme_writes: Vec::new(),
         done: Vec::new(),
+        kselftest: Vec::new(),
     };
     // Counts since the current step's `guest: running` line.
     let mut step = (0, 0);
@@ -237,6 +241,9 @@ pub(crate) fn boot(kernel: &Path, job: &Path, o: &Opts) -> Result<GuestOutcome> 
                         Ok(reply) => eprintln!("xtask: QMP {req} -> {reply}"),
                         Err(e) => eprintln!("xtask: QMP {req} failed: {e}"),
                     }
+                }
+                if let Some(rest) = clean.trim().strip_prefix("VMT-KST ") {
+                    out.kselftest.push(rest.to_string());
                 }
                 if let Some(rest) = clean.trim().strip_prefix("VMT-NVME-WROTE ") {
                     out.nvme_writes.push(rest.to_string());

@@ -105,7 +105,7 @@ pub(crate) fn find_or_build_kernel(ver: &str) -> Result<PathBuf> {
 /// parent), unpacks it with `dpkg -x`, and returns the source tarball in it.
 /// Nothing is installed and no dependency is resolved against the foreign
 /// suite: `apt-get install -t trixie` on bookworm would replace libc6.
-fn fetch_source(pkg: &str, suite: &str, archive: &str, out: &Path) -> Result<PathBuf> {
+pub(crate) fn fetch_source(pkg: &str, suite: &str, archive: &str, out: &Path) -> Result<PathBuf> {
     let dir = PathBuf::from(format!("{}.apt", out.display()));
     let lists = dir.join("lists");
     std::fs::create_dir_all(lists.join("partial"))

@@ -5,6 +5,8 @@
 //!   (every test target named `guest_*`) inside a QEMU guest with an emulated VT-d
 //!   IOMMU and QEMU `edu` devices, and prints the pass/fail counts last.
 //! - `cargo xtask demo [--kernel VER]` runs `examples/demo.rs` in the same guest.
+//! - `cargo xtask kselftest [--kernel VER] [FILTER]` builds the kernel's own iommu and
+//!   VFIO selftests from Debian's linux-source and runs them in the same guest.
 //!
 //! README.md ("The guest harness") gives the topology and why each QEMU setting is there.
 
@@ -16,6 +18,7 @@ mod cargo;
 mod guest;
 mod host;
 mod kernel;
+mod kselftest;
 mod topology;
 mod vmtest;
 
@@ -35,6 +38,11 @@ fn main() -> ExitCode {
         }),
         Some("vmtest") => Opts::parse(&args[1..]).and_then(|o| vmtest(&o)),
         Some("demo") => Opts::parse(&args[1..]).and_then(|o| demo(&o)),
+        Some("kselftest") => Opts::parse(&args[1..]).and_then(|mut o| {
+            // The fault-injection sweep alone takes most of an hour of TCG.
+            o.timeout = o.timeout.max(3600);
+            kselftest::kselftest(&o)
+        }),
         // Benches map 512 MiB three ways at once (THP, 4 KiB pages, hugetlbfs)
         // and bring up 16 devices at once.
         Some("bench") => Opts::parse(&args[1..]).and_then(|mut o| {
@@ -61,11 +69,13 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <kernel|vmtest|demo|bench> [--kernel 7.3|6.12|6.1|PATH] [--accel tcg|kvm] [--icount] [--timeout SECS] [FILTER]
+const USAGE: &str = "usage: cargo xtask <kernel|vmtest|demo|bench|kselftest> [--kernel 7.3|6.12|6.1|PATH] [--accel tcg|kvm] [--icount] [--timeout SECS] [FILTER]
 
   kernel   find or build the guest kernel and print its path
   vmtest   run every `guest_*` test target inside the guest
   demo     run examples/demo.rs inside the guest
+  kselftest build the kernel's own iommu and VFIO selftests (Debian's
+           linux-source) and run them inside the guest: the kernel's baseline
   bench    run benches/ inside the guest (ratios against raw ioctls)
 
   --icount  TCG with a guest clock that counts guest instructions (1 ns
