@@ -763,3 +763,62 @@ fn pin_accounting_is_chosen_before_any_object_and_charges_the_process() {
     assert_eq!(support::vm_pin_kb(), before, "unpinned, uncharged");
     drop(dev);
 }
+
+/// The top of the usable IOVA space with a device attached (the kernel's
+/// VFIO selftest `vfio_dma_map_limit_test` on iommufd): the last page of the
+/// last range maps and unmaps; a mapping or an unmap that would run past
+/// 2^64 is refused by name (`EOVERFLOW` from the kernel for the unmap),
+/// and the buffer comes back.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn the_last_page_of_the_iova_space_maps_and_overflow_is_refused() {
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let dev = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let ranges = ioas.iova_ranges().unwrap();
+    let last = ranges.ranges.iter().map(|r| r.last).max().unwrap();
+    let top = last & !0xfff;
+    let m = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(top),
+            Access::READ,
+        )
+        .unwrap();
+    assert_eq!(m.iova(), top);
+    assert_eq!(m.len(), 4096);
+    // Unmapped by its value: the memory comes back whole.
+    let buf = m.unmap().unwrap();
+    assert_eq!(buf.len(), 4096);
+    let past = !0xfff_u64;
+    let e = ioas
+        .map(
+            DmaBuffer::new(8192).unwrap(),
+            Iova::Fixed(past),
+            Access::READ,
+        )
+        .unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::OutOfRange, "{}", e.error());
+    assert_eq!(e.into_inner().len(), 8192);
+    let e = ioas.unmap(past, 8192).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange, "{e}");
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EOVERFLOW), "{e}");
+    // Nothing was lost: the page maps again.
+    let m = ioas.map(buf, Iova::Fixed(top), Access::READ).unwrap();
+    drop(m);
+    dev.detach().unwrap().close();
+}
+
+/// Binding to something that is not an iommufd (the kernel's VFIO selftest
+/// `vfio_cdev.bind_bad_iommufd_fails`): a `Device` binds only to an
+/// `Iommufd`, and an fd becomes one only if it is `/dev/iommu`: a memfd is
+/// refused by name and handed back.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn an_fd_that_is_not_an_iommufd_is_refused() {
+    let not = support::memfd(4096);
+    let e = Iommufd::adopt(not.into()).unwrap_err();
+    assert_eq!(e.error().kind(), ErrorKind::InvalidInput, "{}", e.error());
+    let back: std::os::fd::OwnedFd = e.into_inner();
+    assert!(nix::fcntl::fcntl(&back, nix::fcntl::FcntlArg::F_GETFD).is_ok());
+}

@@ -274,13 +274,16 @@ fn igb_example_copies_through_the_iommu() {
     // The IOMMU refused both: the guest kernel's VT-d driver logs the
     // fault, naming the igb and the address.
     kernel_log();
-    for (fault, access) in [("--from-unmapped", "Read"), ("--to-unmapped", "Write")] {
-        let (out, so, _) = igb(&["--count", "3", "--size", "4096", "--seed", "5", fault]);
+    // The VT-d driver rate-limits its fault lines (ten in five seconds,
+    // two lines a fault): the write fault once, then the read fault before
+    // each of three copies (the selftest's mix_and_match).
+    for (fault, access, count) in [
+        ("--to-unmapped", "Write", "1"),
+        ("--from-unmapped", "Read", "3"),
+    ] {
+        let (out, so, _) = igb(&["--count", count, "--size", "4096", "--seed", "5", fault]);
         assert!(out.status.success(), "{}", out.status);
-        assert!(
-            so.contains("3 times: copy from unmapped") || so.contains("3 times: copy to unmapped"),
-            "{so}"
-        );
+        assert!(so.contains(&format!("{count} times: copy ")), "{so}");
         assert!(so.contains(": equal;"), "{so}");
         // The VT-d driver prints the fault from its interrupt: it may come
         // a little after the example exits.

@@ -421,3 +421,27 @@ fn allowing_a_reserved_region_is_refused_and_the_device_still_works() {
         msg
     );
 }
+
+/// Reserved space the crate cannot see that leaves no room at all (the
+/// kernel selftest's `reserved_overflow`: a reserved region from 6 to near
+/// 2^64): a kernel-chosen map of 0x5000 bytes at file offset 0 (aligned to
+/// 0x8000, as the kernel aligns it) is refused as the kernel refuses it,
+/// with `ENOSPC`.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn no_room_left_is_the_kernels_enospc() {
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    if !add_reserved(&fd, ioas.id(), 6, 0xffff_ffff_ffff_8001) {
+        eprintln!("no test driver: not run");
+        return;
+    }
+    let file = support::memfd(0x5000);
+    match ioas.map_file(&file, 0, 0x5000, Iova::Any, Access::READ) {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            eprintln!("no MAP_FILE before 6.13: {e}");
+        }
+        Err(e) => assert_eq!(e.raw_errno(), Some(nix::errno::Errno::ENOSPC), "{e}"),
+        Ok(m) => panic!("mapped where the kernel has no room: {m:?}"),
+    }
+}

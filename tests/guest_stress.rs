@@ -292,3 +292,51 @@ fn mmio_reads_on_threads_while_another_maps() {
     );
     assert_eq!(out, b"threads");
 }
+
+/// Several devices brought up at once, each on a thread of its own, into
+/// one IOAS (the kernel's VFIO selftest `vfio_pci_device_init_perf_test`):
+/// every one comes up attached and goes back, and no fd stays open.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn devices_come_up_at_once_on_threads_of_their_own() {
+    let t = support::Topology::discover();
+    let bdfs: Vec<String> = [
+        Some(t.singleton.clone()),
+        t.bus_reset.clone(),
+        t.nvme.clone(),
+        t.sriov_pf.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(bdfs.len() >= 3, "{bdfs:?}");
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_fds();
+    {
+        let fd = iommufd::Iommufd::open().unwrap();
+        let ioas = fd.alloc_ioas().unwrap();
+        let devs: Vec<_> = std::thread::scope(|s| {
+            let up: Vec<_> = bdfs
+                .iter()
+                .map(|bdf| {
+                    let (fd, ioas) = (&fd, &ioas);
+                    s.spawn(move || {
+                        iommufd::Device::open(bdf)
+                            .unwrap()
+                            .bind(fd)
+                            .unwrap()
+                            .attach(ioas)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            up.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(devs.len(), bdfs.len());
+        for d in devs {
+            assert_eq!(d.ioas(), &ioas);
+            d.detach().unwrap().close();
+        }
+    }
+    assert_eq!(open_fds(), before, "an fd stayed open");
+}
