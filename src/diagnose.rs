@@ -146,6 +146,45 @@ pub(crate) fn pin_enomem(err: Error, len: u64) -> Error {
     }
 }
 
+/// Explains `EFAULT` from `IOMMU_IOAS_MAP` of `len` bytes at user address
+/// `va`, from what this process has mapped there (`/proc/self/maps`, read
+/// after the kernel said no): nothing, a device's BAR (which iommufd never
+/// maps by address: the kernel pins memory pages, and a BAR has none), or a
+/// mapping that ends inside the range.
+pub(crate) fn map_efault(err: Error, va: u64, len: u64) -> Error {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return err;
+    };
+    let area = maps.lines().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (start, end) = f.next()?.split_once('-')?;
+        let (start, end) = (
+            u64::from_str_radix(start, 16).ok()?,
+            u64::from_str_radix(end, 16).ok()?,
+        );
+        let path = f.nth(4).unwrap_or("");
+        (start <= va && va < end).then(|| (end, path.to_string()))
+    });
+    match area {
+        None => err
+            .kind_(ErrorKind::InvalidInput)
+            .detail(format!("user address {va:#x} is not mapped memory of this process")),
+        Some((_, path)) if path.starts_with("/dev/vfio/") || path.contains("vfio-device") => err
+            .kind_(ErrorKind::InvalidInput)
+            .detail(format!(
+                "user address {va:#x} is a device's BAR (mapped from {path}): iommufd maps memory by address, never device memory"
+            ))
+            .hint("export the BAR as a dma-buf (Device::export_bar) and map that with Ioas::map_peer_bar"),
+        Some((end, path)) if end < va.saturating_add(len) => err
+            .kind_(ErrorKind::InvalidInput)
+            .detail(format!(
+                "the process's mapping at {va:#x} ({}) ends at {end:#x}, inside the {len:#x} bytes asked for",
+                if path.is_empty() { "anonymous" } else { path.as_str() }
+            )),
+        Some(_) => err,
+    }
+}
+
 /// The error for a failed `VFIO_DEVICE_BIND_IOMMUFD` on device `name`.
 pub(crate) fn bind_error(name: &str, e: Errno, token: crate::backend::cdev::VfToken<'_>) -> Error {
     use crate::backend::cdev::VfToken;

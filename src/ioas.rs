@@ -542,7 +542,12 @@ impl Ioas {
     /// does not wait for them.)
     ///
     /// # Errors
-    /// As [`map`](Self::map).
+    /// As [`map`](Self::map); and `EFAULT` ([`ErrorKind::InvalidInput`],
+    /// said after the kernel refused) when the range is not memory of this
+    /// process, runs past its mapping, or is a device's BAR, which iommufd
+    /// never maps by address (export it with
+    /// [`Device::export_bar`](crate::Device::export_bar) and map it with
+    /// [`map_peer_bar`](Self::map_peer_bar)).
     #[doc(alias = "IOMMU_IOAS_MAP")]
     pub unsafe fn map_user_va(
         &self,
@@ -1158,7 +1163,7 @@ impl Ioas {
                 }
                 Ok(iova)
             }
-            Err(fail) => Err(self.map_failed(fail, tried, len, access, &mapped)),
+            Err(fail) => Err(self.map_failed(fail, tried, len, access, hint, &mapped)),
         }
     }
 
@@ -1206,18 +1211,24 @@ impl Ioas {
     /// needs (see [`mapped_by`](Self::mapped_by)); called with the table locked.
     #[cold]
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn map_failed(
         &self,
         fail: MapFail,
         at: Option<u64>,
         len: u64,
         access: Access,
+        hint: Option<u64>,
         mapped: &Table,
     ) -> (Error, bool) {
         match fail {
             MapFail::Sys(op, Errno::EFAULT) => {
                 let orphan = !self.unmap_orphans(at, len, mapped);
                 let mut err = self.map_error(op, at.unwrap_or(0), len, Errno::EFAULT, mapped);
+                // By address: what the process has at that address.
+                if let ("IOMMU_IOAS_MAP", Some(va)) = (op, hint) {
+                    err = crate::diagnose::map_efault(err, va, len);
+                }
                 err = if orphan {
                     err.append_detail("the kernel may have made the mapping, and unmapping it again failed: the memory is kept forever".into())
                 } else {

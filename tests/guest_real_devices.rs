@@ -115,6 +115,44 @@ fn hot_reset_resets_only_what_the_caller_holds() {
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
 
+/// A device's BAR mapped into an IOAS by its address (the kernel's VFIO
+/// selftest `vfio_dma_mapping_mmio_test` on native iommufd, which never
+/// takes it): refused by the kernel whole, in part and at an offset, with
+/// the way that works named (a dma-buf export and `map_peer_bar`, the next
+/// test); nothing is mapped.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_bar_is_not_mapped_by_address_on_iommufd() {
+    use iommufd::{Access, Iova};
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let _a = support::bound_singleton(&fd).attach(&ioas).unwrap();
+    let b = support::bound_second_singleton(&fd);
+    let mmio = b.mmio(0).unwrap();
+    let base = mmio.host_address(0).unwrap();
+    for (off, len) in [(0, mmio.size() as usize), (0, 0x8000), (0x1000, 0x1000)] {
+        // SAFETY: inside B's mapped BAR, which stays mapped while `b` lives;
+        // the kernel refuses the map (asserted), and were it taken, the
+        // mapping would be dropped here, before `b`.
+        let r = unsafe {
+            ioas.map_user_va(
+                std::ptr::NonNull::new(base.wrapping_add(off)).unwrap(),
+                len,
+                Iova::Any,
+                Access::READ_WRITE,
+            )
+        };
+        let e = r.map(drop).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("device's BAR") && msg.contains("map_peer_bar"),
+            "{msg}"
+        );
+    }
+    b.close();
+}
+
 /// edu A DMAs into edu B's BAR through the IOMMU: B's BAR0 page exported
 /// as a dma-buf and mapped into A's IOAS. The bytes land in B's liveness
 /// register (edu stores the complement of what is written there).
