@@ -95,6 +95,25 @@ pub struct MockDevice {
     name: String,
 }
 
+/// What a mock device's IOMMU offers ([`MockDevice::with`]). The default
+/// is [`MockDevice::new`]'s: no PASID, dirty tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockCaps {
+    /// PASIDs (20 bits): `MOCK_FLAGS_DEVICE_PASID`.
+    pub pasid: bool,
+    /// Dirty tracking; `false` is `MOCK_FLAGS_DEVICE_NO_DIRTY`.
+    pub dirty_tracking: bool,
+}
+
+impl Default for MockCaps {
+    fn default() -> Self {
+        MockCaps {
+            pasid: false,
+            dirty_tracking: true,
+        }
+    }
+}
+
 impl MockDevice {
     /// A mock device attached to `ioas` (`IOMMU_TEST_OP_MOCK_DOMAIN`).
     ///
@@ -132,6 +151,38 @@ impl MockDevice {
             OP_MOCK_DOMAIN_FLAGS,
             "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS",
             MOCK_FLAGS_DEVICE_NO_DIRTY << 32,
+        )
+    }
+
+    /// A mock device whose IOMMU offers what `caps` says, attached to
+    /// `ioas` (`IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`): the constructors above
+    /// are its common cases, this one their combinations (a PASID-capable
+    /// device without dirty tracking, say).
+    ///
+    /// ```no_run
+    /// use iommufd::mock::{MockCaps, MockDevice};
+    /// # fn main() -> iommufd::Result<()> {
+    /// let ioas = iommufd::Iommufd::open_iommufd()?.alloc_ioas()?;
+    /// let dev = MockDevice::with(&ioas, MockCaps { pasid: true, dirty_tracking: false })?;
+    /// assert!(!dev.hw_info()?.dirty_tracking());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`MockDevice::new`].
+    pub fn with(ioas: &Ioas, caps: MockCaps) -> Result<MockDevice> {
+        let mut flags = 0;
+        if caps.pasid {
+            flags |= MOCK_FLAGS_DEVICE_PASID;
+        }
+        if !caps.dirty_tracking {
+            flags |= MOCK_FLAGS_DEVICE_NO_DIRTY;
+        }
+        Self::with_op(
+            ioas,
+            OP_MOCK_DOMAIN_FLAGS,
+            "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS",
+            flags << 32,
         )
     }
 

@@ -306,22 +306,32 @@ impl PasidTable {
     /// the width, but accepts a PASID attach of a device without PASIDs
     /// and does nothing with it (Linux 7.3, measured with edu on VT-d:
     /// the IOMMU core skips devices whose `max_pasids` is 0), so a caller
-    /// would believe in a page table the device never uses. Asks
-    /// `IOMMU_GET_HW_INFO` once per device.
+    /// would believe in a page table the device never uses. Likewise a
+    /// PASID onto a page table that tracks dirty pages (`tracks`) when the
+    /// device's IOMMU has no dirty tracking: the test driver takes it
+    /// (Linux 7.3, measured), and the PASID's writes would never be
+    /// recorded. Asks `IOMMU_GET_HW_INFO` once per device.
     pub(crate) fn check_capable(
         &mut self,
         (fd, dev_id, name): (&crate::Iommufd, u32, &str),
         op: PasidOp,
         pasid: Pasid,
+        (hwpt, tracks): (u32, bool),
     ) -> Result<()> {
         let bits = match self.bits {
             Some(b) => b,
             None => {
-                let b = crate::hwpt::hw_info_of(fd, dev_id, name)?.max_pasid_log2;
-                self.bits = Some(b);
-                b
+                let info = crate::hwpt::hw_info_of(fd, dev_id, name)?;
+                self.bits = Some(info.max_pasid_log2);
+                self.dirty = info.dirty_tracking();
+                info.max_pasid_log2
             }
         };
+        if tracks && !self.dirty {
+            return Err(Error::new(ErrorKind::Unsupported, op.name(), format!("{name} {pasid}"))
+                .detail(format!("HWPT {hwpt} tracks dirty pages and {name}'s IOMMU has no dirty tracking (IOMMU_GET_HW_INFO): what {pasid} writes would never show in the dirty bitmap"))
+                .hint("attach it to a page table that does not track (a migration must then copy what it maps whole)"));
+        }
         if bits == 0 {
             return Err(Error::new(ErrorKind::Unsupported, op.name(), format!("{name} {pasid}"))
                 .detail(format!("{name} cannot use PASIDs: IOMMU_GET_HW_INFO reports max_pasid_log2 0 (the device has no PASID capability, or its IOMMU no PASID support; emulated VT-d has none). The kernel would accept the attach and do nothing with it")));
@@ -363,7 +373,7 @@ impl PasidTable {
             "the page table",
         )?;
         self.check(name, op, pasid)?;
-        self.check_capable(dev, op, pasid)?;
+        self.check_capable(dev, op, pasid, (hwpt.id(), hwpt.held().dirty_tracking()))?;
         match call(pasid.0, hwpt.id()) {
             Ok(()) => {
                 self.set(pasid.0, hwpt.held());

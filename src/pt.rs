@@ -194,6 +194,11 @@ impl HeldPt {
         self.0.id()
     }
 
+    /// Whether it tracks dirty pages (its kind's, from its allocation).
+    pub(crate) fn dirty_tracking(&self) -> bool {
+        self.0.dirty_tracking()
+    }
+
     pub(crate) fn pasid_capable(&self) -> bool {
         self.0.pasid_capable()
     }
@@ -219,6 +224,8 @@ pub(crate) struct PasidTable {
     /// `max_pasid_log2` from `IOMMU_GET_HW_INFO`, asked at the first
     /// attach: it cannot change while the device is bound.
     pub(crate) bits: Option<u8>,
+    /// Whether the device's IOMMU tracks dirty pages, from the same answer.
+    pub(crate) dirty: bool,
 }
 
 impl PasidTable {

@@ -806,6 +806,15 @@ fn the_last_page_of_the_iova_space_maps_and_overflow_is_refused() {
     // Nothing was lost: the page maps again.
     let m = ioas.map(buf, Iova::Fixed(top), Access::READ).unwrap();
     drop(m);
+    // A mapping the crate did not make (another user of the iommufd), at
+    // the top: the kernel's unmap-all (IOVA 0, length 2^64 - 1) takes it
+    // and says how much; over a live `Mapping` it is refused instead.
+    let mut other = DmaBuffer::new(4096).unwrap();
+    let va = other.as_mut_slice().as_mut_ptr() as u64;
+    // SAFETY: `other` outlives the mapping, which the unmap-all removes.
+    unsafe { support::raw::map(fd.iommufd_fd().unwrap(), ioas.id(), va, 4096, Some(top)) }.unwrap();
+    assert_eq!(ioas.unmap(0, u64::MAX).unwrap(), 4096);
+    drop(other);
     dev.detach().unwrap().close();
 }
 

@@ -445,3 +445,38 @@ fn no_room_left_is_the_kernels_enospc() {
         Ok(m) => panic!("mapped where the kernel has no room: {m:?}"),
     }
 }
+
+/// Kernel-chosen maps of lengths that are not page multiples, into an IOAS
+/// with no device (alignment 1) (the kernel selftest's `ioas_iova_alloc`,
+/// which maps every length from 1 byte to two pages): each is accepted,
+/// at the IOVA the kernel would have chosen, and unmapped whole.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn sub_page_lengths_are_chosen_as_the_kernel_would() {
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut buf = DmaBuffer::new(3 * 4096).unwrap();
+    let base = std::ptr::NonNull::new(buf.as_mut_slice().as_mut_ptr()).unwrap();
+    let mut live = Vec::new();
+    for len in (1..=2 * 4096usize)
+        .step_by(97)
+        .chain([4095, 4096, 4097, 8191, 8192])
+    {
+        for off in [0usize, 1, 0x800] {
+            let va = base.as_ptr() as u64 + off as u64;
+            let want = kernel_would_choose(&fd, ioas.id(), va, len as u64);
+            // SAFETY: inside `buf`, which outlives every mapping here (they
+            // are dropped at the end of each step or with `live`, first).
+            let m = unsafe { ioas.map_user_va(base.byte_add(off), len, Iova::Any, Access::READ) }
+                .unwrap_or_else(|e| panic!("{len} bytes at +{off:#x}: {e}"));
+            assert_eq!(m.iova(), want, "{len} bytes at +{off:#x}");
+            assert_eq!(m.len(), len as u64);
+            // Every third one stays, so the next choices see holes.
+            if len % 3 == 0 {
+                live.push(m);
+            }
+        }
+    }
+    drop(live);
+    drop(buf);
+}

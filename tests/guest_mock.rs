@@ -1055,3 +1055,65 @@ fn a_vdevice_outlives_its_device_as_a_tombstone() {
     // And with both gone, the id is free for the second device again.
     viommu.alloc_vdevice(&second, 0x99).unwrap();
 }
+
+/// Dirty tracking on a PASID-capable page table that a PASID is attached
+/// to (the kernel selftest's `pasid_set_dirty_tracking`): the RID and
+/// PASID 100 on one tracking, PASID-capable HWPT; tracking starts and
+/// stops; the PASID detaches; a device without dirty tracking cannot put a
+/// PASID there.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_pasids_page_table_tracks_dirty_pages() {
+    use iommufd::{Pasid, PasidHwpt};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    if mock_or_6_12(&ioas).is_none() {
+        return;
+    }
+    let mut dev = MockDevice::new_with_pasid(&ioas).unwrap();
+    let table = PasidHwpt::<DirtyTracking>::alloc(&dev, &ioas).unwrap();
+    dev.replace(&table).unwrap();
+    let p = Pasid::new(100).unwrap();
+    dev.attach_pasid(p, &table).unwrap();
+    assert!(dev.pasid_is_on(p, Some(table.id())).unwrap());
+    let tracking = table.hwpt().start_dirty_tracking().unwrap();
+    let _m = ioas
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(BASE),
+            Access::READ_WRITE,
+        )
+        .unwrap();
+    assert_eq!(
+        tracking
+            .read_dirty(BASE, 4096, PAGE, false)
+            .unwrap()
+            .count(),
+        0
+    );
+    tracking.stop().unwrap();
+    dev.detach_pasid(p).unwrap();
+    assert!(dev.pasid_is_on(p, None).unwrap());
+    // A PASID-capable device whose IOMMU has no dirty tracking: its PASID
+    // does not go onto the tracking page table, and stays detached. (The
+    // test driver would take it, measured on 7.3, and record nothing of
+    // what the PASID writes: the crate refuses, by name.)
+    use iommufd::hwpt::Paging;
+    use iommufd::mock::MockCaps;
+    let other = fd.alloc_ioas().unwrap();
+    let mut plain = MockDevice::with(
+        &other,
+        MockCaps {
+            pasid: true,
+            dirty_tracking: false,
+        },
+    )
+    .unwrap();
+    assert!(!plain.hw_info().unwrap().dirty_tracking());
+    let rid = PasidHwpt::<Paging>::alloc(&plain, &other).unwrap();
+    plain.replace(&rid).unwrap();
+    let e = plain.attach_pasid(p, &table).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("no dirty tracking"), "{e}");
+    assert!(plain.pasid_is_on(p, None).unwrap());
+}
