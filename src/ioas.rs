@@ -409,9 +409,21 @@ impl Ioas {
     #[doc(alias = "IOMMU_OPTION_HUGE_PAGES")]
     ///
     /// Example: [the `ioas` module docs](crate::ioas).
+    ///
+    /// # Errors
+    /// `EADDRINUSE` ([`ErrorKind::Busy`]) turning it off while a mapping
+    /// is not page-aligned (a sub-page user address or length, which an
+    /// IOAS with no device takes): off, the kernel keeps every mapping
+    /// page-aligned. The setting is then unchanged.
     pub fn set_huge_pages(&self, on: bool) -> Result<()> {
         self.option(sys::IOMMU_OPTION_OP_SET, u64::from(on))
             .map(drop)
+            .map_err(|e| match e.raw_errno() {
+                Some(Errno::EADDRINUSE) => e.kind_(ErrorKind::Busy).detail(
+                    "a mapping of this IOAS is not page-aligned (its user address or length), and with huge pages off the kernel keeps every mapping page-aligned; the setting is unchanged",
+                ).hint("unmap the sub-page mappings first"),
+                _ => e,
+            })
     }
 
     /// The current huge-pages setting (see [`set_huge_pages`](Self::set_huge_pages)).
@@ -653,7 +665,64 @@ impl Ioas {
         iova: Iova,
         access: Access,
     ) -> Result<Mapping<Shared<M>>> {
-        let len = src.len;
+        self.copy_range(src, 0, src.len, iova, access)
+    }
+
+    /// Maps part of `src` into this IOAS: the `len` bytes from byte `offset`
+    /// of it (`IOMMU_IOAS_COPY` of a sub-range), as
+    /// [`copy_from`](Self::copy_from) maps the whole. The copy holds a share
+    /// of all of the source's memory, as a whole copy does.
+    ///
+    /// ```no_run
+    /// use iommufd::{Access, DmaBuffer, Iommufd, Iova};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fd = Iommufd::open()?;
+    /// let (a, b) = (fd.alloc_ioas()?, fd.alloc_ioas()?);
+    /// let ram = a.map(DmaBuffer::new(1 << 20)?, Iova::Any, Access::READ_WRITE).map_err(iommufd::Error::from)?;
+    /// // The second page only, for a device on `b`.
+    /// let page = b.copy_part_from(&ram, 4096, 4096, Iova::Fixed(0x10_0000), Access::READ)?;
+    /// # drop(page); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// An empty range or one that runs past the end of `src`
+    /// ([`ErrorKind::InvalidInput`], before the ioctl); an `offset` or
+    /// `len` the IOASes' alignment refuses is the kernel's `EINVAL` (an IOAS
+    /// with a device attached takes page multiples); as
+    /// [`map`](Self::map).
+    #[doc(alias = "IOMMU_IOAS_COPY")]
+    pub fn copy_part_from<M>(
+        &self,
+        src: &Mapping<M>,
+        offset: u64,
+        len: u64,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<Shared<M>>> {
+        if len == 0 || offset.checked_add(len).is_none_or(|end| end > src.len) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "IOMMU_IOAS_COPY",
+                src.ioas.range_object(src.iova, src.len),
+            )
+            .detail(format!(
+                "[{offset:#x}, +{len:#x}) is not a non-empty part of the {:#x}-byte source mapping",
+                src.len
+            )));
+        }
+        self.copy_range(src, offset, len, iova, access)
+    }
+
+    /// `IOMMU_IOAS_COPY` of `[offset, offset + len)` of `src` (checked by
+    /// the caller to lie inside it).
+    fn copy_range<M>(
+        &self,
+        src: &Mapping<M>,
+        offset: u64,
+        len: u64,
+        iova: Iova,
+        access: Access,
+    ) -> Result<Mapping<Shared<M>>> {
         let at = self.precheck(iova, len)?;
         if !src
             .ioas
@@ -671,10 +740,14 @@ impl Ioas {
                 ),
             );
         }
-        let src_va = (src.va_len > 0).then_some(src.ptr);
+        // The part's own address and CPU-side length (its source's, from
+        // `offset`); `offset` lies inside the source (the callers).
+        let ptr = NonNull::new(src.ptr.as_ptr().wrapping_add(offset as usize)).unwrap_or(src.ptr);
+        let va_len = src.va_len.saturating_sub(offset as usize).min(len as usize);
+        let src_va = (va_len > 0).then_some(ptr);
         // The kernel aligns a kernel-chosen IOVA by the source's address
         // (or file offset, which the crate does not keep: it chooses then).
-        let hint = (!src.by_file).then_some(src.ptr.as_ptr() as u64);
+        let hint = (!src.by_file).then_some(ptr.as_ptr() as u64);
         let keep = src.keep.get_or_init(|| Arc::new(Keep(Mutex::new(None))));
         // SAFETY: the returned mapping holds a `Shared` share of the source's
         // `Keep`, which keeps the memory at `src_va` alive and in place until
@@ -687,7 +760,7 @@ impl Ioas {
                     (
                         &src.ioas.inner.space,
                         src.ioas.inner.obj.id(),
-                        src.iova,
+                        src.iova + offset,
                         src_va,
                     ),
                     len,
@@ -702,15 +775,10 @@ impl Ioas {
                 }
                 e
             })?;
-        Ok(Mapping::new(
-            self.clone(),
-            got,
-            len,
-            Shared(keep.clone()),
-            src.ptr,
-            src.va_len,
+        Ok(
+            Mapping::new(self.clone(), got, len, Shared(keep.clone()), ptr, va_len)
+                .file_backed(src.by_file),
         )
-        .file_backed(src.by_file))
     }
 
     /// Unmaps exactly `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`) and returns the

@@ -480,3 +480,40 @@ fn sub_page_lengths_are_chosen_as_the_kernel_would() {
     drop(live);
     drop(buf);
 }
+
+/// The huge-pages option sets the IOAS's alignment (the kernel selftest's
+/// `ioas_align_change`, on an IOAS with no device, where the alignment is
+/// otherwise 1): off, every mapping must be page-aligned, and a map at a
+/// sub-page user address is refused; on again, it maps; off again while
+/// that mapping is there is refused (`EADDRINUSE`, the setting unchanged);
+/// with it gone, off is taken.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn the_huge_pages_option_aligns_only_what_is_aligned() {
+    const AT: u64 = 1 << 24;
+    let fd = Iommufd::open().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let mut buf = DmaBuffer::new(3 * 4096).unwrap();
+    let base = std::ptr::NonNull::new(buf.as_mut_slice().as_mut_ptr()).unwrap();
+    // SAFETY (each map below): inside `buf`, which outlives the mappings
+    // (all dropped before it).
+    let map = |off: usize, iova: u64| unsafe {
+        ioas.map_user_va(base.byte_add(off), 4096, Iova::Fixed(iova), Access::READ)
+    };
+    let aligned = map(0, AT).unwrap();
+    ioas.set_huge_pages(false).unwrap();
+    let e = map(0x800, AT + 4096).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EINVAL), "{e}");
+    ioas.set_huge_pages(false).unwrap();
+    ioas.set_huge_pages(true).unwrap();
+    let sub_page = map(0x800, AT + 4096).unwrap();
+    let e = ioas.set_huge_pages(false).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EADDRINUSE), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains("not page-aligned"), "{e}");
+    assert!(ioas.huge_pages().unwrap(), "unchanged");
+    drop(sub_page);
+    ioas.set_huge_pages(false).unwrap();
+    drop(aligned);
+    drop(buf);
+}
