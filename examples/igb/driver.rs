@@ -606,20 +606,7 @@ fn phy_write(bar: &Mmio<'_>, reg: u32, value: u16) -> Result<(), Error> {
 /// before it is posted), and, with `msix`, receive queue 0 on MSI-X vector
 /// [`VECTOR`], masked after each interrupt until [`Msix`] unmasks it.
 pub fn bring_up(bar: &Mmio<'_>, tx_iova: u64, rx_iova: u64, msix: bool) -> Result<(), Error> {
-    bar.write32(IMC, u32::MAX)?;
-    bar.write32(EIMC, u32::MAX)?;
-    bar.write32(RCTL, 0)?;
-    bar.write32(TCTL, 0)?;
-    let ctrl = bar.read32(CTRL)?;
-    bar.write32(CTRL, ctrl | CTRL_RST)?;
-    std::thread::sleep(Duration::from_millis(1));
-    wait_reg(
-        bar,
-        CTRL,
-        "the reset to complete",
-        Duration::from_secs(1),
-        |v| v & CTRL_RST == 0,
-    )?;
+    shut_down(bar)?;
     bar.write32(IMC, u32::MAX)?;
     bar.write32(EIMC, u32::MAX)?;
     let ext = bar.read32(CTRL_EXT)?;
@@ -711,8 +698,10 @@ pub fn state(bar: &Mmio<'_>) -> String {
     )
 }
 
-/// Stops both queues and resets the device.
+/// Masks every interrupt, stops both queues and resets the device
+/// (`CTRL.RST`, which clears itself when the reset is done).
 pub fn shut_down(bar: &Mmio<'_>) -> Result<(), Error> {
+    bar.write32(IMC, u32::MAX)?;
     bar.write32(EIMC, u32::MAX)?;
     bar.write32(RCTL, 0)?;
     bar.write32(TCTL, 0)?;
