@@ -49,6 +49,116 @@ impl ViommuKind {
 struct ViommuInner {
     parent: Hwpt<NestParent>,
     id: u32,
+    /// Where its driver's page is in the iommufd's mmap space (offset,
+    /// length), if it hands one out.
+    page: Option<(u64, u64)>,
+}
+
+/// Driver data a vIOMMU takes at allocation ([`Viommu::alloc_with_data`]),
+/// one variant per kind that takes any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ViommuData {
+    /// The test driver's (`struct iommu_viommu_selftest`): `in_data` comes
+    /// back as [`ViommuReply::Selftest`]'s `out_data` and as the first word
+    /// of the vIOMMU's page.
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest {
+        /// What the driver echoes.
+        in_data: u32,
+    },
+}
+
+/// What a vIOMMU's driver answered to its [`ViommuData`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ViommuReply {
+    /// The test driver's.
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest {
+        /// The `in_data` it was given.
+        out_data: u32,
+    },
+}
+
+/// A vIOMMU's page, mapped into this process by [`Viommu::map_page`]:
+/// what its driver hands out (the test driver's page; on some IOMMUs the
+/// registers of a hardware command queue). Reached through volatile 32-bit
+/// accesses only. It borrows the vIOMMU, which the kernel will not destroy
+/// while the page is mapped (`EBUSY`), so it cannot outlive it
+/// (`ui-tests/compile-fail/viommu_page_outlives_viommu`); dropping it
+/// unmaps it.
+pub struct ViommuPage<'v> {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    viommu: &'v Viommu,
+}
+
+impl fmt::Debug for ViommuPage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViommuPage")
+            .field("viommu", &self.viommu.0.id)
+            .field("len", &format_args!("{:#x}", self.len))
+            .finish()
+    }
+}
+
+impl ViommuPage<'_> {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a page is never empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where a 32-bit access at `offset` goes, if it is inside and aligned.
+    fn word(&self, op: &'static str, offset: usize) -> Result<*mut u32> {
+        if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.len) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                format!("vIOMMU {} page", self.viommu.0.id),
+            )
+            .detail(format!(
+                "offset {offset:#x} is not a 32-bit word inside the {:#x}-byte page",
+                self.len
+            )));
+        }
+        Ok(self.ptr.as_ptr().wrapping_add(offset).cast())
+    }
+
+    /// Reads the 32-bit word at `offset` (volatile).
+    ///
+    /// # Errors
+    /// An offset outside the page or not 4-aligned ([`ErrorKind::InvalidInput`]).
+    pub fn read32(&self, offset: usize) -> Result<u32> {
+        let p = self.word("read32", offset)?;
+        // SAFETY: inside the live mapping, aligned (`word`); volatile, as
+        // the driver's side may change it at any time.
+        Ok(unsafe { p.read_volatile() })
+    }
+
+    /// Writes the 32-bit word at `offset` (volatile).
+    ///
+    /// # Errors
+    /// As [`read32`](Self::read32).
+    pub fn write32(&self, offset: usize, v: u32) -> Result<()> {
+        let p = self.word("write32", offset)?;
+        // SAFETY: as in `read32`; the mapping is writable (`Ctx::mmap`).
+        unsafe { p.write_volatile(v) };
+        Ok(())
+    }
+}
+
+impl Drop for ViommuPage<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `map_page` made; nothing borrows from it past
+        // this value (the accessors copy).
+        unsafe { crate::backend::munmap(self.ptr, self.len) }
+    }
 }
 
 impl Drop for ViommuInner {
@@ -155,6 +265,7 @@ impl Viommu {
             Ok(id) => Ok(Viommu(std::sync::Arc::new(ViommuInner {
                 parent: parent.as_parent(),
                 id,
+                page: None,
             }))),
             Err(e) => Err(alloc_error(
                 "IOMMU_VIOMMU_ALLOC",
@@ -162,6 +273,112 @@ impl Viommu {
                 e,
             )),
         }
+    }
+
+    /// Allocates a vIOMMU with driver data (`IOMMU_VIOMMU_ALLOC` with
+    /// `data_uptr`): its kind is the data's, and the driver's answer comes
+    /// back with it. A driver that hands out a page says where, and
+    /// [`map_page`](Self::map_page) maps it.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "iommufd-test-driver")]
+    /// # fn f(dev: &iommufd::mock::MockDevice, ioas: &iommufd::Ioas) -> iommufd::Result<()> {
+    /// use iommufd::hwpt::{Hwpt, NestParent};
+    /// use iommufd::viommu::{Viommu, ViommuData};
+    /// let s2 = Hwpt::<NestParent>::alloc(dev, ioas)?;
+    /// let (viommu, reply) = Viommu::alloc_with_data(dev, &s2, ViommuData::Selftest { in_data: 0xbeef })?;
+    /// let page = viommu.map_page()?;
+    /// assert_eq!(page.read32(0)?, 0xbeef);
+    /// # let _ = reply; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc).
+    #[doc(alias = "IOMMU_VIOMMU_ALLOC")]
+    #[cfg_attr(not(feature = "iommufd-test-driver"), allow(unused_variables))]
+    pub fn alloc_with_data<P: crate::hwpt::Parent>(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<P>,
+        data: ViommuData,
+    ) -> Result<(Viommu, ViommuReply)> {
+        let (fd, dev_id, name) = dev.hwpt_dev();
+        crate::owner::same_iommufd(
+            "IOMMU_VIOMMU_ALLOC",
+            || format!("{name} on HWPT {}", parent.id()),
+            fd,
+            &[(parent.ioas().iommufd(), "the nest parent")],
+        )?;
+        match data {
+            #[cfg(feature = "iommufd-test-driver")]
+            ViommuData::Selftest { in_data } => {
+                use crate::sys::IommuViommuSelftest as D;
+                use std::mem::{offset_of, size_of};
+                let mut bytes = [0u8; size_of::<D>()];
+                bytes[offset_of!(D, in_data)..][..4].copy_from_slice(&in_data.to_ne_bytes());
+                let kind = ViommuKind::Selftest;
+                let id = fd
+                    .ctx()
+                    .viommu_alloc_data(kind.number(), dev_id, parent.id(), &mut bytes)
+                    .map_err(|e| {
+                        alloc_error(
+                            "IOMMU_VIOMMU_ALLOC",
+                            format!("{name} on HWPT {}", parent.id()),
+                            e,
+                        )
+                    })?;
+                let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
+                let dword = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap());
+                let (offset, len) = (
+                    dword(offset_of!(D, out_mmap_offset)),
+                    dword(offset_of!(D, out_mmap_length)),
+                );
+                let viommu = Viommu(std::sync::Arc::new(ViommuInner {
+                    parent: parent.as_parent(),
+                    id,
+                    page: (len > 0).then_some((offset, len)),
+                }));
+                Ok((
+                    viommu,
+                    ViommuReply::Selftest {
+                        out_data: word(offset_of!(D, out_data)),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Maps the page its driver handed out at allocation
+    /// ([`alloc_with_data`](Self::alloc_with_data)) into this process
+    /// (`mmap` of the iommufd at the offset and length the driver gave,
+    /// the only ones it takes). See [`ViommuPage`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] for a vIOMMU whose driver handed out no
+    /// page; from `mmap`.
+    pub fn map_page(&self) -> Result<ViommuPage<'_>> {
+        let object = || format!("vIOMMU {} page", self.0.id);
+        let Some((offset, len)) = self.0.page else {
+            return Err(Error::new(ErrorKind::Unsupported, "mmap", object())
+                .detail("its driver handed out no page (a vIOMMU allocated without driver data, or of a kind that has none)"));
+        };
+        let len = usize::try_from(len).map_err(|_| {
+            Error::new(ErrorKind::InvalidInput, "mmap", object()).detail(format!(
+                "the driver's length {len:#x} does not fit this process"
+            ))
+        })?;
+        let ptr = self
+            .0
+            .parent
+            .ioas()
+            .iommufd()
+            .ctx()
+            .mmap(offset, len)
+            .map_err(|e| Error::sys("mmap", object(), e))?;
+        Ok(ViommuPage {
+            ptr,
+            len,
+            viommu: self,
+        })
     }
 
     /// Its id in the iommufd.

@@ -1117,3 +1117,42 @@ fn a_pasids_page_table_tracks_dirty_pages() {
     assert!(e.to_string().contains("no dirty tracking"), "{e}");
     assert!(plain.pasid_is_on(p, None).unwrap());
 }
+
+/// A vIOMMU with driver data and its page (the kernel selftest's
+/// `viommu_alloc_with_data`): the test driver echoes the data, and the page
+/// it hands out, mapped into this process, holds it; a vIOMMU allocated
+/// without data has no page, said by name. (Mapping the page at another
+/// offset or length, `ENXIO` in the selftest, cannot be asked: the crate
+/// maps exactly what the driver gave; destroying the vIOMMU while its page
+/// is mapped, `EBUSY`, cannot be written either: the page borrows it, the
+/// ui case `viommu_page_outlives_viommu`.)
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn a_viommus_page_holds_what_its_driver_put_there() {
+    use iommufd::hwpt::NestParent;
+    use iommufd::viommu::{Viommu, ViommuData, ViommuKind, ViommuReply};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+    let (viommu, reply) =
+        Viommu::alloc_with_data(&dev, &parent, ViommuData::Selftest { in_data: 0xbeef }).unwrap();
+    assert_eq!(reply, ViommuReply::Selftest { out_data: 0xbeef });
+    let page = viommu.map_page().unwrap();
+    assert!(page.len() >= 4096, "{page:?}");
+    assert_eq!(page.read32(0).unwrap(), 0xbeef);
+    page.write32(4, 0x1234_5678).unwrap();
+    assert_eq!(page.read32(4).unwrap(), 0x1234_5678);
+    for bad in [2, page.len()] {
+        let e = page.read32(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+    drop(page);
+    // Mapped again after an unmap: the same page.
+    assert_eq!(viommu.map_page().unwrap().read32(4).unwrap(), 0x1234_5678);
+    let plain = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+    let e = plain.map_page().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}

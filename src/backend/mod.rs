@@ -210,6 +210,47 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_VIOMMU_ALLOC` with driver data (`data` in and out).
+    #[cfg_attr(not(feature = "iommufd-test-driver"), allow(dead_code))]
+    pub(crate) fn viommu_alloc_data(
+        &self,
+        type_: u32,
+        dev_id: u32,
+        hwpt: u32,
+        data: &mut [u8],
+    ) -> std::result::Result<u32, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::viommu_alloc_data(fd.as_fd(), type_, dev_id, hwpt, data),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// `mmap` of `len` bytes at `offset` of the iommufd, shared, read and
+    /// write: a page an object of it hands out (a vIOMMU's). The caller
+    /// unmaps it ([`munmap`]).
+    pub(crate) fn mmap(&self, offset: u64, len: usize) -> std::result::Result<NonNull<u8>, Errno> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let Ctx::Cdev(fd) = self else {
+            return Err(Errno::ENOTTY);
+        };
+        let len = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        let offset = i64::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;
+        // SAFETY: a new shared mapping of the iommufd at an address the
+        // kernel chooses: nothing of this process is replaced, and nothing
+        // refers to it until the caller wraps it.
+        unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd.as_fd(),
+                offset,
+            )
+        }
+        .map(|p| p.cast())
+    }
+
     /// `IOMMU_VEVENTQ_ALLOC`: (id, fd).
     pub(crate) fn veventq_alloc(
         &self,
@@ -708,4 +749,14 @@ impl Link {
 fn mismatch(op: &'static str, name: &str) -> Error {
     Error::new(ErrorKind::PathConflict, op, name.to_string())
         .detail("the device and the IOAS are on different VFIO paths (cdev vs legacy container)")
+}
+
+/// Unmaps what [`Ctx::mmap`] mapped.
+///
+/// # Safety
+/// `ptr` and `len` are one mapping [`Ctx::mmap`] returned, not unmapped
+/// yet, and nothing refers to its memory any more.
+pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: forwarded: the caller's contract.
+    let _ = unsafe { nix::sys::mman::munmap(ptr.cast(), len) };
 }

@@ -275,6 +275,42 @@ pub fn viommu_alloc(fd: BorrowedFd<'_>, type_: u32, dev_id: u32, hwpt: u32) -> n
     unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
 }
 
+/// `IOMMU_VIOMMU_ALLOC` as [`viommu_alloc`], with driver data: `data` goes
+/// in and comes back with what the driver filled in.
+#[cfg_attr(not(feature = "iommufd-test-driver"), allow(dead_code))]
+pub fn viommu_alloc_data(
+    fd: BorrowedFd<'_>,
+    type_: u32,
+    dev_id: u32,
+    hwpt: u32,
+    data: &mut [u8],
+) -> nix::Result<u32> {
+    let mut arg = IommuViommuAlloc {
+        size: argsz::<IommuViommuAlloc>(),
+        type_,
+        dev_id,
+        hwpt_id: hwpt,
+        data_len: u32::try_from(data.len()).map_err(|_| nix::errno::Errno::EOVERFLOW)?,
+        data_uptr: data.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `data_uptr`/`data_len` describe `data`, a live exclusive
+    // buffer the kernel reads and writes only during this call.
+    unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
+}
+
+/// `struct iommu_viommu_selftest` (`drivers/iommu/iommufd/iommufd_test.h`):
+/// the test driver's vIOMMU data.
+#[cfg(feature = "iommufd-test-driver")]
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuViommuSelftest {
+    pub in_data: u32,
+    pub out_data: u32,
+    pub out_mmap_offset: u64,
+    pub out_mmap_length: u64,
+}
+
 /// `struct iommu_veventq_alloc`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -537,6 +573,12 @@ pub fn allow_iovas(fd: BorrowedFd<'_>, ioas: u32, ranges: &[IommuIovaRange]) -> 
 
 // Layouts pinned against include/uapi/linux/iommufd.h (Linux 7.3).
 assert_eq_size!(IommuDestroy, [u8; 8]);
+#[cfg(feature = "iommufd-test-driver")]
+assert_eq_size!(IommuViommuSelftest, [u8; 24]);
+#[cfg(feature = "iommufd-test-driver")]
+const_assert_eq!(offset_of!(IommuViommuSelftest, out_mmap_offset), 8);
+#[cfg(feature = "iommufd-test-driver")]
+const_assert_eq!(offset_of!(IommuViommuSelftest, out_mmap_length), 16);
 assert_eq_size!(IommuIoasAlloc, [u8; 12]);
 const_assert_eq!(offset_of!(IommuIoasAlloc, out_ioas_id), 8);
 assert_eq_size!(IommuIovaRange, [u8; 16]);
