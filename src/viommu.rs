@@ -22,6 +22,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::hwpt::{Hwpt, HwptDevice, NestParent, Nested, Stage1};
 use crate::iopf::FaultQueue;
+use crate::Mapping;
 use nix::errno::Errno;
 use std::fmt;
 
@@ -52,6 +53,103 @@ struct ViommuInner {
     /// Where its driver's page is in the iommufd's mmap space (offset,
     /// length), if it hands one out.
     page: Option<(u64, u64)>,
+}
+
+/// A hardware queue type (`IOMMU_HW_QUEUE_TYPE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HwQueueKind {
+    /// NVIDIA Tegra241 CMDQV's virtual command queue (an extension of ARM
+    /// SMMUv3).
+    Tegra241Cmdqv,
+    /// The iommufd test driver's.
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest,
+}
+
+impl HwQueueKind {
+    fn number(self) -> u32 {
+        match self {
+            HwQueueKind::Tegra241Cmdqv => 1,
+            #[cfg(feature = "iommufd-test-driver")]
+            HwQueueKind::Selftest => 0xdead_beef,
+        }
+    }
+}
+
+/// A hardware queue of a vIOMMU (`IOMMU_HW_QUEUE_ALLOC`): a queue the
+/// guest fills in its own memory and the IOMMU reads directly (a virtual
+/// command queue), without a trap per command.
+///
+/// Its memory is a range of a [`Mapping`] in the vIOMMU's nest-parent IOAS,
+/// which the kernel pins for it and will not unmap while it lives
+/// (`EBUSY`): the queue borrows the mapping, so it cannot be unmapped or
+/// dropped first (`ui-tests/compile-fail/hw_queue_memory_unmapped`).
+/// Queues are made in ascending index from 0 and destroyed in descending
+/// index (both existing drivers require it: the kernel refuses index 1
+/// before 0 with `EIO`, and destroying 0 before 1 with `EBUSY`): the first
+/// comes from [`Viommu::alloc_hw_queue`], each next from
+/// [`HwQueue::alloc_next`] on the one before, which it borrows.
+///
+/// ```no_run
+/// use iommufd::viommu::{HwQueueKind, Viommu};
+/// # fn f(viommu: &Viommu, guest_ram: &iommufd::Mapping<iommufd::DmaBuffer>) -> iommufd::Result<()> {
+/// // The guest's command queue: 4 KiB at offset 0x10000 of its RAM.
+/// let q0 = viommu.alloc_hw_queue(HwQueueKind::Tegra241Cmdqv, guest_ram, 0x10000, 4096)?;
+/// let q1 = q0.alloc_next(guest_ram, 0x11000, 4096)?;
+/// # drop(q1); Ok(()) }
+/// ```
+pub struct HwQueue<'a> {
+    viommu: &'a Viommu,
+    kind: HwQueueKind,
+    index: u32,
+    id: u32,
+}
+
+impl fmt::Debug for HwQueue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HwQueue")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("index", &self.index)
+            .field("viommu", &self.viommu.0.id)
+            .finish()
+    }
+}
+
+impl<'a> HwQueue<'a> {
+    /// Its id in the iommufd.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Its index among the vIOMMU's queues of its kind.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Allocates the next queue of the same kind (index + 1), over
+    /// `[offset, offset + len)` of `memory`. It borrows this one, which the
+    /// kernel will not destroy first.
+    ///
+    /// # Errors
+    /// As [`Viommu::alloc_hw_queue`]; `EINVAL` from the kernel past the
+    /// driver's number of queues.
+    pub fn alloc_next<'b, M>(
+        &'b self,
+        memory: &'b Mapping<M>,
+        offset: u64,
+        len: u64,
+    ) -> Result<HwQueue<'b>> {
+        self.viommu
+            .hw_queue(self.kind, self.index + 1, memory, offset, len)
+    }
+}
+
+impl Drop for HwQueue<'_> {
+    fn drop(&mut self) {
+        self.viommu.0.parent.ioas().iommufd().ctx().destroy(self.id);
+    }
 }
 
 /// Driver data a vIOMMU takes at allocation ([`Viommu::alloc_with_data`]),
@@ -194,6 +292,27 @@ fn alloc_error(op: &'static str, object: String, e: Errno) -> Error {
         Errno::ENOTTY => err
             .kind_(ErrorKind::Unsupported)
             .detail("no vIOMMU objects here: the legacy container path, or a kernel before 6.13"),
+        _ => err,
+    }
+}
+
+/// Explains a refused `IOMMU_HW_QUEUE_ALLOC` of `[iova, iova + len)`.
+#[cold]
+fn hw_queue_error(object: String, iova: u64, len: u64, e: Errno) -> Error {
+    let err = Error::sys("IOMMU_HW_QUEUE_ALLOC", object, e);
+    match e {
+        Errno::EOPNOTSUPP => err
+            .kind_(ErrorKind::Unsupported)
+            .detail("the vIOMMU has no hardware queues of this kind"),
+        Errno::ENOTTY => err.kind_(ErrorKind::Unsupported).detail(
+            "no hardware queues here: the legacy container path, or a kernel before 6.17",
+        ),
+        Errno::EEXIST => err
+            .kind_(ErrorKind::Overlap)
+            .detail("the vIOMMU has a queue of this kind at this index already"),
+        Errno::EINVAL => err.detail(format!(
+            "the driver refused the queue: an index past its number of queues, or memory [{iova:#x}, +{len:#x}) it cannot take (its alignment or size limits)"
+        )),
         _ => err,
     }
 }
@@ -379,6 +498,72 @@ impl Viommu {
             len,
             viommu: self,
         })
+    }
+
+    /// Allocates its first hardware queue (index 0) of `kind`, over the
+    /// `len` bytes at `offset` of `memory`, a mapping in this vIOMMU's
+    /// nest-parent IOAS (the guest's RAM). See [`HwQueue`].
+    ///
+    /// # Errors
+    /// A mapping of another IOAS, or a range not inside it or empty
+    /// ([`ErrorKind::InvalidInput`], before the ioctl);
+    /// [`ErrorKind::Unsupported`] when the vIOMMU has no such queues (or
+    /// before Linux 6.17); `EEXIST` when the index is taken; the driver's
+    /// own limits (alignment, size) as `EINVAL`.
+    #[doc(alias = "IOMMU_HW_QUEUE_ALLOC")]
+    pub fn alloc_hw_queue<'a, M>(
+        &'a self,
+        kind: HwQueueKind,
+        memory: &'a Mapping<M>,
+        offset: u64,
+        len: u64,
+    ) -> Result<HwQueue<'a>> {
+        self.hw_queue(kind, 0, memory, offset, len)
+    }
+
+    fn hw_queue<'a, M>(
+        &'a self,
+        kind: HwQueueKind,
+        index: u32,
+        memory: &'a Mapping<M>,
+        offset: u64,
+        len: u64,
+    ) -> Result<HwQueue<'a>> {
+        let parent = self.0.parent.ioas();
+        let object = || format!("vIOMMU {} queue {index}", self.0.id);
+        let outside = len == 0 || offset.checked_add(len).is_none_or(|end| end > memory.len());
+        if memory.ioas() != parent || outside {
+            let detail = if outside {
+                format!(
+                    "[{offset:#x}, +{len:#x}) is not a non-empty part of the {:#x}-byte mapping",
+                    memory.len()
+                )
+            } else {
+                format!(
+                    "its memory is mapped in IOAS {}, not in IOAS {} of the vIOMMU's nest parent",
+                    memory.ioas().id(),
+                    parent.id()
+                )
+            };
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "IOMMU_HW_QUEUE_ALLOC", object())
+                    .detail(detail),
+            );
+        }
+        let iova = memory.iova() + offset;
+        match parent
+            .iommufd()
+            .ctx()
+            .hw_queue_alloc(self.0.id, kind.number(), index, iova, len)
+        {
+            Ok(id) => Ok(HwQueue {
+                viommu: self,
+                kind,
+                index,
+                id,
+            }),
+            Err(e) => Err(hw_queue_error(object(), iova, len, e)),
+        }
     }
 
     /// Its id in the iommufd.

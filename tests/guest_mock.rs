@@ -1156,3 +1156,76 @@ fn a_viommus_page_holds_what_its_driver_put_there() {
     let e = plain.map_page().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
+
+/// Hardware queues of a vIOMMU (the kernel selftest's `hw_queue`, Linux
+/// 6.17): a kind the vIOMMU has not is refused (`EOPNOTSUPP`), a range
+/// outside its mapping or of another IOAS before the ioctl; queue 0, then
+/// 1 at an unaligned half page, from the one before; index 0 twice is
+/// `EEXIST`, a third past the driver's two is `EINVAL`; a mapping no queue
+/// uses unmaps, and the queues' mapping unmaps once they are gone. (Index 1
+/// first, destroying 0 before 1 and unmapping a queue's memory under it
+/// cannot be written: `alloc_next` borrows the queue before, and a queue
+/// its mapping, the ui case `hw_queue_memory_unmapped`.)
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn hardware_queues_own_their_memory_and_come_in_order() {
+    use iommufd::hwpt::NestParent;
+    use iommufd::viommu::{HwQueueKind, Viommu, ViommuKind};
+    let fd = Iommufd::open_iommufd().unwrap();
+    let ioas = fd.alloc_ioas().unwrap();
+    let Some(dev) = mock_or_6_12(&ioas) else {
+        return;
+    };
+    let parent = Hwpt::<NestParent>::alloc(&dev, &ioas).unwrap();
+    let viommu = Viommu::alloc(&dev, &parent, ViommuKind::Selftest).unwrap();
+    let map = |at: u64, len: usize| {
+        ioas.map(
+            DmaBuffer::new(len).unwrap(),
+            Iova::Fixed(at),
+            Access::READ_WRITE,
+        )
+        .unwrap()
+    };
+    let ram = map(BASE, 8192);
+    let spare = map(BASE + 0x10000, 4096);
+    let e = viommu
+        .alloc_hw_queue(HwQueueKind::Tegra241Cmdqv, &ram, 0, 4096)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    for (off, len) in [(0, 0), (4096, 8192), (u64::MAX, 2)] {
+        let e = viommu
+            .alloc_hw_queue(HwQueueKind::Selftest, &ram, off, len)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{off:#x}+{len:#x}: {e}");
+    }
+    let other = fd.alloc_ioas().unwrap();
+    let elsewhere = other
+        .map(
+            DmaBuffer::new(4096).unwrap(),
+            Iova::Fixed(BASE),
+            Access::READ,
+        )
+        .unwrap();
+    let e = viommu
+        .alloc_hw_queue(HwQueueKind::Selftest, &elsewhere, 0, 4096)
+        .unwrap_err();
+    assert!(e.to_string().contains("nest parent"), "{e}");
+    let q0 = viommu
+        .alloc_hw_queue(HwQueueKind::Selftest, &ram, 0, 4096)
+        .unwrap();
+    assert_eq!(q0.index(), 0);
+    let e = viommu
+        .alloc_hw_queue(HwQueueKind::Selftest, &ram, 4096, 4096)
+        .unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EEXIST), "{e}");
+    // Memory no queue uses is the caller's to unmap.
+    spare.unmap().unwrap();
+    let q1 = q0.alloc_next(&ram, 2048, 2048).unwrap();
+    assert_eq!(q1.index(), 1);
+    let e = q1.alloc_next(&ram, 4096, 4096).unwrap_err();
+    assert_eq!(e.raw_errno(), Some(nix::errno::Errno::EINVAL), "{e}");
+    drop(q1);
+    drop(q0);
+    // The kernel gave the memory back: it unmaps.
+    assert_eq!(ram.unmap().unwrap().len(), 8192);
+}

@@ -225,6 +225,21 @@ impl Ctx {
         }
     }
 
+    /// `IOMMU_HW_QUEUE_ALLOC`: the queue's id.
+    pub(crate) fn hw_queue_alloc(
+        &self,
+        viommu: u32,
+        type_: u32,
+        index: u32,
+        iova: u64,
+        len: u64,
+    ) -> std::result::Result<u32, Errno> {
+        match self {
+            Ctx::Cdev(fd) => sys::hw_queue_alloc(fd.as_fd(), viommu, type_, index, iova, len),
+            Ctx::Legacy => Err(Errno::ENOTTY),
+        }
+    }
+
     /// `mmap` of `len` bytes at `offset` of the iommufd, shared, read and
     /// write: a page an object of it hands out (a vIOMMU's). The caller
     /// unmaps it ([`munmap`]).

@@ -299,6 +299,43 @@ pub fn viommu_alloc_data(
     unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
 }
 
+/// `struct iommu_hw_queue_alloc`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IommuHwQueueAlloc {
+    pub size: u32,
+    pub flags: u32,
+    pub viommu_id: u32,
+    pub type_: u32,
+    pub index: u32,
+    pub out_hw_queue_id: u32,
+    pub nesting_parent_iova: u64,
+    pub length: u64,
+}
+
+/// `IOMMU_HW_QUEUE_ALLOC` of `type_` queue `index` on `viommu`, its memory
+/// at `[iova, iova + len)` of the nest parent's IOAS; its id.
+pub fn hw_queue_alloc(
+    fd: BorrowedFd<'_>,
+    viommu: u32,
+    type_: u32,
+    index: u32,
+    iova: u64,
+    len: u64,
+) -> nix::Result<u32> {
+    let mut arg = IommuHwQueueAlloc {
+        size: argsz::<IommuHwQueueAlloc>(),
+        viommu_id: viommu,
+        type_,
+        index,
+        nesting_parent_iova: iova,
+        length: len,
+        ..Default::default()
+    };
+    // SAFETY: a pointer-free struct of the kernel's layout (pinned below).
+    unsafe { raw::iommu_hw_queue_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_hw_queue_id)
+}
+
 /// `struct iommu_viommu_selftest` (`drivers/iommu/iommufd/iommufd_test.h`):
 /// the test driver's vIOMMU data.
 #[cfg(feature = "iommufd-test-driver")]
@@ -573,6 +610,10 @@ pub fn allow_iovas(fd: BorrowedFd<'_>, ioas: u32, ranges: &[IommuIovaRange]) -> 
 
 // Layouts pinned against include/uapi/linux/iommufd.h (Linux 7.3).
 assert_eq_size!(IommuDestroy, [u8; 8]);
+assert_eq_size!(IommuHwQueueAlloc, [u8; 40]);
+const_assert_eq!(offset_of!(IommuHwQueueAlloc, out_hw_queue_id), 20);
+const_assert_eq!(offset_of!(IommuHwQueueAlloc, nesting_parent_iova), 24);
+const_assert_eq!(offset_of!(IommuHwQueueAlloc, length), 32);
 #[cfg(feature = "iommufd-test-driver")]
 assert_eq_size!(IommuViommuSelftest, [u8; 24]);
 #[cfg(feature = "iommufd-test-driver")]

@@ -103,6 +103,7 @@ vfio_ioctls! {
     iommu_viommu_alloc = IOMMUFD_CMD_BASE + 0x10, IommuViommuAlloc;
     iommu_vdevice_alloc = IOMMUFD_CMD_BASE + 0x11, IommuVdeviceAlloc;
     iommu_veventq_alloc = IOMMUFD_CMD_BASE + 0x13, IommuVeventqAlloc;
+    iommu_hw_queue_alloc = IOMMUFD_CMD_BASE + 0x14, IommuHwQueueAlloc;
 }
 
 /// The `size`/`argsz` first field every iommufd and VFIO struct carries.
