@@ -1042,9 +1042,55 @@ impl HwInfo {
     pub fn dirty_tracking(&self) -> bool {
         self.capabilities & sys::IOMMU_HW_CAP_DIRTY_TRACKING != 0
     }
+    /// `IOMMU_HW_CAP_PCI_PASID_EXEC`: the device's PASID capability allows
+    /// execute requests (to report to a guest; the host ignores it).
+    pub fn pasid_exec(&self) -> bool {
+        self.capabilities & sys::IOMMU_HW_CAP_PCI_PASID_EXEC != 0
+    }
+    /// `IOMMU_HW_CAP_PCI_PASID_PRIV`: privileged-mode requests, likewise.
+    pub fn pasid_priv(&self) -> bool {
+        self.capabilities & sys::IOMMU_HW_CAP_PCI_PASID_PRIV != 0
+    }
+    /// `IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED`: the device's ATS cannot be
+    /// used (so a guest must not be told it has ATS).
+    pub fn ats_not_supported(&self) -> bool {
+        self.capabilities & sys::IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED != 0
+    }
     /// The device can be attached at a PASID.
     pub fn pasid(&self) -> bool {
         self.max_pasid_log2 > 0
+    }
+}
+
+/// A type of IOMMU data to ask for ([`Device::hw_info_as`]): an IOMMU
+/// driver may report several (ARM SMMUv3 with the Tegra241 CMDQV
+/// extension reports both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HwInfoType {
+    /// `IOMMU_HW_INFO_TYPE_INTEL_VTD`.
+    IntelVtd,
+    /// `IOMMU_HW_INFO_TYPE_ARM_SMMUV3`.
+    ArmSmmuV3,
+    /// `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV`.
+    Tegra241Cmdqv,
+    /// `IOMMU_HW_INFO_TYPE_AMD`.
+    Amd,
+    /// The iommufd test driver's (`IOMMU_HW_INFO_TYPE_SELFTEST`).
+    #[cfg(feature = "iommufd-test-driver")]
+    Selftest,
+}
+
+impl HwInfoType {
+    fn number(self) -> u32 {
+        match self {
+            HwInfoType::IntelVtd => 1,
+            HwInfoType::ArmSmmuV3 => 2,
+            HwInfoType::Tegra241Cmdqv => 3,
+            HwInfoType::Amd => 4,
+            #[cfg(feature = "iommufd-test-driver")]
+            HwInfoType::Selftest => 0xfeed_beef,
+        }
     }
 }
 
@@ -1148,21 +1194,58 @@ impl<S: Bound> Device<S> {
     pub fn hw_info(&self) -> Result<HwInfo> {
         hw_info_of(self.iommufd(), self.dev_id(), self.name())
     }
+
+    /// As [`hw_info`](Self::hw_info), with the IOMMU's data of type `t`
+    /// (`IOMMU_HW_INFO_FLAG_INPUT_TYPE`, Linux 6.17) instead of its
+    /// default one.
+    ///
+    /// ```no_run
+    /// # fn f(dev: &iommufd::Device<iommufd::BlockDma>) -> iommufd::Result<()> {
+    /// use iommufd::hwpt::{HwInfoType, IommuKind};
+    /// if let IommuKind::IntelVtd { cap_reg, .. } = dev.hw_info_as(HwInfoType::IntelVtd)?.kind {
+    ///     println!("VT-d CAP_REG {cap_reg:#x}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] when the IOMMU has no data of that type
+    /// (`EOPNOTSUPP`, also before 6.17); as [`hw_info`](Self::hw_info).
+    #[doc(alias = "IOMMU_HW_INFO_FLAG_INPUT_TYPE")]
+    pub fn hw_info_as(&self, t: HwInfoType) -> Result<HwInfo> {
+        hw_info_typed(self.iommufd(), self.dev_id(), self.name(), Some(t))
+    }
 }
 
 /// `IOMMU_GET_HW_INFO` of device `dev_id` of `fd`, decoded.
 pub(crate) fn hw_info_of(fd: &crate::Iommufd, dev_id: u32, name: &str) -> Result<HwInfo> {
+    hw_info_typed(fd, dev_id, name, None)
+}
+
+/// As [`hw_info_of`], asking for data of type `in_type` when given
+/// (`IOMMU_HW_INFO_FLAG_INPUT_TYPE`).
+pub(crate) fn hw_info_typed(
+    fd: &crate::Iommufd,
+    dev_id: u32,
+    name: &str,
+    in_type: Option<HwInfoType>,
+) -> Result<HwInfo> {
     let mut data = [0u64; 32];
-    let h = fd.ctx().hw_info(dev_id, &mut data).map_err(|e| {
-        let err = Error::sys("IOMMU_GET_HW_INFO", name.to_string(), e);
-        if e == Errno::ENOTTY {
-            err.kind_(ErrorKind::Unsupported).detail(
-                "no IOMMU_GET_HW_INFO here: the legacy container path, or a kernel before 6.6",
-            )
-        } else {
-            err
-        }
-    })?;
+    let h = fd
+        .ctx()
+        .hw_info(dev_id, &mut data, in_type.map(HwInfoType::number))
+        .map_err(|e| {
+            let err = Error::sys("IOMMU_GET_HW_INFO", name.to_string(), e);
+            match (e, in_type) {
+                (Errno::ENOTTY, _) => err.kind_(ErrorKind::Unsupported).detail(
+                    "no IOMMU_GET_HW_INFO here: the legacy container path, or a kernel before 6.6",
+                ),
+                (Errno::EOPNOTSUPP, Some(t)) => err.kind_(ErrorKind::Unsupported).detail(format!(
+                    "the IOMMU behind {name} reports no {t:?} data (or the kernel predates IOMMU_HW_INFO_FLAG_INPUT_TYPE, Linux 6.17)"
+                )),
+                _ => err,
+            }
+        })?;
     let len = (h.data_len as usize).min(data.len() * 8);
     let bytes: Vec<u8> = data
         .iter()

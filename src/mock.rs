@@ -226,6 +226,14 @@ impl MockDevice {
         crate::hwpt::hw_info_of(&self.iommufd, self.idev_id, &self.name)
     }
 
+    /// As [`Device::hw_info_as`](crate::Device::hw_info_as).
+    ///
+    /// # Errors
+    /// As [`Device::hw_info_as`](crate::Device::hw_info_as).
+    pub fn hw_info_as(&self, t: crate::hwpt::HwInfoType) -> Result<crate::HwInfo> {
+        crate::hwpt::hw_info_typed(&self.iommufd, self.idev_id, &self.name, Some(t))
+    }
+
     /// The page table it is attached to now.
     pub fn hwpt_id(&self) -> u32 {
         self.hwpt_id

@@ -200,3 +200,27 @@ fn group_dma<P: iommufd::PageTable>(g: &iommufd::Group<Attached<P>>, ioas: &iomm
         assert_eq!(out, MSG, "{}", d.name());
     }
 }
+
+/// VT-d's own data asked for by type (`IOMMU_HW_INFO_FLAG_INPUT_TYPE`,
+/// 7.3): the same as the default; a type VT-d has not is refused by name.
+/// Before 6.17 (6.12 here) the flag itself is refused, and the error says
+/// which kernel added it.
+#[test]
+#[ignore = "runs in the vmtest guest: cargo xtask vmtest"]
+fn vtd_data_is_asked_for_by_type() {
+    use iommufd::hwpt::HwInfoType;
+    let fd = Iommufd::open().unwrap();
+    let dev = support::bound_singleton(&fd);
+    let default = dev.hw_info().unwrap();
+    assert!(
+        matches!(default.kind, IommuKind::IntelVtd { .. }),
+        "{default:?}"
+    );
+    let e = dev.hw_info_as(HwInfoType::ArmSmmuV3).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    if std::env::var("IOMMUFD_TEST_KERNEL_VERSION").is_ok_and(|v| v == "6.12") {
+        assert!(e.to_string().contains("6.17"), "{e}");
+        return;
+    }
+    assert_eq!(dev.hw_info_as(HwInfoType::IntelVtd).unwrap(), default);
+}

@@ -141,9 +141,10 @@ impl Ctx {
         &self,
         dev_id: u32,
         data: &mut [u64],
+        in_type: Option<u32>,
     ) -> std::result::Result<sys::IommuHwInfo, Errno> {
         match self {
-            Ctx::Cdev(fd) => sys::get_hw_info(fd.as_fd(), dev_id, data),
+            Ctx::Cdev(fd) => sys::get_hw_info(fd.as_fd(), dev_id, data, in_type),
             Ctx::Legacy => Err(Errno::ENOTTY),
         }
     }

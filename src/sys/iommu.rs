@@ -122,6 +122,11 @@ pub struct IommuHwInfo {
 pub const IOMMU_HWPT_ALLOC_NEST_PARENT: u32 = 1 << 0;
 pub const IOMMU_HWPT_ALLOC_DIRTY_TRACKING: u32 = 1 << 1;
 pub const IOMMU_HW_CAP_DIRTY_TRACKING: u64 = 1 << 0;
+pub const IOMMU_HW_CAP_PCI_PASID_EXEC: u64 = 1 << 1;
+pub const IOMMU_HW_CAP_PCI_PASID_PRIV: u64 = 1 << 2;
+pub const IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED: u64 = 1 << 3;
+/// `IOMMU_HW_INFO_FLAG_INPUT_TYPE`: `data_type` is the type asked for.
+pub const IOMMU_HW_INFO_FLAG_INPUT_TYPE: u32 = 1 << 0;
 pub const IOMMU_HWPT_FAULT_ID_VALID: u32 = 1 << 2;
 pub const IOMMU_HWPT_ALLOC_PASID: u32 = 1 << 3;
 
@@ -412,12 +417,23 @@ pub fn vdevice_alloc(
 
 /// `IOMMU_GET_HW_INFO` of device `dev_id` into `data` (the driver's struct);
 /// the header as the kernel filled it (`data_len` is what it wrote or had).
-pub fn get_hw_info(fd: BorrowedFd<'_>, dev_id: u32, data: &mut [u64]) -> nix::Result<IommuHwInfo> {
+pub fn get_hw_info(
+    fd: BorrowedFd<'_>,
+    dev_id: u32,
+    data: &mut [u64],
+    in_type: Option<u32>,
+) -> nix::Result<IommuHwInfo> {
     let mut arg = IommuHwInfo {
         size: argsz::<IommuHwInfo>(),
+        flags: if in_type.is_some() {
+            IOMMU_HW_INFO_FLAG_INPUT_TYPE
+        } else {
+            0
+        },
         dev_id,
         data_len: (data.len() * 8) as u32,
         data_uptr: data.as_mut_ptr() as u64,
+        data_type: in_type.unwrap_or(0),
         ..Default::default()
     };
     // SAFETY: `data_uptr` points at `data`, exclusively borrowed for the
