@@ -305,9 +305,24 @@ fn igb_example_copies_through_the_iommu() {
         }
         assert!(seen(&log), "no DMAR {access} fault logged: {log:#?}");
     }
+    // Bad input: a clear message and exit 1, the device untouched.
     let (out, _, se) = igb(&["--count", "1", "--size", "59", "--seed", "1"]);
     assert!(!out.status.success());
     assert!(se.contains("60 bytes"), "{se}");
+    let (out, _, se) = igb(&["--count", "1"]);
+    assert!(!out.status.success());
+    assert!(se.contains("usage: igb"), "{se}");
+    let (out, _, se) = run(example("igb").args([
+        t.singleton.as_str(),
+        "--count",
+        "1",
+        "--size",
+        "60",
+        "--seed",
+        "1",
+    ]));
+    assert!(!out.status.success());
+    assert!(se.contains("is not an 82576"), "{se}");
 }
 
 /// The kernel log records not read before (`/dev/kmsg`, read to its end
