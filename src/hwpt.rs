@@ -333,6 +333,12 @@ impl<K: Kind> Hwpt<K> {
         }
     }
 
+    /// Whether it tracks dirty pages (from its allocation's flags).
+    #[inline]
+    pub(crate) fn tracks_dirty(&self) -> bool {
+        self.inner.dirty
+    }
+
     /// The same HWPT as the handle an attached device holds.
     #[inline]
     pub(crate) fn held(&self) -> HeldPt {

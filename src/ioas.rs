@@ -699,17 +699,12 @@ impl Ioas {
         iova: Iova,
         access: Access,
     ) -> Result<Mapping<Shared<M>>> {
-        if len == 0 || offset.checked_add(len).is_none_or(|end| end > src.len) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "IOMMU_IOAS_COPY",
-                src.ioas.range_object(src.iova, src.len),
-            )
-            .detail(format!(
-                "[{offset:#x}, +{len:#x}) is not a non-empty part of the {:#x}-byte source mapping",
-                src.len
-            )));
-        }
+        src.check_part(
+            "IOMMU_IOAS_COPY",
+            || src.ioas.range_object(src.iova, src.len),
+            offset,
+            len,
+        )?;
         self.copy_range(src, offset, len, iova, access)
     }
 
@@ -1554,6 +1549,27 @@ impl<M> Mapping<M> {
     /// Example: [the `ioas` module docs](crate::ioas).
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Refuses `[offset, offset + len)` unless it is a non-empty part of
+    /// this mapping: before an ioctl that takes part of it (`op` on
+    /// `object`).
+    pub(crate) fn check_part(
+        &self,
+        op: &'static str,
+        object: impl FnOnce() -> String,
+        offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        if len != 0 && offset.checked_add(len).is_some_and(|end| end <= self.len) {
+            return Ok(());
+        }
+        Err(
+            Error::new(ErrorKind::InvalidInput, op, object()).detail(format!(
+                "[{offset:#x}, +{len:#x}) is not a non-empty part of the {:#x}-byte mapping",
+                self.len
+            )),
+        )
     }
 
     /// The IOAS it lives in.

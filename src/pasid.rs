@@ -318,16 +318,16 @@ impl PasidTable {
         pasid: Pasid,
         (hwpt, tracks): (u32, bool),
     ) -> Result<()> {
-        let bits = match self.bits {
-            Some(b) => b,
+        let (bits, dirty) = match self.caps {
+            Some(caps) => caps,
             None => {
                 let info = crate::hwpt::hw_info_of(fd, dev_id, name)?;
-                self.bits = Some(info.max_pasid_log2);
-                self.dirty = info.dirty_tracking();
-                info.max_pasid_log2
+                *self
+                    .caps
+                    .insert((info.max_pasid_log2, info.dirty_tracking()))
             }
         };
-        if tracks && !self.dirty {
+        if tracks && !dirty {
             return Err(Error::new(ErrorKind::Unsupported, op.name(), format!("{name} {pasid}"))
                 .detail(format!("HWPT {hwpt} tracks dirty pages and {name}'s IOMMU has no dirty tracking (IOMMU_GET_HW_INFO): what {pasid} writes would never show in the dirty bitmap"))
                 .hint("attach it to a page table that does not track (a migration must then copy what it maps whole)"));
@@ -373,7 +373,7 @@ impl PasidTable {
             "the page table",
         )?;
         self.check(name, op, pasid)?;
-        self.check_capable(dev, op, pasid, (hwpt.id(), hwpt.held().dirty_tracking()))?;
+        self.check_capable(dev, op, pasid, (hwpt.id(), hwpt.tracks_dirty()))?;
         match call(pasid.0, hwpt.id()) {
             Ok(()) => {
                 self.set(pasid.0, hwpt.held());

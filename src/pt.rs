@@ -194,11 +194,6 @@ impl HeldPt {
         self.0.id()
     }
 
-    /// Whether it tracks dirty pages (its kind's, from its allocation).
-    pub(crate) fn dirty_tracking(&self) -> bool {
-        self.0.dirty_tracking()
-    }
-
     pub(crate) fn pasid_capable(&self) -> bool {
         self.0.pasid_capable()
     }
@@ -221,11 +216,10 @@ impl std::fmt::Debug for HeldPt {
 #[derive(Debug, Default)]
 pub(crate) struct PasidTable {
     attached: Vec<(u32, HeldPt)>,
-    /// `max_pasid_log2` from `IOMMU_GET_HW_INFO`, asked at the first
-    /// attach: it cannot change while the device is bound.
-    pub(crate) bits: Option<u8>,
-    /// Whether the device's IOMMU tracks dirty pages, from the same answer.
-    pub(crate) dirty: bool,
+    /// `max_pasid_log2` from `IOMMU_GET_HW_INFO`, and whether the IOMMU
+    /// tracks dirty pages, asked at the first attach: neither can change
+    /// while the device is bound.
+    pub(crate) caps: Option<(u8, bool)>,
 }
 
 impl PasidTable {

@@ -373,25 +373,36 @@ impl Viommu {
         parent: &Hwpt<P>,
         kind: ViommuKind,
     ) -> Result<Viommu> {
+        Self::create(dev, parent, kind, &mut [], |_| None)
+    }
+
+    /// `IOMMU_VIOMMU_ALLOC` of `kind` with driver data `data` (empty for
+    /// none), after refusing a nest parent of another iommufd; `page` reads
+    /// from the driver's answer where its page is, if it has one.
+    fn create<P: crate::hwpt::Parent>(
+        dev: &impl HwptDevice,
+        parent: &Hwpt<P>,
+        kind: ViommuKind,
+        data: &mut [u8],
+        page: impl FnOnce(&[u8]) -> Option<(u64, u64)>,
+    ) -> Result<Viommu> {
         let (fd, dev_id, name) = dev.hwpt_dev();
+        let object = || format!("{name} on HWPT {}", parent.id());
         crate::owner::same_iommufd(
             "IOMMU_VIOMMU_ALLOC",
-            || format!("{name} on HWPT {}", parent.id()),
+            object,
             fd,
             &[(parent.ioas().iommufd(), "the nest parent")],
         )?;
-        match fd.ctx().viommu_alloc(kind.number(), dev_id, parent.id()) {
-            Ok(id) => Ok(Viommu(std::sync::Arc::new(ViommuInner {
-                parent: parent.as_parent(),
-                id,
-                page: None,
-            }))),
-            Err(e) => Err(alloc_error(
-                "IOMMU_VIOMMU_ALLOC",
-                format!("{name} on HWPT {}", parent.id()),
-                e,
-            )),
-        }
+        let id = fd
+            .ctx()
+            .viommu_alloc(kind.number(), dev_id, parent.id(), data)
+            .map_err(|e| alloc_error("IOMMU_VIOMMU_ALLOC", object(), e))?;
+        Ok(Viommu(std::sync::Arc::new(ViommuInner {
+            parent: parent.as_parent(),
+            id,
+            page: page(data),
+        })))
     }
 
     /// Allocates a vIOMMU with driver data (`IOMMU_VIOMMU_ALLOC` with
@@ -420,48 +431,23 @@ impl Viommu {
         parent: &Hwpt<P>,
         data: ViommuData,
     ) -> Result<(Viommu, ViommuReply)> {
-        let (fd, dev_id, name) = dev.hwpt_dev();
-        crate::owner::same_iommufd(
-            "IOMMU_VIOMMU_ALLOC",
-            || format!("{name} on HWPT {}", parent.id()),
-            fd,
-            &[(parent.ioas().iommufd(), "the nest parent")],
-        )?;
         match data {
             #[cfg(feature = "iommufd-test-driver")]
             ViommuData::Selftest { in_data } => {
                 use crate::sys::IommuViommuSelftest as D;
                 use std::mem::{offset_of, size_of};
+                let word =
+                    |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
+                let dword =
+                    |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
                 let mut bytes = [0u8; size_of::<D>()];
                 bytes[offset_of!(D, in_data)..][..4].copy_from_slice(&in_data.to_ne_bytes());
-                let kind = ViommuKind::Selftest;
-                let id = fd
-                    .ctx()
-                    .viommu_alloc_data(kind.number(), dev_id, parent.id(), &mut bytes)
-                    .map_err(|e| {
-                        alloc_error(
-                            "IOMMU_VIOMMU_ALLOC",
-                            format!("{name} on HWPT {}", parent.id()),
-                            e,
-                        )
-                    })?;
-                let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
-                let dword = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap());
-                let (offset, len) = (
-                    dword(offset_of!(D, out_mmap_offset)),
-                    dword(offset_of!(D, out_mmap_length)),
-                );
-                let viommu = Viommu(std::sync::Arc::new(ViommuInner {
-                    parent: parent.as_parent(),
-                    id,
-                    page: (len > 0).then_some((offset, len)),
-                }));
-                Ok((
-                    viommu,
-                    ViommuReply::Selftest {
-                        out_data: word(offset_of!(D, out_data)),
-                    },
-                ))
+                let viommu = Self::create(dev, parent, ViommuKind::Selftest, &mut bytes, |b| {
+                    let len = dword(b, offset_of!(D, out_mmap_length));
+                    (len > 0).then(|| (dword(b, offset_of!(D, out_mmap_offset)), len))
+                })?;
+                let out_data = word(&bytes, offset_of!(D, out_data));
+                Ok((viommu, ViommuReply::Selftest { out_data }))
             }
         }
     }
@@ -531,23 +517,15 @@ impl Viommu {
     ) -> Result<HwQueue<'a>> {
         let parent = self.0.parent.ioas();
         let object = || format!("vIOMMU {} queue {index}", self.0.id);
-        let outside = len == 0 || offset.checked_add(len).is_none_or(|end| end > memory.len());
-        if memory.ioas() != parent || outside {
-            let detail = if outside {
-                format!(
-                    "[{offset:#x}, +{len:#x}) is not a non-empty part of the {:#x}-byte mapping",
-                    memory.len()
-                )
-            } else {
-                format!(
+        memory.check_part("IOMMU_HW_QUEUE_ALLOC", object, offset, len)?;
+        if memory.ioas() != parent {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "IOMMU_HW_QUEUE_ALLOC", object())
+                    .detail(format!(
                     "its memory is mapped in IOAS {}, not in IOAS {} of the vIOMMU's nest parent",
                     memory.ioas().id(),
                     parent.id()
-                )
-            };
-            return Err(
-                Error::new(ErrorKind::InvalidInput, "IOMMU_HW_QUEUE_ALLOC", object())
-                    .detail(detail),
+                )),
             );
         }
         let iova = memory.iova() + offset;

@@ -198,22 +198,9 @@ impl Ctx {
         }
     }
 
-    /// `IOMMU_VIOMMU_ALLOC`.
+    /// `IOMMU_VIOMMU_ALLOC`, with driver data `data` (in and out; empty
+    /// for none).
     pub(crate) fn viommu_alloc(
-        &self,
-        type_: u32,
-        dev_id: u32,
-        hwpt: u32,
-    ) -> std::result::Result<u32, Errno> {
-        match self {
-            Ctx::Cdev(fd) => sys::viommu_alloc(fd.as_fd(), type_, dev_id, hwpt),
-            Ctx::Legacy => Err(Errno::ENOTTY),
-        }
-    }
-
-    /// `IOMMU_VIOMMU_ALLOC` with driver data (`data` in and out).
-    #[cfg_attr(not(feature = "iommufd-test-driver"), allow(dead_code))]
-    pub(crate) fn viommu_alloc_data(
         &self,
         type_: u32,
         dev_id: u32,
@@ -221,7 +208,7 @@ impl Ctx {
         data: &mut [u8],
     ) -> std::result::Result<u32, Errno> {
         match self {
-            Ctx::Cdev(fd) => sys::viommu_alloc_data(fd.as_fd(), type_, dev_id, hwpt, data),
+            Ctx::Cdev(fd) => sys::viommu_alloc(fd.as_fd(), type_, dev_id, hwpt, data),
             Ctx::Legacy => Err(Errno::ENOTTY),
         }
     }

@@ -266,24 +266,10 @@ pub struct IommuViommuAlloc {
     pub data_uptr: u64,
 }
 
-/// `IOMMU_VIOMMU_ALLOC` of `type_` on nest parent `hwpt` for `dev_id`, no
-/// driver data; its id.
-pub fn viommu_alloc(fd: BorrowedFd<'_>, type_: u32, dev_id: u32, hwpt: u32) -> nix::Result<u32> {
-    let mut arg = IommuViommuAlloc {
-        size: argsz::<IommuViommuAlloc>(),
-        type_,
-        dev_id,
-        hwpt_id: hwpt,
-        ..Default::default()
-    };
-    // SAFETY: no data (`data_len` 0, `data_uptr` 0): a pointer-free struct.
-    unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
-}
-
-/// `IOMMU_VIOMMU_ALLOC` as [`viommu_alloc`], with driver data: `data` goes
-/// in and comes back with what the driver filled in.
-#[cfg_attr(not(feature = "iommufd-test-driver"), allow(dead_code))]
-pub fn viommu_alloc_data(
+/// `IOMMU_VIOMMU_ALLOC` of `type_` on nest parent `hwpt` for `dev_id`, with
+/// driver data `data` (none when empty: `data_uptr` 0), which comes back
+/// with what the driver filled in; its id.
+pub fn viommu_alloc(
     fd: BorrowedFd<'_>,
     type_: u32,
     dev_id: u32,
@@ -296,11 +282,15 @@ pub fn viommu_alloc_data(
         dev_id,
         hwpt_id: hwpt,
         data_len: u32::try_from(data.len()).map_err(|_| nix::errno::Errno::EOVERFLOW)?,
-        data_uptr: data.as_mut_ptr() as u64,
+        data_uptr: if data.is_empty() {
+            0
+        } else {
+            data.as_mut_ptr() as u64
+        },
         ..Default::default()
     };
-    // SAFETY: `data_uptr`/`data_len` describe `data`, a live exclusive
-    // buffer the kernel reads and writes only during this call.
+    // SAFETY: `data_uptr`/`data_len` describe `data` (or nothing), a live
+    // exclusive buffer the kernel reads and writes only during this call.
     unsafe { raw::iommu_viommu_alloc(fd.as_raw_fd(), &mut arg) }.map(|_| arg.out_viommu_id)
 }
 
