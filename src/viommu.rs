@@ -520,12 +520,13 @@ impl Viommu {
         memory.check_part("IOMMU_HW_QUEUE_ALLOC", object, offset, len)?;
         if memory.ioas() != parent {
             return Err(
-                Error::new(ErrorKind::InvalidInput, "IOMMU_HW_QUEUE_ALLOC", object())
-                    .detail(format!(
+                Error::new(ErrorKind::InvalidInput, "IOMMU_HW_QUEUE_ALLOC", object()).detail(
+                    format!(
                     "its memory is mapped in IOAS {}, not in IOAS {} of the vIOMMU's nest parent",
                     memory.ioas().id(),
                     parent.id()
-                )),
+                ),
+                ),
             );
         }
         let iova = memory.iova() + offset;
