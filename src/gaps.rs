@@ -25,16 +25,26 @@
 //! that IOAS). Either way the caller gets a mapping, never an error the
 //! kernel-chosen call would not give.
 //!
-//! Up to [`SMALL`](crate::table::SMALL) live mappings the lowest hole is
-//! found by walking the record (a few dozen instructions). Past that, the
-//! free holes are indexed by size class, each class ordered by address:
-//! the lowest hole that fits is the lowest first entry among the classes
-//! whose every hole fits, unless a lower hole in a smaller class fits
-//! too, which only those classes' holes below that entry are checked for.
-//! A map or unmap updates O(1) holes, each O(log K).
+//! Up to [`WALK`] live mappings the lowest hole is found by walking the
+//! record. Past that, the free holes are indexed (in [`Sorted`] maps, as
+//! the record is), by address and by size class:
+//!
+//! - the lowest hole, if it fits, holds the answer; for pages at page
+//!   alignment every hole fits, so this is the common case, and taking
+//!   from that hole's bottom (and giving it back at unmap) changes one
+//!   value in place: no search at all, at any number of live mappings;
+//! - otherwise the lowest hole that fits is the lowest first entry among
+//!   the classes whose every hole fits, unless a lower hole in a smaller
+//!   class fits too, which only those classes' holes below that entry are
+//!   checked for. A map or unmap updates O(1) holes, each O(log K).
+//!
+//! Measured with callgrind on the host, the record and the chooser spend
+//! about 160 instructions on a 4 KiB map + unmap with one live mapping and
+//! 235 with 16 384 (it was 1 540 with `BTreeMap`s); the README's bench
+//! table has the guest's numbers.
 
+use crate::table::{Sorted, Table};
 use crate::IovaRange;
-use std::collections::{BTreeMap, BTreeSet};
 
 /// The kernel's `PAGE_SIZE` on the architectures the crate runs on.
 const PAGE: u64 = 4096;
@@ -46,6 +56,9 @@ const LOWEST: u64 = PAGE;
 const HIGHEST: u64 = u64::MAX - PAGE;
 /// Where IOVAs go before the crate knows any more.
 const EVERYWHERE: &[(u64, u64)] = &[(LOWEST, HIGHEST)];
+/// Live mappings up to which the lowest hole is found by walking the
+/// record rather than through the index of holes.
+const WALK: usize = 4;
 
 /// Where a kernel-chosen IOVA may go, and the index of free holes.
 #[derive(Debug)]
@@ -73,7 +86,7 @@ struct More {
     /// Ranges mapped in the kernel that no mapping of the crate records
     /// (a handover's), kept out of every choice.
     foreign: Vec<(u64, u64)>,
-    /// The free holes, past `SMALL` live mappings; built when first needed.
+    /// The free holes, past `WALK` live mappings; built when first needed.
     index: Option<Index>,
 }
 
@@ -107,10 +120,10 @@ impl More {
 #[derive(Debug)]
 struct Index {
     /// `last -> start`.
-    holes: BTreeMap<u64, u64>,
+    holes: Sorted<u64>,
     /// Class `c` holds the last IOVAs of the holes whose `last - start` has
     /// its highest bit at `c` (lengths `2^c + 1 ..= 2^(c+1)`).
-    classes: Vec<BTreeSet<u64>>,
+    classes: [Sorted<()>; 64],
     /// Bit `c` set when class `c` is not empty.
     nonempty: u64,
     /// The key of the hole whose start changed last: where lowest-first
@@ -120,15 +133,17 @@ struct Index {
     recent: u64,
 }
 
+#[inline(always)]
 fn class(start: u64, last: u64) -> usize {
-    (last - start).checked_ilog2().unwrap_or(0) as usize
+    // `| 1`: a hole of one byte is class 0, as one of two.
+    ((last - start) | 1).ilog2() as usize
 }
 
 impl Index {
     fn new() -> Index {
         Index {
-            holes: BTreeMap::new(),
-            classes: (0..64).map(|_| BTreeSet::new()).collect(),
+            holes: Sorted::new(),
+            classes: std::array::from_fn(|_| Sorted::new()),
             nonempty: 0,
             recent: 0,
         }
@@ -137,17 +152,17 @@ impl Index {
     fn add(&mut self, start: u64, last: u64) {
         self.holes.insert(last, start);
         let c = class(start, last);
-        self.classes[c].insert(last);
+        self.classes[c].insert(last, ());
         self.nonempty |= 1 << c;
     }
 
     fn drop_hole(&mut self, start: u64, last: u64) {
-        self.holes.remove(&last);
+        self.holes.remove(last);
         self.unclass(class(start, last), last);
     }
 
     fn unclass(&mut self, c: usize, last: u64) {
-        self.classes[c].remove(&last);
+        self.classes[c].remove(last);
         if self.classes[c].is_empty() {
             self.nonempty &= !(1 << c);
         }
@@ -155,34 +170,50 @@ impl Index {
 
     /// The hole ending at `last` now starts at `new` (was `old`), already
     /// written in `holes`; its class follows.
-    #[inline]
+    #[inline(always)]
     fn restarted(&mut self, last: u64, old: u64, new: u64) {
         self.recent = last;
         let (was, is) = (class(old, last), class(new, last));
         if was != is {
             self.unclass(was, last);
-            self.classes[is].insert(last);
+            self.classes[is].insert(last, ());
             self.nonempty |= 1 << is;
         }
     }
 
     /// Frees `[start, last]` (inside a usable span, free of mappings),
     /// merged with the holes beside it.
-    fn free(&mut self, mut start: u64, last: u64) {
+    #[inline(always)]
+    fn free(&mut self, start: u64, last: u64) {
+        // Right below the lowest hole (lowest first gives back what it took
+        // last): no hole lies below to merge with, and that hole starts
+        // lower now.
+        if let Some((l, s)) = self.holes.first_mut() {
+            if last.checked_add(1) == Some(*s) {
+                let old = std::mem::replace(s, start);
+                self.restarted(l, old, start);
+                return;
+            }
+        }
+        self.free_slow(start, last);
+    }
+
+    #[inline(never)]
+    fn free_slow(&mut self, mut start: u64, last: u64) {
         if let Some(below) = start.checked_sub(1) {
-            if let Some(&s) = self.holes.get(&below) {
+            if let Some(&s) = self.holes.get(below) {
                 self.drop_hole(s, below);
                 start = s;
             }
         }
         if let Some(next) = last.checked_add(1) {
             let recent = self.recent;
-            if let Some(s) = self.holes.get_mut(&recent).filter(|s| **s == next) {
+            if let Some(s) = self.holes.get_mut(recent).filter(|s| **s == next) {
                 *s = start;
                 self.restarted(recent, next, start);
                 return;
             }
-            if let Some((&l, s)) = self.holes.range_mut(next..).next() {
+            if let Some((l, s)) = self.holes.first_from(next) {
                 if *s == next {
                     *s = start;
                     self.restarted(l, next, start);
@@ -194,16 +225,31 @@ impl Index {
     }
 
     /// Takes `[start, last]` out of the holes, wherever it overlaps them.
+    #[inline(always)]
     fn take(&mut self, start: u64, last: u64) {
+        // The bottom of the lowest hole, which lowest first takes whenever
+        // it fits: that hole starts above now.
+        if let Some((l, s)) = self.holes.first_mut() {
+            if *s == start && l > last {
+                *s = last + 1;
+                self.restarted(l, start, last + 1);
+                return;
+            }
+        }
+        self.take_slow(start, last);
+    }
+
+    #[inline(never)]
+    fn take_slow(&mut self, start: u64, last: u64) {
         let recent = self.recent;
         if recent > last {
-            if let Some(s) = self.holes.get_mut(&recent).filter(|s| **s == start) {
+            if let Some(s) = self.holes.get_mut(recent).filter(|s| **s == start) {
                 *s = last + 1;
                 self.restarted(recent, start, last + 1);
                 return;
             }
         }
-        while let Some((&hl, hs)) = self.holes.range_mut(start..).next() {
+        while let Some((hl, hs)) = self.holes.first_from(start) {
             let s = *hs;
             if s > last {
                 return;
@@ -229,23 +275,37 @@ impl Index {
     }
 
     /// The lowest IOVA of a hole that fits `len` at `align`.
+    #[inline(always)]
     fn find(&self, len: u64, align: u64) -> Option<u64> {
+        // The lowest hole, if it fits, holds the lowest fit: every hole
+        // above it starts above it. For pages at page alignment every hole
+        // fits, so this is the common answer.
+        let (l, s) = self.holes.first()?;
+        match fit(s, l, len, align) {
+            Some(at) => Some(at),
+            None => self.find_above(len, align),
+        }
+    }
+
+    /// [`find`](Self::find) when the lowest hole does not fit.
+    #[inline(never)]
+    fn find_above(&self, len: u64, align: u64) -> Option<u64> {
         let mut best: Option<u64> = None;
         // By class, smallest first; in each, by address, up to the first
         // hole that fits (the first one, in a class whose holes are all at
         // least `len + align - 1` long) or past the best so far.
-        let mut bits = self.nonempty;
+        // Classes whose longest hole, `2^(c+1)` bytes, is shorter than
+        // `len` are skipped: `c + 1 >= ceil(log2(len))`.
+        let least = (u64::BITS - (len - 1).leading_zeros()).saturating_sub(1);
+        let mut bits = self.nonempty & (u64::MAX << least);
         while bits != 0 {
             let c = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            if 1u128 << (c + 1) < u128::from(len) {
-                continue;
-            }
-            for &l in &self.classes[c] {
+            for (l, ()) in self.classes[c].iter() {
                 if best.is_some_and(|b| l >= b) {
                     break;
                 }
-                let Some(&s) = self.holes.get(&l) else { break };
+                let Some(&s) = self.holes.get(l) else { break };
                 if let Some(at) = fit(s, l, len, align) {
                     best = Some(at);
                     break;
@@ -366,12 +426,7 @@ impl Chooser {
     /// file offset), among the live mappings `live` (by IOVA); `None` when
     /// the kernel should choose.
     #[inline]
-    pub(crate) fn choose(
-        &mut self,
-        live: &crate::table::Table,
-        len: u64,
-        hint: u64,
-    ) -> Option<u64> {
+    pub(crate) fn choose(&mut self, live: &Table, len: u64, hint: u64) -> Option<u64> {
         if self.kernel {
             return None;
         }
@@ -379,17 +434,26 @@ impl Chooser {
         if align < self.alignment {
             return None; // the kernel refuses it, and says why
         }
-        match live {
-            crate::table::Table::Small(v)
-                if self.more.as_ref().is_none_or(|m| m.foreign.is_empty()) =>
+        // A short record, no index yet and nothing foreign: the walk.
+        if let Some(v) = live.only_run().filter(|v| v.len() <= WALK) {
+            if self
+                .more
+                .as_ref()
+                .is_none_or(|m| m.foreign.is_empty() && m.index.is_none())
             {
-                walk(self.usable(), v, len, align)
+                return walk(self.usable(), v, len, align);
             }
-            _ => self.indexed(live).find(len, align),
+        }
+        match self.more.as_ref().and_then(|m| m.index.as_ref()) {
+            Some(index) => index.find(len, align),
+            None => self.indexed(live).find(len, align),
         }
     }
 
-    fn indexed(&mut self, live: &crate::table::Table) -> &mut Index {
+    /// The index of holes, built from `live` when there is none.
+    #[cold]
+    #[inline(never)]
+    fn indexed(&mut self, live: &Table) -> &mut Index {
         let more = self.more();
         let (usable, foreign) = (More::usable(&more.usable), &more.foreign);
         more.index.get_or_insert_with(|| {
@@ -477,7 +541,7 @@ fn walk(usable: &[(u64, u64)], used: &[(u64, u64)], len: u64, align: u64) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Table;
+    use std::collections::BTreeMap;
 
     /// The kernel's choice, found another way: the lowest fit starts at a
     /// usable span's start or a used range's end, aligned up.

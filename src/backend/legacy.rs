@@ -18,8 +18,8 @@
 use crate::error::{range, Error, ErrorKind, Result};
 use crate::iova::{Access, IovaRange, IovaRanges};
 use crate::sys::{self, vfio};
+use crate::table::Sorted;
 use nix::errno::Errno;
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -263,10 +263,10 @@ impl Map {
 /// The lowest `align`-aligned IOVA from page 1 up with `len` bytes free
 /// between `maps` (devices with small DMA masks want low IOVAs); `None`
 /// when the space above the last mapping runs out before 2^64.
-fn first_fit(maps: &BTreeMap<u64, Map>, len: u64, align: u64) -> Option<u64> {
+fn first_fit(maps: &Sorted<Map>, len: u64, align: u64) -> Option<u64> {
     let align = align.max(1);
     let mut at = align.max(4096);
-    for (&s, m) in maps {
+    for (s, m) in maps.iter() {
         if at.checked_add(len).is_some_and(|end| end <= s) {
             break;
         }
@@ -278,7 +278,7 @@ fn first_fit(maps: &BTreeMap<u64, Map>, len: u64, align: u64) -> Option<u64> {
 
 #[derive(Default)]
 struct SpaceState {
-    maps: BTreeMap<u64, Map>,
+    maps: Sorted<Map>,
     /// Containers (groups) attached.
     containers: Vec<Arc<Container>>,
     /// The usable ranges while `containers` stays as it is (type1 reports
@@ -295,12 +295,10 @@ impl SpaceState {
 
     /// The mapping that overlaps `[iova, last]` and starts highest, if any:
     /// mappings never overlap, so one lookup.
-    fn overlap(&self, iova: u64, last: u64) -> Option<(u64, &Map)> {
+    fn overlap(&self, iova: u64, last: u64) -> Option<(u64, Map)> {
         self.maps
-            .range(..=last)
-            .next_back()
-            .filter(|(&s, m)| iova <= m.last(s))
-            .map(|(&s, m)| (s, m))
+            .last_at_most(last)
+            .filter(|(s, m)| iova <= m.last(*s))
     }
 }
 
@@ -441,7 +439,11 @@ impl Space {
         if iova > 0 && st.overlap(iova, iova - 1).is_some() {
             return Err(Errno::ENOENT);
         }
-        let hit: Vec<(u64, Map)> = st.maps.range(iova..=last).map(|(&s, m)| (s, *m)).collect();
+        let hit: Vec<(u64, Map)> = st
+            .maps
+            .iter_from(iova)
+            .take_while(|&(s, _)| s <= last)
+            .collect();
         if hit.is_empty() || hit.iter().any(|(s, m)| m.last(*s) > last) {
             return Err(Errno::ENOENT);
         }
@@ -454,7 +456,7 @@ impl Space {
             for c in &st.containers {
                 dma_unmap(c, s, m.len)?;
             }
-            st.maps.remove(&s);
+            st.maps.remove(s);
             total = u64::saturating_add(total, m.len);
         }
         Ok(total)
@@ -463,7 +465,7 @@ impl Space {
     /// Maps every mapping into `c`, all or none.
     fn replay(&self, c: &Arc<Container>) -> Result<()> {
         let mut st = self.lock();
-        let maps: Vec<(u64, Map)> = st.maps.iter().map(|(&i, m)| (i, *m)).collect();
+        let maps: Vec<(u64, Map)> = st.maps.entries();
         for (k, (iova, m)) in maps.iter().enumerate() {
             if let Err(e) = dma_map(c, *iova, m) {
                 for (iova, m) in &maps[..k] {
@@ -492,7 +494,7 @@ impl Space {
     /// still reach the IOAS's memory) and the error says so.
     fn clear(&self, c: &Arc<Container>) -> Result<()> {
         let mut st = self.lock();
-        for (&iova, m) in st.maps.iter() {
+        for (iova, m) in st.maps.iter() {
             dma_unmap(c, iova, m.len).map_err(|e| {
                 Error::sys(
                     "VFIO_IOMMU_UNMAP_DMA",
@@ -680,7 +682,7 @@ pub(crate) mod tests {
             len,
             flags: 0,
         };
-        let mut maps = std::collections::BTreeMap::new();
+        let mut maps = crate::table::Sorted::new();
         assert_eq!(first_fit(&maps, 0x1000, 0x1000), Some(0x1000));
         maps.insert(0x1000, m(0x1000));
         assert_eq!(first_fit(&maps, 0x1000, 0x1000), Some(0x2000));
