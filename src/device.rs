@@ -98,11 +98,13 @@ impl<P: PageTable> Bound for Attached<P> {}
 /// link with the fd (closing it detaches and unbinds), then the IOAS and
 /// iommufd handles.
 pub(crate) struct Inner {
-    /// BARs mapped by `map_bar`, by index. A vector, not an array of six:
-    /// the array made every `Device::open` copy and zero ~800 bytes more
-    /// (+1100 instructions, `guest_overhead`), for one allocation saved at
-    /// the first `map_bar`.
-    pub(crate) bars: Vec<Option<Bar>>,
+    /// BARs mapped by `map_bar`, by index, each boxed. Not `Bar`s inline:
+    /// six of them made every `Device::open` copy and zero ~800 bytes more
+    /// (+1100 instructions, `guest_overhead`). Not a vector either: its
+    /// first growth cost `map_bar`'s first call the allocator's reserve
+    /// path on top of the allocation (#29). Six pointers are 48 bytes, and
+    /// a `map_bar` is one allocation of one `Bar`.
+    pub(crate) bars: [Option<Box<Bar>>; 6],
     /// The device fd and the kernel path it came through.
     pub(crate) link: Link,
     /// The BDF, or the cdev path when the BDF is unknown: for messages.
@@ -115,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) bound: Option<(Iommufd, u32)>,
     /// Region info by index, queried once: it cannot change while the fd is
     /// bound, and config-space accesses would otherwise pay an ioctl each.
+    /// A BAR mapped before its info was asked otherwise keeps the info in
+    /// its `Bar` instead, and lookups look there (see `map_bar`).
     regions: [OnceLock<RegionInfo>; CACHED_REGIONS],
     /// Whether config writes turned memory decoding off (see [`decoding`]).
     pub(crate) decoding: decoding::Decoding,
@@ -240,7 +244,7 @@ fn lone_device_name(fd: &OwnedFd, what: &dyn Fn() -> String) -> Result<String> {
 /// A fresh unbound device: no BARs, not bound, not attached.
 fn unbound(link: Link, name: String) -> Device<Unbound> {
     make(Inner {
-        bars: Vec::new(),
+        bars: Default::default(),
         link,
         attached: None,
         hwpt: None,

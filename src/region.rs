@@ -16,9 +16,11 @@
 //! ```
 
 use crate::error::{Error, ErrorKind, Result};
-use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::num::NonZeroUsize;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
 
 /// Region and IRQ indexes of a vfio-pci device.
 pub mod pci {
@@ -277,19 +279,33 @@ impl RegionInfo {
 
     /// Decodes the buffer `VFIO_DEVICE_GET_REGION_INFO` filled.
     pub(crate) fn decode(buf: &[u8]) -> Result<RegionInfo, CapError> {
-        let f = |o| u32_at(buf, o).ok_or(CapError::OutOfBounds { offset: o as u32 });
-        let flags = f(4)?;
-        let cap_offset = f(12)?;
+        // The fixed struct, checked once; its fields at fixed offsets.
+        let Some(head) = buf.first_chunk::<32>() else {
+            return Err(CapError::OutOfBounds {
+                offset: buf.len().min(28) as u32 & !3,
+            });
+        };
+        let u32_at = |o: usize| {
+            let mut b = [0; 4];
+            b.copy_from_slice(&head[o..o + 4]);
+            u32::from_ne_bytes(b)
+        };
+        let u64_at = |o: usize| {
+            let mut b = [0; 8];
+            b.copy_from_slice(&head[o..o + 8]);
+            u64::from_ne_bytes(b)
+        };
+        let flags = u32_at(4);
         let caps = if flags & FLAG_CAPS != 0 {
-            parse_capabilities(buf, 32, cap_offset)?
+            parse_capabilities(buf, 32, u32_at(12))?
         } else {
             Vec::new()
         };
         Ok(RegionInfo {
-            index: f(8)?,
+            index: u32_at(8),
             flags,
-            size: u64_at(buf, 16).ok_or(CapError::OutOfBounds { offset: 16 })?,
-            offset: u64_at(buf, 24).ok_or(CapError::OutOfBounds { offset: 24 })?,
+            size: u64_at(16),
+            offset: u64_at(24),
             caps,
         })
     }
@@ -298,8 +314,76 @@ impl RegionInfo {
 /// One mmapped area of a BAR.
 pub(crate) struct MappedArea {
     offset: u64,
-    map: MmapRaw,
+    map: DeviceMap,
 }
+
+/// One shared read-write `mmap` of part of a device fd, which this value
+/// alone owns and unmaps when it drops. (Not `memmap2::MmapRaw`: its
+/// builder and page-offset bookkeeping cost a BAR's first map about 60
+/// instructions over the `mmap` itself (#29), for offsets that VFIO
+/// always page-aligns.)
+pub(crate) struct DeviceMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl DeviceMap {
+    /// mmaps `[offset, offset + len)` of `fd`, shared and read-write, where
+    /// the kernel chooses.
+    pub(crate) fn new(fd: BorrowedFd<'_>, offset: u64, len: u64) -> nix::Result<DeviceMap> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let n = usize::try_from(len)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or(Errno::EINVAL)?;
+        let offset = i64::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;
+        // SAFETY: a new shared mapping at an address the kernel chooses:
+        // nothing of this process is replaced, and nothing refers to it
+        // until the value returned owns it.
+        let p = unsafe {
+            mmap(
+                None,
+                n,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                offset,
+            )
+        }?;
+        Ok(DeviceMap {
+            ptr: p.cast(),
+            len: n.get(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for DeviceMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, owned by this value alone; every
+        // pointer into it is derived from a borrow of the `Bar` that owns
+        // this value, so none outlives it.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+// SAFETY: the value owns its mapping, as `memmap2::MmapRaw` (Send + Sync)
+// does; the mapping is device memory (or, in tests, a file's pages), which
+// no Rust allocation aliases, reached only by volatile accesses.
+unsafe impl Send for DeviceMap {}
+// SAFETY: as above; `&DeviceMap` gives only the address and the length.
+unsafe impl Sync for DeviceMap {}
 
 /// A BAR's mappings, owned by the device (see [`Device::map_bar`](crate::Device::map_bar)).
 pub(crate) struct Bar {
@@ -335,40 +419,58 @@ impl Areas {
 /// The start of `areas[0].map` when that mapping covers `[0, info.size)`.
 struct Whole(*mut u8);
 
-// SAFETY: the pointer is the base of a mapping the same `Bar` owns (an
-// `MmapRaw`, itself Send + Sync); it is only read, and only used for
+// SAFETY: the pointer is the base of a mapping the same `Bar` owns (a
+// `DeviceMap`, itself Send + Sync); it is only read, and only used for
 // volatile accesses to device memory, which no Rust allocation aliases.
 unsafe impl Send for Whole {}
 // SAFETY: as above; `&Whole` gives nothing but the address.
 unsafe impl Sync for Whole {}
 
+/// The error of an area's `mmap`.
+#[cold]
+fn area_error(name: &str, info: &RegionInfo, a: SparseArea, e: Errno) -> Error {
+    Error::new(
+        ErrorKind::Kernel,
+        "mmap BAR",
+        format!("{name} region {}", info.index),
+    )
+    .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size))
+    .errno(e)
+}
+
 impl Bar {
-    /// mmaps every mmap-able area of `info` from the device fd.
-    pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Bar> {
+    /// mmaps every mmap-able area of `info` from the device fd; `info` is
+    /// of an mmap-able region of a nonzero size.
+    pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Box<Bar>> {
+        if info.caps.is_empty() {
+            // No capability, so no sparse list: the whole region is one
+            // area (the common BAR), mapped straight into its `Bar`.
+            let whole = SparseArea {
+                offset: 0,
+                size: info.size,
+            };
+            let map = DeviceMap::new(fd, info.offset, info.size)
+                .map_err(|e| area_error(name, &info, whole, e))?;
+            return Ok(Box::new(Bar {
+                whole: Whole(map.as_mut_ptr()),
+                areas: Areas {
+                    first: Some(MappedArea { offset: 0, map }),
+                    rest: Vec::new(),
+                },
+                info,
+            }));
+        }
         let mut areas = Areas::default();
-        for a in info.mmap_areas() {
-            let map = MmapOptions::new()
-                .offset(info.offset + a.offset)
-                .len(a.size as usize)
-                .map_raw(fd.as_raw_fd())
-                .map_err(|e| {
-                    let err = Error::new(
-                        ErrorKind::Kernel,
-                        "mmap BAR",
-                        format!("{name} region {}", info.index),
-                    )
-                    .detail(format!("area [{:#x}, +{:#x}): {e}", a.offset, a.size));
-                    match e.raw_os_error() {
-                        Some(n) => err.errno(nix::errno::Errno::from_raw(n)),
-                        None => err,
-                    }
-                })?;
+        // An empty area has nothing to map, and nothing can be reached in it.
+        for a in info.mmap_areas().filter(|a| a.size != 0) {
+            let map = DeviceMap::new(fd, info.offset.saturating_add(a.offset), a.size)
+                .map_err(|e| area_error(name, &info, a, e))?;
             areas.push(MappedArea {
                 offset: a.offset,
                 map,
             });
         }
-        Ok(Bar::new(info, areas))
+        Ok(Box::new(Bar::new(info, areas)))
     }
 
     fn new(info: RegionInfo, areas: Areas) -> Bar {
@@ -762,7 +864,7 @@ pub(crate) mod tests {
 
     /// A read-write BAR 0 of `size` bytes at fd offset 0, with `map` its one
     /// mmapped area, at `area` within the BAR.
-    fn test_bar(size: u64, area: u64, map: MmapRaw) -> Bar {
+    fn test_bar(size: u64, area: u64, map: DeviceMap) -> Bar {
         let info = RegionInfo {
             index: 0,
             flags: FLAG_READ | FLAG_WRITE | FLAG_MMAP,
@@ -931,7 +1033,9 @@ pub(crate) mod tests {
     /// out-of-range MMIO accesses are errors.
     #[test]
     fn offsets_near_the_top_of_u64_do_not_overflow() {
-        let map = MmapOptions::new().len(4096).map_anon().unwrap().into();
+        let f = nix::sys::memfd::memfd_create(c"bar", nix::sys::memfd::MFdFlags::empty()).unwrap();
+        nix::unistd::ftruncate(&f, 4096).unwrap();
+        let map = DeviceMap::new(std::os::fd::AsFd::as_fd(&f), 0, 4096).unwrap();
         let bar = test_bar(4096, 0, map);
         let stdin = std::io::stdin();
         let mmio = Mmio::new(std::os::fd::AsFd::as_fd(&stdin), &bar, "test");
@@ -963,11 +1067,7 @@ pub(crate) mod tests {
         let _ = std::fs::remove_file(&path);
         let bytes: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
         f.write_all(&bytes).unwrap();
-        let map = MmapOptions::new()
-            .offset(4096)
-            .len(4096)
-            .map_raw(std::os::fd::AsRawFd::as_raw_fd(&f))
-            .unwrap();
+        let map = DeviceMap::new(std::os::fd::AsFd::as_fd(&f), 4096, 4096).unwrap();
         let bar = test_bar(8192, 4096, map);
         assert!(
             bar.whole.0.is_null(),

@@ -81,8 +81,13 @@ struct State {
 
 impl Decoding {
     /// Why decoding is off, when a config write of ours turned it off.
-    pub(crate) fn off(&self) -> Option<&'static str> {
-        let st = crate::lock(&self.state);
+    /// `&mut`: the caller holds the device exclusively, so no lock is taken.
+    #[inline]
+    pub(crate) fn off(&mut self) -> Option<&'static str> {
+        let st = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if st.memory_off {
             Some("a config write cleared PCI_COMMAND_MEMORY")
         } else if st.d3hot {
