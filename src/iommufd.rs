@@ -27,7 +27,7 @@ struct Shared {
     /// The object ids that a value of this process holds (see
     /// [`crate::owner`]): an id here has exactly one owner, so it cannot be
     /// adopted again.
-    held: Mutex<Vec<u32>>,
+    held: crate::owner::HeldIds,
 }
 
 /// Every iommufd fd a value of this process holds, to refuse adopting one
@@ -38,7 +38,7 @@ impl Iommufd {
     fn with(ctx: Ctx) -> Iommufd {
         let shared = Arc::new(Shared {
             ctx,
-            held: Mutex::new(Vec::new()),
+            held: Default::default(),
         });
         if shared.ctx.iommufd_fd().is_some() {
             let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -346,7 +346,7 @@ impl Iommufd {
     }
 
     /// The table of object ids held in this process (see [`crate::owner`]).
-    pub(crate) fn held(&self) -> &Mutex<Vec<u32>> {
+    pub(crate) fn held(&self) -> &crate::owner::HeldIds {
         &self.shared.held
     }
 
