@@ -118,7 +118,8 @@ pub(crate) struct Inner {
     /// Region info by index, queried once: it cannot change while the fd is
     /// bound, and config-space accesses would otherwise pay an ioctl each.
     /// A BAR mapped before its info was asked otherwise keeps the info in
-    /// its `Bar` instead, and lookups look there (see `map_bar`).
+    /// its `Bar` instead, and lookups look there (see `map_bar`);
+    /// `unmap_bar` moves it here.
     regions: [OnceLock<RegionInfo>; CACHED_REGIONS],
     /// Whether config writes turned memory decoding off (see [`decoding`]).
     pub(crate) decoding: decoding::Decoding,

@@ -439,6 +439,11 @@ fn area_error(name: &str, info: &RegionInfo, a: SparseArea, e: Errno) -> Error {
 }
 
 impl Bar {
+    /// Unmaps the BAR; its region info.
+    pub(crate) fn into_info(self) -> RegionInfo {
+        self.info
+    }
+
     /// mmaps every mmap-able area of `info` from the device fd; `info` is
     /// of an mmap-able region of a nonzero size.
     pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Box<Bar>> {

@@ -119,11 +119,21 @@ impl<S: Bound> Device<S> {
     /// device). Needed before a config write that turns memory decoding off
     /// (see [`config_write`](Self::config_write)).
     pub fn unmap_bar(&mut self, index: u32) -> bool {
-        self.inner
+        let Some(bar) = self
+            .inner
             .bars
             .get_mut(index as usize)
             .and_then(Option::take)
-            .is_some()
+        else {
+            return false;
+        };
+        // The mapping goes; its region info stays, in the cache, so that
+        // mapping the BAR again asks the kernel nothing but the mmap.
+        let info = (*bar).into_info();
+        if let Some(slot) = self.inner.regions.get(index as usize) {
+            let _ = slot.set(info);
+        }
+        true
     }
 
     /// A view of BAR `index`, mapped earlier with [`map_bar`](Self::map_bar).
