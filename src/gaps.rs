@@ -175,15 +175,25 @@ impl Index {
         self.recent = last;
         let (was, is) = (class(old, last), class(new, last));
         if was != is {
-            self.unclass(was, last);
-            self.classes[is].insert(last, ());
-            self.nonempty |= 1 << is;
+            self.reclass(last, was, is);
         }
+    }
+
+    /// The hole ending at `last` moves from class `was` to `is`: out of
+    /// line, so that the common map and unmap stay short.
+    #[inline(never)]
+    fn reclass(&mut self, last: u64, was: usize, is: usize) {
+        self.unclass(was, last);
+        self.classes[is].insert(last, ());
+        self.nonempty |= 1 << is;
     }
 
     /// Frees `[start, last]` (inside a usable span, free of mappings),
     /// merged with the holes beside it.
-    #[inline(always)]
+    // Out of line (as `take`): inlined, it lengthened every map and unmap
+    // through the IOAS (the record's hooks), index or not, by about ten
+    // instructions, more than the call costs where there is an index.
+    #[inline(never)]
     fn free(&mut self, start: u64, last: u64) {
         // Right below the lowest hole (lowest first gives back what it took
         // last): no hole lies below to merge with, and that hole starts
@@ -225,7 +235,7 @@ impl Index {
     }
 
     /// Takes `[start, last]` out of the holes, wherever it overlaps them.
-    #[inline(always)]
+    #[inline(never)]
     fn take(&mut self, start: u64, last: u64) {
         // The bottom of the lowest hole, which lowest first takes whenever
         // it fits: that hole starts above now.

@@ -94,7 +94,7 @@ impl Mapped {
     }
 
     /// Records a live mapping.
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, iova: u64, len: u64) {
         self.all.insert(iova, len);
         self.chooser.mapped(iova, len);
