@@ -38,10 +38,11 @@
 //!   class fits too, which only those classes' holes below that entry are
 //!   checked for. A map or unmap updates O(1) holes, each O(log K).
 //!
-//! Measured with callgrind on the host, the record and the chooser spend
+//! Measured with callgrind on the host, the record and the chooser spent
 //! about 160 instructions on a 4 KiB map + unmap with one live mapping and
-//! 235 with 16 384 (it was 1 540 with `BTreeMap`s); the README's bench
-//! table has the guest's numbers.
+//! 235 with 16 384 (1 540 with `BTreeMap`s). `tests/guest_overhead.rs`
+//! counts the whole map + unmap in the guest (rows "any" and "many"), and
+//! the README's bench table has the kernel's side too.
 
 use crate::table::{Sorted, Table};
 use crate::IovaRange;
