@@ -97,14 +97,18 @@ pub(crate) struct HeldIds {
 }
 
 impl HeldIds {
+    /// The word and bit of a low `id`; `None` for a high one.
+    #[inline]
+    fn bit(&self, id: u32) -> Option<(&AtomicU64, u64)> {
+        let word = self.low.get((id / 64) as usize)?;
+        Some((word, 1u64 << (id % 64)))
+    }
+
     /// Records `id` held; false (and nothing changed) when it already was.
     #[inline]
     fn take(&self, id: u32) -> bool {
-        match self.low.get((id / 64) as usize) {
-            Some(word) => {
-                let bit = 1u64 << (id % 64);
-                word.fetch_or(bit, Ordering::AcqRel) & bit == 0
-            }
+        match self.bit(id) {
+            Some((word, bit)) => word.fetch_or(bit, Ordering::AcqRel) & bit == 0,
             None => {
                 let mut high = lock(&self.high);
                 if high.contains(&id) {
@@ -119,9 +123,9 @@ impl HeldIds {
     /// Records `id` no longer held.
     #[inline]
     fn give_back(&self, id: u32) {
-        match self.low.get((id / 64) as usize) {
-            Some(word) => {
-                word.fetch_and(!(1u64 << (id % 64)), Ordering::AcqRel);
+        match self.bit(id) {
+            Some((word, bit)) => {
+                word.fetch_and(!bit, Ordering::AcqRel);
             }
             None => remove_one(&mut lock(&self.high), &id),
         }

@@ -285,27 +285,21 @@ impl RegionInfo {
                 offset: buf.len().min(28) as u32 & !3,
             });
         };
-        let u32_at = |o: usize| {
-            let mut b = [0; 4];
-            b.copy_from_slice(&head[o..o + 4]);
-            u32::from_ne_bytes(b)
-        };
-        let u64_at = |o: usize| {
-            let mut b = [0; 8];
-            b.copy_from_slice(&head[o..o + 8]);
-            u64::from_ne_bytes(b)
-        };
-        let flags = u32_at(4);
+        // Every field lies inside the 32 bytes just checked: the defaults
+        // are never taken (and the checks fold away).
+        let word = |o| u32_at(head, o).unwrap_or_default();
+        let dword = |o| u64_at(head, o).unwrap_or_default();
+        let flags = word(4);
         let caps = if flags & FLAG_CAPS != 0 {
-            parse_capabilities(buf, 32, u32_at(12))?
+            parse_capabilities(buf, 32, word(12))?
         } else {
             Vec::new()
         };
         Ok(RegionInfo {
-            index: u32_at(8),
+            index: word(8),
             flags,
-            size: u64_at(16),
-            offset: u64_at(24),
+            size: dword(16),
+            offset: dword(24),
             caps,
         })
     }
@@ -439,11 +433,6 @@ fn area_error(name: &str, info: &RegionInfo, a: SparseArea, e: Errno) -> Error {
 }
 
 impl Bar {
-    /// Unmaps the BAR; its region info.
-    pub(crate) fn into_info(self) -> RegionInfo {
-        self.info
-    }
-
     /// mmaps every mmap-able area of `info` from the device fd; `info` is
     /// of an mmap-able region of a nonzero size.
     pub(crate) fn map(fd: BorrowedFd<'_>, info: RegionInfo, name: &str) -> Result<Box<Bar>> {
@@ -456,14 +445,11 @@ impl Bar {
             };
             let map = DeviceMap::new(fd, info.offset, info.size)
                 .map_err(|e| area_error(name, &info, whole, e))?;
-            return Ok(Box::new(Bar {
-                whole: Whole(map.as_mut_ptr()),
-                areas: Areas {
-                    first: Some(MappedArea { offset: 0, map }),
-                    rest: Vec::new(),
-                },
-                info,
-            }));
+            let areas = Areas {
+                first: Some(MappedArea { offset: 0, map }),
+                rest: Vec::new(),
+            };
+            return Ok(Box::new(Bar::new(info, areas)));
         }
         let mut areas = Areas::default();
         // An empty area has nothing to map, and nothing can be reached in it.

@@ -75,6 +75,16 @@ impl<V: Copy> Sorted<V> {
         at
     }
 
+    /// Where `key` is (`Ok`) or would go (`Err`) in the run it belongs to:
+    /// that run's index and the position in it; `None` when there is no
+    /// run.
+    #[inline]
+    fn locate(&self, key: u64) -> Option<(usize, Result<usize, usize>)> {
+        let at = self.run_of(key);
+        let run = self.runs.get(at)?;
+        Some((at, run.items.binary_search_by_key(&key, |e| e.0)))
+    }
+
     /// All the entries, when the map is one run (the walk of
     /// [`crate::gaps`] wants a short slice), or `None`.
     #[inline]
@@ -112,18 +122,18 @@ impl<V: Copy> Sorted<V> {
 
     #[inline(never)]
     fn insert_slow(&mut self, key: u64, v: V) {
-        let at = self.run_of(key);
-        let (last, next_empty) = match self.runs.get(at + 1) {
-            None => (true, false),
-            Some(next) => (false, next.items.is_empty()),
-        };
-        let Some(run) = self.runs.get_mut(at) else {
+        let Some((at, found)) = self.locate(key) else {
             let mut items = Vec::with_capacity(4);
             items.push((key, v));
             self.runs.push(Run { first: key, items });
             return;
         };
-        let i = match run.items.binary_search_by_key(&key, |e| e.0) {
+        let (last, next_empty) = match self.runs.get(at + 1) {
+            None => (true, false),
+            Some(next) => (false, next.items.is_empty()),
+        };
+        let run = &mut self.runs[at];
+        let i = match found {
             Ok(i) => {
                 run.items[i].1 = v;
                 return;
@@ -183,10 +193,11 @@ impl<V: Copy> Sorted<V> {
 
     #[inline(never)]
     fn remove_slow(&mut self, key: u64) -> Option<V> {
-        let at = self.run_of(key);
+        let (at, Ok(i)) = self.locate(key)? else {
+            return None;
+        };
         let last = at + 1 == self.runs.len();
-        let run = self.runs.get_mut(at)?;
-        let i = run.items.binary_search_by_key(&key, |e| e.0).ok()?;
+        let run = &mut self.runs[at];
         let v = run.items.remove(i).1;
         if let Some(f) = run.items.first() {
             run.first = f.0;
@@ -223,18 +234,19 @@ impl<V: Copy> Sorted<V> {
     /// The value at `key`.
     #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<&V> {
-        let run = self.runs.get(self.run_of(key))?;
-        let i = run.items.binary_search_by_key(&key, |e| e.0).ok()?;
-        Some(&run.items[i].1)
+        let (at, Ok(i)) = self.locate(key)? else {
+            return None;
+        };
+        Some(&self.runs[at].items[i].1)
     }
 
     /// The value at `key`, to change in place.
     #[inline]
     pub(crate) fn get_mut(&mut self, key: u64) -> Option<&mut V> {
-        let at = self.run_of(key);
-        let run = self.runs.get_mut(at)?;
-        let i = run.items.binary_search_by_key(&key, |e| e.0).ok()?;
-        Some(&mut run.items[i].1)
+        let (at, Ok(i)) = self.locate(key)? else {
+            return None;
+        };
+        Some(&mut self.runs[at].items[i].1)
     }
 
     /// The first entry whose key is at least `key`, its value to change in
@@ -340,7 +352,7 @@ impl Table {
     /// dirty read inside one mapping, answered with one search.
     #[inline]
     pub(crate) fn one_covers(&self, lo: u64, hi: u64) -> bool {
-        self.last_before(lo.saturating_add(1))
+        self.last_at_most(lo)
             .is_some_and(|(s, l)| s.saturating_add(l) >= hi)
     }
 

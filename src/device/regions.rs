@@ -129,9 +129,8 @@ impl<S: Bound> Device<S> {
         };
         // The mapping goes; its region info stays, in the cache, so that
         // mapping the BAR again asks the kernel nothing but the mmap.
-        let info = (*bar).into_info();
         if let Some(slot) = self.inner.regions.get(index as usize) {
-            let _ = slot.set(info);
+            let _ = slot.set(bar.info);
         }
         true
     }
